@@ -1,0 +1,640 @@
+//! [`Chat`]: the state machine itself.
+//!
+//! It owns every piece of state (connections, online names, rooms, mailboxes, the id counter)
+//! and changes it only in [`Chat::handle`]. Each rule of the protocol's "Shared semantics" is
+//! one method below, named for the command it serves.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::command::{Command, Ref};
+use crate::config::{Config, DEFAULT_PAGE, MAX_PAGE};
+use crate::error::{ChatError, InputError, RestoreError};
+use crate::event::{Event, PresenceChange, RoomSummary};
+use crate::history::{History, Page};
+use crate::ids::{ConnectionId, MessageId};
+use crate::mailbox::Mailbox;
+use crate::message::{DirectMessage, RoomMessage};
+use crate::output::{CloseReason, HistoryRequest, Input, Output};
+use crate::persistence::{Record, Snapshot};
+use crate::room::Room;
+use crate::room_name::RoomName;
+use crate::text::Text;
+use crate::timestamp::Timestamp;
+use crate::user_name::{UserKey, UserName};
+
+/// The chat server's state machine. See the [crate documentation](crate) for the run loop.
+#[derive(Debug)]
+pub struct Chat {
+    config: Config,
+    connections: HashMap<ConnectionId, Connection>,
+    online: HashMap<UserKey, ConnectionId>,
+    rooms: BTreeMap<RoomName, Room>,
+    mailboxes: HashMap<UserKey, Mailbox>,
+    next_id: MessageId,
+    /// Ids below this are durably reserved; handing out this one needs a new reservation.
+    reserved_until: MessageId,
+    /// Connections waiting to log in, by deadline (pushed in time order, so sorted).
+    login_deadlines: VecDeque<(Timestamp, ConnectionId)>,
+    outputs: VecDeque<Output>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    user: Option<UserName>,
+    rooms: BTreeSet<RoomName>,
+    /// When the connection must have logged in by (if a login timeout is configured).
+    login_deadline: Option<Timestamp>,
+    /// A `Close` was emitted; commands are ignored until the runtime reports the disconnect.
+    closing: bool,
+}
+
+impl Chat {
+    /// A chat with no history, no mailboxes, and ids starting at 1.
+    pub fn new(config: Config) -> Self {
+        Self::restore(config, Snapshot::default())
+            .expect("an empty snapshot is consistent by construction")
+    }
+
+    /// A chat that continues from what a store kept: room history tails, offline mailboxes and
+    /// the id counter. Fails if the snapshot contradicts itself (ids out of order, a message filed
+    /// under the wrong room or mailbox), since continuing would break the id guarantees.
+    pub fn restore(config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
+        let mut next_id = snapshot.next_id.unwrap_or(MessageId::FIRST);
+        let mut rooms = BTreeMap::new();
+        for (room, tail) in snapshot.rooms {
+            let mut previous: Option<MessageId> = None;
+            for message in &tail.messages {
+                if message.room != room || previous.is_some_and(|p| p >= message.id) {
+                    return Err(RestoreError::HistoryOrder {
+                        room,
+                        id: message.id,
+                    });
+                }
+                previous = Some(message.id);
+            }
+            if let Some(last) = previous {
+                next_id = next_id.max(last.next());
+            }
+            let history =
+                History::restored(config.history, tail.messages.into_iter(), tail.has_older);
+            rooms.insert(room, Room::new(history));
+        }
+        let mut mailboxes = HashMap::new();
+        for (owner, messages) in snapshot.mailboxes {
+            let mut previous: Option<MessageId> = None;
+            for dm in &messages {
+                if dm.owner() != owner || previous.is_some_and(|p| p >= dm.id) {
+                    return Err(RestoreError::MailboxOrder { owner, id: dm.id });
+                }
+                previous = Some(dm.id);
+            }
+            if let Some(last) = previous {
+                next_id = next_id.max(last.next());
+            }
+            if !messages.is_empty() {
+                mailboxes.insert(owner, Mailbox::restored(messages));
+            }
+        }
+        rooms.retain(|_, room: &mut Room| !room.is_idle());
+        Ok(Chat {
+            config,
+            connections: HashMap::new(),
+            online: HashMap::new(),
+            rooms,
+            mailboxes,
+            next_id,
+            reserved_until: next_id,
+            login_deadlines: VecDeque::new(),
+            outputs: VecDeque::new(),
+        })
+    }
+
+    /// Feeds one input at time `now`. Afterwards, drain [`Chat::poll_output`] until it returns
+    /// `None`. An error means the runtime contradicted itself (see [`InputError`]); the state is
+    /// unchanged by the faulty input.
+    pub fn handle(&mut self, input: Input, now: Timestamp) -> Result<(), InputError> {
+        self.expire_logins(now);
+        match input {
+            Input::Connect(conn) => self.connect(conn, now),
+            Input::Command {
+                conn,
+                command,
+                reference,
+            } => {
+                let connection = self
+                    .connections
+                    .get(&conn)
+                    .ok_or(InputError::UnknownConnection(conn))?;
+                if connection.closing {
+                    return Ok(());
+                }
+                if let Err(error) = self.command(conn, command, reference.clone(), now) {
+                    self.send(conn, Event::error(&error), reference, false);
+                }
+                Ok(())
+            }
+            Input::Disconnect(conn) => self.disconnect(conn),
+            Input::Tick => Ok(()),
+        }
+    }
+
+    /// The next thing the runtime must do, in order; `None` when there is nothing left.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the core next needs an [`Input::Tick`], if ever. It may be early (a connection that
+    /// has logged in since); an early tick is harmless.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.login_deadlines.front().map(|(deadline, _)| *deadline)
+    }
+
+    /// The configuration this chat runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The id the next accepted message will get.
+    pub fn next_id(&self) -> MessageId {
+        self.next_id
+    }
+
+    /// Open connections, logged in or not.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Logged-in users.
+    pub fn online_count(&self) -> usize {
+        self.online.len()
+    }
+
+    /// The connection logged in under `name` (case-insensitively), if any.
+    pub fn online(&self, name: &UserKey) -> Option<ConnectionId> {
+        self.online.get(name).copied()
+    }
+
+    /// The members of `room`, sorted case-insensitively (empty if the room does not exist).
+    pub fn members(&self, room: &RoomName) -> Vec<UserName> {
+        self.rooms
+            .get(room)
+            .map(Room::member_names)
+            .unwrap_or_default()
+    }
+
+    /// The rooms that exist: those with members or history, sorted.
+    pub fn rooms(&self) -> impl Iterator<Item = &RoomName> {
+        self.rooms.keys()
+    }
+
+    /// How many messages of `room` are held in memory.
+    pub fn history_len(&self, room: &RoomName) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.history.len())
+    }
+
+    /// How many DMs wait in `owner`'s mailbox.
+    pub fn mailbox_len(&self, owner: &UserKey) -> usize {
+        self.mailboxes.get(owner).map_or(0, Mailbox::len)
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    fn connect(&mut self, conn: ConnectionId, now: Timestamp) -> Result<(), InputError> {
+        if self.connections.contains_key(&conn) {
+            return Err(InputError::DuplicateConnection(conn));
+        }
+        let login_deadline = self.config.login_timeout.map(|t| now.saturating_add(t));
+        self.connections.insert(
+            conn,
+            Connection {
+                user: None,
+                rooms: BTreeSet::new(),
+                login_deadline,
+                closing: false,
+            },
+        );
+        if let Some(deadline) = login_deadline {
+            self.login_deadlines.push_back((deadline, conn));
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self, conn: ConnectionId) -> Result<(), InputError> {
+        let connection = self
+            .connections
+            .remove(&conn)
+            .ok_or(InputError::UnknownConnection(conn))?;
+        if let Some(user) = connection.user {
+            let key = user.key();
+            self.online.remove(&key);
+            for room in connection.rooms {
+                self.remove_member(conn, &user, &key, room);
+            }
+        }
+        Ok(())
+    }
+
+    fn expire_logins(&mut self, now: Timestamp) {
+        while let Some(&(deadline, conn)) = self.login_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.login_deadlines.pop_front();
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                // The id may have been reused by a later connection with a later deadline.
+                let this_connection = connection.login_deadline == Some(deadline);
+                if this_connection && connection.user.is_none() && !connection.closing {
+                    connection.closing = true;
+                    self.outputs.push_back(Output::Close {
+                        conn,
+                        reason: CloseReason::LoginTimeout,
+                    });
+                }
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        conn: ConnectionId,
+        command: Command,
+        reference: Option<Ref>,
+        now: Timestamp,
+    ) -> Result<(), ChatError> {
+        let user = self.connections.get(&conn).and_then(|c| c.user.clone());
+        let user = match (&command, user) {
+            (Command::Ping, _) => {
+                self.send(conn, Event::Pong, reference, false);
+                return Ok(());
+            }
+            (Command::Login { name }, None) => return self.login(conn, name, reference),
+            (Command::Login { .. }, Some(user)) => return Err(ChatError::AlreadyLoggedIn(user)),
+            (_, None) => return Err(ChatError::NotLoggedIn),
+            (_, Some(user)) => user,
+        };
+        match command {
+            Command::Join { room } => {
+                let room = RoomName::parse(&room)?;
+                self.join(conn, &user, room, reference);
+                Ok(())
+            }
+            Command::Leave { room } => self.leave(conn, &user, &room, reference),
+            Command::Say { room, text } => self.say(conn, user, &room, &text, reference, now),
+            Command::Dm { to, text } => self.dm(conn, user, &to, &text, reference, now),
+            Command::History {
+                room,
+                before,
+                limit,
+            } => self.history(conn, &user, &room, before, limit, reference),
+            Command::Rooms => {
+                self.rooms_command(conn, reference);
+                Ok(())
+            }
+            Command::Who { room } => self.who(conn, &room, reference),
+            // Both were answered above, whatever the connection's state.
+            Command::Login { .. } | Command::Ping => Ok(()),
+        }
+    }
+
+    // ---- commands -----------------------------------------------------------------------
+
+    fn login(
+        &mut self,
+        conn: ConnectionId,
+        name: &str,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let user = UserName::parse(name)?;
+        let key = user.key();
+        if self.online.contains_key(&key) {
+            return Err(ChatError::NameTaken(user));
+        }
+        self.online.insert(key.clone(), conn);
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.user = Some(user.clone());
+        }
+        let rooms: Vec<RoomName> = self.config.default_room.iter().cloned().collect();
+        self.send(
+            conn,
+            Event::Welcome {
+                name: user.clone(),
+                rooms: rooms.clone(),
+            },
+            reference,
+            false,
+        );
+        for room in rooms {
+            self.join(conn, &user, room, None);
+        }
+        if let Some(mut mailbox) = self.mailboxes.remove(&key) {
+            let queued = mailbox.take();
+            if let Some(last) = queued.back() {
+                // Durable before delivery: a crash may lose this login's burst, but a DM is
+                // never delivered twice.
+                self.outputs.push_back(Output::Persist(Record::Delivered {
+                    owner: key,
+                    through: last.id,
+                }));
+            }
+            for message in queued {
+                let event = Event::Dm {
+                    message,
+                    queued: false,
+                };
+                self.send(conn, event, None, true);
+            }
+        }
+        Ok(())
+    }
+
+    fn join(
+        &mut self,
+        conn: ConnectionId,
+        user: &UserName,
+        room_name: RoomName,
+        reference: Option<Ref>,
+    ) {
+        let key = user.key();
+        let history_capacity = self.config.history;
+        let room = self
+            .rooms
+            .entry(room_name.clone())
+            .or_insert_with(|| Room::new(History::new(history_capacity)));
+        if !room.contains(&key) {
+            let before_join = room.recipients();
+            room.add(user.clone(), conn);
+            if !before_join.is_empty() {
+                self.outputs.push_back(Output::Broadcast {
+                    to: before_join,
+                    except: None,
+                    event: Arc::new(Event::Presence {
+                        room: room_name.clone(),
+                        user: user.clone(),
+                        event: PresenceChange::Join,
+                    }),
+                });
+            }
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.rooms.insert(room_name.clone());
+            }
+        }
+        let event = Event::Joined {
+            members: room.member_names(),
+            history: room.history.last(self.config.join_history),
+            room: room_name,
+        };
+        self.send(conn, event, reference, true);
+    }
+
+    fn leave(
+        &mut self,
+        conn: ConnectionId,
+        user: &UserName,
+        room: &str,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let room = RoomName::parse(room)?;
+        let in_room = self
+            .connections
+            .get_mut(&conn)
+            .is_some_and(|c| c.rooms.remove(&room));
+        if !in_room {
+            return Err(ChatError::NotInRoom(room));
+        }
+        self.send(conn, Event::Left { room: room.clone() }, reference, false);
+        self.remove_member(conn, user, &user.key(), room);
+        Ok(())
+    }
+
+    /// Takes `user` out of `room_name`, tells the others, and forgets the room if it is idle.
+    fn remove_member(
+        &mut self,
+        conn: ConnectionId,
+        user: &UserName,
+        key: &UserKey,
+        room_name: RoomName,
+    ) {
+        let Some(room) = self.rooms.get_mut(&room_name) else {
+            return;
+        };
+        let before_leave = room.recipients();
+        room.remove(key);
+        if room.is_idle() {
+            self.rooms.remove(&room_name);
+        }
+        if before_leave.len() > 1 {
+            self.outputs.push_back(Output::Broadcast {
+                to: before_leave,
+                except: Some(conn),
+                event: Arc::new(Event::Presence {
+                    room: room_name,
+                    user: user.clone(),
+                    event: PresenceChange::Leave,
+                }),
+            });
+        }
+    }
+
+    fn say(
+        &mut self,
+        conn: ConnectionId,
+        user: UserName,
+        room: &str,
+        text: &str,
+        reference: Option<Ref>,
+        now: Timestamp,
+    ) -> Result<(), ChatError> {
+        let room_name = RoomName::parse(room)?;
+        let key = user.key();
+        if !self.rooms.get(&room_name).is_some_and(|r| r.contains(&key)) {
+            return Err(ChatError::NotInRoom(room_name));
+        }
+        let text = Text::parse(text, self.config.max_text_bytes)?;
+        let id = self.allocate_id();
+        let message = Arc::new(RoomMessage {
+            room: room_name.clone(),
+            id,
+            from: user,
+            text,
+            ts: now,
+        });
+        let room = self
+            .rooms
+            .get_mut(&room_name)
+            .expect("membership was checked above and nothing removed the room since");
+        room.history.push(message.clone());
+        let recipients = room.recipients();
+        self.outputs
+            .push_back(Output::Persist(Record::Message(message.clone())));
+        let event = Arc::new(Event::Message(message));
+        if recipients.len() > 1 {
+            self.outputs.push_back(Output::Broadcast {
+                to: recipients,
+                except: Some(conn),
+                event: event.clone(),
+            });
+        }
+        self.outputs.push_back(Output::Send {
+            to: conn,
+            event,
+            reference,
+            bulk: false,
+        });
+        Ok(())
+    }
+
+    fn dm(
+        &mut self,
+        conn: ConnectionId,
+        from: UserName,
+        to: &str,
+        text: &str,
+        reference: Option<Ref>,
+        now: Timestamp,
+    ) -> Result<(), ChatError> {
+        let to = UserName::parse(to)?;
+        let text = Text::parse(text, self.config.max_text_bytes)?;
+        let owner = to.key();
+        if owner == from.key() {
+            return Err(ChatError::InvalidTarget);
+        }
+        let online = self.online.get(&owner).copied();
+        if online.is_none() && self.mailbox_len(&owner) >= self.config.mailbox {
+            return Err(ChatError::MailboxFull(to));
+        }
+        let id = self.allocate_id();
+        let message = Arc::new(DirectMessage {
+            id,
+            from,
+            to,
+            text,
+            ts: now,
+        });
+        match online {
+            Some(recipient) => {
+                let event = Arc::new(Event::Dm {
+                    message,
+                    queued: false,
+                });
+                self.outputs.push_back(Output::Send {
+                    to: recipient,
+                    event: event.clone(),
+                    reference: None,
+                    bulk: false,
+                });
+                self.outputs.push_back(Output::Send {
+                    to: conn,
+                    event,
+                    reference,
+                    bulk: false,
+                });
+            }
+            None => {
+                self.mailboxes
+                    .entry(owner)
+                    .or_default()
+                    .push(message.clone());
+                self.outputs
+                    .push_back(Output::Persist(Record::Queued(message.clone())));
+                let event = Event::Dm {
+                    message,
+                    queued: true,
+                };
+                self.send(conn, event, reference, false);
+            }
+        }
+        Ok(())
+    }
+
+    fn history(
+        &mut self,
+        conn: ConnectionId,
+        user: &UserName,
+        room: &str,
+        before: Option<u64>,
+        limit: Option<i64>,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let room_name = RoomName::parse(room)?;
+        let Some(room) = self
+            .rooms
+            .get(&room_name)
+            .filter(|r| r.contains(&user.key()))
+        else {
+            return Err(ChatError::NotInRoom(room_name));
+        };
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(n) => usize::try_from(n.clamp(1, MAX_PAGE as i64)).unwrap_or(DEFAULT_PAGE),
+        };
+        match room.history.page(before, limit) {
+            Page::Complete(messages) => {
+                let event = Event::History {
+                    room: room_name,
+                    messages,
+                };
+                self.send(conn, event, reference, true);
+            }
+            Page::Partial => {
+                self.outputs.push_back(Output::FetchHistory(HistoryRequest {
+                    conn,
+                    room: room_name,
+                    before: before.and_then(MessageId::new),
+                    limit,
+                    reference,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn rooms_command(&mut self, conn: ConnectionId, reference: Option<Ref>) {
+        let rooms = self
+            .rooms
+            .iter()
+            .map(|(room, state)| RoomSummary {
+                room: room.clone(),
+                members: state.member_count(),
+            })
+            .collect();
+        self.send(conn, Event::Rooms { rooms }, reference, false);
+    }
+
+    fn who(
+        &mut self,
+        conn: ConnectionId,
+        room: &str,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let room = RoomName::parse(room)?;
+        let members = self.members(&room);
+        self.send(conn, Event::Who { room, members }, reference, false);
+        Ok(())
+    }
+
+    // ---- helpers ------------------------------------------------------------------------
+
+    fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, bulk: bool) {
+        self.outputs.push_back(Output::Send {
+            to,
+            event: Arc::new(event),
+            reference,
+            bulk,
+        });
+    }
+
+    /// The next message id, reserving a new block first when the current one is used up.
+    fn allocate_id(&mut self) -> MessageId {
+        let id = self.next_id;
+        if id >= self.reserved_until {
+            let until = MessageId::new(id.get().saturating_add(self.config.id_block.max(1)))
+                .expect("a successor of a positive id is positive");
+            self.reserved_until = until;
+            self.outputs
+                .push_back(Output::Persist(Record::IdsReserved { until }));
+        }
+        self.next_id = id.next();
+        id
+    }
+}

@@ -1,0 +1,52 @@
+//! The core's settings, with the protocol's defaults.
+
+use std::time::Duration;
+
+use crate::room_name::RoomName;
+use crate::text::DEFAULT_MAX_TEXT_BYTES;
+
+/// How a [`Chat`](crate::Chat) behaves. `Config::default()` is the protocol's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The room every user joins at login (`general`); `None` disables it.
+    pub default_room: Option<RoomName>,
+    /// Messages kept in memory per room (1000); older pages come from the store.
+    pub history: usize,
+    /// Messages sent to a user who joins a room (5).
+    pub join_history: usize,
+    /// DMs kept per offline name (1000).
+    pub mailbox: usize,
+    /// The largest text in bytes of UTF-8 (4096).
+    pub max_text_bytes: usize,
+    /// How long a connection may stay without logging in before the core closes it (60 s);
+    /// `None` lets it stay.
+    pub login_timeout: Option<Duration>,
+    /// How many ids one [`Record::IdsReserved`](crate::Record::IdsReserved) reserves (1024):
+    /// larger blocks mean fewer store writes and larger gaps after a crash.
+    pub id_block: u64,
+}
+
+/// The default room's name.
+pub const DEFAULT_ROOM: &str = "general";
+
+/// The default number of messages in a `history` page when the client gives no `limit`.
+pub const DEFAULT_PAGE: usize = 50;
+
+/// The largest `history` page.
+pub const MAX_PAGE: usize = 500;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_room: Some(
+                RoomName::parse(DEFAULT_ROOM).expect("the default room name is a valid room name"),
+            ),
+            history: 1000,
+            join_history: 5,
+            mailbox: 1000,
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            login_timeout: Some(Duration::from_secs(60)),
+            id_block: 1024,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Errors: what a client did wrong ([`ChatError`], one variant per protocol error code) and what
+//! a runtime or store did wrong ([`InputError`], [`RestoreError`]).
+//!
+//! A [`ChatError`] is never fatal to a connection: the core answers it with an `error` event and
+//! the connection stays open. Its [`code`](ChatError::code) is the stable `code` field on the
+//! wire; its `Display` text is the `message`, a sentence for a person.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ConnectionId, MessageId};
+use crate::room_name::RoomName;
+use crate::user_name::{UserKey, UserName};
+
+/// The stable error codes of the protocol, as they appear in `{"type":"error","code":…}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field, or a binary frame.
+    BadFrame,
+    /// A frame whose `type` the server does not know.
+    UnknownType,
+    /// Anything but `login` and `ping` before logging in.
+    NotLoggedIn,
+    /// A second `login` on one connection.
+    AlreadyLoggedIn,
+    /// A user name outside the rules.
+    InvalidName,
+    /// The name is online already (case-insensitively).
+    NameTaken,
+    /// A room name outside the rules.
+    InvalidRoom,
+    /// The room needs membership (say, leave, history).
+    NotInRoom,
+    /// Empty, blank, or with control characters.
+    InvalidText,
+    /// A text over the size limit.
+    TooLong,
+    /// A DM to oneself.
+    InvalidTarget,
+    /// The recipient's offline mailbox is full; nothing was kept.
+    MailboxFull,
+    /// Frames faster than the connection's rate limit.
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `"name_taken"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::InvalidText => "invalid_text",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::MailboxFull => "mailbox_full",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// A rule a client broke. Each variant is one protocol error code; the text is for a person.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// The frame could not be read as a command (transports raise this while decoding).
+    #[error("bad frame: {0}")]
+    BadFrame(String),
+    /// The frame's `type` is not a command (transports raise this while decoding).
+    #[error("unknown frame type {0:?}")]
+    UnknownType(String),
+    /// The command needs a logged-in connection.
+    #[error("log in first")]
+    NotLoggedIn,
+    /// The connection is logged in already.
+    #[error("you are already logged in as {0}")]
+    AlreadyLoggedIn(UserName),
+    /// The name breaks the naming rules; the text says which.
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    /// Someone online has this name (compared case-insensitively).
+    #[error("the name {0} is taken")]
+    NameTaken(UserName),
+    /// The room name breaks the naming rules; the text says which.
+    #[error("invalid room name: {0}")]
+    InvalidRoom(String),
+    /// The command needs membership of this room.
+    #[error("you are not in #{0}")]
+    NotInRoom(RoomName),
+    /// The text breaks the text rules; the text says which.
+    #[error("invalid text: {0}")]
+    InvalidText(String),
+    /// The text is over the size limit.
+    #[error("the text is {len} bytes; the limit is {max}")]
+    TooLong {
+        /// The text's size in bytes of UTF-8.
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The DM's recipient cannot receive it (oneself).
+    #[error("you cannot send a direct message to yourself")]
+    InvalidTarget,
+    /// The recipient is offline and their mailbox is full; the DM was not kept.
+    #[error("{0} is offline and their mailbox is full; the message was not kept")]
+    MailboxFull(UserName),
+    /// The connection sends faster than its rate limit (raised by the runtime).
+    #[error("too many messages; slow down")]
+    RateLimited,
+}
+
+impl ChatError {
+    /// The protocol error code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChatError::BadFrame(_) => ErrorCode::BadFrame,
+            ChatError::UnknownType(_) => ErrorCode::UnknownType,
+            ChatError::NotLoggedIn => ErrorCode::NotLoggedIn,
+            ChatError::AlreadyLoggedIn(_) => ErrorCode::AlreadyLoggedIn,
+            ChatError::InvalidName(_) => ErrorCode::InvalidName,
+            ChatError::NameTaken(_) => ErrorCode::NameTaken,
+            ChatError::InvalidRoom(_) => ErrorCode::InvalidRoom,
+            ChatError::NotInRoom(_) => ErrorCode::NotInRoom,
+            ChatError::InvalidText(_) => ErrorCode::InvalidText,
+            ChatError::TooLong { .. } => ErrorCode::TooLong,
+            ChatError::InvalidTarget => ErrorCode::InvalidTarget,
+            ChatError::MailboxFull(_) => ErrorCode::MailboxFull,
+            ChatError::RateLimited => ErrorCode::RateLimited,
+        }
+    }
+}
+
+/// The runtime fed the core an input that contradicts what it told the core before. These are
+/// bugs in the driver, not in a client, so the core reports them instead of guessing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// A command or disconnect for a connection that was never connected, or already left.
+    #[error("{0} is not connected")]
+    UnknownConnection(ConnectionId),
+    /// A connect for an id that is still connected.
+    #[error("{0} is connected already")]
+    DuplicateConnection(ConnectionId),
+}
+
+/// A snapshot handed to [`Chat::restore`](crate::Chat::restore) contradicts itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// A room's history is not in strictly increasing id order, or holds another room's message.
+    #[error("the history of #{room} is not in strictly increasing id order at id {id}")]
+    HistoryOrder {
+        /// The room whose history is wrong.
+        room: RoomName,
+        /// The first id out of place.
+        id: MessageId,
+    },
+    /// A room appears twice in the snapshot.
+    #[error("#{0} appears twice in the snapshot")]
+    DuplicateRoom(RoomName),
+    /// A mailbox is not in strictly increasing id order, or holds a DM for someone else.
+    #[error("the mailbox of {owner} is out of order or holds another user's message at id {id}")]
+    MailboxOrder {
+        /// The mailbox's owner.
+        owner: UserKey,
+        /// The first id out of place.
+        id: MessageId,
+    },
+    /// A mailbox appears twice in the snapshot.
+    #[error("the mailbox of {0} appears twice in the snapshot")]
+    DuplicateMailbox(UserKey),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialise_as_their_wire_names() {
+        for code in [
+            ErrorCode::BadFrame,
+            ErrorCode::UnknownType,
+            ErrorCode::NotLoggedIn,
+            ErrorCode::AlreadyLoggedIn,
+            ErrorCode::InvalidName,
+            ErrorCode::NameTaken,
+            ErrorCode::InvalidRoom,
+            ErrorCode::NotInRoom,
+            ErrorCode::InvalidText,
+            ErrorCode::TooLong,
+            ErrorCode::InvalidTarget,
+            ErrorCode::MailboxFull,
+            ErrorCode::RateLimited,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+}

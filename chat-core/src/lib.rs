@@ -1,0 +1,103 @@
+//! The chat server as a pure, deterministic state machine.
+//!
+//! `chat-core` models everything a chat server decides (who is online, who is in which room,
+//! which message gets which id, what each connection is told, what must be stored), and nothing
+//! it does: no sockets, no tasks, no clock, no randomness. A runtime (`chat-runtime`) owns the
+//! I/O and drives a [`Chat`] with [`Input`]s; the chat answers with [`Output`]s. Because time is
+//! passed in, tests run a whole conversation in microseconds, and the same inputs always give
+//! the same outputs.
+//!
+//! # The run loop
+//!
+//! ```
+//! use chat_core::{Chat, Command, Config, ConnectionId, Input, Output, Timestamp};
+//!
+//! let mut chat = Chat::new(Config::default());
+//! let now = Timestamp::from_unix_millis(1_764_000_000_000);
+//! let alice = ConnectionId(1);
+//! let inputs = [
+//!     Input::Connect(alice),
+//!     Input::Command { conn: alice, command: Command::Login { name: "alice".into() }, reference: None },
+//!     Input::Command {
+//!         conn: alice,
+//!         command: Command::Say { room: "general".into(), text: "hello".into() },
+//!         reference: None,
+//!     },
+//! ];
+//! for input in inputs {
+//!     chat.handle(input, now).expect("the runtime knows its connections");
+//!     // The one rule: after every input, drain the outputs.
+//!     while let Some(output) = chat.poll_output() {
+//!         match output {
+//!             Output::Send { to, event, .. } => println!("to {to}: {}", event.kind()),
+//!             Output::Broadcast { to, event, .. } => println!("to {} members: {}", to.len(), event.kind()),
+//!             Output::Persist(record) => println!("store {record:?}"),
+//!             Output::FetchHistory(request) => println!("read a page from the store: {request:?}"),
+//!             Output::Close { conn, reason } => println!("close {conn}: {reason:?}"),
+//!         }
+//!     }
+//! }
+//! assert_eq!(chat.history_len(&"general".parse().unwrap()), 1);
+//! ```
+//!
+//! A runtime does the same with real connections: for each event from a socket or timer it calls
+//! [`Chat::handle`] with the current time, then drains [`Chat::poll_output`] until it returns
+//! `None`, carrying out each output in order. It wakes the chat with [`Input::Tick`] at
+//! [`Chat::poll_timeout`]. Records ([`Output::Persist`]) must be durable before the events that
+//! follow them are delivered, so that whatever a client saw survives a crash; a runtime may batch
+//! the records of many inputs into one store write (group commit).
+//!
+//! # What the outputs promise
+//!
+//! - A room message costs the core O(1): one [`Output::Broadcast`] with a shared, cached
+//!   [`Recipients`] set and one shared [`Event`], plus the sender's own copy carrying its `ref`.
+//!   The runtime does the per-recipient work (and can encode the event once).
+//! - Events serialise (serde) to exactly the protocol's server frames and [`Command`]s
+//!   deserialise from its client frames, so transports need no second model.
+//! - Every rule a client can break is a [`ChatError`], answered with an `error` event; the
+//!   connection stays.
+//!
+//! # Room left for later
+//!
+//! - *Resuming from a last-seen id*: history is kept in id order and paged by id, so a
+//!   `history` with an `after` bound is a query on the same ring.
+//! - *Authentication*: a runtime can check credentials before it feeds [`Command::Login`]; the
+//!   core needs only the resulting name.
+//! - *Rate limits* count frames the core never sees (undecodable ones too), so they belong to
+//!   the runtime, which answers with [`ChatError::RateLimited`].
+//! - *Several nodes*: all state is keyed by [`RoomName`] and [`UserKey`], and every effect is an
+//!   output value, so a room can be owned by one node and its outputs forwarded to others.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod chat;
+mod command;
+mod config;
+mod error;
+mod event;
+mod history;
+mod identifier;
+mod ids;
+mod mailbox;
+mod message;
+mod output;
+mod persistence;
+mod room;
+mod room_name;
+mod text;
+mod timestamp;
+mod user_name;
+
+pub use chat::Chat;
+pub use command::{Command, MAX_REF_LEN, Ref, RefError};
+pub use config::{Config, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
+pub use error::{ChatError, ErrorCode, InputError, RestoreError};
+pub use event::{Event, PresenceChange, RoomSummary};
+pub use ids::{ConnectionId, MessageId};
+pub use message::{DirectMessage, RoomMessage};
+pub use output::{CloseReason, HistoryRequest, Input, Output, Recipients};
+pub use persistence::{Record, RoomTail, Snapshot};
+pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
+pub use text::{DEFAULT_MAX_TEXT_BYTES, Text};
+pub use timestamp::{Timestamp, TimestampError};
+pub use user_name::{MAX_USER_NAME_LEN, UserKey, UserName};

@@ -1,0 +1,36 @@
+//! An offline user's mailbox: DMs kept, in order, until that name logs in.
+//!
+//! Bounded: when full, a new DM is refused (`mailbox_full`) rather than dropping an old one, so
+//! a sender always knows whether the message was kept.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::message::DirectMessage;
+
+/// The undelivered DMs of one name, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    queue: VecDeque<Arc<DirectMessage>>,
+}
+
+impl Mailbox {
+    pub(crate) fn restored(messages: Vec<DirectMessage>) -> Self {
+        Mailbox {
+            queue: messages.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, message: Arc<DirectMessage>) {
+        self.queue.push_back(message);
+    }
+
+    /// Every DM, oldest first, emptying the mailbox.
+    pub(crate) fn take(&mut self) -> VecDeque<Arc<DirectMessage>> {
+        std::mem::take(&mut self.queue)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}

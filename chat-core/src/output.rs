@@ -1,0 +1,128 @@
+//! The core's inputs and outputs: everything that crosses between it and a runtime is data.
+
+use std::sync::Arc;
+
+use crate::command::{Command, Ref};
+use crate::event::Event;
+use crate::ids::{ConnectionId, MessageId};
+use crate::persistence::Record;
+use crate::room_name::RoomName;
+
+/// Something that happened, fed to [`Chat::handle`](crate::Chat::handle) with the current time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The runtime accepted a connection and named it.
+    Connect(ConnectionId),
+    /// A connection sent a command.
+    Command {
+        /// Who sent it.
+        conn: ConnectionId,
+        /// What it asks.
+        command: Command,
+        /// The client's `ref`, echoed on the reply.
+        reference: Option<Ref>,
+    },
+    /// The connection is gone (closed by either side); it leaves every room.
+    Disconnect(ConnectionId),
+    /// Time passed: the runtime calls this when [`Chat::poll_timeout`](crate::Chat::poll_timeout)'s
+    /// instant arrives.
+    Tick,
+}
+
+/// Something the runtime must do, drained with [`Chat::poll_output`](crate::Chat::poll_output)
+/// in order.
+///
+/// Ordering rule: an event that follows a [`Output::Persist`] must not reach any client before
+/// that record is durable, so that whatever a client saw survives a crash. A runtime may store a
+/// whole burst of records in one write (group commit) and then deliver.
+#[must_use = "the runtime must carry out every output"]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send one event to one connection.
+    Send {
+        /// The recipient.
+        to: ConnectionId,
+        /// The event, shared with other outputs where it is the same.
+        event: Arc<Event>,
+        /// The `ref` of the command this answers, to add to the frame.
+        reference: Option<Ref>,
+        /// The event is part of something the client asked for in one go (a login's queued DMs,
+        /// a `joined` frame's history, a history page); it must not count as the client being
+        /// slow to read.
+        bulk: bool,
+    },
+    /// Send one event to many connections: the core's whole fan-out is this one value.
+    Broadcast {
+        /// The recipients, shared with the room's cache.
+        to: Recipients,
+        /// One of them not to send it to (the sender, who gets its own copy with its `ref`).
+        except: Option<ConnectionId>,
+        /// The event, built once.
+        event: Arc<Event>,
+    },
+    /// Make a record durable in the store.
+    Persist(Record),
+    /// A history page reaches past what the core keeps in memory: answer it from the store
+    /// with `Event::History` (once every record before this output is stored).
+    FetchHistory(HistoryRequest),
+    /// Close the connection; a [`Input::Disconnect`] for it follows once it is closed.
+    Close {
+        /// The connection.
+        conn: ConnectionId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A history page for the runtime to read from the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRequest {
+    /// Who asked.
+    pub conn: ConnectionId,
+    /// The room (the asker is a member).
+    pub room: RoomName,
+    /// Only messages with an id below this one; `None` means from the newest.
+    pub before: Option<MessageId>,
+    /// The most messages to return, already clamped to 1–500.
+    pub limit: usize,
+    /// The asker's `ref`.
+    pub reference: Option<Ref>,
+}
+
+/// Why the core closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The connection did not log in within [`Config::login_timeout`](crate::Config::login_timeout).
+    LoginTimeout,
+}
+
+/// A shared, immutable set of connections: a room's members at the moment of a broadcast. The
+/// room caches it until its membership changes, so a burst of messages hands out the same `Arc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipients(Arc<[ConnectionId]>);
+
+impl Recipients {
+    pub(crate) fn new(conns: impl IntoIterator<Item = ConnectionId>) -> Self {
+        Recipients(conns.into_iter().collect())
+    }
+
+    /// The connections.
+    pub fn as_slice(&self) -> &[ConnectionId] {
+        &self.0
+    }
+
+    /// How many connections.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether two sets are one shared allocation (the cache was reused).
+    pub fn ptr_eq(&self, other: &Recipients) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}

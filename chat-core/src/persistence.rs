@@ -1,0 +1,68 @@
+//! The core's half of the store contract: [`Record`]s out, a [`Snapshot`] in.
+//!
+//! The core keeps what it needs in memory (history tails, offline mailboxes, the id counter) and
+//! asks the runtime to make every change durable with [`Output::Persist`](crate::Output::Persist).
+//! At start the runtime reads a [`Snapshot`] back from the store and hands it to
+//! [`Chat::restore`](crate::Chat::restore). A store needs to understand nothing but these types.
+//!
+//! Ids are never reused after a restart, DMs delivered online included: the core reserves ids in
+//! blocks ([`Record::IdsReserved`]) before it hands them out, and a restored counter starts at or
+//! above every reservation, so a crash at worst skips the unused rest of a block.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::MessageId;
+use crate::message::{DirectMessage, RoomMessage};
+use crate::room_name::RoomName;
+use crate::user_name::UserKey;
+
+/// A change the store must make durable. Records come out in the order they happened; a store
+/// applies them in that order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// Append a message to its room's history.
+    Message(Arc<RoomMessage>),
+    /// Append a DM to the offline mailbox of [`DirectMessage::owner`].
+    Queued(Arc<DirectMessage>),
+    /// The owner's mailbox was delivered at login: drop every DM in it with an id up to and
+    /// including `through`.
+    Delivered {
+        /// Whose mailbox.
+        owner: UserKey,
+        /// The last id delivered.
+        through: MessageId,
+    },
+    /// The core may hand out ids below `until`; a restored counter must start at `until` or
+    /// above it.
+    IdsReserved {
+        /// The first id not yet reserved.
+        until: MessageId,
+    },
+}
+
+/// What a store hands back at start: enough to continue as if the server had never stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The lowest id the core may hand out: above every stored message and every reservation.
+    /// The core also raises it above any id in `rooms` and `mailboxes`.
+    pub next_id: Option<MessageId>,
+    /// The newest stored messages of each room that has history.
+    pub rooms: BTreeMap<RoomName, RoomTail>,
+    /// Undelivered DMs by recipient, oldest first.
+    pub mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
+}
+
+/// The newest stored messages of one room.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomTail {
+    /// The messages, oldest first, in strictly increasing id order. Only the last
+    /// [`Config::history`](crate::Config::history) are kept in memory.
+    pub messages: Vec<RoomMessage>,
+    /// The store holds older messages of this room than `messages` (so history pages that reach
+    /// past them must be read from the store).
+    pub has_older: bool,
+}

@@ -1,0 +1,8 @@
+//! `chat-engine`: the facade of the chat engine workspace.
+//!
+//! It re-exports the workspace's crates under one name and owns the top-level `examples/` and
+//! `benches/`. See the README for the crate map.
+
+#![doc = include_str!("../README.md")]
+
+pub use chat_core as core;
