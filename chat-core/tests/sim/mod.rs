@@ -1,0 +1,269 @@
+//! A simulated server for scenario tests: fake connections, a fake clock, and a loop that feeds
+//! inputs to a [`Chat`] and drains its outputs, as a runtime would.
+//!
+//! Every delivery lands in the recipient's inbox; records, history fetches and closes are kept
+//! for inspection. The harness also checks the core's delivery promises as it goes: nothing is
+//! ever addressed to a connection that is not open, and every id the core hands out was reserved
+//! by an earlier record.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::{
+    Chat, CloseReason, Command, Config, ConnectionId, ErrorCode, Event, HistoryRequest, Input,
+    MessageId, Output, Record, Ref, Timestamp,
+};
+
+/// One delivered event as a connection sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub event: Arc<Event>,
+    pub reference: Option<Ref>,
+    pub bulk: bool,
+}
+
+pub struct Sim {
+    pub chat: Chat,
+    pub now: Timestamp,
+    next_conn: u64,
+    open: BTreeSet<ConnectionId>,
+    inboxes: HashMap<ConnectionId, Vec<Received>>,
+    pub records: Vec<Record>,
+    pub fetches: Vec<HistoryRequest>,
+    pub closed: Vec<(ConnectionId, CloseReason)>,
+    /// Outputs drained, by kind, to check the core's fan-out cost.
+    pub broadcasts: usize,
+    pub sends: usize,
+    reserved_until: u64,
+}
+
+impl Sim {
+    pub fn new(config: Config) -> Self {
+        Self::with_chat(Chat::new(config))
+    }
+
+    pub fn with_chat(chat: Chat) -> Self {
+        // Ids below a restored counter were handed out (and reserved) in an earlier life.
+        let reserved_until = chat.next_id().get();
+        Sim {
+            chat,
+            now: Timestamp::parse("2026-11-22T10:00:00.000Z").unwrap(),
+            next_conn: 1,
+            open: BTreeSet::new(),
+            inboxes: HashMap::new(),
+            records: Vec::new(),
+            fetches: Vec::new(),
+            closed: Vec::new(),
+            broadcasts: 0,
+            sends: 0,
+            reserved_until,
+        }
+    }
+
+    pub fn input(&mut self, input: Input) {
+        self.chat
+            .handle(input, self.now)
+            .expect("the simulated runtime is consistent");
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.chat.poll_output() {
+            match output {
+                Output::Send {
+                    to,
+                    event,
+                    reference,
+                    bulk,
+                } => {
+                    self.sends += 1;
+                    self.check_ids(&event);
+                    self.deliver(
+                        to,
+                        Received {
+                            event,
+                            reference,
+                            bulk,
+                        },
+                    );
+                }
+                Output::Broadcast { to, except, event } => {
+                    self.broadcasts += 1;
+                    self.check_ids(&event);
+                    for &conn in to.as_slice() {
+                        if Some(conn) != except {
+                            let received = Received {
+                                event: event.clone(),
+                                reference: None,
+                                bulk: false,
+                            };
+                            self.deliver(conn, received);
+                        }
+                    }
+                }
+                Output::Persist(record) => {
+                    if let Record::IdsReserved { until } = &record {
+                        assert!(until.get() > self.reserved_until, "reservations only grow");
+                        self.reserved_until = until.get();
+                    }
+                    self.records.push(record);
+                }
+                Output::FetchHistory(request) => self.fetches.push(request),
+                Output::Close { conn, reason } => {
+                    assert!(
+                        self.open.contains(&conn),
+                        "close of {conn}, which is not open"
+                    );
+                    self.closed.push((conn, reason));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: ConnectionId, received: Received) {
+        assert!(
+            self.open.contains(&to),
+            "{:?} delivered to {to}, which is not open",
+            received.event
+        );
+        self.inboxes.entry(to).or_default().push(received);
+    }
+
+    /// Every id a client sees was reserved durably before it was handed out.
+    fn check_ids(&self, event: &Event) {
+        let id = match event {
+            Event::Message(m) => m.id,
+            Event::Dm { message, .. } => message.id,
+            _ => return,
+        };
+        assert!(
+            id.get() < self.reserved_until,
+            "id {id} was not reserved (until {})",
+            self.reserved_until
+        );
+    }
+
+    pub fn connect(&mut self) -> ConnectionId {
+        let conn = ConnectionId(self.next_conn);
+        self.next_conn += 1;
+        self.open.insert(conn);
+        self.input(Input::Connect(conn));
+        conn
+    }
+
+    pub fn disconnect(&mut self, conn: ConnectionId) {
+        self.open.remove(&conn);
+        self.inboxes.remove(&conn);
+        self.input(Input::Disconnect(conn));
+    }
+
+    pub fn command(&mut self, conn: ConnectionId, command: Command) {
+        self.input(Input::Command {
+            conn,
+            command,
+            reference: None,
+        });
+    }
+
+    pub fn command_with_ref(&mut self, conn: ConnectionId, command: Command, reference: Ref) {
+        self.input(Input::Command {
+            conn,
+            command,
+            reference: Some(reference),
+        });
+    }
+
+    /// Connects and logs in; panics unless the login succeeded. Clears the inbox.
+    pub fn login(&mut self, name: &str) -> ConnectionId {
+        let conn = self.connect();
+        self.command(conn, Command::Login { name: name.into() });
+        let first = self
+            .take(conn)
+            .into_iter()
+            .next()
+            .expect("a reply to login");
+        assert!(
+            matches!(&*first.event, Event::Welcome { .. }),
+            "login of {name} failed: {first:?}"
+        );
+        conn
+    }
+
+    pub fn join(&mut self, conn: ConnectionId, room: &str) {
+        self.command(conn, Command::Join { room: room.into() });
+    }
+
+    pub fn leave(&mut self, conn: ConnectionId, room: &str) {
+        self.command(conn, Command::Leave { room: room.into() });
+    }
+
+    pub fn say(&mut self, conn: ConnectionId, room: &str, text: &str) {
+        self.command(
+            conn,
+            Command::Say {
+                room: room.into(),
+                text: text.into(),
+            },
+        );
+    }
+
+    pub fn dm(&mut self, conn: ConnectionId, to: &str, text: &str) {
+        self.command(
+            conn,
+            Command::Dm {
+                to: to.into(),
+                text: text.into(),
+            },
+        );
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now = self.now.saturating_add(by);
+        self.input(Input::Tick);
+    }
+
+    /// Everything `conn` received since the last take, in order.
+    pub fn take(&mut self, conn: ConnectionId) -> Vec<Received> {
+        self.inboxes.remove(&conn).unwrap_or_default()
+    }
+
+    /// The events `conn` received since the last take.
+    pub fn events(&mut self, conn: ConnectionId) -> Vec<Event> {
+        self.take(conn)
+            .into_iter()
+            .map(|r| (*r.event).clone())
+            .collect()
+    }
+
+    /// Clears every inbox.
+    pub fn quiet(&mut self) {
+        self.inboxes.clear();
+    }
+
+    /// The code of the one error `conn` received; panics if it received anything else.
+    pub fn error_code(&mut self, conn: ConnectionId) -> ErrorCode {
+        match self.events(conn).as_slice() {
+            [Event::Error { code, .. }] => *code,
+            other => panic!("expected exactly one error, got {other:?}"),
+        }
+    }
+
+    /// Texts of the room messages `conn` received since the last take.
+    pub fn texts(&mut self, conn: ConnectionId) -> Vec<String> {
+        self.events(conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(format!("{}: {}", m.from, m.text)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A message id for assertions.
+pub fn id(n: u64) -> MessageId {
+    MessageId::new(n).unwrap()
+}
