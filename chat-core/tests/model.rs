@@ -1,0 +1,521 @@
+//! Property test: random sessions of connects, logins, joins, leaves, says, DMs, history pages
+//! and disconnects, run on the real core and on a small reference model written straight from
+//! the protocol's rules. After every step each connection must have received exactly what the
+//! model says, and the invariants hold: room messages reach exactly the members of that moment,
+//! ids strictly increase, nothing goes to a closed connection (the harness checks), online names
+//! are unique case-insensitively, mailboxes are FIFO and bounded, history is bounded.
+
+mod sim;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chat_core::{
+    Command, Config, ConnectionId, ErrorCode, Event, PresenceChange, Record, RoomName, UserName,
+};
+use proptest::prelude::*;
+use sim::Sim;
+
+const NAMES: [&str; 6] = ["alice", "ALICE", "bob", "Bob", "carol", "no good"];
+const ROOMS: [&str; 4] = ["general", "rust", "RUST", "not a room"];
+const TEXTS: [&str; 5] = ["hi", "two\nlines", "   ", "bell\u{7}", "much too long"];
+const HISTORY: usize = 4;
+const JOIN_HISTORY: usize = 2;
+const MAILBOX: usize = 2;
+const MAX_TEXT: usize = 10;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Connect,
+    Login(usize, usize),
+    Join(usize, usize),
+    Leave(usize, usize),
+    Say(usize, usize, usize),
+    Dm(usize, usize, usize),
+    History(usize, usize, Option<u64>, i64),
+    Disconnect(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 0..6usize;
+    prop_oneof![
+        2 => Just(Op::Connect),
+        3 => (conn.clone(), 0..NAMES.len()).prop_map(|(c, n)| Op::Login(c, n)),
+        2 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Join(c, r)),
+        1 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Leave(c, r)),
+        4 => (conn.clone(), 0..ROOMS.len(), 0..TEXTS.len()).prop_map(|(c, r, t)| Op::Say(c, r, t)),
+        3 => (conn.clone(), 0..NAMES.len(), 0..TEXTS.len()).prop_map(|(c, n, t)| Op::Dm(c, n, t)),
+        1 => (conn.clone(), 0..ROOMS.len(), proptest::option::of(0..30u64), -1..6i64)
+            .prop_map(|(c, r, b, l)| Op::History(c, r, b, l)),
+        1 => conn.prop_map(Op::Disconnect),
+    ]
+}
+
+/// What a connection is expected to see, reduced to what the rules decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Welcome(String),
+    Joined {
+        room: String,
+        members: Vec<String>,
+        history: Vec<u64>,
+    },
+    Left(String),
+    Presence {
+        room: String,
+        user: String,
+        join: bool,
+    },
+    Message {
+        room: String,
+        id: u64,
+        from: String,
+    },
+    Dm {
+        id: u64,
+        from: String,
+        queued: bool,
+    },
+    History(Vec<u64>),
+    Error(ErrorCode),
+}
+
+fn seen(event: &Event) -> Seen {
+    match event {
+        Event::Welcome { name, .. } => Seen::Welcome(name.to_string()),
+        Event::Joined {
+            room,
+            members,
+            history,
+        } => Seen::Joined {
+            room: room.to_string(),
+            members: members.iter().map(ToString::to_string).collect(),
+            history: history.iter().map(|m| m.id.get()).collect(),
+        },
+        Event::Left { room } => Seen::Left(room.to_string()),
+        Event::Presence { room, user, event } => Seen::Presence {
+            room: room.to_string(),
+            user: user.to_string(),
+            join: *event == PresenceChange::Join,
+        },
+        Event::Message(m) => Seen::Message {
+            room: m.room.to_string(),
+            id: m.id.get(),
+            from: m.from.to_string(),
+        },
+        Event::Dm { message, queued } => Seen::Dm {
+            id: message.id.get(),
+            from: message.from.to_string(),
+            queued: *queued,
+        },
+        Event::History { messages, .. } => {
+            Seen::History(messages.iter().map(|m| m.id.get()).collect())
+        }
+        Event::Error { code, .. } => Seen::Error(*code),
+        other => panic!("the model does not send {other:?}"),
+    }
+}
+
+/// The reference model: plain collections, the protocol's rules written out one by one.
+#[derive(Default)]
+struct Model {
+    /// Open connections and the name each logged in with.
+    conns: BTreeMap<u64, Option<String>>,
+    /// Room → member connections.
+    members: BTreeMap<String, BTreeSet<u64>>,
+    /// Room → every message id ever said there.
+    said: BTreeMap<String, Vec<u64>>,
+    /// Lower-case name → queued DMs (id, sender), oldest first.
+    mailboxes: BTreeMap<String, VecDeque<(u64, String)>>,
+    next_id: u64,
+    expected: BTreeMap<u64, Vec<Seen>>,
+    fetches: usize,
+}
+
+fn valid_name(name: &str) -> bool {
+    UserName::parse(name).is_ok()
+}
+
+fn room_of(index: usize) -> Result<String, ErrorCode> {
+    RoomName::parse(ROOMS[index])
+        .map(|r| r.to_string())
+        .map_err(|_| ErrorCode::InvalidRoom)
+}
+
+fn text_problem(text: &str) -> Option<ErrorCode> {
+    if text.len() > MAX_TEXT {
+        Some(ErrorCode::TooLong)
+    } else if text.trim().is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        Some(ErrorCode::InvalidText)
+    } else {
+        None
+    }
+}
+
+impl Model {
+    fn tell(&mut self, conn: u64, seen: Seen) {
+        self.expected.entry(conn).or_default().push(seen);
+    }
+
+    fn name(&self, conn: u64) -> Option<String> {
+        self.conns.get(&conn).cloned().flatten()
+    }
+
+    fn online(&self, key: &str) -> Option<u64> {
+        self.conns
+            .iter()
+            .find(|(_, name)| name.as_deref().is_some_and(|n| n.to_lowercase() == key))
+            .map(|(c, _)| *c)
+    }
+
+    fn sorted_members(&self, room: &str) -> Vec<String> {
+        let mut names: Vec<String> = self.members[room]
+            .iter()
+            .filter_map(|c| self.name(*c))
+            .collect();
+        names.sort_by_key(|n| n.to_lowercase());
+        names
+    }
+
+    fn join(&mut self, conn: u64, room: &str) {
+        let name = self.name(conn).expect("joins are by logged-in users");
+        let members = self.members.entry(room.to_owned()).or_default();
+        if members.insert(conn) {
+            let others: Vec<u64> = members.iter().copied().filter(|c| *c != conn).collect();
+            for other in others {
+                self.tell(
+                    other,
+                    Seen::Presence {
+                        room: room.into(),
+                        user: name.clone(),
+                        join: true,
+                    },
+                );
+            }
+        }
+        let said = self.said.get(room).cloned().unwrap_or_default();
+        let history = said[said.len().saturating_sub(JOIN_HISTORY)..].to_vec();
+        let members = self.sorted_members(room);
+        self.tell(
+            conn,
+            Seen::Joined {
+                room: room.into(),
+                members,
+                history,
+            },
+        );
+    }
+
+    fn leave(&mut self, conn: u64, room: &str, name: &str) {
+        let members = self.members.get_mut(room).expect("leaving a known room");
+        members.remove(&conn);
+        let others: Vec<u64> = members.iter().copied().collect();
+        for other in others {
+            self.tell(
+                other,
+                Seen::Presence {
+                    room: room.into(),
+                    user: name.into(),
+                    join: false,
+                },
+            );
+        }
+    }
+
+    fn apply(&mut self, conn: u64, op: &Op) -> Result<(), ErrorCode> {
+        let me = self.name(conn);
+        match (op, me) {
+            (Op::Login(_, n), None) => {
+                let name = NAMES[*n];
+                if !valid_name(name) {
+                    return Err(ErrorCode::InvalidName);
+                }
+                if self.online(&name.to_lowercase()).is_some() {
+                    return Err(ErrorCode::NameTaken);
+                }
+                self.conns.insert(conn, Some(name.into()));
+                self.tell(conn, Seen::Welcome(name.into()));
+                self.join(conn, "general");
+                for (id, from) in self
+                    .mailboxes
+                    .remove(&name.to_lowercase())
+                    .unwrap_or_default()
+                {
+                    self.tell(
+                        conn,
+                        Seen::Dm {
+                            id,
+                            from,
+                            queued: false,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            (Op::Login(..), Some(_)) => Err(ErrorCode::AlreadyLoggedIn),
+            (_, None) => Err(ErrorCode::NotLoggedIn),
+            (Op::Join(_, r), Some(_)) => {
+                let room = room_of(*r)?;
+                self.join(conn, &room);
+                Ok(())
+            }
+            (Op::Leave(_, r), Some(name)) => {
+                let room = room_of(*r)?;
+                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                    return Err(ErrorCode::NotInRoom);
+                }
+                self.tell(conn, Seen::Left(room.clone()));
+                self.leave(conn, &room, &name);
+                Ok(())
+            }
+            (Op::Say(_, r, t), Some(name)) => {
+                let room = room_of(*r)?;
+                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                    return Err(ErrorCode::NotInRoom);
+                }
+                if let Some(code) = text_problem(TEXTS[*t]) {
+                    return Err(code);
+                }
+                self.next_id += 1;
+                let id = self.next_id;
+                self.said.entry(room.clone()).or_default().push(id);
+                for member in self.members[&room].clone() {
+                    self.tell(
+                        member,
+                        Seen::Message {
+                            room: room.clone(),
+                            id,
+                            from: name.clone(),
+                        },
+                    );
+                }
+                Ok(())
+            }
+            (Op::Dm(_, n, t), Some(name)) => {
+                let to = NAMES[*n];
+                if !valid_name(to) {
+                    return Err(ErrorCode::InvalidName);
+                }
+                if let Some(code) = text_problem(TEXTS[*t]) {
+                    return Err(code);
+                }
+                let key = to.to_lowercase();
+                if key == name.to_lowercase() {
+                    return Err(ErrorCode::InvalidTarget);
+                }
+                match self.online(&key) {
+                    Some(target) => {
+                        self.next_id += 1;
+                        let id = self.next_id;
+                        self.tell(
+                            target,
+                            Seen::Dm {
+                                id,
+                                from: name.clone(),
+                                queued: false,
+                            },
+                        );
+                        self.tell(
+                            conn,
+                            Seen::Dm {
+                                id,
+                                from: name,
+                                queued: false,
+                            },
+                        );
+                    }
+                    None => {
+                        let mailbox = self.mailboxes.entry(key).or_default();
+                        if mailbox.len() >= MAILBOX {
+                            return Err(ErrorCode::MailboxFull);
+                        }
+                        self.next_id += 1;
+                        mailbox.push_back((self.next_id, name.clone()));
+                        let id = self.next_id;
+                        self.tell(
+                            conn,
+                            Seen::Dm {
+                                id,
+                                from: name,
+                                queued: true,
+                            },
+                        );
+                    }
+                }
+                Ok(())
+            }
+            (Op::History(_, r, before, limit), Some(_)) => {
+                let room = room_of(*r)?;
+                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                    return Err(ErrorCode::NotInRoom);
+                }
+                let limit = (*limit).clamp(1, 500) as usize;
+                let said = self.said.get(&room).cloned().unwrap_or_default();
+                let below = |id: &&u64| before.is_none_or(|b| **id < b);
+                let last = |ids: Vec<u64>| ids[ids.len().saturating_sub(limit)..].to_vec();
+                let whole = last(said.iter().filter(below).copied().collect());
+                // Memory holds the room's last HISTORY messages. A short page from memory may be
+                // short only because older messages were evicted: then the store answers.
+                let in_memory = &said[said.len().saturating_sub(HISTORY)..];
+                let page = last(in_memory.iter().filter(below).copied().collect());
+                let evicted = said.len() > HISTORY;
+                if page.len() < limit && evicted && !before.is_some_and(|b| b <= 1) {
+                    self.fetches += 1;
+                } else {
+                    assert_eq!(page, whole, "a page from memory is never short by mistake");
+                    self.tell(conn, Seen::History(page));
+                }
+                Ok(())
+            }
+            (Op::Connect | Op::Disconnect(_), _) => unreachable!("handled by the driver"),
+        }
+    }
+
+    fn disconnect(&mut self, conn: u64) {
+        if let Some(Some(name)) = self.conns.remove(&conn) {
+            let rooms: Vec<String> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.contains(&conn))
+                .map(|(r, _)| r.clone())
+                .collect();
+            for room in rooms {
+                self.leave(conn, &room, &name);
+            }
+        }
+    }
+}
+
+fn config() -> Config {
+    Config {
+        history: HISTORY,
+        join_history: JOIN_HISTORY,
+        mailbox: MAILBOX,
+        max_text_bytes: MAX_TEXT,
+        login_timeout: None,
+        id_block: 3,
+        ..Config::default()
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(config());
+    let mut model = Model::default();
+    let mut open: Vec<ConnectionId> = Vec::new();
+    let mut last_id = 0;
+    for op in &ops {
+        let conn_at = |i: usize| open.get(i % open.len().max(1)).copied();
+        match op {
+            Op::Connect => {
+                let conn = sim.connect();
+                open.push(conn);
+                model.conns.insert(conn.0, None);
+            }
+            Op::Disconnect(i) => {
+                let Some(conn) = conn_at(*i) else { continue };
+                open.retain(|c| *c != conn);
+                sim.disconnect(conn);
+                model.disconnect(conn.0);
+                model.expected.remove(&conn.0);
+            }
+            _ => {
+                let index = match op {
+                    Op::Login(i, _) | Op::Join(i, _) | Op::Leave(i, _) | Op::Say(i, _, _) => *i,
+                    Op::Dm(i, _, _) | Op::History(i, _, _, _) => *i,
+                    Op::Connect | Op::Disconnect(_) => unreachable!(),
+                };
+                let Some(conn) = conn_at(index) else { continue };
+                if let Err(code) = model.apply(conn.0, op) {
+                    model.tell(conn.0, Seen::Error(code));
+                }
+                let command = match op {
+                    Op::Login(_, n) => Command::Login {
+                        name: NAMES[*n].into(),
+                    },
+                    Op::Join(_, r) => Command::Join {
+                        room: ROOMS[*r].into(),
+                    },
+                    Op::Leave(_, r) => Command::Leave {
+                        room: ROOMS[*r].into(),
+                    },
+                    Op::Say(_, r, t) => Command::Say {
+                        room: ROOMS[*r].into(),
+                        text: TEXTS[*t].into(),
+                    },
+                    Op::Dm(_, n, t) => Command::Dm {
+                        to: NAMES[*n].into(),
+                        text: TEXTS[*t].into(),
+                    },
+                    Op::History(_, r, before, limit) => Command::History {
+                        room: ROOMS[*r].into(),
+                        before: *before,
+                        limit: Some(*limit),
+                    },
+                    Op::Connect | Op::Disconnect(_) => unreachable!(),
+                };
+                sim.command(conn, command);
+            }
+        }
+        for &conn in &open {
+            let got: Vec<Seen> = sim.take(conn).iter().map(|r| seen(&r.event)).collect();
+            let want = model.expected.remove(&conn.0).unwrap_or_default();
+            prop_assert_eq!(&got, &want, "{} after {:?}", conn, op);
+            for s in &got {
+                if let Seen::Message { id, .. } | Seen::Dm { id, .. } = s {
+                    prop_assert!(*id <= model.next_id);
+                }
+            }
+        }
+        prop_assert_eq!(
+            sim.fetches.len(),
+            model.fetches,
+            "history fetches after {:?}",
+            op
+        );
+        // Invariants on the core's own state.
+        for room in model.said.keys() {
+            let room = RoomName::parse(room).unwrap();
+            prop_assert!(sim.chat.history_len(&room) <= HISTORY);
+        }
+        let online: BTreeSet<String> = model
+            .conns
+            .values()
+            .flatten()
+            .map(|n| n.to_lowercase())
+            .collect();
+        prop_assert_eq!(sim.chat.online_count(), online.len());
+        for (key, queue) in &model.mailboxes {
+            prop_assert!(queue.len() <= MAILBOX);
+            let key = UserName::parse(key).unwrap().key();
+            prop_assert_eq!(sim.chat.mailbox_len(&key), queue.len());
+        }
+        // Ids of stored messages strictly increase.
+        let ids: Vec<u64> = sim
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Message(m) => Some(m.id.get()),
+                Record::Queued(d) => Some(d.id.get()),
+                _ => None,
+            })
+            .collect();
+        prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        if let Some(&newest) = ids.last() {
+            prop_assert!(newest >= last_id);
+            last_id = newest;
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_core_behaves_like_the_reference_model(ops in proptest::collection::vec(op(), 1..80)) {
+        run(ops)?;
+    }
+}
