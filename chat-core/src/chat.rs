@@ -15,7 +15,7 @@ use crate::history::{History, Page};
 use crate::ids::{ConnectionId, MessageId};
 use crate::mailbox::Mailbox;
 use crate::message::{DirectMessage, RoomMessage};
-use crate::output::{CloseReason, HistoryRequest, Input, Output};
+use crate::output::{CloseReason, HistoryRequest, Input, Output, SendKind};
 use crate::persistence::{Record, Snapshot};
 use crate::room::Room;
 use crate::room_name::RoomName;
@@ -130,7 +130,7 @@ impl Chat {
                     return Ok(());
                 }
                 if let Err(error) = self.command(conn, command, reference.clone(), now) {
-                    self.send(conn, Event::error(&error), reference, false);
+                    self.send(conn, Event::error(&error), reference, SendKind::Reply);
                 }
                 Ok(())
             }
@@ -265,7 +265,7 @@ impl Chat {
         let user = self.connections.get(&conn).and_then(|c| c.user.clone());
         let user = match (&command, user) {
             (Command::Ping, _) => {
-                self.send(conn, Event::Pong, reference, false);
+                self.send(conn, Event::Pong, reference, SendKind::Reply);
                 return Ok(());
             }
             (Command::Login { name }, None) => return self.login(conn, name, reference),
@@ -322,7 +322,7 @@ impl Chat {
                 rooms: rooms.clone(),
             },
             reference,
-            false,
+            SendKind::Reply,
         );
         for room in rooms {
             self.join(conn, &user, room, None);
@@ -342,7 +342,7 @@ impl Chat {
                     message,
                     queued: false,
                 };
-                self.send(conn, event, None, true);
+                self.send(conn, event, None, SendKind::Backlog);
             }
         }
         Ok(())
@@ -384,7 +384,7 @@ impl Chat {
             history: room.history.last(self.config.join_history),
             room: room_name,
         };
-        self.send(conn, event, reference, true);
+        self.send(conn, event, reference, SendKind::Backlog);
     }
 
     fn leave(
@@ -402,7 +402,12 @@ impl Chat {
         if !in_room {
             return Err(ChatError::NotInRoom(room));
         }
-        self.send(conn, Event::Left { room: room.clone() }, reference, false);
+        self.send(
+            conn,
+            Event::Left { room: room.clone() },
+            reference,
+            SendKind::Reply,
+        );
         self.remove_member(conn, user, &user.key(), room);
         Ok(())
     }
@@ -479,7 +484,7 @@ impl Chat {
             to: conn,
             event,
             reference,
-            bulk: false,
+            kind: SendKind::Echo,
         });
         Ok(())
     }
@@ -521,13 +526,13 @@ impl Chat {
                     to: recipient,
                     event: event.clone(),
                     reference: None,
-                    bulk: false,
+                    kind: SendKind::Push,
                 });
                 self.outputs.push_back(Output::Send {
                     to: conn,
                     event,
                     reference,
-                    bulk: false,
+                    kind: SendKind::Echo,
                 });
             }
             None => {
@@ -541,7 +546,7 @@ impl Chat {
                     message,
                     queued: true,
                 };
-                self.send(conn, event, reference, false);
+                self.send(conn, event, reference, SendKind::Echo);
             }
         }
         Ok(())
@@ -574,7 +579,7 @@ impl Chat {
                     room: room_name,
                     messages,
                 };
-                self.send(conn, event, reference, true);
+                self.send(conn, event, reference, SendKind::Backlog);
             }
             Page::Partial => {
                 self.outputs.push_back(Output::FetchHistory(HistoryRequest {
@@ -598,7 +603,7 @@ impl Chat {
                 members: state.member_count(),
             })
             .collect();
-        self.send(conn, Event::Rooms { rooms }, reference, false);
+        self.send(conn, Event::Rooms { rooms }, reference, SendKind::Reply);
     }
 
     fn who(
@@ -609,18 +614,23 @@ impl Chat {
     ) -> Result<(), ChatError> {
         let room = RoomName::parse(room)?;
         let members = self.members(&room);
-        self.send(conn, Event::Who { room, members }, reference, false);
+        self.send(
+            conn,
+            Event::Who { room, members },
+            reference,
+            SendKind::Reply,
+        );
         Ok(())
     }
 
     // ---- helpers ------------------------------------------------------------------------
 
-    fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, bulk: bool) {
+    fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, kind: SendKind) {
         self.outputs.push_back(Output::Send {
             to,
             event: Arc::new(event),
             reference,
-            bulk,
+            kind,
         });
     }
 

@@ -95,7 +95,7 @@ pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};
 pub use ids::{ConnectionId, MessageId};
 pub use message::{DirectMessage, RoomMessage};
-pub use output::{CloseReason, HistoryRequest, Input, Output, Recipients};
+pub use output::{CloseReason, HistoryRequest, Input, Output, Recipients, SendKind};
 pub use persistence::{Record, RoomTail, Snapshot};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
 pub use text::{DEFAULT_MAX_TEXT_BYTES, Text};

@@ -46,10 +46,8 @@ pub enum Output {
         event: Arc<Event>,
         /// The `ref` of the command this answers, to add to the frame.
         reference: Option<Ref>,
-        /// The event is part of something the client asked for in one go (a login's queued DMs,
-        /// a `joined` frame's history, a history page); it must not count as the client being
-        /// slow to read.
-        bulk: bool,
+        /// What the event is to its recipient.
+        kind: SendKind,
     },
     /// Send one event to many connections: the core's whole fan-out is this one value.
     Broadcast {
@@ -72,6 +70,32 @@ pub enum Output {
         /// Why.
         reason: CloseReason,
     },
+}
+
+/// What a [`Output::Send`] is to its recipient. Transports render some kinds differently (a line
+/// client does not see its own room messages echoed), and a runtime exempts backlogs from the
+/// outbound queue bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SendKind {
+    /// The answer to the recipient's own command (`welcome`, `left`, `who`, `rooms`, `pong`,
+    /// `error`).
+    Reply,
+    /// The recipient's own copy of a message it sent (`say`, `dm`), carrying its `ref`.
+    Echo,
+    /// Something the client asked for in one go that may be large: a `joined` frame with its
+    /// history, a history page, or the queued DMs delivered at login. It never counts as the
+    /// client being slow to read.
+    Backlog,
+    /// Something another user caused: a DM arriving. (Room traffic comes as
+    /// [`Output::Broadcast`].)
+    Push,
+}
+
+impl SendKind {
+    /// Whether the runtime must accept this event into a full outbound queue.
+    pub fn is_backlog(self) -> bool {
+        self == SendKind::Backlog
+    }
 }
 
 /// A history page for the runtime to read from the store.

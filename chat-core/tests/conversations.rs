@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chat_core::{
     Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event,
-    PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail, Snapshot, Text,
-    Timestamp, UserName,
+    PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail, SendKind, Snapshot,
+    Text, Timestamp, UserName,
 };
 use sim::{Sim, id};
 
@@ -137,6 +137,11 @@ fn a_room_message_reaches_every_member_once_with_one_id_and_timestamp() {
     assert_eq!(mine.len(), 1);
     assert_eq!(theirs.len(), 1);
     assert_eq!(mine[0].reference, Some(Ref::text("m1").unwrap()));
+    assert_eq!(
+        mine[0].kind,
+        SendKind::Echo,
+        "the sender's copy is marked as its own"
+    );
     assert_eq!(theirs[0].reference, None);
     // The sender's copy and the broadcast are one shared event.
     assert!(Arc::ptr_eq(&mine[0].event, &theirs[0].event));
@@ -352,7 +357,7 @@ fn joiners_get_the_last_n_messages_oldest_first() {
     let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["m3", "m4", "m5"]);
     assert!(
-        replies[1].bulk,
+        replies[1].kind.is_backlog(),
         "a joined frame's history never counts as slowness"
     );
 }
@@ -468,7 +473,8 @@ fn a_dm_to_an_online_user_is_delivered_with_a_copy_for_the_sender() {
         Ref::number(4),
     );
     let mine = sim.take(alice);
-    let theirs = sim.events(bob);
+    let theirs_received = sim.take(bob);
+    let theirs: Vec<Event> = theirs_received.iter().map(|r| (*r.event).clone()).collect();
     let Event::Dm {
         message,
         queued: false,
@@ -486,6 +492,10 @@ fn a_dm_to_an_online_user_is_delivered_with_a_copy_for_the_sender() {
     );
     assert_eq!(*mine[0].event, theirs[0]);
     assert_eq!(mine[0].reference, Some(Ref::number(4)));
+    assert_eq!(
+        (mine[0].kind, theirs_received[0].kind),
+        (SendKind::Echo, SendKind::Push)
+    );
     assert!(
         !sim.records.iter().any(|r| matches!(r, Record::Queued(_))),
         "an online DM is not queued"
@@ -524,7 +534,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
                 message.id.get(),
                 message.text.to_string(),
                 message.ts,
-                r.bulk,
+                r.kind.is_backlog(),
             ),
             other => panic!("{other:?}"),
         })

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chat_core::{
     Chat, CloseReason, Command, Config, ConnectionId, ErrorCode, Event, HistoryRequest, Input,
-    MessageId, Output, Record, Ref, Timestamp,
+    MessageId, Output, Record, Ref, SendKind, Timestamp,
 };
 
 /// One delivered event as a connection sees it.
@@ -22,7 +22,7 @@ use chat_core::{
 pub struct Received {
     pub event: Arc<Event>,
     pub reference: Option<Ref>,
-    pub bulk: bool,
+    pub kind: SendKind,
 }
 
 pub struct Sim {
@@ -77,7 +77,7 @@ impl Sim {
                     to,
                     event,
                     reference,
-                    bulk,
+                    kind,
                 } => {
                     self.sends += 1;
                     self.check_ids(&event);
@@ -86,7 +86,7 @@ impl Sim {
                         Received {
                             event,
                             reference,
-                            bulk,
+                            kind,
                         },
                     );
                 }
@@ -98,7 +98,7 @@ impl Sim {
                             let received = Received {
                                 event: event.clone(),
                                 reference: None,
-                                bulk: false,
+                                kind: SendKind::Push,
                             };
                             self.deliver(conn, received);
                         }
