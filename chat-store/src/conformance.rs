@@ -1,0 +1,553 @@
+//! The conformance suite every [`Store`] backend must pass (test support).
+//!
+//! [`check_store`] runs every behavioural check of the [`Store`] contract, each on a fresh,
+//! empty store from the constructor it is given; [`check_restart`] checks that a persistent
+//! backend gives back after a reopen exactly what it held before. A backend's tests call them
+//! from a `#[tokio::test]`:
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use chat_store::{MemoryStore, conformance};
+//! conformance::check_store(|| async { MemoryStore::new() }).await;
+//! # }
+//! ```
+//!
+//! The checks panic, naming what differs, on the first violation. The [fixture](message)
+//! constructors are public so that backend-specific tests can build records the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chat_core::{
+    DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, Text, Timestamp, UserKey,
+};
+
+use crate::store::{Store, StoreError};
+
+/// Fixture: message `id` in `room` from `alice`, saying `text` (a valid room name and text).
+pub fn message(room: &str, id: u64, text: &str) -> Arc<RoomMessage> {
+    Arc::new(RoomMessage {
+        room: RoomName::parse(room).expect("fixture room names are valid"),
+        id: id_of(id),
+        from: "alice".parse().expect("a valid name"),
+        text: Text::parse(text, usize::MAX).expect("fixture texts are valid"),
+        ts: Timestamp::from_unix_millis(1_764_000_000_000 + id),
+    })
+}
+
+/// Fixture: DM `id` from `alice` to `to` (as spelled), saying `text`.
+pub fn direct(id: u64, to: &str, text: &str) -> Arc<DirectMessage> {
+    Arc::new(DirectMessage {
+        id: id_of(id),
+        from: "alice".parse().expect("a valid name"),
+        to: to.parse().expect("fixture user names are valid"),
+        text: Text::parse(text, usize::MAX).expect("fixture texts are valid"),
+        ts: Timestamp::from_unix_millis(1_764_000_000_000 + id),
+    })
+}
+
+/// Fixture: the id `n` (positive).
+pub fn id_of(n: u64) -> MessageId {
+    MessageId::new(n).expect("fixture ids are positive")
+}
+
+/// Fixture: the mailbox key of `name`.
+pub fn key(name: &str) -> UserKey {
+    UserKey::parse(name).expect("fixture user names are valid")
+}
+
+fn room(name: &str) -> RoomName {
+    RoomName::parse(name).expect("fixture room names are valid")
+}
+
+fn ids(messages: &[RoomMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.id.get()).collect()
+}
+
+fn dm_ids(dms: &[DirectMessage]) -> Vec<u64> {
+    dms.iter().map(|m| m.id.get()).collect()
+}
+
+async fn append<S: Store>(store: &S, records: &[Record]) {
+    if let Err(e) = store.append(records).await {
+        panic!("append failed: {e}");
+    }
+}
+
+/// Runs every behavioural check, each on a store from `fresh` (which must be empty).
+pub async fn check_store<S, F, Fut>(mut fresh: F)
+where
+    S: Store,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    empty_store(&fresh().await).await;
+    load_returns_bounded_tails(&fresh().await).await;
+    history_pages_are_exact(&fresh().await).await;
+    out_of_order_calls_store_nothing(&fresh().await).await;
+    mailboxes_queue_and_deliver(&fresh().await).await;
+    records_apply_in_order_within_a_call(&fresh().await).await;
+    take_mailbox_delivers_once(&fresh().await).await;
+    id_counter_covers_everything(&fresh().await).await;
+    texts_are_kept_verbatim(&fresh().await).await;
+    concurrent_appends_all_land(Arc::new(fresh().await)).await;
+    closed_store_refuses(&fresh().await).await;
+}
+
+/// A new store is empty.
+pub async fn empty_store<S: Store>(store: &S) {
+    assert_eq!(store.load(10).await.unwrap(), Snapshot::default());
+    assert!(store.rooms().await.unwrap().is_empty());
+    assert!(
+        store
+            .history(&room("general"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.mailbox(&key("bob")).await.unwrap().is_empty());
+    store.flush().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// `load` gives each room's newest messages, oldest first, and says whether older ones exist.
+pub async fn load_returns_bounded_tails<S: Store>(store: &S) {
+    let mut records = Vec::new();
+    for id in 1..=7 {
+        let name = if id % 2 == 0 { "even" } else { "odd" };
+        records.push(Record::Message(message(name, id, &format!("m{id}"))));
+    }
+    append(store, &records).await;
+    assert_eq!(
+        store.rooms().await.unwrap(),
+        vec![room("even"), room("odd")]
+    );
+
+    let snapshot = store.load(2).await.unwrap();
+    assert_eq!(snapshot.next_id, Some(id_of(8)));
+    assert_eq!(ids(&snapshot.rooms[&room("odd")].messages), vec![5, 7]);
+    assert!(snapshot.rooms[&room("odd")].has_older);
+    assert_eq!(ids(&snapshot.rooms[&room("even")].messages), vec![4, 6]);
+    assert!(snapshot.rooms[&room("even")].has_older);
+    assert_eq!(
+        snapshot.rooms[&room("even")].messages[1],
+        *message("even", 6, "m6")
+    );
+
+    let all = store.load(3).await.unwrap();
+    assert_eq!(ids(&all.rooms[&room("even")].messages), vec![2, 4, 6]);
+    assert!(
+        !all.rooms[&room("even")].has_older,
+        "3 of 3 leaves nothing older"
+    );
+    assert_eq!(ids(&all.rooms[&room("odd")].messages), vec![3, 5, 7]);
+    assert!(all.rooms[&room("odd")].has_older);
+
+    let none = store.load(0).await.unwrap();
+    assert!(none.rooms[&room("odd")].messages.is_empty());
+    assert!(none.rooms[&room("odd")].has_older);
+    store.close().await.unwrap();
+}
+
+/// `history` pages are the messages just below `before`, oldest first, never short while more
+/// exist.
+pub async fn history_pages_are_exact<S: Store>(store: &S) {
+    let general = room("general");
+    // Ids 2, 4, ..., 200, with another room interleaved (odd ids).
+    let mut records = Vec::new();
+    for n in 1..=100u64 {
+        records.push(Record::Message(message("general", 2 * n, "x")));
+        records.push(Record::Message(message("other", 2 * n + 1, "y")));
+    }
+    append(store, &records).await;
+    let page = |before: Option<u64>, limit| {
+        let general = general.clone();
+        async move {
+            ids(&store
+                .history(&general, before.map(id_of), limit)
+                .await
+                .unwrap())
+        }
+    };
+    assert_eq!(page(None, 3).await, vec![196, 198, 200]);
+    assert_eq!(page(Some(10), 3).await, vec![4, 6, 8]);
+    assert_eq!(page(Some(9), 3).await, vec![4, 6, 8]);
+    assert_eq!(page(Some(5), 10).await, vec![2, 4]);
+    assert_eq!(page(Some(2), 10).await, Vec::<u64>::new());
+    assert_eq!(page(Some(1), 10).await, Vec::<u64>::new());
+    assert_eq!(page(None, 0).await, Vec::<u64>::new());
+    assert_eq!(page(Some(1000), 2).await, vec![198, 200]);
+    assert_eq!(
+        page(None, 1000).await,
+        (1..=100).map(|n| 2 * n).collect::<Vec<_>>()
+    );
+    // Walking back page by page visits every message once.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let chunk = page(before, 7).await;
+        if chunk.is_empty() {
+            break;
+        }
+        assert!(chunk.len() == 7 || chunk[0] == 2, "short page {chunk:?}");
+        before = Some(chunk[0]);
+        seen.splice(0..0, chunk);
+    }
+    assert_eq!(seen, (1..=100).map(|n| 2 * n).collect::<Vec<_>>());
+    assert!(
+        store
+            .history(&room("nowhere"), None, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await.unwrap();
+}
+
+/// A call that would break the id order of a room or a mailbox stores none of its records.
+pub async fn out_of_order_calls_store_nothing<S: Store>(store: &S) {
+    append(store, &[Record::Message(message("general", 5, "five"))]).await;
+    let stale = store
+        .append(&[
+            Record::Message(message("general", 6, "six")),
+            Record::Queued(direct(7, "bob", "hi")),
+            Record::Message(message("general", 6, "six again")),
+        ])
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::OutOfOrder { id, .. }) if id == id_of(6)),
+        "{stale:?}"
+    );
+    assert_eq!(
+        ids(&store.history(&room("general"), None, 10).await.unwrap()),
+        vec![5]
+    );
+    assert!(store.mailbox(&key("bob")).await.unwrap().is_empty());
+    assert_eq!(store.load(10).await.unwrap().next_id, Some(id_of(6)));
+
+    append(store, &[Record::Queued(direct(8, "bob", "hi"))]).await;
+    let stale_dm = store
+        .append(&[Record::Queued(direct(8, "Bob", "again"))])
+        .await;
+    assert!(
+        matches!(stale_dm, Err(StoreError::OutOfOrder { .. })),
+        "{stale_dm:?}"
+    );
+    // Other rooms and the rest of the store carry on.
+    append(
+        store,
+        &[
+            Record::Message(message("general", 9, "nine")),
+            Record::Message(message("elsewhere", 1, "one")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ids(&store.history(&room("general"), None, 10).await.unwrap()),
+        vec![5, 9]
+    );
+    assert_eq!(dm_ids(&store.mailbox(&key("bob")).await.unwrap()), vec![8]);
+    store.close().await.unwrap();
+}
+
+/// DMs queue per case-insensitive owner and a delivery drops exactly those up to `through`.
+pub async fn mailboxes_queue_and_deliver<S: Store>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Queued(direct(1, "Bob", "one")),
+            Record::Queued(direct(2, "carol", "for carol")),
+            Record::Queued(direct(3, "BOB", "three")),
+        ],
+    )
+    .await;
+    append(store, &[Record::Queued(direct(4, "bob", "four"))]).await;
+    let bob = key("bob");
+    let queued = store.mailbox(&bob).await.unwrap();
+    assert_eq!(dm_ids(&queued), vec![1, 3, 4]);
+    assert_eq!(
+        queued[1],
+        *direct(3, "BOB", "three"),
+        "the spelling is kept"
+    );
+
+    append(
+        store,
+        &[Record::Delivered {
+            owner: bob.clone(),
+            through: id_of(3),
+        }],
+    )
+    .await;
+    assert_eq!(dm_ids(&store.mailbox(&bob).await.unwrap()), vec![4]);
+    let snapshot = store.load(10).await.unwrap();
+    assert_eq!(dm_ids(&snapshot.mailboxes[&bob]), vec![4]);
+    assert_eq!(dm_ids(&snapshot.mailboxes[&key("carol")]), vec![2]);
+
+    append(
+        store,
+        &[Record::Delivered {
+            owner: bob.clone(),
+            through: id_of(4),
+        }],
+    )
+    .await;
+    assert!(store.mailbox(&bob).await.unwrap().is_empty());
+    let snapshot = store.load(10).await.unwrap();
+    assert!(
+        !snapshot.mailboxes.contains_key(&bob),
+        "empty mailboxes are left out"
+    );
+    assert_eq!(snapshot.next_id, Some(id_of(5)));
+
+    // Delivering an empty or unknown mailbox changes nothing but the counter.
+    append(
+        store,
+        &[Record::Delivered {
+            owner: key("nobody"),
+            through: id_of(9),
+        }],
+    )
+    .await;
+    assert_eq!(store.load(10).await.unwrap().next_id, Some(id_of(10)));
+    append(store, &[Record::Queued(direct(10, "bob", "later"))]).await;
+    assert_eq!(dm_ids(&store.mailbox(&bob).await.unwrap()), vec![10]);
+    store.close().await.unwrap();
+}
+
+/// One call may hold any mix of records; they apply in order.
+pub async fn records_apply_in_order_within_a_call<S: Store>(store: &S) {
+    let bob = key("bob");
+    append(
+        store,
+        &[
+            Record::IdsReserved { until: id_of(100) },
+            Record::Queued(direct(1, "bob", "first")),
+            Record::Message(message("general", 2, "between")),
+            Record::Delivered {
+                owner: bob.clone(),
+                through: id_of(1),
+            },
+            Record::Queued(direct(3, "bob", "after the delivery")),
+        ],
+    )
+    .await;
+    assert_eq!(dm_ids(&store.mailbox(&bob).await.unwrap()), vec![3]);
+    let snapshot = store.load(5).await.unwrap();
+    assert_eq!(snapshot.next_id, Some(id_of(100)));
+    assert_eq!(ids(&snapshot.rooms[&room("general")].messages), vec![2]);
+    // An empty call is fine.
+    append(store, &[]).await;
+    store.close().await.unwrap();
+}
+
+/// [`Store::take_mailbox`] returns the DMs and stores their delivery.
+pub async fn take_mailbox_delivers_once<S: Store>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Queued(direct(1, "dave", "a")),
+            Record::Queued(direct(2, "Dave", "b")),
+        ],
+    )
+    .await;
+    let taken = store.take_mailbox(&key("dave")).await.unwrap();
+    assert_eq!(dm_ids(&taken), vec![1, 2]);
+    assert!(store.take_mailbox(&key("dave")).await.unwrap().is_empty());
+    assert!(store.load(1).await.unwrap().mailboxes.is_empty());
+    store.close().await.unwrap();
+}
+
+/// `next_id` covers reservations, messages, queued and delivered DMs, and never goes down.
+pub async fn id_counter_covers_everything<S: Store>(store: &S) {
+    append(store, &[Record::IdsReserved { until: id_of(50) }]).await;
+    assert_eq!(next_id(store).await, Some(id_of(50)));
+    append(store, &[Record::IdsReserved { until: id_of(20) }]).await;
+    assert_eq!(
+        next_id(store).await,
+        Some(id_of(50)),
+        "the counter never goes down"
+    );
+    append(store, &[Record::Message(message("general", 70, "x"))]).await;
+    assert_eq!(next_id(store).await, Some(id_of(71)));
+    append(store, &[Record::Queued(direct(90, "bob", "y"))]).await;
+    assert_eq!(next_id(store).await, Some(id_of(91)));
+    append(
+        store,
+        &[Record::Delivered {
+            owner: key("bob"),
+            through: id_of(95),
+        }],
+    )
+    .await;
+    assert_eq!(next_id(store).await, Some(id_of(96)));
+    store.close().await.unwrap();
+}
+
+/// Texts come back byte for byte: non-ASCII, newlines, tabs, quotes, backslashes.
+pub async fn texts_are_kept_verbatim<S: Store>(store: &S) {
+    let text = "grüß dich 🦀\n\t\"quoted\" \\ back\\slash </script>";
+    append(
+        store,
+        &[
+            Record::Message(message("general", 1, text)),
+            Record::Queued(direct(2, "bob", text)),
+        ],
+    )
+    .await;
+    let page = store.history(&room("general"), None, 1).await.unwrap();
+    assert_eq!(page[0].text.as_str(), text);
+    assert_eq!(
+        store.mailbox(&key("bob")).await.unwrap()[0].text.as_str(),
+        text
+    );
+    store.close().await.unwrap();
+}
+
+/// Many tasks appending at once (group commit) lose nothing and keep each room's order.
+pub async fn concurrent_appends_all_land<S: Store>(store: Arc<S>) {
+    const WRITERS: u64 = 16;
+    const EACH: u64 = 20;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    // Writer w owns the ids w+1, w+1+WRITERS, ... in its own room.
+                    let id = 1 + w + n * WRITERS;
+                    let record = Record::Message(message(&format!("room{w}"), id, "hi"));
+                    store.append(&[record]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a writer task panicked");
+    }
+    let snapshot = store.load(usize::MAX).await.unwrap();
+    assert_eq!(snapshot.rooms.len(), WRITERS as usize);
+    for w in 0..WRITERS {
+        let expected: Vec<u64> = (0..EACH).map(|n| 1 + w + n * WRITERS).collect();
+        assert_eq!(
+            ids(&snapshot.rooms[&room(&format!("room{w}"))].messages),
+            expected
+        );
+    }
+    assert_eq!(snapshot.next_id, Some(id_of(WRITERS * EACH + 1)));
+    store.close().await.unwrap();
+}
+
+/// After `close`, everything fails with [`StoreError::Closed`]; closing again is fine.
+pub async fn closed_store_refuses<S: Store>(store: &S) {
+    append(store, &[Record::Message(message("general", 1, "x"))]).await;
+    store.close().await.unwrap();
+    let refused = store
+        .append(&[Record::Message(message("general", 2, "y"))])
+        .await;
+    assert!(matches!(refused, Err(StoreError::Closed)), "{refused:?}");
+    assert!(matches!(store.load(1).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store.history(&room("general"), None, 1).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(store.rooms().await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store.mailbox(&key("bob")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(store.flush().await, Err(StoreError::Closed)));
+    store.close().await.unwrap();
+}
+
+async fn next_id<S: Store>(store: &S) -> Option<MessageId> {
+    store.load(1).await.unwrap().next_id
+}
+
+/// Checks that a persistent backend keeps everything across a reopen. Every call of `open` must
+/// open the same (initially empty) storage; the previous store is closed, or just dropped,
+/// before the next call.
+pub async fn check_restart<S, F, Fut>(mut open: F)
+where
+    S: Store,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let bob = key("bob");
+    let store = open().await;
+    let mut records = vec![Record::IdsReserved { until: id_of(64) }];
+    for id in 1..=40 {
+        records.push(Record::Message(message(
+            ["general", "rust"][id as usize % 2],
+            id,
+            &format!("message {id}"),
+        )));
+    }
+    records.push(Record::Queued(direct(41, "Bob", "one")));
+    records.push(Record::Queued(direct(42, "carol", "two")));
+    records.push(Record::Queued(direct(43, "bob", "three")));
+    append(&store, &records).await;
+    append(
+        &store,
+        &[Record::Delivered {
+            owner: bob.clone(),
+            through: id_of(41),
+        }],
+    )
+    .await;
+    let before = store.load(5).await.unwrap();
+    let page_before = store
+        .history(&room("general"), Some(id_of(30)), 4)
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    let store = open().await;
+    assert_eq!(
+        store.load(5).await.unwrap(),
+        before,
+        "a reopen changes nothing"
+    );
+    assert_eq!(
+        store
+            .history(&room("general"), Some(id_of(30)), 4)
+            .await
+            .unwrap(),
+        page_before
+    );
+    assert_eq!(
+        store.rooms().await.unwrap(),
+        vec![room("general"), room("rust")]
+    );
+    assert_eq!(dm_ids(&store.mailbox(&bob).await.unwrap()), vec![43]);
+    assert_eq!(before.next_id, Some(id_of(64)), "the reservation survives");
+
+    // Ids continue; then a drop without close still keeps what was acknowledged.
+    append(
+        &store,
+        &[
+            Record::Message(message("general", 64, "after the restart")),
+            Record::Delivered {
+                owner: bob.clone(),
+                through: id_of(43),
+            },
+            Record::IdsReserved { until: id_of(200) },
+        ],
+    )
+    .await;
+    drop(store);
+
+    let store = open().await;
+    let snapshot = store.load(2).await.unwrap();
+    assert_eq!(snapshot.next_id, Some(id_of(200)));
+    assert_eq!(
+        ids(&snapshot.rooms[&room("general")].messages),
+        vec![40, 64]
+    );
+    assert!(snapshot.rooms[&room("general")].has_older);
+    assert_eq!(dm_ids(&snapshot.mailboxes[&key("carol")]), vec![42]);
+    assert!(
+        !snapshot.mailboxes.contains_key(&bob),
+        "delivered DMs stay delivered"
+    );
+    store.close().await.unwrap();
+}

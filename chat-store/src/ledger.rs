@@ -1,0 +1,113 @@
+//! The bookkeeping every backend shares: each room's last id, the mailboxes, the id floor, and
+//! the validation of a call's records against them.
+//!
+//! Both backends run every `append` through one [`Ledger`], so they accept and reject exactly the
+//! same calls and compute the same [`Snapshot::next_id`](chat_core::Snapshot::next_id). Mailboxes
+//! live here in full: they are bounded by the core's mailbox limit and the core keeps all of them
+//! in memory anyway. Room history does not: only each room's last id is kept.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chat_core::{DirectMessage, MessageId, Record, RoomName, UserKey};
+
+use crate::store::StoreError;
+
+/// Last ids, mailboxes and the id floor, as of the records applied so far.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ledger {
+    /// The last stored id of every room with history.
+    pub(crate) room_last: HashMap<RoomName, MessageId>,
+    /// The undelivered DMs of every non-empty mailbox, oldest first.
+    pub(crate) mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
+    /// The least id the core may hand out, or `None` if no id was ever stored.
+    pub(crate) floor: Option<MessageId>,
+}
+
+impl Ledger {
+    /// Raises the floor to at least `id`.
+    pub(crate) fn raise_floor(&mut self, id: MessageId) {
+        self.floor = Some(self.floor.map_or(id, |f| f.max(id)));
+    }
+
+    /// Checks that applying `records` in order keeps every room and mailbox in strictly
+    /// increasing id order, without changing anything.
+    pub(crate) fn check(&self, records: &[Record]) -> Result<(), StoreError> {
+        // The last id of each room and mailbox touched so far by `records`.
+        let mut rooms: HashMap<&RoomName, MessageId> = HashMap::new();
+        let mut mailboxes: HashMap<UserKey, Option<MessageId>> = HashMap::new();
+        let mailbox_last =
+            |mailboxes: &HashMap<UserKey, Option<MessageId>>, owner: &UserKey| match mailboxes
+                .get(owner)
+            {
+                Some(last) => *last,
+                None => self
+                    .mailboxes
+                    .get(owner)
+                    .and_then(|dms| dms.last())
+                    .map(|dm| dm.id),
+            };
+        for record in records {
+            match record {
+                Record::Message(message) => {
+                    let last = rooms
+                        .get(&message.room)
+                        .or_else(|| self.room_last.get(&message.room))
+                        .copied();
+                    if let Some(last) = last.filter(|&last| last >= message.id) {
+                        return Err(StoreError::OutOfOrder {
+                            place: format!("#{}", message.room),
+                            id: message.id,
+                            last,
+                        });
+                    }
+                    rooms.insert(&message.room, message.id);
+                }
+                Record::Queued(dm) => {
+                    let owner = dm.owner();
+                    if let Some(last) = mailbox_last(&mailboxes, &owner).filter(|&l| l >= dm.id) {
+                        return Err(StoreError::OutOfOrder {
+                            place: format!("the mailbox of {owner}"),
+                            id: dm.id,
+                            last,
+                        });
+                    }
+                    mailboxes.insert(owner, Some(dm.id));
+                }
+                Record::Delivered { owner, through } => {
+                    // Everything up to `through` is gone; what is left keeps its last id.
+                    let left = mailbox_last(&mailboxes, owner).filter(|&last| last > *through);
+                    mailboxes.insert(owner.clone(), left);
+                }
+                Record::IdsReserved { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one record (already [checked](Ledger::check)).
+    pub(crate) fn apply(&mut self, record: &Record) {
+        match record {
+            Record::Message(message) => {
+                self.room_last.insert(message.room.clone(), message.id);
+                self.raise_floor(message.id.next());
+            }
+            Record::Queued(dm) => {
+                self.raise_floor(dm.id.next());
+                self.mailboxes
+                    .entry(dm.owner())
+                    .or_default()
+                    .push(DirectMessage::clone(dm));
+            }
+            Record::Delivered { owner, through } => {
+                self.raise_floor(through.next());
+                if let Some(dms) = self.mailboxes.get_mut(owner) {
+                    dms.retain(|dm| dm.id > *through);
+                    if dms.is_empty() {
+                        self.mailboxes.remove(owner);
+                    }
+                }
+            }
+            Record::IdsReserved { until } => self.raise_floor(*until),
+        }
+    }
+}

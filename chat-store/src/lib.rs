@@ -1,0 +1,47 @@
+//! Durable storage for the chat engine.
+//!
+//! chat-core decides what must be kept and says so with [`Record`](chat_core::Record)s; this
+//! crate keeps them. The runtime hands each batch of records to [`Store::append`] and delivers
+//! the events that followed them only once it returns; at start it builds the core from
+//! [`Store::load`]; and it answers history pages the core cannot serve from memory with
+//! [`Store::history`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chat_core::{MessageId, Record, RoomMessage, Text, Timestamp};
+//! use chat_store::{MemoryStore, Store};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let message = RoomMessage {
+//!     room: "general".parse().unwrap(),
+//!     id: MessageId::FIRST,
+//!     from: "alice".parse().unwrap(),
+//!     text: Text::parse("hello", 4096).unwrap(),
+//!     ts: Timestamp::EPOCH,
+//! };
+//! store.append(&[Record::Message(Arc::new(message.clone()))]).await?;
+//! let snapshot = store.load(1000).await?;
+//! assert_eq!(snapshot.rooms[&message.room].messages, vec![message]);
+//! assert_eq!(snapshot.next_id, MessageId::new(2));
+//! # Ok::<(), chat_store::StoreError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Backends
+//!
+//! - [`MemoryStore`]: the reference behaviour; nothing survives the process.
+//! - A JSON-lines file store (to come).
+//!
+//! Both pass the same [`conformance`] suite, which any future backend (SQLite, Redis, Postgres)
+//! can run against itself.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod conformance;
+mod ledger;
+mod memory;
+mod store;
+
+pub use memory::MemoryStore;
+pub use store::{Store, StoreError};

@@ -1,0 +1,134 @@
+//! The [`Store`] trait every backend implements, and the [`StoreError`] it fails with.
+//!
+//! The trait is shaped around chat-core's persistence contract: the core emits
+//! [`Output::Persist`](chat_core::Output::Persist) records in order, the runtime hands a batch of
+//! them to [`Store::append`] and delivers the events that followed them only once it returns, and
+//! at start it builds the core from [`Store::load`]. History pages that reach past what the core
+//! keeps in memory ([`Output::FetchHistory`](chat_core::Output::FetchHistory)) are answered with
+//! [`Store::history`].
+//!
+//! # The semantics every backend shares
+//!
+//! - **Records apply in order**, within one call and across calls. One call is all or nothing
+//!   as far as validation goes: a call holding a record that breaks the id order (see
+//!   [`StoreError::OutOfOrder`]) stores none of its records.
+//! - **Durable on `Ok`**: when `append` returns `Ok`, a persistent backend has the records on
+//!   stable storage. Concurrent callers may be committed together (group commit).
+//! - **Room history** is append-only and in strictly increasing id order per room.
+//! - **Mailboxes**: [`Record::Queued`](chat_core::Record::Queued) appends to the mailbox of
+//!   [`DirectMessage::owner`]; [`Record::Delivered`](chat_core::Record::Delivered) drops every DM
+//!   in that mailbox with an id up to `through`, atomically.
+//! - **The id counter**: [`Snapshot::next_id`] is `None` for a store that has never stored an id,
+//!   and otherwise the least id above every stored message and DM, every delivered `through`,
+//!   and at least every reserved `until`.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey};
+
+/// A durable home for what chat-core asks to persist. See the [module docs](self) for the
+/// semantics every backend shares; [`conformance`](crate::conformance) checks them.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `records` in order. When it returns `Ok`, they are durable (for a persistent
+    /// backend); concurrent calls may be committed together. On `Err`, none of the records of
+    /// this call were acknowledged (a crash-safe backend may still hold them after an I/O error).
+    async fn append(&self, records: &[Record]) -> Result<(), StoreError>;
+
+    /// What the core needs at start: for every room with history, its newest `history` messages
+    /// (oldest first) and whether older ones exist; every non-empty mailbox; and the id counter.
+    async fn load(&self, history: usize) -> Result<Snapshot, StoreError>;
+
+    /// Up to `limit` messages of `room` with an id below `before` (`None`: from the newest),
+    /// oldest first. The page is short only when no more such messages exist. A room without
+    /// history gives an empty page.
+    async fn history(
+        &self,
+        room: &RoomName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<RoomMessage>, StoreError>;
+
+    /// The rooms that have stored history, in name order.
+    async fn rooms(&self) -> Result<Vec<RoomName>, StoreError>;
+
+    /// The undelivered DMs of `owner`, oldest first (empty if there are none).
+    async fn mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError>;
+
+    /// Returns once everything appended before the call is durable. (Every `append` is already
+    /// durable when it returns; this is a barrier for shutdown paths.)
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Flushes and releases the backend's resources; every later call fails with
+    /// [`StoreError::Closed`]. Closing twice is not an error.
+    async fn close(&self) -> Result<(), StoreError>;
+
+    /// Takes `owner`'s mailbox, as a login does: returns its DMs and, if there were any, stores
+    /// [`Record::Delivered`] through the last one before returning them, so a DM is never handed
+    /// out twice. (The core does this itself with its in-memory mailboxes; this is for runtimes
+    /// and tools that work on the store directly. It is not atomic with concurrent `Queued`
+    /// appends for the same owner, which the core's ordering rules out.)
+    async fn take_mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError> {
+        let dms = self.mailbox(owner).await?;
+        if let Some(last) = dms.last() {
+            self.append(&[Record::Delivered {
+                owner: owner.clone(),
+                through: last.id,
+            }])
+            .await?;
+        }
+        Ok(dms)
+    }
+}
+
+/// Why a store operation failed. Each variant is something a caller can act on; the `Display`
+/// text is a sentence for an operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing a file failed (disk full, permissions, a vanished directory...).
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored record cannot be read back. Torn last records are repaired at open; this is
+    /// damage elsewhere, which needs a person: the file and line say where to look.
+    #[error("{}:{line}: corrupt record: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record would break the id order: a room message whose id is not above the room's last
+    /// stored one, or a DM whose id is not above the last one in its mailbox. The call stored
+    /// nothing.
+    #[error("id {id} is not above the last id stored in {place} ({last})")]
+    OutOfOrder {
+        /// Where: `#room` or `the mailbox of name`.
+        place: String,
+        /// The offending id.
+        id: MessageId,
+        /// The last id already there.
+        last: MessageId,
+    },
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+    /// A write or fsync failed (in this call's group commit or an earlier one), which leaves the
+    /// on-disk state uncertain, so the store refuses further writes; `cause` names the file and
+    /// the system's error. Restart the process: opening the store repairs and re-reads what is
+    /// on disk.
+    #[error("the store stopped writing after a failed write ({cause}); restart to recover")]
+    Halted {
+        /// The failure that stopped it.
+        cause: String,
+    },
+}
