@@ -31,7 +31,7 @@
 //! # Backends
 //!
 //! - [`MemoryStore`]: the reference behaviour; nothing survives the process.
-//! - A JSON-lines file store (to come).
+//! - [`JsonFileStore`]: a directory of JSON-lines files, group-committed and crash-safe.
 //!
 //! Both pass the same [`conformance`] suite, which any future backend (SQLite, Redis, Postgres)
 //! can run against itself.
@@ -39,9 +39,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conformance;
+mod json_file;
 mod ledger;
 mod memory;
 mod store;
 
+pub use json_file::JsonFileStore;
 pub use memory::MemoryStore;
 pub use store::{Store, StoreError};

@@ -6,29 +6,29 @@
 //! at start it builds the core from [`Store::load`]. History pages that reach past what the core
 //! keeps in memory ([`Output::FetchHistory`](chat_core::Output::FetchHistory)) are answered with
 //! [`Store::history`].
-//!
-//! # The semantics every backend shares
-//!
-//! - **Records apply in order**, within one call and across calls. One call is all or nothing
-//!   as far as validation goes: a call holding a record that breaks the id order (see
-//!   [`StoreError::OutOfOrder`]) stores none of its records.
-//! - **Durable on `Ok`**: when `append` returns `Ok`, a persistent backend has the records on
-//!   stable storage. Concurrent callers may be committed together (group commit).
-//! - **Room history** is append-only and in strictly increasing id order per room.
-//! - **Mailboxes**: [`Record::Queued`](chat_core::Record::Queued) appends to the mailbox of
-//!   [`DirectMessage::owner`]; [`Record::Delivered`](chat_core::Record::Delivered) drops every DM
-//!   in that mailbox with an id up to `through`, atomically.
-//! - **The id counter**: [`Snapshot::next_id`] is `None` for a store that has never stored an id,
-//!   and otherwise the least id above every stored message and DM, every delivered `through`,
-//!   and at least every reserved `until`.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey};
 
-/// A durable home for what chat-core asks to persist. See the [module docs](self) for the
-/// semantics every backend shares; [`conformance`](crate::conformance) checks them.
+/// A durable home for what chat-core asks to persist; [`conformance`](crate::conformance) checks
+/// the semantics below.
+///
+/// # Semantics every backend shares
+///
+/// - **Records apply in order**, within one call and across calls. One call is all or nothing
+///   as far as validation goes: a call holding a record that breaks the id order (see
+///   [`StoreError::OutOfOrder`]) stores none of its records.
+/// - **Durable on `Ok`**: when `append` returns `Ok`, a persistent backend has the records on
+///   stable storage. Concurrent callers may be committed together (group commit).
+/// - **Room history** is append-only and in strictly increasing id order per room.
+/// - **Mailboxes**: [`Record::Queued`] appends to the mailbox of
+///   [`DirectMessage::owner`]; [`Record::Delivered`] drops every DM
+///   in that mailbox with an id up to `through`, atomically.
+/// - **The id counter**: [`Snapshot::next_id`] is `None` for a store that has never stored an id,
+///   and otherwise the least id above every stored message and DM, every delivered `through`,
+///   and at least every reserved `until`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `records` in order. When it returns `Ok`, they are durable (for a persistent
@@ -131,4 +131,14 @@ pub enum StoreError {
         /// The failure that stopped it.
         cause: String,
     },
+}
+
+impl StoreError {
+    /// An [`StoreError::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! Where things live in a [`JsonFileStore`](super::JsonFileStore) directory, and how names become
+//! file names.
+//!
+//! ```text
+//! DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
+//! DIR/mailboxes/<user>.jsonl    one DirectMessage per line, the undelivered DMs of <user>
+//! DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
+//! ```
+//!
+//! Room and user names are validated by chat-core (`[a-z0-9_.-]`, never starting with `.`), so
+//! they are file names as they are. The store encodes them anyway, so that no name, however it
+//! was made, can name a path outside its directory: every byte other than `a–z 0–9 _ -` and a
+//! `.` that is not the first byte is written as `%XX` (upper-case hex). A valid name is therefore
+//! its own file name, and `..`, `/`, `\`, NUL or upper case can never appear unencoded.
+
+use std::path::{Path, PathBuf};
+
+use chat_core::{RoomName, UserKey};
+
+/// The extension of room and mailbox files.
+const EXTENSION: &str = ".jsonl";
+/// The suffix of a file being written before it is renamed into place.
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
+/// The paths of one store directory.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// The store directory itself.
+    pub(crate) dir: PathBuf,
+    /// `DIR/rooms`.
+    pub(crate) rooms: PathBuf,
+    /// `DIR/mailboxes`.
+    pub(crate) mailboxes: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Layout {
+            dir: dir.to_path_buf(),
+            rooms: dir.join("rooms"),
+            mailboxes: dir.join("mailboxes"),
+        }
+    }
+
+    /// The history file of `room`.
+    pub(crate) fn room(&self, room: &RoomName) -> PathBuf {
+        self.rooms
+            .join(format!("{}{EXTENSION}", encode(room.as_str())))
+    }
+
+    /// The mailbox file of `owner`.
+    pub(crate) fn mailbox(&self, owner: &UserKey) -> PathBuf {
+        self.mailboxes
+            .join(format!("{}{EXTENSION}", encode(owner.as_str())))
+    }
+
+    /// The id counter file.
+    pub(crate) fn ids(&self) -> PathBuf {
+        self.dir.join("ids.json")
+    }
+}
+
+/// What a directory entry of `rooms/` or `mailboxes/` is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// A room or mailbox file; the decoded name.
+    Data(String),
+    /// A leftover of a replacement that did not finish.
+    Temporary,
+    /// Not the store's.
+    Foreign,
+}
+
+/// Classifies a file name found in `rooms/` or `mailboxes/`. A data file's name must be exactly
+/// what [`encode`] makes of the decoded name, so one name never has two files.
+pub(crate) fn classify(file_name: &str) -> Entry {
+    if file_name.ends_with(TMP_SUFFIX) {
+        return Entry::Temporary;
+    }
+    let Some(stem) = file_name.strip_suffix(EXTENSION) else {
+        return Entry::Foreign;
+    };
+    match decode(stem) {
+        Some(name) if encode(&name) == stem => Entry::Data(name),
+        _ => Entry::Foreign,
+    }
+}
+
+fn is_plain(byte: u8, first: bool) -> bool {
+    matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-') || (byte == b'.' && !first)
+}
+
+/// The file-name form of `name` (without extension); see the module docs.
+pub(crate) fn encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        if is_plain(byte, i == 0) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The name a file-name stem encodes, if it is a well-formed encoding of a UTF-8 name.
+pub(crate) fn decode(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_names_are_their_own_file_names() {
+        for name in ["general", "rust-2026.x_y", "a", "7up"] {
+            assert_eq!(encode(name), name);
+            assert_eq!(classify(&format!("{name}.jsonl")), Entry::Data(name.into()));
+        }
+    }
+
+    #[test]
+    fn hostile_names_cannot_escape_the_directory() {
+        for hostile in [
+            "..",
+            ".",
+            "../../etc/passwd",
+            "a/b",
+            "a\\b",
+            "/abs",
+            "nul\0byte",
+            ".hidden",
+            "UPPER",
+            "%2e%2e",
+            "ünï",
+        ] {
+            let encoded = encode(hostile);
+            assert!(
+                !encoded.contains('/') && !encoded.contains('\\') && !encoded.contains('\0'),
+                "{hostile:?} -> {encoded:?}"
+            );
+            assert!(!encoded.starts_with('.'), "{hostile:?} -> {encoded:?}");
+            assert_eq!(decode(&encoded).as_deref(), Some(hostile));
+            let layout = Layout::new(Path::new("/data"));
+            let path = layout.rooms.join(format!("{encoded}.jsonl"));
+            assert_eq!(path.parent(), Some(layout.rooms.as_path()));
+            assert_eq!(path.components().count(), 4, "{path:?}");
+        }
+        assert_eq!(encode("../x"), "%2E.%2Fx");
+    }
+
+    #[test]
+    fn only_canonical_file_names_are_data() {
+        assert_eq!(classify("general.jsonl.tmp"), Entry::Temporary);
+        assert_eq!(classify("notes.txt"), Entry::Foreign);
+        assert_eq!(classify(".jsonl"), Entry::Foreign);
+        assert_eq!(classify("gen%65ral.jsonl"), Entry::Foreign);
+        assert_eq!(classify("General.jsonl"), Entry::Foreign);
+        assert_eq!(classify("bad%zz.jsonl"), Entry::Foreign);
+        assert_eq!(classify("%2E..jsonl"), Entry::Data("..".into()));
+        assert_eq!(classify("%2E%2E.jsonl"), Entry::Foreign);
+    }
+}

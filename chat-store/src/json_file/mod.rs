@@ -1,0 +1,391 @@
+//! [`JsonFileStore`]: a [`Store`] in a directory of JSON-lines files a person can `cat` and
+//! `grep`. Its layout and guarantees are documented on the type; the submodules hold one
+//! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
+//! commit ([`writer`]), line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files
+//! ([`room_log`]), mailbox files ([`mailbox_file`]) and the id counter ([`ids_file`]).
+
+mod durable;
+mod ids_file;
+mod layout;
+mod lines;
+mod mailbox_file;
+mod repair;
+mod room_log;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chat_core::{
+    DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
+};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use self::layout::{Entry, Layout, classify};
+use self::writer::{Request, Writer};
+use crate::ledger::Ledger;
+use crate::store::{Store, StoreError};
+
+/// A [`Store`] in a directory of JSON-lines files a person can `cat` and `grep`.
+///
+/// # Layout
+///
+/// ```text
+/// DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
+/// DIR/mailboxes/<user>.jsonl    the undelivered DMs of <user> (lower-cased), one per line
+/// DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
+/// ```
+///
+/// A line is the message's JSON exactly as chat-core serialises it, e.g.
+/// `{"room":"general","id":7,"from":"alice","text":"grüß dich","ts":"2026-11-22T01:02:03.456Z"}`.
+/// Texts are verbatim UTF-8 (JSON escapes only quotes, backslashes and control characters such as
+/// newline), so `grep -r 'grüß' DIR` finds them. File names are the names themselves, encoded
+/// defensively so that no name can leave the directory.
+///
+/// # Durability
+///
+/// Every change goes through one writer thread, which commits concurrent appends
+/// together: one write and one fsync per touched file, one fsync per directory that gained a
+/// file, and only then the answer. `append` returning `Ok` means the records are on disk. Room
+/// files are only ever appended to. A delivered mailbox is unlinked (nothing left, the usual
+/// case) or replaced by a temporary file renamed over it (DMs newer than `through` left), each
+/// followed by an fsync of the directory; `ids.json` is replaced the same way. A crash therefore
+/// leaves a mailbox either as it was before the delivery or as it is after it: a DM is never
+/// lost and never delivered twice. (An append-only delivery marker would also be atomic, but
+/// would leave delivered DMs on disk forever or need the same rewrite later.)
+///
+/// # Opening
+///
+/// [`JsonFileStore::open`] creates the directory if needed, removes leftovers of replacements a
+/// crash interrupted (`*.tmp`, whose originals are still intact), and checks the last line of
+/// every room and mailbox file: a torn or garbage last line, which can only be an append that was
+/// never acknowledged, is logged and truncated away. Files that are not the store's
+/// are logged and left alone. Room files are not read further: start-up costs one read of the
+/// last line per room, whatever the size of the history. Mailboxes (small, bounded by the core)
+/// are read whole.
+///
+/// # Reading
+///
+/// [`Store::load`] reads the newest `history` lines of each room backwards from the end;
+/// [`Store::history`] binary-searches the room file for the page. Both read only up
+/// to the length the writer published after its last fsync. A garbage line met on the way is
+/// [`StoreError::Corrupt`] with the file and its line number. Reads run on tokio's blocking pool,
+/// so the store needs a tokio runtime.
+///
+/// One directory is meant for one open store at a time; nothing locks it.
+#[derive(Debug)]
+pub struct JsonFileStore {
+    layout: Layout,
+    shared: Arc<Mutex<Shared>>,
+    /// `None` once closed.
+    requests: Mutex<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What readers see: the state as of the writer's last commit.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) ledger: Ledger,
+    /// The committed length of every room file (0 for an empty one).
+    pub(crate) room_len: HashMap<RoomName, u64>,
+    pub(crate) closed: bool,
+}
+
+/// Appends `value`'s JSON and a newline to `out`.
+pub(crate) fn encode_line(out: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(&mut *out, value)
+        .expect("chat-core's messages serialise to JSON without fail");
+    out.push(b'\n');
+}
+
+impl JsonFileStore {
+    /// Opens the store in `dir` (the server's `--data DIR`), creating it if needed, repairing
+    /// torn tails and starting the writer thread (see "Opening" above). Fails with
+    /// [`StoreError::Corrupt`] if a file is damaged other than at its end.
+    pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.layout.dir
+    }
+
+    fn open_blocking(dir: &Path) -> Result<Self, StoreError> {
+        let layout = Layout::new(dir);
+        let existed = dir.is_dir();
+        for sub in [&layout.dir, &layout.rooms, &layout.mailboxes] {
+            fs::create_dir_all(sub).map_err(|e| StoreError::io(sub, e))?;
+        }
+        if !existed {
+            if let Some(parent) = layout.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                durable::sync_dir(parent)?;
+            }
+        }
+        durable::sync_dir(&layout.dir)?;
+
+        let ids_path = layout.ids();
+        remove_leftover(&durable::temporary(&ids_path))?;
+        let ids_on_disk = ids_file::read(&ids_path)?;
+        let mut ledger = Ledger::default();
+        if let Some(next) = ids_on_disk {
+            ledger.raise_floor(next);
+        }
+
+        let mut room_len = HashMap::new();
+        for (name, path) in data_files(&layout.rooms)? {
+            let room = match RoomName::parse(&name) {
+                Ok(room) if room.as_str() == name => room,
+                _ => {
+                    foreign(&path);
+                    continue;
+                }
+            };
+            let repaired = room_log::open(&path, &room)?;
+            if let Some(last) = repaired.last {
+                ledger.room_last.insert(room.clone(), last);
+                ledger.raise_floor(last.next());
+            }
+            room_len.insert(room, repaired.len);
+        }
+
+        let mut mailbox_files = HashSet::new();
+        for (name, path) in data_files(&layout.mailboxes)? {
+            let owner = match UserKey::parse(&name) {
+                Ok(owner) if owner.as_str() == name => owner,
+                _ => {
+                    foreign(&path);
+                    continue;
+                }
+            };
+            let dms = mailbox_file::open(&path, &owner)?;
+            if let Some(last) = dms.last() {
+                ledger.raise_floor(last.id.next());
+                ledger.mailboxes.insert(owner.clone(), dms);
+            }
+            mailbox_files.insert(owner);
+        }
+
+        let shared = Arc::new(Mutex::new(Shared {
+            ledger: ledger.clone(),
+            room_len: room_len.clone(),
+            closed: false,
+        }));
+        let writer = Writer {
+            layout: layout.clone(),
+            ledger,
+            room_len,
+            mailbox_files,
+            ids_on_disk,
+            shared: shared.clone(),
+            files: HashMap::new(),
+            halted: None,
+        };
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("chat-store-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::io(dir, e))?;
+        Ok(JsonFileStore {
+            layout,
+            shared,
+            requests: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The readers' view, or [`StoreError::Closed`].
+    fn shared(&self) -> Result<MutexGuard<'_, Shared>, StoreError> {
+        // The writer only replaces whole values under the lock, so a panic elsewhere cannot
+        // leave it half-updated.
+        let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.closed {
+            return Err(StoreError::Closed);
+        }
+        Ok(shared)
+    }
+
+    /// Sends a request to the writer and waits for its answer.
+    async fn ask(&self, request: impl FnOnce(writer::Reply) -> Request) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(request(reply)).map_err(|_| writer_gone())?;
+        }
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Halted {
+        cause: "the writer thread is gone".into(),
+    }
+}
+
+/// Runs blocking file reads on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// The store's files in `dir` as (decoded name, path), after removing interrupted
+/// replacements and logging what is not the store's.
+fn data_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        if !entry
+            .file_type()
+            .map_err(|e| StoreError::io(&path, e))?
+            .is_file()
+        {
+            foreign(&path);
+            continue;
+        }
+        match entry.file_name().to_str().map(classify) {
+            Some(Entry::Data(name)) => files.push((name, path)),
+            Some(Entry::Temporary) => remove_leftover(&path)?,
+            Some(Entry::Foreign) | None => foreign(&path),
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn foreign(path: &Path) {
+    tracing::warn!(path = %path.display(), "ignoring a file that is not the store's");
+}
+
+/// Removes the temporary file of a replacement a crash interrupted (the original is intact).
+fn remove_leftover(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        tracing::warn!(path = %path.display(), "removing an unfinished replacement");
+        durable::remove(path)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for JsonFileStore {
+    async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
+        drop(self.shared()?);
+        let records = records.to_vec();
+        self.ask(|reply| Request::Append { records, reply }).await
+    }
+
+    async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {
+        let (rooms, mailboxes, next_id) = {
+            let shared = self.shared()?;
+            let rooms: Vec<(RoomName, PathBuf, u64)> = shared
+                .room_len
+                .iter()
+                .filter(|&(_, &len)| len > 0)
+                .map(|(room, &len)| (room.clone(), self.layout.room(room), len))
+                .collect();
+            (rooms, shared.ledger.mailboxes.clone(), shared.ledger.floor)
+        };
+        let rooms = blocking(move || {
+            rooms
+                .into_iter()
+                .map(|(room, path, len)| {
+                    let (messages, has_older) = room_log::tail(&path, &room, len, history)?;
+                    Ok((
+                        room,
+                        RoomTail {
+                            messages,
+                            has_older,
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await?;
+        Ok(Snapshot {
+            next_id,
+            rooms,
+            mailboxes,
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &RoomName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<RoomMessage>, StoreError> {
+        let Some(len) = self.shared()?.room_len.get(room).copied() else {
+            return Ok(Vec::new());
+        };
+        let (room, path) = (room.clone(), self.layout.room(room));
+        blocking(move || room_log::page(&path, &room, len, before, limit)).await
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
+        let shared = self.shared()?;
+        let mut rooms: Vec<RoomName> = shared
+            .room_len
+            .iter()
+            .filter(|&(_, &len)| len > 0)
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    async fn mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError> {
+        Ok(self
+            .shared()?
+            .ledger
+            .mailboxes
+            .get(owner)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        drop(self.shared()?);
+        self.ask(Request::Flush).await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let sender = {
+            let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            requests.take()
+        };
+        let Some(sender) = sender else {
+            return Ok(());
+        };
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        let (reply, answer) = oneshot::channel();
+        let sent = sender.send(Request::Close(reply));
+        drop(sender);
+        let result = match sent {
+            Ok(()) => answer.await.map_err(|_| writer_gone()).and_then(|r| r),
+            Err(_) => Err(writer_gone()),
+        };
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            blocking(move || {
+                thread.join().map_err(|_| StoreError::Halted {
+                    cause: "the writer thread panicked".into(),
+                })
+            })
+            .await?;
+        }
+        result
+    }
+}

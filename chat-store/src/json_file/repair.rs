@@ -1,0 +1,97 @@
+//! Repairing a torn tail when a store opens.
+//!
+//! A crash in the middle of an append can leave the last line of a file without its newline, or
+//! with bytes that are not a record (a file system may persist a grown size before the data).
+//! Such a line was never acknowledged, because the writer acknowledges only after the fsync of
+//! the whole line. So at open the last line, if it is torn or unreadable, is logged as a warning
+//! and truncated away; this is never fatal. Exactly one line may go: if the line before it is
+//! unreadable too, that line is in the middle of what was acknowledged, and opening fails with
+//! [`StoreError::Corrupt`] naming the file and line, for a person to look at.
+//!
+//! Only the last line is read, so opening costs the same for a short file and a huge one.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use super::lines::{self, Line};
+use crate::store::StoreError;
+
+/// A file after its tail was checked.
+#[derive(Debug)]
+pub(crate) struct Repaired<T> {
+    /// Its length, now ending with a complete, valid line (or 0).
+    pub(crate) len: u64,
+    /// Its last record, if it has any.
+    pub(crate) last: Option<T>,
+}
+
+/// Checks the last line of the file at `path` with `validate`, truncating a torn or invalid last
+/// line away (see the module docs).
+pub(crate) fn repair<T>(
+    path: &Path,
+    validate: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<Repaired<T>, StoreError> {
+    let io = |e| StoreError::io(path, e);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let mut len = file.metadata().map_err(io)?.len();
+    let mut discarded = false;
+    loop {
+        // The last line, with or without its newline.
+        let Some((line, terminated)) = last_line(&file, len).map_err(io)? else {
+            return Ok(Repaired { len, last: None });
+        };
+        let problem = if terminated {
+            match validate(&line.bytes) {
+                Ok(last) => {
+                    return Ok(Repaired {
+                        len,
+                        last: Some(last),
+                    });
+                }
+                Err(reason) => reason,
+            }
+        } else {
+            "the line has no newline (an append was cut short)".to_owned()
+        };
+        if discarded {
+            return Err(lines::corrupt(path, line.offset, problem));
+        }
+        let number = lines::line_number(path, line.offset)?;
+        tracing::warn!(
+            path = %path.display(),
+            line = number,
+            bytes = len - line.offset,
+            "discarding a torn last record, which was never acknowledged: {problem}"
+        );
+        file.set_len(line.offset).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        len = line.offset;
+        discarded = true;
+    }
+}
+
+/// The last line of the first `len` bytes of `file`, and whether it ends with a newline.
+fn last_line(file: &File, len: u64) -> std::io::Result<Option<(Line, bool)>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // Pretend the file ends with a newline so `read_back` can be used for both cases.
+    let tail = lines::read_back(file, len, 1)?;
+    let mut last_byte = [0u8; 1];
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last_byte)?;
+    }
+    let terminated = last_byte[0] == b'\n';
+    let line = tail
+        .into_iter()
+        .next_back()
+        .expect("a non-empty file has a last line");
+    Ok(Some((line, terminated)))
+}

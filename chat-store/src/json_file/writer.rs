@@ -1,0 +1,311 @@
+//! The writer thread: every change to the directory goes through it, and it is where group
+//! commit happens.
+//!
+//! `append` calls send their records over a channel and wait for an answer. The thread takes
+//! the first request, drains everything else already queued (up to [`MAX_BATCH`] requests),
+//! validates each request against its [`Ledger`] (a request that breaks the id order is refused
+//! alone), and commits the accepted records of the whole batch together:
+//!
+//! 1. `ids.json` is replaced if a reservation or delivery raised the counter (first, so that a
+//!    crash later in the batch leaves more ids reserved, never fewer);
+//! 2. each touched room and mailbox file gets one `write` of all its new lines, and then one
+//!    fsync (the fsyncs of different files run in parallel, so the file system can merge them
+//!    into one journal commit), plus one fsync of each directory that gained a file;
+//! 3. each delivered mailbox is removed or replaced atomically ([`mailbox_file`]).
+//!
+//! Only then are the new file lengths and mailboxes published to readers, and every request of
+//! the batch answered. So a burst of concurrent appends costs one fsync per touched file, not one
+//! per append, and nothing is acknowledged before it is on disk. If a write or fsync fails, the
+//! requests of that batch get the error and the writer stops writing ([`StoreError::Halted`]):
+//! after a failed fsync the kernel's view of the file can no longer be trusted, and reopening
+//! the store (which repairs torn tails) is the way back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use chat_core::{MessageId, Record, RoomName, UserKey};
+use tokio::sync::oneshot;
+
+use super::layout::Layout;
+use super::{Shared, durable, encode_line, ids_file, mailbox_file};
+use crate::ledger::Ledger;
+use crate::store::StoreError;
+
+/// The most requests committed together.
+pub(crate) const MAX_BATCH: usize = 4096;
+/// The most append handles kept open.
+const MAX_OPEN_FILES: usize = 256;
+/// The most fsyncs run at once.
+const SYNC_THREADS: usize = 16;
+
+/// Where the answer to a request goes.
+pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// What the store asks of its writer.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Store these records durably, then answer.
+    Append {
+        /// The records, in order.
+        records: Vec<Record>,
+        /// The answer.
+        reply: Reply,
+    },
+    /// Answer once everything before this request is durable.
+    Flush(Reply),
+    /// Like `Flush`, then stop the thread.
+    Close(Reply),
+}
+
+/// The writer thread's state: the truth as of its last commit plus what it has accepted since.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) layout: Layout,
+    pub(crate) ledger: Ledger,
+    /// The length of every room file.
+    pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The mailboxes that have a file.
+    pub(crate) mailbox_files: HashSet<UserKey>,
+    /// What `ids.json` says.
+    pub(crate) ids_on_disk: Option<MessageId>,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    /// Open append handles.
+    pub(crate) files: HashMap<PathBuf, File>,
+    /// Why writing stopped, if it did.
+    pub(crate) halted: Option<String>,
+}
+
+/// The accepted changes of one batch, by file.
+#[derive(Debug, Default)]
+struct Pending {
+    rooms: BTreeMap<RoomName, Vec<u8>>,
+    mailbox_appends: BTreeMap<UserKey, Vec<u8>>,
+    /// Mailboxes that had a delivery: their file is rewritten from the ledger instead.
+    mailbox_rewrites: BTreeSet<UserKey>,
+    /// A reservation or delivery may have raised the id floor.
+    ids: bool,
+}
+
+impl Pending {
+    fn add(&mut self, record: &Record) {
+        match record {
+            Record::Message(message) => {
+                encode_line(
+                    self.rooms.entry(message.room.clone()).or_default(),
+                    &**message,
+                );
+            }
+            Record::Queued(dm) => {
+                let owner = dm.owner();
+                if !self.mailbox_rewrites.contains(&owner) {
+                    encode_line(self.mailbox_appends.entry(owner).or_default(), &**dm);
+                }
+            }
+            Record::Delivered { owner, .. } => {
+                self.mailbox_appends.remove(owner);
+                self.mailbox_rewrites.insert(owner.clone());
+                self.ids = true;
+            }
+            Record::IdsReserved { .. } => self.ids = true,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+            && self.mailbox_appends.is_empty()
+            && self.mailbox_rewrites.is_empty()
+            && !self.ids
+    }
+}
+
+impl Writer {
+    /// Serves requests until the store is closed or dropped.
+    pub(crate) fn run(mut self, requests: Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if self.commit(batch) {
+                return;
+            }
+        }
+    }
+
+    /// Commits one batch and answers its requests; returns whether the store is closing.
+    fn commit(&mut self, batch: Vec<Request>) -> bool {
+        let mut waiting = Vec::with_capacity(batch.len());
+        let mut pending = Pending::default();
+        let mut closing = false;
+        for request in batch {
+            match request {
+                Request::Append { records, reply } => {
+                    if let Some(cause) = &self.halted {
+                        let _ = reply.send(Err(StoreError::Halted {
+                            cause: cause.clone(),
+                        }));
+                    } else if let Err(refused) = self.ledger.check(&records) {
+                        let _ = reply.send(Err(refused));
+                    } else {
+                        for record in &records {
+                            self.ledger.apply(record);
+                            pending.add(record);
+                        }
+                        waiting.push(reply);
+                    }
+                }
+                Request::Flush(reply) => waiting.push(reply),
+                Request::Close(reply) => {
+                    waiting.push(reply);
+                    closing = true;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            match self.write(&pending) {
+                Ok(()) => self.publish(&pending),
+                Err(e) => {
+                    tracing::error!("the store stops writing: {e}");
+                    self.halted = Some(e.to_string());
+                }
+            }
+        }
+        for reply in waiting {
+            let answer = match &self.halted {
+                Some(cause) => Err(StoreError::Halted {
+                    cause: cause.clone(),
+                }),
+                None => Ok(()),
+            };
+            // A caller that stopped waiting (a dropped future) needs no answer.
+            let _ = reply.send(answer);
+        }
+        closing
+    }
+
+    /// Makes `pending` durable, in the order the module docs give.
+    fn write(&mut self, pending: &Pending) -> Result<(), StoreError> {
+        if pending.ids {
+            if let Some(floor) = self.ledger.floor.filter(|&f| Some(f) > self.ids_on_disk) {
+                ids_file::write(&self.layout.ids(), floor)?;
+                self.ids_on_disk = Some(floor);
+            }
+        }
+        let mut touched = Vec::new();
+        let mut new_dirs = BTreeSet::new();
+        for (room, lines) in &pending.rooms {
+            let path = self.layout.room(room);
+            if !self.room_len.contains_key(room) {
+                new_dirs.insert(self.layout.rooms.clone());
+            }
+            self.append(&path, lines)?;
+            touched.push(path);
+        }
+        for (owner, lines) in &pending.mailbox_appends {
+            let path = self.layout.mailbox(owner);
+            if self.mailbox_files.insert(owner.clone()) {
+                new_dirs.insert(self.layout.mailboxes.clone());
+            }
+            self.append(&path, lines)?;
+            touched.push(path);
+        }
+        self.sync(&touched)?;
+        for dir in &new_dirs {
+            durable::sync_dir(dir)?;
+        }
+        for (room, lines) in &pending.rooms {
+            *self.room_len.entry(room.clone()).or_default() += lines.len() as u64;
+        }
+        for owner in &pending.mailbox_rewrites {
+            let path = self.layout.mailbox(owner);
+            // The handle would keep appending to the replaced file.
+            self.files.remove(&path);
+            match self.ledger.mailboxes.get(owner) {
+                Some(dms) => {
+                    durable::replace(&path, &mailbox_file::encode(dms))?;
+                    self.mailbox_files.insert(owner.clone());
+                }
+                None => {
+                    durable::remove(&path)?;
+                    self.mailbox_files.remove(owner);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `lines` to the file at `path`, creating it if needed (not yet durable).
+    fn append(&mut self, path: &Path, lines: &[u8]) -> Result<(), StoreError> {
+        if !self.files.contains_key(path) {
+            if self.files.len() >= MAX_OPEN_FILES {
+                self.files.clear();
+            }
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| StoreError::io(path, e))?;
+            self.files.insert(path.to_path_buf(), file);
+        }
+        let file = self
+            .files
+            .get_mut(path)
+            .expect("the handle was opened just above");
+        file.write_all(lines).map_err(|e| StoreError::io(path, e))
+    }
+
+    /// Fsyncs the files at `paths` (all open in `self.files`), in parallel when there are many.
+    fn sync(&self, paths: &[PathBuf]) -> Result<(), StoreError> {
+        let sync_one = |path: &PathBuf| -> Result<(), StoreError> {
+            let file = self
+                .files
+                .get(path)
+                .expect("every touched file was opened by `append` in this batch");
+            file.sync_data().map_err(|e| StoreError::io(path, e))
+        };
+        if paths.len() <= 1 {
+            return paths.iter().try_for_each(sync_one);
+        }
+        let per_thread = paths.len().div_ceil(SYNC_THREADS);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = paths
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync_one)))
+                .collect();
+            workers.into_iter().try_for_each(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        })
+    }
+
+    /// Shows readers the state as of this commit.
+    fn publish(&self, pending: &Pending) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        for room in pending.rooms.keys() {
+            shared.room_len.insert(room.clone(), self.room_len[room]);
+            if let Some(&last) = self.ledger.room_last.get(room) {
+                shared.ledger.room_last.insert(room.clone(), last);
+            }
+        }
+        for owner in pending
+            .mailbox_appends
+            .keys()
+            .chain(&pending.mailbox_rewrites)
+        {
+            match self.ledger.mailboxes.get(owner) {
+                Some(dms) => shared.ledger.mailboxes.insert(owner.clone(), dms.clone()),
+                None => shared.ledger.mailboxes.remove(owner),
+            };
+        }
+        shared.ledger.floor = self.ledger.floor;
+    }
+}

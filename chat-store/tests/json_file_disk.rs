@@ -1,0 +1,350 @@
+//! JsonFileStore's on-disk behaviour: the layout a person reads, torn tails repaired at open,
+//! damage in the middle reported with file and line, leftovers of interrupted replacements, and
+//! paging through files much larger than one read.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chat_core::Record;
+use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
+
+async fn open(dir: &Path) -> JsonFileStore {
+    JsonFileStore::open(dir).await.expect("the store opens")
+}
+
+fn room_file(dir: &Path, room: &str) -> PathBuf {
+    dir.join("rooms").join(format!("{room}.jsonl"))
+}
+
+fn ids(messages: &[chat_core::RoomMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.id.get()).collect()
+}
+
+/// A store in `dir` holding messages 1..=n of #general.
+async fn general_with(dir: &Path, n: u64) {
+    let store = open(dir).await;
+    for id in 1..=n {
+        store
+            .append(&[Record::Message(message(
+                "general",
+                id,
+                &format!("message {id}"),
+            ))])
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+/// Replaces line `number` (1-based) of the file at `path`.
+fn replace_line(path: &Path, number: usize, with: &str) {
+    let text = fs::read_to_string(path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[number - 1] = with;
+    fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test]
+async fn files_are_plain_json_lines_a_person_can_grep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[
+            Record::Message(message("general", 1, "grüß dich\nzweite Zeile")),
+            Record::Message(message("general", 2, "🦀")),
+            Record::Queued(direct(3, "Bob", "psst")),
+            Record::IdsReserved { until: id_of(1025) },
+        ])
+        .await
+        .unwrap();
+    let room = fs::read_to_string(room_file(dir, "general")).unwrap();
+    assert_eq!(
+        room,
+        "{\"room\":\"general\",\"id\":1,\"from\":\"alice\",\"text\":\"grüß dich\\nzweite Zeile\",\"ts\":\"2025-11-24T16:00:00.001Z\"}\n\
+         {\"room\":\"general\",\"id\":2,\"from\":\"alice\",\"text\":\"🦀\",\"ts\":\"2025-11-24T16:00:00.002Z\"}\n"
+    );
+    let mailbox = fs::read_to_string(dir.join("mailboxes/bob.jsonl")).unwrap();
+    assert!(
+        mailbox.contains("\"to\":\"Bob\",\"text\":\"psst\""),
+        "{mailbox}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("ids.json")).unwrap(),
+        "{\"next_id\":1025}\n"
+    );
+
+    // A partial delivery rewrites the mailbox; a full one removes it.
+    store
+        .append(&[Record::Queued(direct(4, "bob", "more"))])
+        .await
+        .unwrap();
+    store
+        .append(&[Record::Delivered {
+            owner: key("bob"),
+            through: id_of(3),
+        }])
+        .await
+        .unwrap();
+    let mailbox = fs::read_to_string(dir.join("mailboxes/bob.jsonl")).unwrap();
+    assert_eq!(mailbox.lines().count(), 1);
+    assert!(mailbox.contains("\"id\":4,"), "{mailbox}");
+    store
+        .append(&[Record::Delivered {
+            owner: key("bob"),
+            through: id_of(4),
+        }])
+        .await
+        .unwrap();
+    assert!(!dir.join("mailboxes/bob.jsonl").exists());
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_cut_short_is_dropped_at_open_and_ids_continue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    general_with(dir, 10).await;
+    let path = room_file(dir, "general");
+    let full = fs::metadata(&path).unwrap().len();
+    // Truncate the file in the middle of its last record.
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(full - 7)
+        .unwrap();
+
+    let store = open(dir).await;
+    let snapshot = store.load(100).await.unwrap();
+    let general = &snapshot.rooms[&"general".parse().unwrap()];
+    assert_eq!(ids(&general.messages), (1..=9).collect::<Vec<_>>());
+    assert_eq!(snapshot.next_id, Some(id_of(10)));
+    assert!(
+        fs::read(&path).unwrap().ends_with(b"\n"),
+        "the torn bytes were truncated away"
+    );
+    store
+        .append(&[Record::Message(message("general", 10, "again"))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    let store = open(dir).await;
+    let page = store
+        .history(&"general".parse().unwrap(), None, 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), vec![8, 9, 10]);
+    assert_eq!(page[2].text.as_str(), "again");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_garbage_last_line_is_dropped_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    general_with(dir, 3).await;
+    let path = room_file(dir, "general");
+    let good = fs::read(&path).unwrap();
+    append_bytes(&path, b"\0\0\0\0garbage that is not json\n");
+    let store = open(dir).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+    assert_eq!(store.load(10).await.unwrap().next_id, Some(id_of(4)));
+    store.close().await.unwrap();
+
+    // The same for a mailbox, and for a line with no newline at all.
+    let store = open(dir).await;
+    store
+        .append(&[Record::Queued(direct(4, "bob", "kept"))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    append_bytes(&dir.join("mailboxes/bob.jsonl"), b"{\"id\":5,\"fr");
+    let store = open(dir).await;
+    let mailbox = store.mailbox(&key("bob")).await.unwrap();
+    assert_eq!(mailbox.len(), 1);
+    assert_eq!(mailbox[0].text.as_str(), "kept");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn damage_in_the_middle_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    general_with(dir, 10).await;
+    let path = room_file(dir, "general");
+    replace_line(&path, 4, "{\"room\":\"general\",\"id\":4,\"fr");
+
+    // Opening reads only the last line, so it succeeds; reading across line 4 does not.
+    let store = open(dir).await;
+    let general = "general".parse().unwrap();
+    assert_eq!(
+        store.load(3).await.unwrap().rooms[&general].messages.len(),
+        3
+    );
+    let err = store.load(100).await.unwrap_err();
+    match &err {
+        StoreError::Corrupt { path: at, line, .. } => {
+            assert_eq!((at, *line), (&path, 4));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("general.jsonl:4: corrupt record"), "{text}");
+    assert!(matches!(
+        store.history(&general, Some(id_of(6)), 10).await,
+        Err(StoreError::Corrupt { line: 4, .. })
+    ));
+    // A page that does not reach line 4 (read backwards from the end) is fine.
+    assert_eq!(
+        ids(&store.history(&general, None, 4).await.unwrap()),
+        vec![7, 8, 9, 10]
+    );
+    store.close().await.unwrap();
+
+    // Ids out of order in the middle are damage too.
+    let ninth = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .nth(8)
+        .unwrap()
+        .to_owned();
+    replace_line(&path, 4, &ninth);
+    let store = open(dir).await;
+    assert!(matches!(
+        store.load(100).await,
+        Err(StoreError::Corrupt { line: 5, .. })
+    ));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_bad_lines_at_the_end_are_not_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    general_with(dir, 5).await;
+    let path = room_file(dir, "general");
+    replace_line(&path, 5, "not json");
+    append_bytes(&path, b"{\"torn");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { line: 5, path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    // A damaged mailbox is reported at open, since mailboxes are read whole.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    for id in 1..=3 {
+        store
+            .append(&[Record::Queued(direct(id, "bob", "x"))])
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+    replace_line(&dir.join("mailboxes/bob.jsonl"), 2, "{}");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { line: 2, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn leftovers_of_interrupted_replacements_are_removed_and_strangers_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[
+            Record::Queued(direct(1, "bob", "one")),
+            Record::Queued(direct(2, "bob", "two")),
+            Record::IdsReserved { until: id_of(50) },
+        ])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    // A crash between writing the replacement and renaming it over the original.
+    fs::write(dir.join("mailboxes/bob.jsonl.tmp"), "{\"half").unwrap();
+    fs::write(dir.join("ids.json.tmp"), "{\"next_id\":9").unwrap();
+    fs::write(dir.join("rooms/notes.txt"), "mine").unwrap();
+    fs::write(dir.join("rooms/General.jsonl"), "not the store's name").unwrap();
+    fs::write(dir.join("rooms/..%2Fescape.jsonl"), "hostile").unwrap();
+
+    let store = open(dir).await;
+    assert_eq!(store.mailbox(&key("bob")).await.unwrap().len(), 2);
+    assert_eq!(store.load(1).await.unwrap().next_id, Some(id_of(50)));
+    assert!(store.rooms().await.unwrap().is_empty());
+    assert!(!dir.join("mailboxes/bob.jsonl.tmp").exists());
+    assert!(!dir.join("ids.json.tmp").exists());
+    assert_eq!(
+        fs::read_to_string(dir.join("rooms/notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(dir.join("rooms/General.jsonl").exists());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_a_large_file_match_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    let reference = MemoryStore::new();
+    // 3000 messages with ids 3, 6, 9, ... and texts from 1 to ~5000 bytes, so that lines
+    // straddle every read chunk and the file is a few megabytes.
+    let mut batch = Vec::new();
+    for n in 1..=3000u64 {
+        let len = 1 + (n * 7919) % 5000;
+        let text = format!("{n}:{}", "é".repeat(len as usize / 2));
+        batch.push(Record::Message(message("big", 3 * n, &text)));
+        if batch.len() == 500 {
+            store.append(&batch).await.unwrap();
+            reference.append(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    let big = "big".parse().unwrap();
+    let befores = [
+        None,
+        Some(1),
+        Some(3),
+        Some(4),
+        Some(1500),
+        Some(4500),
+        Some(8999),
+        Some(9000),
+        Some(9001),
+        Some(10_000),
+    ];
+    for before in befores {
+        for limit in [1, 7, 100, 500] {
+            let before = before.map(id_of);
+            let got = store.history(&big, before, limit).await.unwrap();
+            let want = reference.history(&big, before, limit).await.unwrap();
+            assert_eq!(ids(&got), ids(&want), "before {before:?}, limit {limit}");
+            assert_eq!(got, want);
+        }
+    }
+    for n in (1..9001u64).step_by(97) {
+        let got = store.history(&big, Some(id_of(n)), 3).await.unwrap();
+        let want = reference.history(&big, Some(id_of(n)), 3).await.unwrap();
+        assert_eq!(ids(&got), ids(&want), "before {n}");
+    }
+    assert_eq!(
+        store.load(50).await.unwrap(),
+        reference.load(50).await.unwrap()
+    );
+    store.close().await.unwrap();
+}
