@@ -1,0 +1,189 @@
+//! Property test: random operation sequences give the same observable results on
+//! [`MemoryStore`] (the reference) and [`JsonFileStore`] (in a fresh directory per case, and
+//! reopened at random points).
+
+use chat_core::{DirectMessage, Record, RoomMessage, RoomName, Snapshot, UserKey};
+use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
+use proptest::prelude::*;
+
+const ROOMS: [&str; 3] = ["general", "rust", "off-topic"];
+const USERS: [&str; 3] = ["bob", "carol", "dave"];
+
+/// One record of an append, resolved against the id counter when it runs.
+#[derive(Clone, Debug)]
+enum Rec {
+    /// A message with the next id, or (stale) an id `back` below it.
+    Say { room: usize, stale: Option<u64> },
+    /// A DM with the next id; `shout` spells the name in upper case.
+    Queue { to: usize, shout: bool },
+    /// A delivery through the id `back` below the next one.
+    Deliver { owner: usize, back: u64 },
+    /// A reservation `ahead` ids past the next one.
+    Reserve { ahead: u64 },
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(Vec<Rec>),
+    Page {
+        room: usize,
+        before: Option<u64>,
+        limit: usize,
+    },
+    Load {
+        history: usize,
+    },
+    Mailbox {
+        owner: usize,
+    },
+    Take {
+        owner: usize,
+    },
+    /// Close and reopen the file store (the memory store carries on).
+    Reopen,
+}
+
+fn rec() -> impl Strategy<Value = Rec> {
+    prop_oneof![
+        4 => (0..ROOMS.len(), prop::option::weighted(0.15, 0..5u64))
+            .prop_map(|(room, stale)| Rec::Say { room, stale }),
+        3 => (0..USERS.len(), any::<bool>()).prop_map(|(to, shout)| Rec::Queue { to, shout }),
+        1 => (0..USERS.len(), 0..6u64).prop_map(|(owner, back)| Rec::Deliver { owner, back }),
+        1 => (0..40u64).prop_map(|ahead| Rec::Reserve { ahead }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => prop::collection::vec(rec(), 0..5).prop_map(Op::Append),
+        3 => (0..ROOMS.len(), prop::option::of(0..60u64), 0..8usize)
+            .prop_map(|(room, before, limit)| Op::Page { room, before, limit }),
+        1 => (0..6usize).prop_map(|history| Op::Load { history }),
+        1 => (0..USERS.len()).prop_map(|owner| Op::Mailbox { owner }),
+        1 => (0..USERS.len()).prop_map(|owner| Op::Take { owner }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// Everything a caller can observe from one operation.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Appended(Result<(), String>),
+    Page(Result<Vec<RoomMessage>, String>),
+    Snapshot(Result<Snapshot, String>),
+    Mailbox(Result<Vec<DirectMessage>, String>),
+}
+
+fn text(e: StoreError) -> String {
+    e.to_string()
+}
+
+fn room(i: usize) -> RoomName {
+    ROOMS[i].parse().unwrap()
+}
+
+fn user(i: usize) -> UserKey {
+    key(USERS[i])
+}
+
+async fn observe<S: Store>(store: &S, op: &Op, records: &[Record]) -> Seen {
+    match op {
+        Op::Append(_) => Seen::Appended(store.append(records).await.map_err(text)),
+        Op::Page {
+            room: r,
+            before,
+            limit,
+        } => Seen::Page(
+            store
+                .history(&room(*r), before.map(|b| id_of(b + 1)), *limit)
+                .await
+                .map_err(text),
+        ),
+        Op::Load { history } => Seen::Snapshot(store.load(*history).await.map_err(text)),
+        Op::Mailbox { owner } => Seen::Mailbox(store.mailbox(&user(*owner)).await.map_err(text)),
+        Op::Take { owner } => Seen::Mailbox(store.take_mailbox(&user(*owner)).await.map_err(text)),
+        Op::Reopen => Seen::Appended(Ok(())),
+    }
+}
+
+/// The records of an append, allocating ids from `next` as the core would.
+fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
+    fn take(next: &mut u64) -> chat_core::MessageId {
+        *next += 1;
+        id_of(*next - 1)
+    }
+    recs.iter()
+        .map(|rec| match *rec {
+            Rec::Say { room, stale } => {
+                let id = match stale {
+                    Some(back) => id_of(next.saturating_sub(1 + back).max(1)),
+                    None => take(next),
+                };
+                Record::Message(message(ROOMS[room], id.get(), "hi there"))
+            }
+            Rec::Queue { to, shout } => {
+                let name = if shout {
+                    USERS[to].to_ascii_uppercase()
+                } else {
+                    USERS[to].to_owned()
+                };
+                Record::Queued(direct(take(next).get(), &name, "psst"))
+            }
+            Rec::Deliver { owner, back } => Record::Delivered {
+                owner: user(owner),
+                through: id_of(next.saturating_sub(1 + back).max(1)),
+            },
+            Rec::Reserve { ahead } => Record::IdsReserved {
+                until: id_of(*next + ahead),
+            },
+        })
+        .collect()
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let reference = MemoryStore::new();
+    let mut file = JsonFileStore::open(&dir).await.unwrap();
+    let mut next = 1u64;
+    for (step, op) in ops.iter().enumerate() {
+        let records = match op {
+            Op::Append(recs) => resolve(recs, &mut next),
+            Op::Reopen => {
+                file.close().await.unwrap();
+                file = JsonFileStore::open(&dir).await.unwrap();
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        let want = observe(&reference, op, &records).await;
+        let got = observe(&file, op, &records).await;
+        prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+    }
+    // The whole state agrees at the end, and after one more reopen.
+    for _ in 0..2 {
+        prop_assert_eq!(
+            file.load(usize::MAX).await.unwrap(),
+            reference.load(usize::MAX).await.unwrap()
+        );
+        prop_assert_eq!(
+            file.rooms().await.unwrap(),
+            reference.rooms().await.unwrap()
+        );
+        file.close().await.unwrap();
+        file = JsonFileStore::open(&dir).await.unwrap();
+    }
+    file.close().await.unwrap();
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn file_store_behaves_like_the_reference(ops in prop::collection::vec(op(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run(ops))?;
+    }
+}
