@@ -6,3 +6,6 @@
 #![doc = include_str!("../README.md")]
 
 pub use chat_core as core;
+pub use chat_runtime as runtime;
+pub use chat_store as store;
+pub use chat_transport_ws as ws;

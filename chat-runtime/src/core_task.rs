@@ -1,0 +1,145 @@
+//! The task that owns the [`Chat`]: the only place the core's state lives, so it needs no lock.
+//!
+//! It takes inputs from every connection over one channel, feeds them to the core with the wall
+//! clock's time, and drains the outputs after each one (the core's one rule). It hands the
+//! outputs of a batch of inputs to the delivery task in one piece, which stores their records in
+//! one write (group commit) before it delivers anything. While the store writes, this task goes
+//! on with the next inputs.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chat_core::{Chat, Command, ConnectionId, Input, Output, Ref, Timestamp};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::Work;
+use crate::outbox::Outbox;
+use crate::wire::WireFormat;
+
+/// A message from a connection (or the runtime) to the core task.
+pub(crate) enum ToCore {
+    Connect {
+        conn: ConnectionId,
+        outbox: Outbox,
+        format: Arc<dyn WireFormat>,
+    },
+    Command {
+        conn: ConnectionId,
+        command: Command,
+        reference: Option<Ref>,
+    },
+    Disconnect(ConnectionId),
+}
+
+pub(crate) struct CoreTask {
+    pub(crate) chat: Chat,
+    pub(crate) inbox: mpsc::Receiver<ToCore>,
+    pub(crate) delivery: mpsc::Sender<Vec<Work>>,
+    pub(crate) batch: usize,
+    pub(crate) stop: CancellationToken,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+impl CoreTask {
+    /// Runs until `stop` is cancelled or every sender is gone, then hands back the chat.
+    pub(crate) async fn run(mut self) -> Chat {
+        let mut inputs = Vec::with_capacity(self.batch);
+        loop {
+            let deadline = self.chat.poll_timeout().map(|at| {
+                let wait = at.unix_millis().saturating_sub(now().unix_millis());
+                tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
+            });
+            let mut stopping = false;
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => stopping = true,
+                received = self.inbox.recv_many(&mut inputs, self.batch) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                () = sleep_until(deadline) => {}
+            }
+            if stopping {
+                // Inputs that arrived before the stop are handled (and stored) like any other;
+                // at most a queue's worth, so a client still sending cannot hold shutdown up.
+                let queued = self.inbox.len();
+                for _ in 0..queued {
+                    match self.inbox.try_recv() {
+                        Ok(message) => inputs.push(message),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut work = Vec::with_capacity(inputs.len() + 1);
+            for message in inputs.drain(..) {
+                self.handle(message, &mut work);
+            }
+            // Deadlines that passed while the inputs waited (or the timer fired).
+            self.feed(Input::Tick, &mut work);
+            if !work.is_empty() && self.delivery.send(work).await.is_err() {
+                break;
+            }
+            if stopping {
+                break;
+            }
+        }
+        self.chat
+    }
+
+    fn handle(&mut self, message: ToCore, work: &mut Vec<Work>) {
+        match message {
+            ToCore::Connect {
+                conn,
+                outbox,
+                format,
+            } => {
+                // Registered before any output can name the connection.
+                work.push(Work::Register {
+                    conn,
+                    outbox,
+                    format,
+                });
+                self.feed(Input::Connect(conn), work);
+            }
+            ToCore::Command {
+                conn,
+                command,
+                reference,
+            } => self.feed(
+                Input::Command {
+                    conn,
+                    command,
+                    reference,
+                },
+                work,
+            ),
+            ToCore::Disconnect(conn) => {
+                self.feed(Input::Disconnect(conn), work);
+                work.push(Work::Unregister(conn));
+            }
+        }
+    }
+
+    /// One input, then every output it caused, as one unit of work.
+    fn feed(&mut self, input: Input, work: &mut Vec<Work>) {
+        if let Err(error) = self.chat.handle(input, now()) {
+            tracing::error!(%error, "the runtime fed the core an inconsistent input");
+        }
+        let outputs: Vec<Output> = std::iter::from_fn(|| self.chat.poll_output()).collect();
+        if !outputs.is_empty() {
+            work.push(Work::Outputs(outputs));
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,275 @@
+//! A connection's outbound queue, bounded in bytes.
+//!
+//! The runtime's delivery task is the only producer; the connection's driver task the only
+//! consumer. Frames travel over an unbounded channel (no lock per frame) while an atomic byte
+//! count enforces the bound: a push that would take the queue past it closes the connection as
+//! a slow consumer instead of waiting, so nobody else ever waits for one client.
+//!
+//! A backlog the client asked for in one go (a `joined` frame's history, a history page, a
+//! login's queued DMs) is exempt from the bound, but only one such reply at a time: while an
+//! earlier reply's exempt bytes are still unwritten, a new one counts like any other frame.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+/// Why the runtime closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// The connection let its outbound queue fill (WebSocket close code 1008).
+    SlowConsumer,
+    /// The connection did not log in in time (1008).
+    LoginTimeout,
+    /// The server is shutting down (1001).
+    Shutdown,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Bytes queued that count against the bound.
+    counted: AtomicUsize,
+    /// Bytes queued under the backlog exemption.
+    exempt: AtomicUsize,
+    closing: OnceLock<Closing>,
+    notify: Notify,
+}
+
+/// One queued frame.
+#[derive(Debug)]
+struct Frame {
+    bytes: Bytes,
+    exempt: bool,
+}
+
+/// The producing end, held by the runtime.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    tx: mpsc::UnboundedSender<Frame>,
+    shared: Arc<Shared>,
+    limit: usize,
+    /// The reply (numbered by the delivery task) that owns the current exemption.
+    exempt_reply: u64,
+}
+
+/// The consuming end, held by the connection's driver (inside [`Connection`](crate::Connection)).
+#[derive(Debug)]
+pub(crate) struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Frame>,
+    shared: Arc<Shared>,
+}
+
+/// The queue overflowed; the connection is now closing as a slow consumer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Overflow;
+
+/// A new outbound queue of at most `limit` counted bytes.
+pub(crate) fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        counted: AtomicUsize::new(0),
+        exempt: AtomicUsize::new(0),
+        closing: OnceLock::new(),
+        notify: Notify::new(),
+    });
+    let outbox = Outbox {
+        tx,
+        shared: shared.clone(),
+        limit,
+        exempt_reply: 0,
+    };
+    (outbox, OutboxReceiver { rx, shared })
+}
+
+impl Outbox {
+    /// Queues a frame. `backlog` names the reply a backlog frame belongs to (numbered by the
+    /// caller, increasing); `None` for ordinary frames. Frames for a closing connection are
+    /// dropped.
+    pub(crate) fn push(&mut self, bytes: Bytes, backlog: Option<u64>) -> Result<(), Overflow> {
+        if self.shared.closing.get().is_some() {
+            return Ok(());
+        }
+        let len = bytes.len();
+        let exempt = match backlog {
+            Some(reply) => {
+                let free = self.shared.exempt.load(Ordering::Acquire) == 0;
+                if free || reply == self.exempt_reply {
+                    self.exempt_reply = reply;
+                    true
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
+        if exempt {
+            self.shared.exempt.fetch_add(len, Ordering::AcqRel);
+        } else {
+            let counted = self.shared.counted.fetch_add(len, Ordering::AcqRel) + len;
+            if counted > self.limit {
+                self.shared.counted.fetch_sub(len, Ordering::AcqRel);
+                self.close(Closing::SlowConsumer);
+                return Err(Overflow);
+            }
+        }
+        // A send fails only when the connection is gone, and then nobody needs the frame.
+        let _ = self.tx.send(Frame { bytes, exempt });
+        Ok(())
+    }
+
+    /// Asks the connection to close; the first reason given wins.
+    pub(crate) fn close(&self, reason: Closing) {
+        if self.shared.closing.set(reason).is_ok() {
+            self.shared.notify.notify_one();
+        }
+    }
+
+    /// Bytes queued and not yet taken by the driver, exempt ones included.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.shared.counted.load(Ordering::Acquire) + self.shared.exempt.load(Ordering::Acquire)
+    }
+}
+
+/// What a connection's driver should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Frames were appended to the batch: write them (all of them, then flush once).
+    Frames,
+    /// Close the connection for this reason (after writing what is in the batch, if anything).
+    Close(Closing),
+}
+
+impl OutboxReceiver {
+    /// Waits until there is something to do: appends every queued frame to `batch` (so the
+    /// driver can write them all and flush once), or reports that the connection must close.
+    pub(crate) async fn next(&mut self, batch: &mut Vec<Bytes>) -> Outgoing {
+        loop {
+            if let Some(&reason) = self.shared.closing.get() {
+                // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
+                if reason != Closing::SlowConsumer {
+                    self.drain(batch);
+                }
+                return Outgoing::Close(reason);
+            }
+            if self.drain(batch) > 0 {
+                return Outgoing::Frames;
+            }
+            tokio::select! {
+                frame = self.rx.recv() => match frame {
+                    Some(frame) => {
+                        self.take(frame, batch);
+                        self.drain(batch);
+                        return Outgoing::Frames;
+                    }
+                    // The runtime dropped its end: it has stopped.
+                    None => return Outgoing::Close(Closing::Shutdown),
+                },
+                () = self.shared.notify.notified() => {}
+            }
+        }
+    }
+
+    /// Appends every frame queued now to `batch`; returns how many.
+    pub(crate) fn drain(&mut self, batch: &mut Vec<Bytes>) -> usize {
+        let mut n = 0;
+        while let Ok(frame) = self.rx.try_recv() {
+            self.take(frame, batch);
+            n += 1;
+        }
+        n
+    }
+
+    fn take(&self, frame: Frame, batch: &mut Vec<Bytes>) {
+        let counter = if frame.exempt {
+            &self.shared.exempt
+        } else {
+            &self.shared.counted
+        };
+        counter.fetch_sub(frame.bytes.len(), Ordering::AcqRel);
+        batch.push(frame.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    #[tokio::test]
+    async fn frames_within_the_bound_are_delivered_in_order_as_one_batch() {
+        let (mut tx, mut rx) = outbox(10);
+        tx.push(Bytes::from_static(b"ab"), None).unwrap();
+        tx.push(Bytes::from_static(b"cd"), None).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(rx.next(&mut batch).await, Outgoing::Frames);
+        assert_eq!(
+            batch,
+            [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]
+        );
+        assert_eq!(tx.queued(), 0, "taking frames frees their bytes");
+    }
+
+    #[tokio::test]
+    async fn overflowing_the_bound_closes_as_a_slow_consumer() {
+        let (mut tx, mut rx) = outbox(10);
+        tx.push(frame(6), None).unwrap();
+        assert_eq!(tx.push(frame(6), None), Err(Overflow));
+        assert_eq!(
+            tx.push(frame(1), None),
+            Ok(()),
+            "later frames are dropped quietly"
+        );
+        let mut batch = Vec::new();
+        assert_eq!(
+            rx.next(&mut batch).await,
+            Outgoing::Close(Closing::SlowConsumer)
+        );
+    }
+
+    #[tokio::test]
+    async fn one_backlog_reply_at_a_time_is_exempt() {
+        let (mut tx, _rx) = outbox(10);
+        // A 30-byte history page on top of a nearly full queue is fine...
+        tx.push(frame(9), None).unwrap();
+        tx.push(frame(20), Some(1)).unwrap();
+        tx.push(frame(10), Some(1)).unwrap();
+        // ...but a second reply while the first is unread counts against the bound.
+        assert_eq!(tx.push(frame(5), Some(2)), Err(Overflow));
+    }
+
+    #[tokio::test]
+    async fn the_exemption_is_free_again_once_the_backlog_is_read() {
+        let (mut tx, mut rx) = outbox(10);
+        tx.push(frame(20), Some(1)).unwrap();
+        assert_eq!(rx.next(&mut Vec::new()).await, Outgoing::Frames);
+        tx.push(frame(20), Some(2)).unwrap();
+        assert_eq!(tx.queued(), 20);
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_queued_frames_out_first() {
+        let (mut tx, mut rx) = outbox(10);
+        tx.push(frame(3), None).unwrap();
+        tx.close(Closing::Shutdown);
+        let mut batch = Vec::new();
+        assert_eq!(
+            rx.next(&mut batch).await,
+            Outgoing::Close(Closing::Shutdown)
+        );
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_a_waiting_driver() {
+        let (tx, mut rx) = outbox(10);
+        let waiter = tokio::spawn(async move { rx.next(&mut Vec::new()).await });
+        tokio::task::yield_now().await;
+        tx.close(Closing::Shutdown);
+        assert_eq!(waiter.await.unwrap(), Outgoing::Close(Closing::Shutdown));
+    }
+}

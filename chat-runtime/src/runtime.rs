@@ -1,0 +1,221 @@
+//! Starting and stopping a runtime, and the [`Handle`] transports attach connections with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chat_core::{Chat, Config, RestoreError};
+use chat_store::{Store, StoreError};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RuntimeConfig;
+use crate::connection::Connection;
+use crate::core_task::{CoreTask, ToCore};
+use crate::delivery::DeliveryTask;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::outbox::outbox;
+use crate::rate_limit::RateLimiter;
+use crate::wire::WireFormat;
+
+/// How many inputs may wait for the core task before senders wait too.
+const INBOX: usize = 8192;
+/// How many batches of outputs may wait for the delivery task (and so for the store).
+const DELIVERY_QUEUE: usize = 64;
+
+/// Why a runtime could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store failed while loading or flushing.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The store's snapshot contradicts itself.
+    #[error("the stored state is inconsistent: {0}")]
+    Restore(#[from] RestoreError),
+    /// One of the runtime's tasks panicked.
+    #[error("a runtime task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why a connection could not be attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// `max_connections` connections are open (HTTP 503, or a `! ` line and close).
+    #[error("the server is full")]
+    TooManyConnections,
+    /// The runtime is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+pub(crate) struct Shared {
+    pub(crate) to_core: mpsc::Sender<ToCore>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+    /// Cancelled when shutdown begins: transports stop accepting.
+    pub(crate) closing: CancellationToken,
+    /// Notified whenever the last open connection goes away.
+    pub(crate) idle: Notify,
+}
+
+/// A cheap, cloneable reference to a running runtime: what a transport (or your own code, an
+/// axum handler or a game server) uses to attach connections.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A running chat runtime: one core task, one delivery task, and the store behind them.
+pub struct Runtime {
+    handle: Handle,
+    core: JoinHandle<Chat>,
+    delivery: JoinHandle<Result<(), StoreError>>,
+    stop: CancellationToken,
+    store: Arc<dyn Store>,
+}
+
+impl Runtime {
+    /// Loads the store's snapshot, restores a [`Chat`] from it with `chat`, and starts the
+    /// runtime. Must be called inside a tokio runtime.
+    pub async fn start(
+        chat: Config,
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+    ) -> Result<Runtime, RuntimeError> {
+        let snapshot = store.load(chat.history).await?;
+        let chat = Chat::restore(chat, snapshot)?;
+        Ok(Self::with_chat(chat, store, config))
+    }
+
+    /// Starts a runtime around a chat you built yourself.
+    pub fn with_chat(chat: Chat, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
+        let (to_core, inbox) = mpsc::channel(INBOX);
+        let (to_delivery, work) = mpsc::channel(DELIVERY_QUEUE);
+        let metrics = Arc::new(Metrics::default());
+        let stop = CancellationToken::new();
+        let core = tokio::spawn(
+            CoreTask {
+                chat,
+                inbox,
+                delivery: to_delivery,
+                batch: config.batch.max(1),
+                stop: stop.clone(),
+            }
+            .run(),
+        );
+        let delivery = tokio::spawn(DeliveryTask::new(work, store.clone(), metrics.clone()).run());
+        let shared = Arc::new(Shared {
+            to_core,
+            config,
+            metrics,
+            next_conn: AtomicU64::new(1),
+            closing: CancellationToken::new(),
+            idle: Notify::new(),
+        });
+        Runtime {
+            handle: Handle { shared },
+            core,
+            delivery,
+            stop,
+            store,
+        }
+    }
+
+    /// A handle for attaching connections.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Shuts down gracefully: transports stop accepting, the inputs already received are
+    /// handled, everything is stored and the store flushed and closed, and every connection is
+    /// told to close (WebSocket 1001) after its queued frames. Returns the core's final state.
+    /// A server that exits next should give its connections a moment to write their close
+    /// frames: [`Handle::wait_idle`].
+    pub async fn shutdown(self) -> Result<Chat, RuntimeError> {
+        self.handle.shared.closing.cancel();
+        self.stop.cancel();
+        let chat = self.core.await?;
+        let flushed = self.delivery.await?;
+        let closed = self.store.close().await;
+        flushed?;
+        closed?;
+        Ok(chat)
+    }
+}
+
+impl Handle {
+    /// Attaches a new connection speaking `format`. Fails at once when the server is full or
+    /// shutting down.
+    pub async fn connect(&self, format: Arc<dyn WireFormat>) -> Result<Connection, ConnectError> {
+        let shared = &self.shared;
+        if shared.closing.is_cancelled() {
+            return Err(ConnectError::ShuttingDown);
+        }
+        let open = shared
+            .metrics
+            .connections_open
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
+        if open > shared.config.max_connections as u64 {
+            shared
+                .metrics
+                .connections_open
+                .fetch_sub(1, Ordering::AcqRel);
+            Metrics::add(&shared.metrics.connections_refused, 1);
+            return Err(ConnectError::TooManyConnections);
+        }
+        Metrics::add(&shared.metrics.connections_total, 1);
+        let conn = chat_core::ConnectionId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (producer, receiver) = outbox(shared.config.outbox_bytes);
+        // The connection exists from here on: dropping it (also on the error path) undoes the count.
+        let connection = Connection::new(
+            conn,
+            receiver,
+            self.clone(),
+            RateLimiter::new(shared.config.rate_limit, tokio::time::Instant::now()),
+        );
+        let registered = shared
+            .to_core
+            .send(ToCore::Connect {
+                conn,
+                outbox: producer,
+                format,
+            })
+            .await;
+        match registered {
+            Ok(()) => Ok(connection),
+            Err(_) => Err(ConnectError::ShuttingDown),
+        }
+    }
+
+    /// The runtime's counters now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The runtime's limits.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// Cancelled when shutdown begins: accept loops stop on it.
+    pub fn closing(&self) -> CancellationToken {
+        self.shared.closing.clone()
+    }
+
+    /// Waits until no connection is open, or `at_most` has passed.
+    pub async fn wait_idle(&self, at_most: Duration) {
+        let idle = async {
+            loop {
+                let notified = self.shared.idle.notified();
+                if self.shared.metrics.connections_open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(at_most, idle).await;
+    }
+}

@@ -1,0 +1,21 @@
+//! How events become bytes: one [`WireFormat`] per transport.
+//!
+//! The runtime encodes each broadcast once per wire format and hands the same [`Bytes`] to every
+//! recipient that speaks it, so a message to 10,000 WebSocket clients is one `serde_json` call.
+//! A transport passes its format when it attaches a connection; formats are compared by
+//! identity (the same `Arc`), so a transport should create its format once and share it.
+
+use bytes::Bytes;
+use chat_core::{Event, Ref, SendKind};
+
+/// Renders events for one transport's clients.
+pub trait WireFormat: Send + Sync + 'static {
+    /// A short name for logs ("json", "line").
+    fn name(&self) -> &'static str;
+
+    /// The frame (or lines) that shows `event` to a client, with the `ref` of the command it
+    /// answers; `None` when this transport shows nothing for it (a line client does not see its
+    /// own room messages echoed). `kind` says what the event is to the recipient; broadcasts are
+    /// [`SendKind::Push`] without a reference.
+    fn encode(&self, event: &Event, reference: Option<&Ref>, kind: SendKind) -> Option<Bytes>;
+}

@@ -1,0 +1,467 @@
+//! The runtime with in-process connections: what transports rely on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chat_core::{
+    Command, Config, DirectMessage, Event, MessageId, Record, Ref, RoomMessage, RoomName, SendKind,
+    Snapshot, UserKey,
+};
+use chat_runtime::{
+    Closing, ConnectError, Connection, Handle, Outgoing, Runtime, RuntimeConfig, WireFormat,
+};
+use chat_store::{MemoryStore, Store, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+/// A JSON wire format like the WebSocket transport's: the event, plus `ref` when there is one.
+struct Json;
+
+impl WireFormat for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
+        let mut value = serde_json::to_value(event).unwrap();
+        if let Some(reference) = reference {
+            value["ref"] = serde_json::to_value(reference).unwrap();
+        }
+        Some(Bytes::from(serde_json::to_vec(&value).unwrap()))
+    }
+}
+
+/// A second format that shows only room messages, as text.
+struct Plain;
+
+impl WireFormat for Plain {
+    fn name(&self) -> &'static str {
+        "plain"
+    }
+
+    fn encode(&self, event: &Event, _: Option<&Ref>, kind: SendKind) -> Option<Bytes> {
+        match event {
+            Event::Message(m) if kind != SendKind::Echo => {
+                Some(Bytes::from(format!("<{}> {}\n", m.from, m.text)))
+            }
+            _ => None,
+        }
+    }
+}
+
+async fn start(config: Config, runtime: RuntimeConfig) -> Runtime {
+    Runtime::start(config, Arc::new(MemoryStore::new()), runtime)
+        .await
+        .unwrap()
+}
+
+/// Waits for the next batch of frames and decodes them as JSON.
+async fn recv(conn: &mut Connection) -> Vec<Value> {
+    let mut batch = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(10), conn.next(&mut batch)).await {
+        Ok(Outgoing::Frames) => batch
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect(),
+        Ok(Outgoing::Close(reason)) => panic!("closed: {reason:?}"),
+        Err(_) => panic!("nothing arrived within 10 s"),
+    }
+}
+
+/// Reads frames until one of type `kind` arrives; returns it.
+async fn expect(conn: &mut Connection, kind: &str) -> Value {
+    loop {
+        for frame in recv(conn).await {
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+}
+
+/// One shared format, as a transport would have: formats are compared by identity.
+fn json() -> Arc<dyn WireFormat> {
+    static JSON: std::sync::OnceLock<Arc<dyn WireFormat>> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| Arc::new(Json)).clone()
+}
+
+async fn login(handle: &Handle, name: &str) -> Connection {
+    let mut conn = handle.connect(json()).await.unwrap();
+    conn.send(Command::Login { name: name.into() }, None)
+        .await
+        .unwrap();
+    expect(&mut conn, "joined").await;
+    conn
+}
+
+fn say(text: &str) -> Command {
+    Command::Say {
+        room: "general".into(),
+        text: text.into(),
+    }
+}
+
+#[tokio::test]
+async fn two_connections_chat_through_the_runtime() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let mut bob = login(&handle, "bob").await;
+    let presence = expect(&mut alice, "presence").await;
+    assert_eq!(presence["user"], "bob");
+
+    alice
+        .send(say("hi bob"), Some(Ref::number(7)))
+        .await
+        .unwrap();
+    let mine = expect(&mut alice, "message").await;
+    let theirs = expect(&mut bob, "message").await;
+    assert_eq!(mine["ref"], 7);
+    assert_eq!(theirs.get("ref"), None);
+    assert_eq!(mine["id"], theirs["id"]);
+    assert_eq!(theirs["text"], "hi bob");
+
+    let metrics = handle.metrics();
+    assert_eq!(metrics.connections_open, 2);
+    assert!(metrics.commands_in >= 3);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broadcast_is_encoded_once_per_wire_format() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut json_clients = Vec::new();
+    for i in 0..50 {
+        json_clients.push(login(&handle, &format!("j{i}")).await);
+    }
+    let plain = Arc::new(Plain);
+    let mut plain_clients = Vec::new();
+    for i in 0..50 {
+        let conn = handle.connect(plain.clone()).await.unwrap();
+        conn.send(
+            Command::Login {
+                name: format!("p{i}"),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        plain_clients.push(conn);
+    }
+    // Everyone is in: the last login's presence reached the first client.
+    let sender = &mut json_clients[0];
+    // Inputs are handled and delivered in order: once the pong is here, so is every output of
+    // the logins before it.
+    sender.send(Command::Ping, None).await.unwrap();
+    expect(sender, "pong").await;
+    let before = handle.metrics().encodes;
+
+    json_clients[1].send(say("once"), None).await.unwrap();
+    for client in &mut json_clients {
+        assert_eq!(expect(client, "message").await["text"], "once");
+    }
+    for client in &mut plain_clients {
+        let mut batch = Vec::new();
+        loop {
+            batch.clear();
+            assert_eq!(client.next(&mut batch).await, Outgoing::Frames);
+            if batch.iter().any(|b| b.starts_with(b"<j1> once")) {
+                break;
+            }
+        }
+    }
+    // One JSON encoding and one plain encoding for the 99 recipients, one for the sender's copy.
+    assert_eq!(handle.metrics().encodes - before, 3);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_nobody_waits_for_it() {
+    let config = RuntimeConfig {
+        outbox_bytes: 4096,
+        ..RuntimeConfig::default()
+    };
+    let runtime = start(Config::default(), config).await;
+    let handle = runtime.handle();
+    let mut stalled = login(&handle, "stalled").await;
+    let mut talkers = Vec::new();
+    for i in 0..5 {
+        talkers.push(login(&handle, &format!("t{i}")).await);
+    }
+    for round in 0..100 {
+        let text = format!("message number {round} with some padding to fill queues");
+        talkers[round % 5].send(say(&text), None).await.unwrap();
+        for talker in &mut talkers {
+            let got = expect(talker, "message").await;
+            assert_eq!(
+                got["text"],
+                text.as_str(),
+                "every talker gets every message in order"
+            );
+        }
+    }
+    let mut batch = Vec::new();
+    assert_eq!(
+        stalled.next(&mut batch).await,
+        Outgoing::Close(Closing::SlowConsumer)
+    );
+    assert_eq!(handle.metrics().slow_consumers, 1);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_history_page_bigger_than_the_outbox_is_not_slowness() {
+    let config = RuntimeConfig {
+        outbox_bytes: 512,
+        ..RuntimeConfig::default()
+    };
+    let runtime = start(Config::default(), config).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    for n in 0..20 {
+        alice.send(say(&format!("{n:0>60}")), None).await.unwrap();
+        expect(&mut alice, "message").await;
+    }
+    let history = Command::History {
+        room: "general".into(),
+        before: None,
+        limit: Some(20),
+    };
+    alice.send(history, None).await.unwrap();
+    let page = expect(&mut alice, "history").await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 20);
+    runtime.shutdown().await.unwrap();
+}
+
+/// A store that counts and keeps appends, and can hold them until the test lets them through.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: Semaphore,
+    appends: AtomicUsize,
+    started: mpsc::UnboundedSender<usize>,
+    stored: std::sync::Mutex<Vec<Record>>,
+}
+
+impl GatedStore {
+    fn new(permits: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<usize>) {
+        let (started, calls) = mpsc::unbounded_channel();
+        let store = GatedStore {
+            inner: MemoryStore::new(),
+            gate: Semaphore::new(permits),
+            appends: AtomicUsize::new(0),
+            started,
+            stored: std::sync::Mutex::new(Vec::new()),
+        };
+        (Arc::new(store), calls)
+    }
+}
+
+#[async_trait]
+impl Store for GatedStore {
+    async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
+        let _ = self.started.send(records.len());
+        self.gate.acquire().await.unwrap().forget();
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.stored.lock().unwrap().extend_from_slice(records);
+        self.inner.append(records).await
+    }
+    async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {
+        self.inner.load(history).await
+    }
+    async fn history(
+        &self,
+        room: &RoomName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<RoomMessage>, StoreError> {
+        self.inner.history(room, before, limit).await
+    }
+    async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
+        self.inner.rooms().await
+    }
+    async fn mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError> {
+        self.inner.mailbox(owner).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
+
+#[tokio::test]
+async fn messages_are_delivered_only_after_the_store_has_them_and_bursts_share_a_write() {
+    let (store, mut started) = GatedStore::new(0);
+    let runtime = Runtime::start(Config::default(), store.clone(), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    // Logins store nothing (no ids are handed out), so they pass the closed gate.
+    let mut alice = login(&handle, "alice").await;
+    let mut bob = login(&handle, "bob").await;
+    expect(&mut alice, "presence").await;
+
+    alice.send(say("first"), None).await.unwrap();
+    // The store has been asked (an id reservation and the message) but has not answered.
+    assert_eq!(started.recv().await, Some(2));
+    for n in 0..30 {
+        alice.send(say(&format!("burst {n}")), None).await.unwrap();
+    }
+    let mut batch = Vec::new();
+    assert_eq!(
+        bob.try_next(&mut batch),
+        0,
+        "nothing is delivered before it is stored"
+    );
+
+    store.gate.add_permits(1000);
+    let mut texts = Vec::new();
+    while texts.len() < 31 {
+        for frame in recv(&mut bob).await {
+            if frame["type"] == "message" {
+                texts.push(frame["text"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(texts[0], "first");
+    assert_eq!(texts[30], "burst 29");
+    let appends = store.appends.load(Ordering::SeqCst);
+    assert!(
+        appends < 31,
+        "31 messages were stored in {appends} writes: the burst was group-committed"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_maximum_are_refused_at_once() {
+    let config = RuntimeConfig {
+        max_connections: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = start(Config::default(), config).await;
+    let handle = runtime.handle();
+    let a = handle.connect(json()).await.unwrap();
+    let _b = handle.connect(json()).await.unwrap();
+    assert_eq!(
+        handle.connect(json()).await.err(),
+        Some(ConnectError::TooManyConnections)
+    );
+    drop(a);
+    assert!(
+        handle.connect(json()).await.is_ok(),
+        "a freed slot is reusable"
+    );
+    assert_eq!(handle.metrics().connections_refused, 1);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_disconnect_frees_the_name_and_tells_the_room() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let bob = login(&handle, "bob").await;
+    expect(&mut alice, "presence").await;
+    drop(bob);
+    let left = expect(&mut alice, "presence").await;
+    assert_eq!(
+        left,
+        json!({"type":"presence","room":"general","user":"bob","event":"leave"})
+    );
+    let _bob_again = login(&handle, "BOB").await;
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_that_never_logs_in_is_closed() {
+    let config = Config {
+        login_timeout: Some(Duration::from_millis(50)),
+        ..Config::default()
+    };
+    let runtime = start(config, RuntimeConfig::default()).await;
+    let mut lurker = runtime.handle().connect(json()).await.unwrap();
+    let mut batch = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), lurker.next(&mut batch)).await;
+    assert_eq!(closed.unwrap(), Outgoing::Close(Closing::LoginTimeout));
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn history_past_memory_is_read_from_the_store() {
+    let config = Config {
+        history: 3,
+        ..Config::default()
+    };
+    let runtime = start(config, RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    for n in 1..=8 {
+        alice.send(say(&format!("m{n}")), None).await.unwrap();
+        expect(&mut alice, "message").await;
+    }
+    let history = Command::History {
+        room: "general".into(),
+        before: None,
+        limit: Some(6),
+    };
+    alice
+        .send(history, Some(Ref::text("h").unwrap()))
+        .await
+        .unwrap();
+    let page = expect(&mut alice, "history").await;
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["m3", "m4", "m5", "m6", "m7", "m8"]);
+    assert_eq!(page["ref"], "h");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_stores_everything_and_closes_connections_after_their_frames() {
+    let (store, _calls) = GatedStore::new(1000);
+    let runtime = Runtime::start(Config::default(), store.clone(), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    alice.send(say("last words"), None).await.unwrap();
+    let closing = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            let next = alice.next(&mut batch).await;
+            frames.extend(batch);
+            if let Outgoing::Close(reason) = next {
+                return (frames, reason);
+            }
+        }
+    });
+    runtime.shutdown().await.unwrap();
+    let (frames, reason) = closing.await.unwrap();
+    assert_eq!(reason, Closing::Shutdown);
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.windows(10).any(|w| w == b"last words"))
+    );
+    let stored = store.stored.lock().unwrap().clone();
+    assert!(
+        stored
+            .iter()
+            .any(|r| matches!(r, Record::Message(m) if m.text.as_str() == "last words"))
+    );
+    assert_eq!(
+        handle.connect(json()).await.err(),
+        Some(ConnectError::ShuttingDown)
+    );
+}

@@ -1,0 +1,19 @@
+//! The WebSocket transport: JSON frames on `ws://HOST:PORT/chat`, as PROTOCOL.md fixes them.
+//!
+//! [`serve`] accepts connections and attaches each to a [`chat_runtime::Runtime`] through its
+//! public [`Handle`](chat_runtime::Handle), one driver task per connection (`session.rs`).
+//! [`frame`] decodes client frames into [`chat_core::Command`]s and encodes events, with
+//! [`JsonFormat`] as the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is
+//! serialised once for every WebSocket recipient. [`WsClient`] is a small client for tests,
+//! bots and the terminal client.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod client;
+pub mod frame;
+mod server;
+mod session;
+
+pub use client::{ClientError, Incoming, WsClient};
+pub use frame::JsonFormat;
+pub use server::{WsConfig, serve};

@@ -1,0 +1,69 @@
+//! The accept loop: one task per WebSocket connection, on the path `/chat`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_runtime::{Handle, WireFormat};
+use tokio::net::TcpListener;
+
+use crate::frame::JsonFormat;
+use crate::session;
+
+/// The WebSocket transport's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsConfig {
+    /// The path upgrades are accepted on (`/chat`); other paths get HTTP 404.
+    pub path: String,
+    /// The largest frame (message) accepted, in bytes (`--max-frame`, 65,536). A larger one
+    /// closes the connection with code 1009.
+    pub max_frame: usize,
+    /// How often an otherwise quiet connection is pinged (30 s).
+    pub ping_interval: Duration,
+    /// A connection that sends nothing, not even a pong, for this long is closed (75 s).
+    pub idle_timeout: Duration,
+    /// How long one batched write may take before the client is treated as gone (10 s).
+    pub write_timeout: Duration,
+    /// tungstenite's read buffer per connection (4 KiB rather than its default 128 KiB, so an
+    /// idle connection costs little memory).
+    pub read_buffer: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            path: "/chat".into(),
+            max_frame: 65_536,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(10),
+            read_buffer: 4096,
+        }
+    }
+}
+
+/// Accepts WebSocket clients on `listener` and attaches each to the runtime behind `handle`,
+/// until the runtime begins shutting down. Connections already open are closed by the runtime's
+/// shutdown (code 1001).
+pub async fn serve(listener: TcpListener, handle: Handle, config: WsConfig) -> io::Result<()> {
+    let format: Arc<dyn WireFormat> = Arc::new(JsonFormat);
+    let config = Arc::new(config);
+    let closing = handle.closing();
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let session = session::run(stream, peer, handle.clone(), format.clone(), config.clone());
+                    tokio::spawn(session);
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: say so, and give the system a moment
+                    // rather than spinning on the error.
+                    tracing::warn!(%error, "accepting a WebSocket connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One WebSocket connection's driver: a single task that reads frames, writes the outbox in
+//! batches, pings, and closes with the right code.
+//!
+//! Reading and writing in one task (rather than a reader and a writer task) keeps a connection
+//! to one future and no locks, and lets every frame queued since the last write go out with one
+//! flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chat_core::{ChatError, Event};
+use chat_runtime::{Admission, Closing, ConnectError, Connection, Handle, Outgoing, WireFormat};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::frame::{decode, encode};
+use crate::server::WsConfig;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Why the driver ends the connection, and the close frame it sends.
+enum End {
+    /// The client closed, or the socket failed: nothing more to send.
+    Gone,
+    /// Send this close code and reason.
+    Close(CloseCode, &'static str),
+}
+
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handle: Handle,
+    format: Arc<dyn WireFormat>,
+    config: Arc<WsConfig>,
+) {
+    // Without it, small frames wait for delayed ACKs (40 ms on Linux).
+    let _ = stream.set_nodelay(true);
+    let attached = handle.connect(format).await;
+    let refusal = match &attached {
+        Ok(_) => None,
+        Err(ConnectError::TooManyConnections) => Some("the server is full; try again later"),
+        Err(ConnectError::ShuttingDown) => Some("the server is shutting down"),
+    };
+    let check = handshake_check(config.path.clone(), refusal);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(Some(config.max_frame))
+        .max_frame_size(Some(config.max_frame));
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config))
+        .await
+    {
+        Ok(ws) => ws,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "WebSocket handshake refused or failed");
+            return;
+        }
+    };
+    let Ok(connection) = attached else { return };
+    tracing::debug!(%peer, conn = %connection.id(), "WebSocket client attached");
+    drive(ws, connection, &config).await;
+    tracing::debug!(%peer, "WebSocket client detached");
+}
+
+/// The handshake callback: upgrades only on the configured path, and answers a full server with
+/// HTTP 503 before any WebSocket exists.
+// tungstenite fixes the callback's signature, large error type included.
+#[allow(clippy::result_large_err)]
+fn handshake_check(
+    path: String,
+    refusal: Option<&'static str>,
+) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> {
+    move |request, response| {
+        if request.uri().path() != path {
+            return Err(error_response(
+                StatusCode::NOT_FOUND,
+                "no WebSocket endpoint here; try /chat",
+            ));
+        }
+        match refusal {
+            Some(why) => Err(error_response(StatusCode::SERVICE_UNAVAILABLE, why)),
+            None => Ok(response),
+        }
+    }
+}
+
+fn error_response(status: StatusCode, text: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(text.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut heard = Instant::now();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let end = loop {
+        tokio::select! {
+            incoming = ws.next() => {
+                heard = Instant::now();
+                match incoming {
+                    Some(Ok(message)) => {
+                        if let Err(end) = on_message(&mut ws, &mut connection, message).await {
+                            break end;
+                        }
+                    }
+                    Some(Err(WsError::Capacity(_))) => break End::Close(CloseCode::Size, "frame too large"),
+                    Some(Err(_)) | None => break End::Gone,
+                }
+            }
+            outgoing = connection.next(&mut batch) => {
+                let written = write_batch(&mut ws, &mut batch, config.write_timeout).await;
+                match (outgoing, written) {
+                    (_, Err(end)) => break end,
+                    (Outgoing::Frames, Ok(())) => {}
+                    (Outgoing::Close(Closing::Shutdown), Ok(())) => break End::Close(CloseCode::Away, "server shutting down"),
+                    (Outgoing::Close(Closing::SlowConsumer), Ok(())) => break End::Close(CloseCode::Policy, "too slow: outbound queue full"),
+                    (Outgoing::Close(Closing::LoginTimeout), Ok(())) => break End::Close(CloseCode::Policy, "login timeout"),
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() >= config.idle_timeout {
+                    break End::Close(CloseCode::Normal, "idle timeout");
+                }
+                if send_now(&mut ws, Message::Ping(Bytes::new()), config.write_timeout).await.is_err() {
+                    break End::Gone;
+                }
+            }
+        }
+    };
+    if let End::Close(code, reason) = end {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let closing = async {
+            if ws.close(Some(frame)).await.is_ok() {
+                // Wait (briefly) for the client's close reply, so the close is clean.
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
+/// Handles one message from the client; `Err` ends the connection.
+async fn on_message(ws: &mut Ws, connection: &mut Connection, message: Message) -> Result<(), End> {
+    let text = match message {
+        Message::Text(text) => Some(text),
+        Message::Binary(_) => None,
+        // tungstenite answers pings itself (on the next write or flush); pongs only prove life.
+        Message::Ping(_) => return ws.flush().await.map_err(|_| End::Gone),
+        Message::Pong(_) | Message::Frame(_) => return Ok(()),
+        Message::Close(_) => return Err(End::Gone),
+    };
+    match connection.admit() {
+        Admission::Allowed => {}
+        Admission::Limited => return reply_error(ws, &ChatError::RateLimited, None).await,
+        Admission::Flooding => {
+            return Err(End::Close(
+                CloseCode::Policy,
+                "flood: rate limit exceeded for 3 s",
+            ));
+        }
+    }
+    let Some(text) = text else {
+        let error = ChatError::BadFrame(
+            "binary frames are not part of the protocol; send JSON text".into(),
+        );
+        return reply_error(ws, &error, None).await;
+    };
+    match decode(text.as_str()) {
+        Ok((command, reference)) => connection
+            .send(command, reference)
+            .await
+            .map_err(|_| End::Close(CloseCode::Away, "server shutting down")),
+        Err(rejected) => reply_error(ws, &rejected.error, rejected.reference.as_ref()).await,
+    }
+}
+
+/// Answers a frame the runtime never sees (undecodable, rate-limited) directly.
+async fn reply_error(
+    ws: &mut Ws,
+    error: &ChatError,
+    reference: Option<&chat_core::Ref>,
+) -> Result<(), End> {
+    let bytes = encode(&Event::error(error), reference);
+    let text = Utf8Bytes::try_from(bytes).map_err(|_| End::Gone)?;
+    ws.send(Message::Text(text)).await.map_err(|_| End::Gone)
+}
+
+/// Writes every frame in `batch` and flushes once.
+async fn write_batch(ws: &mut Ws, batch: &mut Vec<Bytes>, timeout: Duration) -> Result<(), End> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let write = async {
+        for bytes in batch.drain(..) {
+            match Utf8Bytes::try_from(bytes) {
+                Ok(text) => ws.feed(Message::Text(text)).await?,
+                Err(_) => tracing::error!("a wire frame was not UTF-8; dropped"),
+            }
+        }
+        ws.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Gone),
+        Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+    }
+}
+
+async fn send_now(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), End> {
+    match tokio::time::timeout(timeout, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
+    }
+}

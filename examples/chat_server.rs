@@ -1,0 +1,189 @@
+//! The bundled chat server: every option of PROTOCOL.md's "The bundled server".
+//!
+//! ```sh
+//! cargo run --release --example chat_server -- --help
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_engine::core::{Config, RoomName};
+use chat_engine::runtime::{Runtime, RuntimeConfig};
+use chat_engine::store::{JsonFileStore, MemoryStore, Store};
+use chat_engine::ws::{WsConfig, serve};
+use clap::Parser;
+use tokio::net::TcpListener;
+
+/// A chat server: WebSocket (JSON frames) and line TCP clients in the same rooms.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Options {
+    /// WebSocket listener address, or `off`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    ws: String,
+    /// Line TCP listener address, or `off`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9999")]
+    tcp: String,
+    /// JSON-file store directory.
+    #[arg(long, value_name = "DIR", default_value = "./chat-data")]
+    data: PathBuf,
+    /// Use the in-memory store instead (nothing survives a restart).
+    #[arg(long)]
+    memory: bool,
+    /// Messages kept in memory per room.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    history: usize,
+    /// Messages sent to a user who joins a room.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    join_history: usize,
+    /// Room joined at login, or `off`.
+    #[arg(long, value_name = "NAME", default_value = "general")]
+    default_room: String,
+    /// DMs kept per offline name.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    mailbox: usize,
+    /// Outbound queue per connection, in bytes of encoded frames.
+    #[arg(long, value_name = "BYTES", default_value_t = 1_048_576)]
+    outbox: usize,
+    /// Largest WebSocket frame, or TCP line without its line end, accepted.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536)]
+    max_frame: usize,
+    /// Frames or lines per second per connection, bursts up to 2N (0 disables).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    rate_limit: u32,
+    /// Open connections, both transports together.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chat_server: cannot start tokio: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat_server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let default_room = match options.default_room.as_str() {
+        "off" => None,
+        name => Some(RoomName::parse(name).map_err(|e| format!("--default-room: {e}"))?),
+    };
+    let chat = Config {
+        default_room,
+        history: options.history,
+        join_history: options.join_history,
+        mailbox: options.mailbox,
+        ..Config::default()
+    };
+    let limits = RuntimeConfig {
+        outbox_bytes: options.outbox,
+        max_connections: options.max_connections,
+        rate_limit: options.rate_limit,
+        ..RuntimeConfig::default()
+    };
+    let store: Arc<dyn Store> = if options.memory {
+        Arc::new(MemoryStore::new())
+    } else {
+        Arc::new(JsonFileStore::open(&options.data).await?)
+    };
+    let runtime = Runtime::start(chat, store, limits).await?;
+    let handle = runtime.handle();
+
+    let mut listeners = Vec::new();
+    if let Some(listener) = bind("--ws", &options.ws).await? {
+        let addr = listener.local_addr()?;
+        let config = WsConfig {
+            max_frame: options.max_frame,
+            ..WsConfig::default()
+        };
+        listeners.push(tokio::spawn(serve(listener, handle.clone(), config)));
+        announce(&format!("ws://{}/chat", display(addr)));
+    }
+    if options.tcp != "off" {
+        tracing::warn!(
+            "the line TCP transport is not built yet; --tcp {} is ignored",
+            options.tcp
+        );
+    }
+    if listeners.is_empty() {
+        return Err("every listener is off; nothing to serve".into());
+    }
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: flushing the store and closing connections");
+    runtime.shutdown().await?;
+    for listener in listeners {
+        listener.await??;
+    }
+    // Let the connections write their last frames and close frames before the process ends.
+    handle.wait_idle(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Binds `addr` unless it is `off`.
+async fn bind(option: &str, addr: &str) -> Result<Option<TcpListener>, String> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|e| format!("{option} {addr}: {e}"))
+}
+
+/// Prints the `listening …` line scripts wait for, and flushes it.
+fn announce(url: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening {url}");
+    let _ = out.flush();
+}
+
+fn display(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
