@@ -68,7 +68,7 @@ fn dm_ids(dms: &[DirectMessage]) -> Vec<u64> {
     dms.iter().map(|m| m.id.get()).collect()
 }
 
-async fn append<S: Store>(store: &S, records: &[Record]) {
+async fn append<S: Store + ?Sized>(store: &S, records: &[Record]) {
     if let Err(e) = store.append(records).await {
         panic!("append failed: {e}");
     }
@@ -95,7 +95,7 @@ where
 }
 
 /// A new store is empty.
-pub async fn empty_store<S: Store>(store: &S) {
+pub async fn empty_store<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.load(10).await.unwrap(), Snapshot::default());
     assert!(store.rooms().await.unwrap().is_empty());
     assert!(
@@ -111,7 +111,7 @@ pub async fn empty_store<S: Store>(store: &S) {
 }
 
 /// `load` gives each room's newest messages, oldest first, and says whether older ones exist.
-pub async fn load_returns_bounded_tails<S: Store>(store: &S) {
+pub async fn load_returns_bounded_tails<S: Store + ?Sized>(store: &S) {
     let mut records = Vec::new();
     for id in 1..=7 {
         let name = if id % 2 == 0 { "even" } else { "odd" };
@@ -151,7 +151,7 @@ pub async fn load_returns_bounded_tails<S: Store>(store: &S) {
 
 /// `history` pages are the messages just below `before`, oldest first, never short while more
 /// exist.
-pub async fn history_pages_are_exact<S: Store>(store: &S) {
+pub async fn history_pages_are_exact<S: Store + ?Sized>(store: &S) {
     let general = room("general");
     // Ids 2, 4, ..., 200, with another room interleaved (odd ids).
     let mut records = Vec::new();
@@ -205,7 +205,7 @@ pub async fn history_pages_are_exact<S: Store>(store: &S) {
 }
 
 /// A call that would break the id order of a room or a mailbox stores none of its records.
-pub async fn out_of_order_calls_store_nothing<S: Store>(store: &S) {
+pub async fn out_of_order_calls_store_nothing<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::Message(message("general", 5, "five"))]).await;
     let stale = store
         .append(&[
@@ -251,7 +251,7 @@ pub async fn out_of_order_calls_store_nothing<S: Store>(store: &S) {
 }
 
 /// DMs queue per case-insensitive owner and a delivery drops exactly those up to `through`.
-pub async fn mailboxes_queue_and_deliver<S: Store>(store: &S) {
+pub async fn mailboxes_queue_and_deliver<S: Store + ?Sized>(store: &S) {
     append(
         store,
         &[
@@ -316,7 +316,7 @@ pub async fn mailboxes_queue_and_deliver<S: Store>(store: &S) {
 }
 
 /// One call may hold any mix of records; they apply in order.
-pub async fn records_apply_in_order_within_a_call<S: Store>(store: &S) {
+pub async fn records_apply_in_order_within_a_call<S: Store + ?Sized>(store: &S) {
     let bob = key("bob");
     append(
         store,
@@ -342,7 +342,7 @@ pub async fn records_apply_in_order_within_a_call<S: Store>(store: &S) {
 }
 
 /// [`Store::take_mailbox`] returns the DMs and stores their delivery.
-pub async fn take_mailbox_delivers_once<S: Store>(store: &S) {
+pub async fn take_mailbox_delivers_once<S: Store + ?Sized>(store: &S) {
     append(
         store,
         &[
@@ -359,7 +359,7 @@ pub async fn take_mailbox_delivers_once<S: Store>(store: &S) {
 }
 
 /// `next_id` covers reservations, messages, queued and delivered DMs, and never goes down.
-pub async fn id_counter_covers_everything<S: Store>(store: &S) {
+pub async fn id_counter_covers_everything<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::IdsReserved { until: id_of(50) }]).await;
     assert_eq!(next_id(store).await, Some(id_of(50)));
     append(store, &[Record::IdsReserved { until: id_of(20) }]).await;
@@ -385,7 +385,7 @@ pub async fn id_counter_covers_everything<S: Store>(store: &S) {
 }
 
 /// Texts come back byte for byte: non-ASCII, newlines, tabs, quotes, backslashes.
-pub async fn texts_are_kept_verbatim<S: Store>(store: &S) {
+pub async fn texts_are_kept_verbatim<S: Store + ?Sized>(store: &S) {
     let text = "grüß dich 🦀\n\t\"quoted\" \\ back\\slash </script>";
     append(
         store,
@@ -405,7 +405,7 @@ pub async fn texts_are_kept_verbatim<S: Store>(store: &S) {
 }
 
 /// Many tasks appending at once (group commit) lose nothing and keep each room's order.
-pub async fn concurrent_appends_all_land<S: Store>(store: Arc<S>) {
+pub async fn concurrent_appends_all_land<S: Store + ?Sized>(store: Arc<S>) {
     const WRITERS: u64 = 16;
     const EACH: u64 = 20;
     let tasks: Vec<_> = (0..WRITERS)
@@ -438,7 +438,7 @@ pub async fn concurrent_appends_all_land<S: Store>(store: Arc<S>) {
 }
 
 /// After `close`, everything fails with [`StoreError::Closed`]; closing again is fine.
-pub async fn closed_store_refuses<S: Store>(store: &S) {
+pub async fn closed_store_refuses<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::Message(message("general", 1, "x"))]).await;
     store.close().await.unwrap();
     let refused = store
@@ -459,7 +459,7 @@ pub async fn closed_store_refuses<S: Store>(store: &S) {
     store.close().await.unwrap();
 }
 
-async fn next_id<S: Store>(store: &S) -> Option<MessageId> {
+async fn next_id<S: Store + ?Sized>(store: &S) -> Option<MessageId> {
     store.load(1).await.unwrap().next_id
 }
 
