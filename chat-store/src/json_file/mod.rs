@@ -127,8 +127,10 @@ impl JsonFileStore {
             fs::create_dir_all(sub).map_err(|e| StoreError::io(sub, e))?;
         }
         if !existed {
-            if let Some(parent) = layout.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                durable::sync_dir(parent)?;
+            // Make the new directory's own entry durable too.
+            match layout.dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => durable::sync_dir(parent)?,
+                _ => durable::sync_dir(Path::new("."))?,
             }
         }
         durable::sync_dir(&layout.dir)?;

@@ -11,6 +11,7 @@
 //! Only the last line is read, so opening costs the same for a short file and a huge one.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use super::lines::{self, Line};
@@ -75,23 +76,17 @@ pub(crate) fn repair<T>(
 }
 
 /// The last line of the first `len` bytes of `file`, and whether it ends with a newline.
-fn last_line(file: &File, len: u64) -> std::io::Result<Option<(Line, bool)>> {
+fn last_line(mut file: &File, len: u64) -> std::io::Result<Option<(Line, bool)>> {
     if len == 0 {
         return Ok(None);
     }
-    // Pretend the file ends with a newline so `read_back` can be used for both cases.
-    let tail = lines::read_back(file, len, 1)?;
     let mut last_byte = [0u8; 1];
-    {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = file;
-        f.seek(SeekFrom::Start(len - 1))?;
-        f.read_exact(&mut last_byte)?;
-    }
-    let terminated = last_byte[0] == b'\n';
-    let line = tail
-        .into_iter()
-        .next_back()
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last_byte)?;
+    // `read_back` takes the final byte for the newline, so for an unterminated line it returns
+    // the line minus its last byte, at the right offset, which is all a torn line needs.
+    let line = lines::read_back(file, len, 1)?
+        .pop()
         .expect("a non-empty file has a last line");
-    Ok(Some((line, terminated)))
+    Ok(Some((line, last_byte[0] == b'\n')))
 }
