@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if let Outgoing::Close(_) = next { break }
                 for frame in batch.drain(..) {
                     // BotFormat only lets "!time" messages through, as "room\ttimestamp".
-                    let line = String::from_utf8_lossy(&frame);
+                    let line = String::from_utf8_lossy(&frame.bytes);
                     if let Some((room, ts)) = line.split_once('\t') {
                         let text = format!("it is {ts}");
                         bot.send(Command::Say { room: room.into(), text }, None).await?;

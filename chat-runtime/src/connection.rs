@@ -8,13 +8,12 @@
 
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use chat_core::{Command, ConnectionId, Ref};
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::core_task::ToCore;
 use crate::metrics::Metrics;
-use crate::outbox::{OutboxReceiver, Outgoing};
+use crate::outbox::{Outbound, OutboxReceiver, Outgoing};
 use crate::rate_limit::{Admission, RateLimiter};
 use crate::runtime::Handle;
 
@@ -81,12 +80,12 @@ impl Connection {
 
     /// Waits for frames to write or for a reason to close. Frames are appended to `batch`, all
     /// that are queued at once, so the driver can write them and flush once.
-    pub async fn next(&mut self, batch: &mut Vec<Bytes>) -> Outgoing {
+    pub async fn next(&mut self, batch: &mut Vec<Outbound>) -> Outgoing {
         self.outbox.next(batch).await
     }
 
     /// Appends the frames queued right now to `batch`, without waiting; returns how many.
-    pub fn try_next(&mut self, batch: &mut Vec<Bytes>) -> usize {
+    pub fn try_next(&mut self, batch: &mut Vec<Outbound>) -> usize {
         self.outbox.drain(batch)
     }
 

@@ -16,7 +16,7 @@ use chat_store::Store;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::outbox::{Closing, Outbox};
+use crate::outbox::{Closing, Outbound, Outbox};
 use crate::wire::WireFormat;
 
 /// One piece of work from the core task, in the order the core produced it.
@@ -150,7 +150,7 @@ impl DeliveryTask {
     fn send(
         &mut self,
         to: ConnectionId,
-        event: &Event,
+        event: &Arc<Event>,
         reference: Option<&chat_core::Ref>,
         kind: SendKind,
     ) {
@@ -163,7 +163,11 @@ impl DeliveryTask {
             return;
         };
         let backlog = kind.is_backlog().then_some(self.reply);
-        push(&self.metrics, to, recipient, bytes, backlog);
+        let outbound = Outbound {
+            bytes,
+            event: Some(event.clone()),
+        };
+        push(&self.metrics, to, recipient, outbound, backlog);
     }
 
     fn broadcast(&mut self, to: &Recipients, except: Option<ConnectionId>, event: &Event) {
@@ -182,7 +186,11 @@ impl DeliveryTask {
                 format(&self.formats, recipient.format).encode(event, None, SendKind::Push)
             });
             if let Some(bytes) = bytes {
-                push(&self.metrics, conn, recipient, bytes.clone(), None);
+                let outbound = Outbound {
+                    bytes: bytes.clone(),
+                    event: None,
+                };
+                push(&self.metrics, conn, recipient, outbound, None);
             }
         }
     }
@@ -197,10 +205,10 @@ impl DeliveryTask {
                 tracing::error!(%error, room = %request.room, "reading a history page failed");
                 Vec::new()
             });
-        let event = Event::History {
+        let event = Arc::new(Event::History {
             room: request.room,
             messages: page.into_iter().map(Arc::new).collect(),
-        };
+        });
         self.send(
             request.conn,
             &event,
@@ -254,10 +262,10 @@ fn push(
     metrics: &Metrics,
     conn: ConnectionId,
     recipient: &mut Recipient,
-    bytes: Bytes,
+    outbound: Outbound,
     backlog: Option<u64>,
 ) {
-    match recipient.outbox.push(bytes, backlog) {
+    match recipient.outbox.push(outbound, backlog) {
         Ok(()) => Metrics::add(&metrics.frames_out, 1),
         Err(_) => {
             Metrics::add(&metrics.slow_consumers, 1);

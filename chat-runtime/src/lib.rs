@@ -45,7 +45,7 @@ mod wire;
 pub use config::RuntimeConfig;
 pub use connection::{Connection, RuntimeStopped};
 pub use metrics::MetricsSnapshot;
-pub use outbox::{Closing, Outgoing};
+pub use outbox::{Closing, Outbound, Outgoing};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};
 pub use runtime::{ConnectError, Handle, Runtime, RuntimeError};
 pub use wire::WireFormat;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use chat_core::Event;
 use tokio::sync::{Notify, mpsc};
 
 /// Why the runtime closes a connection.
@@ -39,8 +40,21 @@ struct Shared {
 /// One queued frame.
 #[derive(Debug)]
 struct Frame {
-    bytes: Bytes,
+    outbound: Outbound,
     exempt: bool,
+}
+
+/// A frame ready to write: its bytes, rendered by the connection's
+/// [`WireFormat`](crate::WireFormat), and, when the event was addressed to this connection alone
+/// (a reply, an echo, a backlog, a DM), the event itself, so a transport with per-connection
+/// state (the line transport's current room, say) can follow what happened. Broadcasts carry
+/// only their shared bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound {
+    /// What to write.
+    pub bytes: Bytes,
+    /// The event shown, for events to this connection alone.
+    pub event: Option<Arc<Event>>,
 }
 
 /// The producing end, held by the runtime.
@@ -86,11 +100,15 @@ impl Outbox {
     /// Queues a frame. `backlog` names the reply a backlog frame belongs to (numbered by the
     /// caller, increasing); `None` for ordinary frames. Frames for a closing connection are
     /// dropped.
-    pub(crate) fn push(&mut self, bytes: Bytes, backlog: Option<u64>) -> Result<(), Overflow> {
+    pub(crate) fn push(
+        &mut self,
+        outbound: Outbound,
+        backlog: Option<u64>,
+    ) -> Result<(), Overflow> {
         if self.shared.closing.get().is_some() {
             return Ok(());
         }
-        let len = bytes.len();
+        let len = outbound.bytes.len();
         let exempt = match backlog {
             Some(reply) => {
                 let free = self.shared.exempt.load(Ordering::Acquire) == 0;
@@ -114,7 +132,7 @@ impl Outbox {
             }
         }
         // A send fails only when the connection is gone, and then nobody needs the frame.
-        let _ = self.tx.send(Frame { bytes, exempt });
+        let _ = self.tx.send(Frame { outbound, exempt });
         Ok(())
     }
 
@@ -144,7 +162,7 @@ pub enum Outgoing {
 impl OutboxReceiver {
     /// Waits until there is something to do: appends every queued frame to `batch` (so the
     /// driver can write them all and flush once), or reports that the connection must close.
-    pub(crate) async fn next(&mut self, batch: &mut Vec<Bytes>) -> Outgoing {
+    pub(crate) async fn next(&mut self, batch: &mut Vec<Outbound>) -> Outgoing {
         loop {
             if let Some(&reason) = self.shared.closing.get() {
                 // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
@@ -172,7 +190,7 @@ impl OutboxReceiver {
     }
 
     /// Appends every frame queued now to `batch`; returns how many.
-    pub(crate) fn drain(&mut self, batch: &mut Vec<Bytes>) -> usize {
+    pub(crate) fn drain(&mut self, batch: &mut Vec<Outbound>) -> usize {
         let mut n = 0;
         while let Ok(frame) = self.rx.try_recv() {
             self.take(frame, batch);
@@ -181,14 +199,14 @@ impl OutboxReceiver {
         n
     }
 
-    fn take(&self, frame: Frame, batch: &mut Vec<Bytes>) {
+    fn take(&self, frame: Frame, batch: &mut Vec<Outbound>) {
         let counter = if frame.exempt {
             &self.shared.exempt
         } else {
             &self.shared.counted
         };
-        counter.fetch_sub(frame.bytes.len(), Ordering::AcqRel);
-        batch.push(frame.bytes);
+        counter.fetch_sub(frame.outbound.bytes.len(), Ordering::AcqRel);
+        batch.push(frame.outbound);
     }
 }
 
@@ -196,21 +214,25 @@ impl OutboxReceiver {
 mod tests {
     use super::*;
 
-    fn frame(n: usize) -> Bytes {
-        Bytes::from(vec![b'x'; n])
+    fn frame(n: usize) -> Outbound {
+        text(vec![b'x'; n])
+    }
+
+    fn text(bytes: impl Into<Bytes>) -> Outbound {
+        Outbound {
+            bytes: bytes.into(),
+            event: None,
+        }
     }
 
     #[tokio::test]
     async fn frames_within_the_bound_are_delivered_in_order_as_one_batch() {
         let (mut tx, mut rx) = outbox(10);
-        tx.push(Bytes::from_static(b"ab"), None).unwrap();
-        tx.push(Bytes::from_static(b"cd"), None).unwrap();
+        tx.push(text(&b"ab"[..]), None).unwrap();
+        tx.push(text(&b"cd"[..]), None).unwrap();
         let mut batch = Vec::new();
         assert_eq!(rx.next(&mut batch).await, Outgoing::Frames);
-        assert_eq!(
-            batch,
-            [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]
-        );
+        assert_eq!(batch, [text(&b"ab"[..]), text(&b"cd"[..])]);
         assert_eq!(tx.queued(), 0, "taking frames frees their bytes");
     }
 

@@ -64,7 +64,7 @@ async fn recv(conn: &mut Connection) -> Vec<Value> {
     match tokio::time::timeout(Duration::from_secs(10), conn.next(&mut batch)).await {
         Ok(Outgoing::Frames) => batch
             .iter()
-            .map(|b| serde_json::from_slice(b).unwrap())
+            .map(|o| serde_json::from_slice(&o.bytes).unwrap())
             .collect(),
         Ok(Outgoing::Close(reason)) => panic!("closed: {reason:?}"),
         Err(_) => panic!("nothing arrived within 10 s"),
@@ -169,7 +169,7 @@ async fn a_broadcast_is_encoded_once_per_wire_format() {
         loop {
             batch.clear();
             assert_eq!(client.next(&mut batch).await, Outgoing::Frames);
-            if batch.iter().any(|b| b.starts_with(b"<j1> once")) {
+            if batch.iter().any(|o| o.bytes.starts_with(b"<j1> once")) {
                 break;
             }
         }
@@ -452,7 +452,7 @@ async fn shutdown_stores_everything_and_closes_connections_after_their_frames() 
     assert!(
         frames
             .iter()
-            .any(|f| f.windows(10).any(|w| w == b"last words"))
+            .any(|f| f.bytes.windows(10).any(|w| w == b"last words"))
     );
     let stored = store.stored.lock().unwrap().clone();
     assert!(
@@ -464,4 +464,37 @@ async fn shutdown_stores_everything_and_closes_connections_after_their_frames() 
         handle.connect(json()).await.err(),
         Some(ConnectError::ShuttingDown)
     );
+}
+
+#[tokio::test]
+async fn frames_to_one_connection_carry_their_event_and_broadcasts_only_bytes() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let mut bob = login(&handle, "bob").await;
+    expect(&mut alice, "presence").await;
+    alice.send(say("hello"), None).await.unwrap();
+    let mut echo = Vec::new();
+    while echo.is_empty() {
+        assert_eq!(alice.next(&mut echo).await, Outgoing::Frames);
+    }
+    assert!(
+        matches!(echo[0].event.as_deref(), Some(Event::Message(m)) if m.text.as_str() == "hello")
+    );
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|o: &chat_runtime::Outbound| o.bytes.windows(5).any(|w| w == b"hello"))
+    {
+        assert_eq!(bob.next(&mut seen).await, Outgoing::Frames);
+    }
+    let broadcast = seen
+        .iter()
+        .find(|o| o.bytes.windows(5).any(|w| w == b"hello"))
+        .unwrap();
+    assert_eq!(
+        broadcast.event, None,
+        "a broadcast's bytes are shared; no per-recipient event"
+    );
+    runtime.shutdown().await.unwrap();
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_core::{ChatError, Event};
-use chat_runtime::{Admission, Closing, ConnectError, Connection, Handle, Outgoing, WireFormat};
+use chat_runtime::{
+    Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing, WireFormat,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -100,7 +102,7 @@ fn error_response(status: StatusCode, text: &str) -> ErrorResponse {
 }
 
 async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
-    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch: Vec<Outbound> = Vec::new();
     let mut heard = Instant::now();
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
@@ -201,13 +203,13 @@ async fn reply_error(
 }
 
 /// Writes every frame in `batch` and flushes once.
-async fn write_batch(ws: &mut Ws, batch: &mut Vec<Bytes>, timeout: Duration) -> Result<(), End> {
+async fn write_batch(ws: &mut Ws, batch: &mut Vec<Outbound>, timeout: Duration) -> Result<(), End> {
     if batch.is_empty() {
         return Ok(());
     }
     let write = async {
-        for bytes in batch.drain(..) {
-            match Utf8Bytes::try_from(bytes) {
+        for outbound in batch.drain(..) {
+            match Utf8Bytes::try_from(outbound.bytes) {
                 Ok(text) => ws.feed(Message::Text(text)).await?,
                 Err(_) => tracing::error!("a wire frame was not UTF-8; dropped"),
             }
