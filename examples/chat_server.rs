@@ -13,6 +13,7 @@ use std::time::Duration;
 use chat_engine::core::{Config, RoomName};
 use chat_engine::runtime::{Runtime, RuntimeConfig};
 use chat_engine::store::{JsonFileStore, MemoryStore, Store};
+use chat_engine::tcp::TcpConfig;
 use chat_engine::ws::{WsConfig, serve};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -124,11 +125,15 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         listeners.push(tokio::spawn(serve(listener, handle.clone(), config)));
         announce(&format!("ws://{}/chat", display(addr)));
     }
-    if options.tcp != "off" {
-        tracing::warn!(
-            "the line TCP transport is not built yet; --tcp {} is ignored",
-            options.tcp
-        );
+    if let Some(listener) = bind("--tcp", &options.tcp).await? {
+        let addr = listener.local_addr()?;
+        let config = TcpConfig {
+            max_line: options.max_frame,
+            ..TcpConfig::default()
+        };
+        let serving = chat_engine::tcp::serve(listener, handle.clone(), config);
+        listeners.push(tokio::spawn(serving));
+        announce(&format!("tcp://{}", display(addr)));
     }
     if listeners.is_empty() {
         return Err("every listener is off; nothing to serve".into());

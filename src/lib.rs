@@ -8,4 +8,5 @@
 pub use chat_core as core;
 pub use chat_runtime as runtime;
 pub use chat_store as store;
+pub use chat_transport_tcp as tcp;
 pub use chat_transport_ws as ws;

@@ -1,0 +1,56 @@
+//! The accept loop: one task per line client.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_runtime::{Handle, WireFormat};
+use tokio::net::TcpListener;
+
+use crate::render::LineFormat;
+use crate::session;
+
+/// The line transport's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// The longest line accepted, without its line end (`--max-frame`, 65,536). A longer line
+    /// gets an error line and is dropped; the connection stays.
+    pub max_line: usize,
+    /// How long one batched write may take before the client is treated as gone (10 s).
+    pub write_timeout: Duration,
+    /// A client that sends nothing for this long is disconnected (30 minutes; a line client
+    /// has no pings, so this is only for connections that were abandoned).
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_line: 65_536,
+            write_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Accepts line clients on `listener` and attaches each to the runtime behind `handle`, until
+/// the runtime begins shutting down.
+pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
+    let format: Arc<dyn WireFormat> = Arc::new(LineFormat);
+    let config = Arc::new(config);
+    let closing = handle.closing();
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(session::run(stream, peer, handle.clone(), format.clone(), config.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a line connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
