@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 /// A chat server: WebSocket (JSON frames) and line TCP clients in the same rooms.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Options {
     /// WebSocket listener address, or `off`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
@@ -94,6 +94,13 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         "off" => None,
         name => Some(RoomName::parse(name).map_err(|e| format!("--default-room: {e}"))?),
     };
+    if options.join_history > options.history {
+        return Err(format!(
+            "--join-history {} is more than --history {}: joiners get messages from memory",
+            options.join_history, options.history
+        )
+        .into());
+    }
     let chat = Config {
         default_room,
         history: options.history,

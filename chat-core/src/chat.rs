@@ -59,7 +59,9 @@ impl Chat {
     /// A chat that continues from what a store kept: room history tails, offline mailboxes and
     /// the id counter. Fails if the snapshot contradicts itself (ids out of order, a message filed
     /// under the wrong room or mailbox), since continuing would break the id guarantees.
-    pub fn restore(config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
+    pub fn restore(mut config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
+        // Join history is served from memory (see `Config::join_history`).
+        config.join_history = config.join_history.min(config.history);
         let mut next_id = snapshot.next_id.unwrap_or(MessageId::FIRST);
         let mut rooms = BTreeMap::new();
         for (room, tail) in snapshot.rooms {

@@ -12,7 +12,8 @@ pub struct Config {
     pub default_room: Option<RoomName>,
     /// Messages kept in memory per room (1000); older pages come from the store.
     pub history: usize,
-    /// Messages sent to a user who joins a room (5).
+    /// Messages sent to a user who joins a room (5). They come from memory, so at most
+    /// `history` are sent: a larger value is capped at it.
     pub join_history: usize,
     /// DMs kept per offline name (1000).
     pub mailbox: usize,

@@ -363,6 +363,27 @@ fn joiners_get_the_last_n_messages_oldest_first() {
 }
 
 #[test]
+fn join_history_is_capped_at_what_memory_holds() {
+    let mut sim = Sim::new(Config {
+        history: 3,
+        join_history: 10,
+        ..Config::default()
+    });
+    assert_eq!(sim.chat.config().join_history, 3);
+    let alice = sim.login("alice");
+    for n in 1..=6 {
+        sim.say(alice, "general", &format!("m{n}"));
+    }
+    let bob = sim.connect();
+    sim.command(bob, Command::Login { name: "bob".into() });
+    let events = sim.events(bob);
+    let Event::Joined { history, .. } = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(history.len(), 3);
+}
+
+#[test]
 fn history_pages_backwards_with_before_and_clamps_limit() {
     let mut sim = Sim::new(Config::default());
     let alice = sim.login("alice");

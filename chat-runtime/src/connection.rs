@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use chat_core::{Command, ConnectionId, Ref};
+use chat_core::{Command, ConnectionId, Event, Ref};
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::core_task::ToCore;
@@ -72,6 +72,23 @@ impl Connection {
             .send(ToCore::Command {
                 conn: self.id,
                 command,
+                reference,
+            })
+            .await
+            .map_err(|_| RuntimeStopped)
+    }
+
+    /// Answers the client with an event of the transport's own (the `error` for a frame it could
+    /// not decode, or that the rate limit refused). It goes out after the replies to the
+    /// client's earlier commands, and counts against the outbox like them, so a client that
+    /// sends garbage and never reads is closed like any slow reader.
+    pub async fn reply(&self, event: Event, reference: Option<Ref>) -> Result<(), RuntimeStopped> {
+        self.handle
+            .shared
+            .to_core
+            .send(ToCore::Reply {
+                conn: self.id,
+                event,
                 reference,
             })
             .await

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chat_core::{Chat, Command, ConnectionId, Input, Output, Ref, Timestamp};
+use chat_core::{Chat, Command, ConnectionId, Event, Input, Output, Ref, SendKind, Timestamp};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,13 @@ pub(crate) enum ToCore {
         reference: Option<Ref>,
     },
     Disconnect(ConnectionId),
+    /// An event the transport itself answers with (an undecodable frame's error, say), queued
+    /// behind the connection's earlier replies and bounded by its outbox like them.
+    Reply {
+        conn: ConnectionId,
+        event: Event,
+        reference: Option<Ref>,
+    },
 }
 
 pub(crate) struct CoreTask {
@@ -122,6 +129,17 @@ impl CoreTask {
                 self.feed(Input::Disconnect(conn), work);
                 work.push(Work::Unregister(conn));
             }
+            // The core has nothing to decide here; this task is only the point that orders it.
+            ToCore::Reply {
+                conn,
+                event,
+                reference,
+            } => work.push(Work::Outputs(vec![Output::Send {
+                to: conn,
+                event: Arc::new(event),
+                reference,
+                kind: SendKind::Reply,
+            }])),
         }
     }
 

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chat_core::{ChatError, Command, Event, HELP, Ref, RoomName, Slash, parse_line};
+use chat_core::{ChatError, Command, ErrorCode, Event, HELP, Ref, RoomName, Slash, parse_line};
 use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing, WireFormat};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -24,6 +24,8 @@ use crate::render;
 use crate::server::TcpConfig;
 
 const PROMPT: &[u8] = b"Enter your name:\n";
+const NO_ROOM: &str = "you are in no room; /join ROOM first";
+const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
 /// Where the client is in its conversation with the server.
 enum State {
@@ -113,7 +115,7 @@ impl Session {
                         (_, Err(end)) => return end,
                         (Outgoing::Frames, Ok(true)) => return End(Some("* Bye!\n")),
                         (Outgoing::Frames, Ok(false)) => {}
-                        (Outgoing::Close(Closing::Shutdown), Ok(_)) => return End(Some("* server shutting down; bye\n")),
+                        (Outgoing::Close(Closing::Shutdown), Ok(_)) => return End(Some(SHUTTING_DOWN)),
                         (Outgoing::Close(Closing::SlowConsumer), Ok(_)) => return End(Some("! disconnected: you were not reading fast enough\n")),
                         (Outgoing::Close(Closing::LoginTimeout), Ok(_)) => return End(Some("! no name given in time; bye\n")),
                     }
@@ -127,7 +129,7 @@ impl Session {
     async fn on_line(&mut self, line: Line) -> Result<(), End> {
         match self.connection.admit() {
             Admission::Allowed => {}
-            Admission::Limited => return self.say_error(&ChatError::RateLimited.to_string()).await,
+            Admission::Limited => return self.reject(&ChatError::RateLimited).await,
             Admission::Flooding => {
                 return Err(End(Some("! disconnected: too many lines for too long\n")));
             }
@@ -139,12 +141,12 @@ impl Session {
                     "line too long (the limit is {} bytes); dropped",
                     self.config.max_line
                 );
-                return self.say_error(&why).await;
+                return self.say_error(ErrorCode::BadFrame, &why).await;
             }
         };
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return self
-                .say_error("that line is not valid UTF-8; dropped")
+                .say_error(ErrorCode::BadFrame, "that line is not valid UTF-8; dropped")
                 .await;
         };
         match &self.state {
@@ -181,12 +183,12 @@ impl Session {
                     };
                     self.send(command).await
                 }
-                None => self.say_error("you are in no room; /join ROOM first").await,
+                None => self.say_error(ErrorCode::NotInRoom, NO_ROOM).await,
             },
             Slash::Join(name) => {
                 let room = match RoomName::parse(name) {
                     Ok(room) => room,
-                    Err(error) => return self.say_error(&error.to_string()).await,
+                    Err(error) => return self.reject(&error).await,
                 };
                 self.send(Command::Join {
                     room: room.to_string(),
@@ -205,8 +207,11 @@ impl Session {
             Slash::Who(room) => match room.map(str::to_owned).or(current.map(|r| r.to_string())) {
                 Some(room) => self.send(Command::Who { room }).await,
                 None => {
-                    self.say_error("usage: /who ROOM (you are in no room)")
-                        .await
+                    self.say_error(
+                        ErrorCode::NotInRoom,
+                        "usage: /who ROOM (you are in no room)",
+                    )
+                    .await
                 }
             },
             Slash::Dm { to, text } => {
@@ -225,7 +230,7 @@ impl Session {
                     };
                     self.send(command).await
                 }
-                None => self.say_error("you are in no room; /join ROOM first").await,
+                None => self.say_error(ErrorCode::NotInRoom, NO_ROOM).await,
             },
             Slash::Help => {
                 let mut out = String::new();
@@ -242,9 +247,9 @@ impl Session {
             }
             Slash::Unknown(command) => {
                 let why = format!("unknown command /{command} (try /help)");
-                self.say_error(&why).await
+                self.say_error(ErrorCode::UnknownType, &why).await
             }
-            Slash::Usage(usage) => self.say_error(usage).await,
+            Slash::Usage(usage) => self.say_error(ErrorCode::BadFrame, usage).await,
         }
     }
 
@@ -254,13 +259,24 @@ impl Session {
         self.connection
             .send(command, reference)
             .await
-            .map_err(|_| End(Some("* server shutting down; bye\n")))
+            .map_err(|_| End(Some(SHUTTING_DOWN)))
     }
 
-    async fn say_error(&mut self, text: &str) -> Result<(), End> {
-        let mut out = String::new();
-        render::error(&mut out, text);
-        self.write_now(out.as_bytes()).await
+    /// Answers with an error line, through the outbox: after the answers to earlier lines, and
+    /// bounded like them, so a client that types garbage and never reads is still closed.
+    async fn say_error(&mut self, code: ErrorCode, text: &str) -> Result<(), End> {
+        let event = Event::Error {
+            code,
+            message: text.to_owned(),
+        };
+        self.connection
+            .reply(event, None)
+            .await
+            .map_err(|_| End(Some(SHUTTING_DOWN)))
+    }
+
+    async fn reject(&mut self, error: &ChatError) -> Result<(), End> {
+        self.say_error(error.code(), &error.to_string()).await
     }
 
     /// Writes every frame of `batch` with one write, following the login and room changes the

@@ -24,6 +24,8 @@ pub struct WsConfig {
     pub idle_timeout: Duration,
     /// How long one batched write may take before the client is treated as gone (10 s).
     pub write_timeout: Duration,
+    /// How long a client may take to complete the WebSocket upgrade (10 s).
+    pub handshake_timeout: Duration,
     /// tungstenite's read buffer per connection (4 KiB rather than its default 128 KiB, so an
     /// idle connection costs little memory).
     pub read_buffer: usize,
@@ -37,6 +39,7 @@ impl Default for WsConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             read_buffer: 4096,
         }
     }

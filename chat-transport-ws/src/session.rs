@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use crate::frame::{decode, encode};
+use crate::frame::decode;
 use crate::server::WsConfig;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -58,16 +58,32 @@ pub(crate) async fn run(
         .write_buffer_size(8 * 1024)
         .max_message_size(Some(config.max_frame))
         .max_frame_size(Some(config.max_frame));
-    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config))
-        .await
-    {
-        Ok(ws) => ws,
-        Err(error) => {
-            tracing::debug!(%peer, %error, "WebSocket handshake refused or failed");
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
+    let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
+    let mut connection = match attached {
+        Ok(connection) => connection,
+        Err(_) => {
+            // Refused in the handshake (HTTP 503); finish it so the client sees why.
+            let _ = handshake.await;
             return;
         }
     };
-    let Ok(connection) = attached else { return };
+    // The core's login timeout counts from here: a client that never completes the upgrade is
+    // dropped when it fires, like one that never logs in.
+    let ws = tokio::select! {
+        upgraded = handshake => match upgraded {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "WebSocket handshake refused or failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "WebSocket handshake timed out");
+                return;
+            }
+        },
+        () = closed(&mut connection) => return,
+    };
     tracing::debug!(%peer, conn = %connection.id(), "WebSocket client attached");
     drive(ws, connection, &config).await;
     tracing::debug!(%peer, "WebSocket client detached");
@@ -92,6 +108,14 @@ fn handshake_check(
             Some(why) => Err(error_response(StatusCode::SERVICE_UNAVAILABLE, why)),
             None => Ok(response),
         }
+    }
+}
+
+/// Waits until the runtime closes the connection (nothing else reaches it before its login).
+async fn closed(connection: &mut Connection) {
+    let mut batch = Vec::new();
+    while let Outgoing::Frames = connection.next(&mut batch).await {
+        batch.clear();
     }
 }
 
@@ -166,40 +190,43 @@ async fn on_message(ws: &mut Ws, connection: &mut Connection, message: Message) 
         Message::Pong(_) | Message::Frame(_) => return Ok(()),
         Message::Close(_) => return Err(End::Gone),
     };
-    match connection.admit() {
-        Admission::Allowed => {}
-        Admission::Limited => return reply_error(ws, &ChatError::RateLimited, None).await,
-        Admission::Flooding => {
+    let decoded = text.as_ref().map(|text| decode(text.as_str()));
+    let (error, reference) = match (connection.admit(), decoded) {
+        (Admission::Flooding, _) => {
             return Err(End::Close(
                 CloseCode::Policy,
                 "flood: rate limit exceeded for 3 s",
             ));
         }
-    }
-    let Some(text) = text else {
-        let error = ChatError::BadFrame(
-            "binary frames are not part of the protocol; send JSON text".into(),
-        );
-        return reply_error(ws, &error, None).await;
+        (Admission::Limited, decoded) => {
+            // The refused frame's error still carries its ref, if it had a valid one.
+            let reference = match decoded {
+                Some(Ok((_, reference))) => reference,
+                Some(Err(rejected)) => rejected.reference,
+                None => None,
+            };
+            (ChatError::RateLimited, reference)
+        }
+        (Admission::Allowed, Some(Ok((command, reference)))) => {
+            return connection.send(command, reference).await.map_err(stopped);
+        }
+        (Admission::Allowed, Some(Err(rejected))) => (rejected.error, rejected.reference),
+        (Admission::Allowed, None) => (
+            ChatError::BadFrame(
+                "binary frames are not part of the protocol; send JSON text".into(),
+            ),
+            None,
+        ),
     };
-    match decode(text.as_str()) {
-        Ok((command, reference)) => connection
-            .send(command, reference)
-            .await
-            .map_err(|_| End::Close(CloseCode::Away, "server shutting down")),
-        Err(rejected) => reply_error(ws, &rejected.error, rejected.reference.as_ref()).await,
-    }
+    // Through the outbox, in order with earlier replies and bounded like them.
+    connection
+        .reply(Event::error(&error), reference)
+        .await
+        .map_err(stopped)
 }
 
-/// Answers a frame the runtime never sees (undecodable, rate-limited) directly.
-async fn reply_error(
-    ws: &mut Ws,
-    error: &ChatError,
-    reference: Option<&chat_core::Ref>,
-) -> Result<(), End> {
-    let bytes = encode(&Event::error(error), reference);
-    let text = Utf8Bytes::try_from(bytes).map_err(|_| End::Gone)?;
-    ws.send(Message::Text(text)).await.map_err(|_| End::Gone)
+fn stopped(_: chat_runtime::RuntimeStopped) -> End {
+    End::Close(CloseCode::Away, "server shutting down")
 }
 
 /// Writes every frame in `batch` and flushes once.
