@@ -1,0 +1,320 @@
+//! Isolation: a stalled client, many clients, and clients that vanish never disturb the others.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chat_core::{Config, Event};
+use chat_runtime::RuntimeConfig;
+use chat_transport_ws::WsConfig;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use support::{Client, Frame, PATIENCE, Raw, Server, say};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+use tokio_tungstenite::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The next room message `client` receives, skipping other events (at most `skip` of them).
+async fn next_message(client: &mut Client, skip: usize) -> (u64, String, String) {
+    for _ in 0..=skip {
+        if let Event::Message(message) = client.event().await {
+            return (
+                message.id.get(),
+                message.from.to_string(),
+                message.text.as_str().to_owned(),
+            );
+        }
+    }
+    panic!("no room message among {skip} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_closed_with_1008_and_never_slows_the_others() {
+    const OTHERS: usize = 50;
+    /// Rounds the others go on chatting after the server gave up on the stalled client.
+    const AFTER: usize = 20;
+    const MAX_ROUNDS: usize = 3000;
+    let chat = Config {
+        max_text_bytes: 12 * 1024,
+        ..Config::default()
+    };
+    let limits = RuntimeConfig {
+        outbox_bytes: 16 * 1024,
+        rate_limit: 0,
+        ..RuntimeConfig::default()
+    };
+    // Only the outbox bound may close the stalled client here, not a write timeout.
+    let ws = WsConfig {
+        write_timeout: Duration::from_secs(120),
+        ..WsConfig::default()
+    };
+    let server = Server::with(chat, limits, ws).await;
+
+    // Logged in, then never read again (until the end of the test).
+    let mut stalled = Raw::connect_with_receive_buffer(&server.url, server.addr, 4096).await;
+    stalled.login("stalled").await;
+
+    let mut others = Vec::new();
+    for i in 0..OTHERS {
+        others.push(server.login(&format!("user{i:02}")).await);
+    }
+    // Each round one of the others says an 8 KiB text and every other receives it before the
+    // next round begins, so a reading client never has more than one such frame queued.
+    let barrier = Arc::new(Barrier::new(OTHERS));
+    let overflow_round = Arc::new(AtomicUsize::new(usize::MAX));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (me, mut client) in others.into_iter().enumerate() {
+        let (barrier, overflow_round, done) =
+            (barrier.clone(), overflow_round.clone(), done.clone());
+        let handle = server.handle();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for round in 0..MAX_ROUNDS {
+                let sender = round % OTHERS;
+                let prefix = format!("r{round} ");
+                if sender == me {
+                    let text = format!("{prefix}{}", "x".repeat(8 * 1024));
+                    client.send(say("general", &text)).await;
+                }
+                let (id, from, text) = next_message(&mut client, OTHERS).await;
+                assert_eq!(from, format!("user{sender:02}"), "round {round}");
+                assert!(
+                    text.starts_with(&prefix),
+                    "round {round}: every message, in order"
+                );
+                ids.push(id);
+                if barrier.wait().await.is_leader() {
+                    let first = overflow_round.load(Ordering::Acquire);
+                    if first == usize::MAX && handle.metrics().slow_consumers > 0 {
+                        overflow_round.store(round, Ordering::Release);
+                    } else if first != usize::MAX && round >= first + AFTER {
+                        done.store(true, Ordering::Release);
+                    }
+                }
+                barrier.wait().await;
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+            // Still connected and answered.
+            client.sync().await;
+            ids
+        }));
+    }
+    let mut sequences = Vec::new();
+    for task in tasks {
+        sequences.push(task.await.expect("a chatting client did not fail"));
+    }
+    let overflow = overflow_round.load(Ordering::Acquire);
+    assert_ne!(
+        overflow,
+        usize::MAX,
+        "the stalled client's outbox never overflowed in {MAX_ROUNDS} rounds"
+    );
+    let ids = &sequences[0];
+    assert!(
+        ids.len() > overflow + AFTER,
+        "the others went on after the overflow"
+    );
+    assert!(
+        sequences.iter().all(|s| s == ids),
+        "every client saw the same messages"
+    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    // Now the stalled client reads: what the server wrote before it gave up, in order, then the
+    // close frame with 1008.
+    let mut seen = Vec::new();
+    let code = loop {
+        match stalled.recv().await {
+            Frame::Json(frame) if frame["type"] == "message" => {
+                seen.push(frame["id"].as_u64().unwrap())
+            }
+            Frame::Json(_) => {}
+            Frame::Closed(code) => break code,
+        }
+        assert!(
+            seen.len() <= ids.len(),
+            "the stalled client got more messages than were said"
+        );
+    };
+    assert_eq!(code, Some(1008), "a slow consumer is closed with 1008");
+    assert!(
+        seen.len() < ids.len(),
+        "the stalled client did not get everything"
+    );
+    assert_eq!(
+        seen[..],
+        ids[..seen.len()],
+        "what it got came in order, without gaps"
+    );
+    eprintln!(
+        "the outbox overflowed in round {overflow}; the stalled client had received {} messages",
+        seen.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_in_one_room_all_receive_every_message_in_one_order() {
+    const CLIENTS: usize = 200;
+    const SENDERS: usize = 5;
+    const EACH: usize = 4;
+    let server = Server::start().await;
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(server.login(&format!("u{i:03}")).await);
+    }
+    let mut tasks = Vec::new();
+    for (me, mut client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            if me < SENDERS {
+                for k in 0..EACH {
+                    client.send(say("general", &format!("s{me}-{k}"))).await;
+                }
+            }
+            let mut got = Vec::new();
+            for _ in 0..SENDERS * EACH {
+                got.push(next_message(&mut client, CLIENTS).await);
+            }
+            client.sync().await;
+            got
+        }));
+    }
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.push(task.await.expect("a client did not fail"));
+    }
+    let order = &orders[0];
+    for (n, other) in orders.iter().enumerate() {
+        assert_eq!(other, order, "client {n} saw another order");
+    }
+    assert!(
+        order.windows(2).all(|w| w[0].0 < w[1].0),
+        "the order is the order of the ids"
+    );
+    for sender in 0..SENDERS {
+        let texts: Vec<&str> = order
+            .iter()
+            .filter(|(_, from, _)| *from == format!("u{sender:03}"))
+            .map(|(_, _, text)| text.as_str())
+            .collect();
+        let expected: Vec<String> = (0..EACH).map(|k| format!("s{sender}-{k}")).collect();
+        assert_eq!(texts, expected, "each sender's messages, in the order sent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_without_a_close_handshake_leave_and_free_their_names() {
+    const GONE: usize = 10;
+    const SAID: usize = 30;
+    let server = Server::start().await;
+    let mut alice = server.raw_login("alice").await;
+    let mut bob = server.raw_login("bob").await;
+    let mut gone = Vec::new();
+    for i in 0..GONE {
+        gone.push(server.raw_login(&format!("gone{i}")).await);
+    }
+    alice.sync().await;
+    bob.sync().await;
+    // One that gives up in the middle of its handshake.
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    drop(half);
+
+    // Mid-conversation: bob's messages are on their way to everyone while the clients vanish,
+    // some simply dropped (unread frames pending), some after half a frame of their own.
+    for n in 0..SAID {
+        bob.send_json(json!({"type": "say", "room": "general", "text": format!("m{n}")}))
+            .await;
+    }
+    for (i, mut client) in gone.into_iter().enumerate() {
+        if i % 2 == 1 {
+            if let MaybeTlsStream::Plain(stream) = client.ws.get_mut() {
+                stream.write_all(&[0x81, 0xFE, 0x10]).await.unwrap();
+            }
+        }
+        drop(client);
+    }
+
+    let mut texts = Vec::new();
+    let mut left = BTreeSet::new();
+    for _ in 0..10 * (SAID + GONE) {
+        if texts.len() == SAID && left.len() == GONE {
+            break;
+        }
+        let frame = alice.json().await;
+        match frame["type"].as_str() {
+            Some("message") => texts.push(frame["text"].as_str().unwrap().to_owned()),
+            Some("presence") => {
+                assert_eq!(frame["event"], "leave", "{frame}");
+                left.insert(frame["user"].as_str().unwrap().to_owned());
+            }
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    let expected: Vec<String> = (0..SAID).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected, "alice got every message, in order");
+    let names: BTreeSet<String> = (0..GONE).map(|i| format!("gone{i}")).collect();
+    assert_eq!(left, names, "everyone who vanished left");
+    alice.quiet().await;
+
+    // Their names are free again, and the server goes on serving.
+    let mut back = Vec::new();
+    for i in 0..GONE {
+        let mut again = server.raw_login(&format!("GONE{i}")).await;
+        again.quiet().await;
+        back.push(again);
+    }
+    alice.sync().await;
+    bob.sync().await;
+    alice
+        .send_json(json!({"type": "say", "room": "general", "text": "still here?"}))
+        .await;
+    assert_eq!(bob.json().await["text"], "still here?");
+    assert_eq!(alice.json().await["text"], "still here?");
+}
+
+/// Errors for undecodable or rate-limited frames are written by the connection's task directly,
+/// outside the bounded outbox and without the write timeout. A client that keeps sending bad
+/// frames and never reads must still be disconnected (1008 where possible), like any client that
+/// lets its outbound queue fill, rather than holding its connection (and its place among
+/// `max_connections`) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_bad_frames_and_never_reads_is_still_disconnected() {
+    let ws = WsConfig {
+        write_timeout: Duration::from_secs(1),
+        ..WsConfig::default()
+    };
+    let limits = RuntimeConfig {
+        outbox_bytes: 16 * 1024,
+        ..RuntimeConfig::default()
+    };
+    let server = Server::with(Config::default(), limits, ws).await;
+    let raw = Raw::connect_with_receive_buffer(&server.url, server.addr, 4096).await;
+    let (mut sink, unread) = raw.ws.split();
+    // Sends until the server stops reading (or closes); the answers are never read.
+    let flooding = tokio::spawn(async move {
+        for _ in 0..200_000 {
+            if sink.send(Message::text("x")).await.is_err() {
+                break;
+            }
+        }
+    });
+    let handle = server.handle();
+    handle.wait_idle(PATIENCE).await;
+    let open = handle.metrics().connections_open;
+    flooding.abort();
+    drop(unread);
+    assert_eq!(
+        open, 0,
+        "the connection that never reads its errors was not closed in {PATIENCE:?}"
+    );
+}
