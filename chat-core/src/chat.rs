@@ -31,6 +31,8 @@ pub struct Chat {
     online: HashMap<UserKey, ConnectionId>,
     rooms: BTreeMap<RoomName, Room>,
     mailboxes: HashMap<UserKey, Mailbox>,
+    /// DMs waiting in all mailboxes together.
+    queued: usize,
     next_id: MessageId,
     /// Ids below this are durably reserved; handing out this one needs a new reservation.
     reserved_until: MessageId,
@@ -104,6 +106,7 @@ impl Chat {
             connections: HashMap::new(),
             online: HashMap::new(),
             rooms,
+            queued: mailboxes.values().map(Mailbox::len).sum(),
             mailboxes,
             next_id,
             reserved_until: next_id,
@@ -195,6 +198,11 @@ impl Chat {
         self.rooms.get(room).map_or(0, |r| r.history.len())
     }
 
+    /// How many DMs wait in all mailboxes together.
+    pub fn queued_total(&self) -> usize {
+        self.queued
+    }
+
     /// How many DMs wait in `owner`'s mailbox.
     pub fn mailbox_len(&self, owner: &UserKey) -> usize {
         self.mailboxes.get(owner).map_or(0, Mailbox::len)
@@ -278,6 +286,14 @@ impl Chat {
         match command {
             Command::Join { room } => {
                 let room = RoomName::parse(&room)?;
+                let rooms = self.connections.get(&conn).map(|c| &c.rooms);
+                let full = rooms.is_some_and(|r| r.len() >= self.config.max_rooms);
+                if full && !rooms.is_some_and(|r| r.contains(&room)) {
+                    return Err(ChatError::InvalidRoom(format!(
+                        "you are in {} rooms, the most one user may be in; leave one first",
+                        self.config.max_rooms
+                    )));
+                }
                 self.join(conn, &user, room, reference);
                 Ok(())
             }
@@ -331,6 +347,7 @@ impl Chat {
         }
         if let Some(mut mailbox) = self.mailboxes.remove(&key) {
             let queued = mailbox.take();
+            self.queued -= queued.len();
             if let Some(last) = queued.back() {
                 // Durable before delivery: a crash may lose this login's burst, but a DM is
                 // never delivered twice.
@@ -507,7 +524,8 @@ impl Chat {
             return Err(ChatError::InvalidTarget);
         }
         let online = self.online.get(&owner).copied();
-        if online.is_none() && self.mailbox_len(&owner) >= self.config.mailbox {
+        let server_full = self.queued >= self.config.max_queued;
+        if online.is_none() && (self.mailbox_len(&owner) >= self.config.mailbox || server_full) {
             return Err(ChatError::MailboxFull(to));
         }
         let id = self.allocate_id();
@@ -542,6 +560,7 @@ impl Chat {
                     .entry(owner)
                     .or_default()
                     .push(message.clone());
+                self.queued += 1;
                 self.outputs
                     .push_back(Output::Persist(Record::Queued(message.clone())));
                 let event = Event::Dm {

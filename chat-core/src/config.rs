@@ -17,6 +17,12 @@ pub struct Config {
     pub join_history: usize,
     /// DMs kept per offline name (1000).
     pub mailbox: usize,
+    /// DMs kept in all offline mailboxes together (100,000): past it every offline DM is
+    /// refused with `mailbox_full`, so DMs to ever new names cannot grow memory without bound.
+    pub max_queued: usize,
+    /// The most rooms one user may be in at once (100), so that no client can make the server
+    /// keep an unbounded number of rooms.
+    pub max_rooms: usize,
     /// The largest text in bytes of UTF-8 (4096).
     pub max_text_bytes: usize,
     /// How long a connection may stay without logging in before the core closes it (60 s);
@@ -45,6 +51,8 @@ impl Default for Config {
             history: 1000,
             join_history: 5,
             mailbox: 1000,
+            max_rooms: 100,
+            max_queued: 100_000,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             login_timeout: Some(Duration::from_secs(60)),
             id_block: 1024,

@@ -85,8 +85,10 @@ pub enum ChatError {
     /// Someone online has this name (compared case-insensitively).
     #[error("the name {0} is taken")]
     NameTaken(UserName),
-    /// The room name breaks the naming rules; the text says which.
-    #[error("invalid room name: {0}")]
+    /// The room name breaks the naming rules, or the user may join no more rooms; the text says
+    /// which. (PROTOCOL.md has no separate code for the room limit; `invalid_room` is the
+    /// nearest: this room cannot be joined.)
+    #[error("{0}")]
     InvalidRoom(String),
     /// The command needs membership of this room.
     #[error("you are not in #{0}")]

@@ -23,7 +23,8 @@ impl RoomName {
     /// Lower-cases and validates `name`; [`ChatError::InvalidRoom`] says what is wrong with it.
     pub fn parse(name: &str) -> Result<Self, ChatError> {
         check_identifier(name, MAX_ROOM_NAME_LEN).map_err(|problem| {
-            ChatError::InvalidRoom(
+            ChatError::InvalidRoom(format!(
+                "invalid room name: {}",
                 match problem {
                     IdentifierProblem::Empty => "a room name needs at least one character",
                     IdentifierProblem::TooLong => "a room name has at most 64 characters",
@@ -32,8 +33,7 @@ impl RoomName {
                         "a room name uses only letters, digits, '_', '-' and '.'"
                     }
                 }
-                .to_owned(),
-            )
+            ))
         })?;
         Ok(RoomName(name.to_ascii_lowercase().into()))
     }

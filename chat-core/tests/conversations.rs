@@ -289,6 +289,35 @@ fn a_disconnect_leaves_every_room() {
 }
 
 #[test]
+fn a_user_may_be_in_at_most_max_rooms() {
+    let mut sim = Sim::new(Config {
+        max_rooms: 3,
+        ..Config::default()
+    });
+    let alice = sim.login("alice");
+    sim.join(alice, "a");
+    sim.join(alice, "b");
+    sim.quiet();
+    sim.join(alice, "c");
+    assert_eq!(
+        sim.error_code(alice),
+        ErrorCode::InvalidRoom,
+        "general, a and b are three"
+    );
+    sim.join(alice, "A");
+    assert!(
+        matches!(&sim.events(alice)[..], [Event::Joined { .. }]),
+        "a room one is in is fine"
+    );
+    sim.leave(alice, "a");
+    sim.join(alice, "c");
+    assert!(matches!(
+        &sim.events(alice)[..],
+        [Event::Left { .. }, Event::Joined { .. }]
+    ));
+}
+
+#[test]
 fn members_are_listed_case_insensitively_sorted() {
     let mut sim = Sim::new(Config::default());
     for name in ["carol", "Bob", "alice", "Dave"] {
@@ -598,6 +627,31 @@ fn a_full_mailbox_refuses_and_keeps_nothing() {
     assert_eq!(sim.error_code(alice), ErrorCode::MailboxFull);
     assert_eq!(sim.records.len(), records, "nothing was stored");
     assert_eq!(sim.chat.mailbox_len(&user("bob").key()), 2);
+}
+
+#[test]
+fn all_mailboxes_together_are_bounded_too() {
+    let mut sim = Sim::new(Config {
+        max_queued: 3,
+        ..Config::default()
+    });
+    let alice = sim.login("alice");
+    for name in ["b1", "b2", "b3"] {
+        sim.dm(alice, name, "hi");
+    }
+    sim.quiet();
+    sim.dm(alice, "b4", "hi");
+    assert_eq!(sim.error_code(alice), ErrorCode::MailboxFull);
+    assert_eq!(sim.chat.queued_total(), 3);
+    let b1 = sim.login("b1");
+    let _ = sim.take(b1);
+    assert_eq!(sim.chat.queued_total(), 2, "a delivered mailbox makes room");
+    sim.quiet();
+    sim.dm(alice, "b4", "hi");
+    assert!(matches!(
+        &sim.events(alice)[..],
+        [Event::Dm { queued: true, .. }]
+    ));
 }
 
 #[test]
