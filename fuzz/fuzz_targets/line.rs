@@ -1,0 +1,76 @@
+//! The line transport's input path on arbitrary bytes: `LineCodec` framing over arbitrary chunks,
+//! then `chat_core::parse_line` on every UTF-8 line. Neither may panic; the codec's buffer never
+//! holds much more than one line; and how the bytes are cut into chunks never changes the lines.
+//!
+//! Input layout: byte 0 picks the line limit (1–64), byte 1 seeds the chunk sizes, the rest is
+//! the byte stream a client sends.
+
+#![no_main]
+
+use bytes::BytesMut;
+use chat_core::{Slash, parse_line};
+use chat_transport_tcp::codec::{Line, LineCodec};
+use libfuzzer_sys::fuzz_target;
+use tokio_util::codec::Decoder;
+
+/// Decodes `data` fed in chunks whose sizes come from `cuts` (cycled; `None`: one chunk).
+fn decode_all(max: usize, data: &[u8], cuts: Option<u8>) -> Vec<Line> {
+    let mut codec = LineCodec::new(max);
+    let mut buf = BytesMut::new();
+    let mut lines = Vec::new();
+    let mut rest = data;
+    let mut seed = cuts.map(u32::from).unwrap_or(0);
+    while !rest.is_empty() {
+        let size = match cuts {
+            None => rest.len(),
+            Some(_) => {
+                // A small linear congruential sequence: chunk sizes 1..=17, varied.
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                1 + (seed >> 16) as usize % 17
+            }
+        }
+        .min(rest.len());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        buf.extend_from_slice(chunk);
+        while let Some(line) = codec.decode(&mut buf).expect("line decoding never fails") {
+            lines.push(line);
+        }
+        // Bounded: what stays buffered is at most one line and its `\r`.
+        assert!(
+            buf.len() <= max + 1,
+            "the buffer holds {} bytes with a limit of {max}",
+            buf.len()
+        );
+    }
+    while let Some(line) = codec
+        .decode_eof(&mut buf)
+        .expect("line decoding never fails")
+    {
+        lines.push(line);
+    }
+    assert!(buf.is_empty(), "everything is consumed at the end");
+    lines
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [limit, cuts, stream @ ..] = data else {
+        return;
+    };
+    let max = 1 + usize::from(*limit % 64);
+    let whole = decode_all(max, stream, None);
+    let chunked = decode_all(max, stream, Some(*cuts));
+    assert_eq!(whole, chunked, "chunking does not change the lines");
+    for line in &whole {
+        let Line::Text(bytes) = line else { continue };
+        assert!(bytes.len() <= max, "a line within the limit");
+        assert!(!bytes.contains(&b'\n'), "a line has no line end");
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            continue;
+        };
+        match parse_line(text) {
+            Slash::Say(said) => assert!(text.ends_with(said), "what is said is the line's tail"),
+            _ => {}
+        }
+    }
+});

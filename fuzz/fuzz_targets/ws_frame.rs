@@ -1,0 +1,40 @@
+//! The WebSocket transport's client-frame decoder, `chat_transport_ws::frame::decode`, on any
+//! text: it must answer every frame with a command or a rejection, never panic. A decoded
+//! command must also survive a round trip: encoded again as the protocol's JSON (with its
+//! `ref`), it decodes to the same command and `ref`.
+
+#![no_main]
+
+use chat_transport_ws::frame::decode;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        // A WebSocket text frame is UTF-8 by the time the decoder sees it (tungstenite checks).
+        return;
+    };
+    let Ok((command, reference)) = decode(text) else {
+        return;
+    };
+    let mut frame = serde_json::to_value(&command).expect("a command serialises");
+    if let (Some(reference), Value::Object(object)) = (&reference, &mut frame) {
+        object.insert(
+            "ref".into(),
+            serde_json::to_value(reference).expect("a ref serialises"),
+        );
+    }
+    let again = decode(&frame.to_string()).expect("a re-encoded command decodes");
+    assert_eq!(again.0, command, "the command round-trips");
+    // A fractional (or larger than 64-bit) numeric ref does not round-trip yet: serde_json parses
+    // floats best-effort unless its `float_roundtrip` feature is on, so the echoed number can be
+    // one ulp off what the client sent. Found by this target; the failing test is
+    // `tests/fuzz_findings.rs`, `a_fractional_ref_is_echoed_as_the_same_number`. Until it is
+    // fixed, float refs are only required to decode again.
+    let float_ref = reference
+        .as_ref()
+        .is_some_and(|r| serde_json::to_value(r).is_ok_and(|v| v.is_f64()));
+    if !float_ref {
+        assert_eq!(again.1, reference, "the ref round-trips");
+    }
+});
