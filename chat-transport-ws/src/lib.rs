@@ -4,13 +4,15 @@
 //! public [`Handle`](chat_runtime::Handle), one driver task per connection (`session.rs`).
 //! [`frame`] decodes client frames into [`chat_core::Command`]s and encodes events, with
 //! [`JsonFormat`] as the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is
-//! serialised once for every WebSocket recipient. [`WsClient`] is a small client for tests,
+//! serialised once for every WebSocket recipient. [`page`] serves the browser client (a static
+//! page) to plain HTTP `GET`s on the same listener. [`WsClient`] is a small client for tests,
 //! bots and the terminal client.
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
 pub mod frame;
+pub mod page;
 mod server;
 mod session;
 

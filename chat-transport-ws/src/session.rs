@@ -38,7 +38,7 @@ enum End {
 }
 
 pub(crate) async fn run(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     handle: Handle,
     format: Arc<dyn WireFormat>,
@@ -46,6 +46,10 @@ pub(crate) async fn run(
 ) {
     // Without it, small frames wait for delayed ACKs (40 ms on Linux).
     let _ = stream.set_nodelay(true);
+    // A browser asking for the chat page (a plain GET) is answered before any WebSocket exists.
+    if crate::page::serve_if_page(&mut stream, &config).await == crate::page::Served::Done {
+        return;
+    }
     let attached = handle.connect(format).await;
     let refusal = match &attached {
         Ok(_) => None,

@@ -1,0 +1,599 @@
+// The browser client of the chat engine: one WebSocket to the listener that served this page,
+// JSON frames as PROTOCOL.md fixes them. No build step, no libraries. Everything a user or the
+// server wrote is put into the page with textContent, never as HTML.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const meta = document.querySelector('meta[name="chat-path"]');
+  const path = meta && meta.content.startsWith('/') ? meta.content : '/chat';
+  const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
+  const PAGE = 50; // messages per history page
+  const KEEPALIVE_MS = 25000; // ping when quiet this long; the connection is lost after 2.5 times
+  const MAX_BACKOFF_MS = 10000;
+
+  const state = {
+    name: null, // the name to log in with
+    me: null, // the name as the server welcomed it
+    everIn: false, // logged in at least once (so a lost connection is reconnected)
+    loggedIn: false, // logged in on the current socket
+    ws: null,
+    attempt: 0,
+    timer: null,
+    countdown: null,
+    lastHeard: 0,
+    rooms: new Map(), // room name -> view, for the rooms the user is in
+    leaving: new Set(), // rooms joined at a re-login that the user had left
+    dm: null, // the direct messages view
+    active: null,
+    nextRef: 1,
+    pending: new Map(), // ref -> what the frame was for
+    roomList: [],
+    refreshTimer: null,
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+
+  function same(a, b) {
+    return typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+  }
+
+  function clock(ts) {
+    const date = new Date(ts);
+    if (Number.isNaN(date.getTime())) return '';
+    return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  function setStatus(kind, text) {
+    const status = $('status');
+    status.dataset.state = kind;
+    status.textContent = text;
+  }
+
+  function send(frame, purpose) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    if (purpose) {
+      const ref = state.nextRef++;
+      frame.ref = ref;
+      state.pending.set(ref, purpose);
+    }
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // ---------------------------------------------------------------- views
+
+  function makeView(key, title, room) {
+    const list = el('ol', 'messages');
+    list.hidden = true;
+    list.dataset.view = key;
+    $('views').append(list);
+    const view = {
+      key, title, room, list,
+      ids: new Set(), oldest: null, newest: null,
+      atStart: false, loading: false, members: [], unread: 0,
+    };
+    list.addEventListener('scroll', () => {
+      if (list.scrollTop < 40) loadOlder(view);
+    });
+    return view;
+  }
+
+  function dmView() {
+    if (!state.dm) state.dm = makeView('dm', 'Direct messages', null);
+    return state.dm;
+  }
+
+  function roomView(room) {
+    let view = state.rooms.get(room);
+    if (!view) {
+      view = makeView('room:' + room, '#' + room, room);
+      state.rooms.set(room, view);
+    }
+    return view;
+  }
+
+  function activate(view) {
+    if (state.active === view) return;
+    if (state.active) state.active.list.hidden = true;
+    state.active = view;
+    view.list.hidden = false;
+    view.unread = 0;
+    $('conv-title').textContent = view.title;
+    const isDm = view === state.dm;
+    $('leave').hidden = isDm;
+    $('dm-to').hidden = !isDm;
+    $('text').placeholder = isDm
+      ? 'Direct message'
+      : 'Message #' + view.room + ' (or /join ROOM, /dm USER TEXT)';
+    renderMembers();
+    renderRooms();
+    stickToBottom(view);
+    fill(view);
+  }
+
+  function firstView() {
+    const [room] = state.rooms.values();
+    return room || dmView();
+  }
+
+  function nearBottom(list) {
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }
+
+  function stickToBottom(view) {
+    view.list.scrollTop = view.list.scrollHeight;
+  }
+
+  // Loads older history until the list can scroll (or the room's start is reached).
+  function fill(view) {
+    if (view === state.active && view.list.scrollHeight <= view.list.clientHeight + 40) {
+      loadOlder(view);
+    }
+  }
+
+  function loadOlder(view) {
+    if (!view.room || view.loading || view.atStart || !state.loggedIn) return;
+    const frame = { type: 'history', room: view.room, limit: PAGE };
+    if (view.oldest !== null) frame.before = view.oldest;
+    view.loading = send(frame, { kind: 'history', view });
+  }
+
+  // Puts a message element into the list in id order.
+  function place(view, item, id) {
+    const list = view.list;
+    if (view.newest === null || id > view.newest) {
+      list.append(item);
+    } else if (id < view.oldest) {
+      list.insertBefore(item, list.querySelector('li.msg'));
+    } else {
+      let node = list.lastElementChild;
+      while (node && !(node.dataset.id && Number(node.dataset.id) < id)) {
+        node = node.previousElementSibling;
+      }
+      if (node) node.after(item);
+      else list.prepend(item);
+    }
+    view.ids.add(id);
+    view.oldest = view.oldest === null ? id : Math.min(view.oldest, id);
+    view.newest = view.newest === null ? id : Math.max(view.newest, id);
+  }
+
+  function messageItem(message, own, label) {
+    const item = el('li', 'msg ' + (own ? 'own' : 'other'));
+    item.dataset.id = String(message.id);
+    const head = el('div', 'meta');
+    head.append(el('span', 'from', label), el('time', null, clock(message.ts)));
+    head.lastChild.title = message.ts;
+    item.append(head, el('div', 'text', message.text));
+    return item;
+  }
+
+  function addMessage(view, message, label) {
+    if (typeof message.id !== 'number' || view.ids.has(message.id)) return false;
+    const own = same(message.from, state.me);
+    const stick = own || nearBottom(view.list);
+    place(view, messageItem(message, own, label), message.id);
+    if (view === state.active) {
+      if (stick) stickToBottom(view);
+    } else if (!own) {
+      view.unread += 1;
+    }
+    return true;
+  }
+
+  function line(view, className, text) {
+    if (!view) return;
+    const stick = nearBottom(view.list);
+    view.list.append(el('li', className, text));
+    if (view === state.active && stick) stickToBottom(view);
+  }
+
+  function note(text) {
+    line(state.active || dmView(), 'info', text);
+  }
+
+  function problem(text, view) {
+    line(view || state.active || dmView(), 'error', text);
+  }
+
+  // ---------------------------------------------------------------- sidebar
+
+  function renderMembers() {
+    const box = $('members');
+    box.replaceChildren();
+    const view = state.active;
+    if (!view || !view.room) return;
+    box.append(el('span', 'count', view.members.length + ' here: '));
+    for (const name of view.members) {
+      const button = el('button', same(name, state.me) ? 'member me' : 'member', name);
+      button.type = 'button';
+      button.title = same(name, state.me) ? 'you' : 'Send ' + name + ' a direct message';
+      button.addEventListener('click', () => {
+        if (same(name, state.me)) return;
+        activate(dmView());
+        $('dm-to').value = name;
+        $('text').focus();
+      });
+      box.append(button);
+    }
+  }
+
+  function renderRooms() {
+    const counts = new Map(state.roomList.map((r) => [r.room, r.members]));
+    for (const [room, view] of state.rooms) {
+      if (!counts.has(room)) counts.set(room, view.members.length);
+    }
+    const list = $('rooms');
+    list.replaceChildren();
+    for (const room of [...counts.keys()].sort()) {
+      const view = state.rooms.get(room);
+      const button = el('button', 'view-link');
+      button.type = 'button';
+      button.dataset.room = room;
+      if (view) button.classList.add('joined');
+      if (view && view === state.active) button.classList.add('active');
+      button.append(el('span', 'label', '#' + room), el('span', 'count', counts.get(room)));
+      const badge = el('span', 'badge', view ? view.unread : 0);
+      badge.hidden = !view || view.unread === 0;
+      button.append(badge);
+      button.title = view ? 'Show #' + room : 'Join #' + room;
+      button.addEventListener('click', () => {
+        if (state.rooms.has(room)) activate(state.rooms.get(room));
+        else send({ type: 'join', room }, { kind: 'join' });
+      });
+      const item = el('li');
+      item.append(button);
+      list.append(item);
+    }
+    const dm = state.dm;
+    const badge = $('open-dms').querySelector('.badge');
+    badge.textContent = dm ? String(dm.unread) : '0';
+    badge.hidden = !dm || dm.unread === 0;
+    $('open-dms').classList.toggle('active', !!dm && dm === state.active);
+  }
+
+  function refreshRooms(soon) {
+    clearTimeout(state.refreshTimer);
+    state.refreshTimer = setTimeout(() => send({ type: 'rooms' }), soon ? 250 : 0);
+  }
+
+  // ---------------------------------------------------------------- server frames
+
+  const handlers = {
+    welcome(frame) {
+      const first = !state.everIn;
+      state.me = frame.name;
+      state.everIn = true;
+      state.loggedIn = true;
+      state.attempt = 0;
+      sessionStorage.setItem('chat-name', state.name);
+      setStatus('online', 'online');
+      $('me').textContent = frame.name;
+      $('login').hidden = true;
+      $('chat').hidden = false;
+      const atLogin = Array.isArray(frame.rooms) ? frame.rooms : [];
+      if (first) {
+        if (!state.active) activate(atLogin.length ? roomView(atLogin[0]) : dmView());
+      } else {
+        note('reconnected');
+        // Back to where the user was: the rooms they were in, and not the ones they had left.
+        for (const room of state.rooms.keys()) {
+          if (!atLogin.includes(room)) send({ type: 'join', room }, { kind: 'rejoin' });
+        }
+        for (const room of atLogin) {
+          if (!state.rooms.has(room)) {
+            state.leaving.add(room);
+            send({ type: 'leave', room }, { kind: 'leave' });
+          }
+        }
+      }
+      refreshRooms(false);
+    },
+
+    joined(frame, purpose) {
+      if (state.leaving.has(frame.room)) return;
+      const view = roomView(frame.room);
+      view.members = Array.isArray(frame.members) ? frame.members : [];
+      for (const message of frame.history || []) addMessage(view, message, message.from);
+      if (purpose && purpose.kind === 'join') activate(view);
+      else if (!state.active || (state.active === state.dm && !state.dm.ids.size)) activate(view);
+      if (view === state.active) renderMembers();
+      fill(view);
+      refreshRooms(true);
+    },
+
+    left(frame) {
+      state.leaving.delete(frame.room);
+      const view = state.rooms.get(frame.room);
+      if (!view) return;
+      state.rooms.delete(frame.room);
+      view.list.remove();
+      if (state.active === view) {
+        state.active = null;
+        activate(firstView());
+      }
+      refreshRooms(true);
+    },
+
+    presence(frame) {
+      const view = state.rooms.get(frame.room);
+      if (!view) return;
+      if (frame.event === 'join') {
+        if (!view.members.some((m) => same(m, frame.user))) {
+          view.members.push(frame.user);
+          view.members.sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()));
+        }
+        line(view, 'presence', frame.user + ' joined #' + frame.room);
+      } else {
+        view.members = view.members.filter((m) => !same(m, frame.user));
+        line(view, 'presence', frame.user + ' left #' + frame.room);
+      }
+      if (view === state.active) renderMembers();
+      refreshRooms(true);
+    },
+
+    message(frame) {
+      const view = state.rooms.get(frame.room);
+      if (view && addMessage(view, frame, frame.from)) renderRooms();
+    },
+
+    dm(frame) {
+      const view = dmView();
+      const own = same(frame.from, state.me);
+      const label = own ? 'to ' + frame.to : frame.from;
+      if (addMessage(view, frame, label)) {
+        if (own && frame.queued) line(view, 'info', frame.to + ' is offline; they get it at their next login');
+        if (!own) $('dm-to').value = $('dm-to').value || frame.from;
+        renderRooms();
+      }
+    },
+
+    history(frame, purpose) {
+      const view = purpose && purpose.view;
+      if (!view || !state.rooms.has(view.room)) return;
+      view.loading = false;
+      const messages = Array.isArray(frame.messages) ? frame.messages : [];
+      const list = view.list;
+      const fromBottom = list.scrollHeight - list.scrollTop;
+      for (let i = messages.length - 1; i >= 0; i -= 1) {
+        const message = messages[i];
+        if (typeof message.id !== 'number' || view.ids.has(message.id)) continue;
+        place(view, messageItem(message, same(message.from, state.me), message.from), message.id);
+      }
+      if (messages.length < PAGE) {
+        view.atStart = true;
+        const marker = el('li', 'start', 'the beginning of #' + view.room);
+        list.prepend(marker);
+      }
+      list.scrollTop = list.scrollHeight - fromBottom;
+      fill(view);
+    },
+
+    rooms(frame) {
+      state.roomList = Array.isArray(frame.rooms) ? frame.rooms : [];
+      renderRooms();
+    },
+
+    who(frame) {
+      const view = state.rooms.get(frame.room) || state.active;
+      line(view, 'info', 'in #' + frame.room + ': ' + (frame.members || []).join(', '));
+    },
+
+    pong() {},
+
+    error(frame, purpose) {
+      if (purpose && purpose.kind === 'history') {
+        purpose.view.loading = false;
+        purpose.view.atStart = true;
+      }
+      if (!state.loggedIn && (frame.code === 'name_taken' || frame.code === 'invalid_name')) {
+        if (state.everIn) {
+          // The old connection may still hold the name until the server notices it is gone.
+          state.ws.close();
+          return;
+        }
+        $('login-error').textContent = frame.message;
+        setStatus('offline', 'not logged in');
+        $('name').focus();
+        return;
+      }
+      problem(frame.message || frame.code);
+    },
+  };
+
+  function onFrame(frame) {
+    let purpose = null;
+    if (frame.ref !== undefined) {
+      purpose = state.pending.get(frame.ref) || null;
+      state.pending.delete(frame.ref);
+    }
+    const handler = Object.prototype.hasOwnProperty.call(handlers, frame.type)
+      ? handlers[frame.type]
+      : null;
+    if (handler) handler(frame, purpose);
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function connect() {
+    clearTimeout(state.timer);
+    clearInterval(state.countdown);
+    if (state.ws) return;
+    setStatus('connecting', state.attempt ? 'reconnecting…' : 'connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(WS_URL);
+    } catch (error) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    state.loggedIn = false;
+    ws.onopen = () => {
+      state.lastHeard = Date.now();
+      setStatus('connecting', 'logging in…');
+      send({ type: 'login', name: state.name });
+    };
+    ws.onmessage = (event) => {
+      state.lastHeard = Date.now();
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      if (frame && typeof frame === 'object' && typeof frame.type === 'string') onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      const was = state.loggedIn;
+      state.loggedIn = false;
+      state.pending.clear();
+      for (const view of state.rooms.values()) view.loading = false;
+      if (was) {
+        const why = event.code === 1001 ? 'the server is shutting down' : 'connection lost';
+        problem(why + (event.reason && event.code !== 1001 ? ': ' + event.reason : ''));
+      }
+      if (state.everIn) scheduleReconnect();
+      else setStatus('offline', 'could not connect; press Enter to try again');
+    };
+  }
+
+  function scheduleReconnect() {
+    state.attempt += 1;
+    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (state.attempt - 1));
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    const until = Date.now() + delay;
+    const show = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      setStatus('reconnecting', 'offline, reconnecting in ' + left + ' s (click to retry now)');
+    };
+    show();
+    clearInterval(state.countdown);
+    state.countdown = setInterval(show, 1000);
+    clearTimeout(state.timer);
+    state.timer = setTimeout(connect, delay);
+  }
+
+  setInterval(() => {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    const quiet = Date.now() - state.lastHeard;
+    if (quiet > KEEPALIVE_MS * 2.5) state.ws.close();
+    else if (quiet > KEEPALIVE_MS) send({ type: 'ping' });
+    if (state.loggedIn && quiet > KEEPALIVE_MS) refreshRooms(false);
+  }, KEEPALIVE_MS / 2);
+
+  $('status').addEventListener('click', () => {
+    if (state.everIn && !state.ws) connect();
+  });
+  window.addEventListener('online', () => {
+    if (state.everIn && !state.ws) connect();
+  });
+
+  // ---------------------------------------------------------------- user input
+
+  function login(name) {
+    state.name = name;
+    $('login-error').textContent = '';
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) send({ type: 'login', name });
+    else connect();
+  }
+
+  $('login-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = $('name').value.trim();
+    if (name) login(name);
+  });
+
+  $('join-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const room = $('join-room').value.trim();
+    if (room && send({ type: 'join', room }, { kind: 'join' })) $('join-room').value = '';
+  });
+
+  $('leave').addEventListener('click', () => {
+    const view = state.active;
+    if (view && view.room) send({ type: 'leave', room: view.room }, { kind: 'leave' });
+  });
+
+  $('refresh-rooms').addEventListener('click', () => refreshRooms(false));
+  $('open-dms').addEventListener('click', () => activate(dmView()));
+
+  // A typed line: the line transport's slash commands, or a message for the open conversation.
+  function typed(text) {
+    const view = state.active;
+    if (text.startsWith('/') && !text.startsWith('//')) {
+      const [command, ...rest] = text.slice(1).split(/\s+/);
+      const args = text.slice(1 + command.length).trim();
+      switch (command) {
+        case 'join':
+        case 'j':
+          return rest.length === 1 && rest[0]
+            ? send({ type: 'join', room: rest[0] }, { kind: 'join' })
+            : problem('usage: /join ROOM');
+        case 'leave':
+          return view && view.room
+            ? send({ type: 'leave', room: rest[0] || view.room }, { kind: 'leave' })
+            : problem('usage: /leave ROOM');
+        case 'dm':
+        case 'msg': {
+          const match = /^(\S+)\s+([\s\S]*\S[\s\S]*)$/.exec(args);
+          return match
+            ? send({ type: 'dm', to: match[1], text: match[2] }, { kind: 'dm' })
+            : problem('usage: /dm USER TEXT');
+        }
+        case 'who':
+          return rest[0] || (view && view.room)
+            ? send({ type: 'who', room: rest[0] || view.room }, { kind: 'who' })
+            : problem('usage: /who ROOM');
+        case 'rooms':
+          return send({ type: 'rooms' });
+        case 'history':
+          if (view && view.room) loadOlder(view);
+          return true;
+        default:
+          return problem('unknown command /' + command + ' (try /join, /leave, /dm, /who, /rooms)');
+      }
+    }
+    const said = text.startsWith('//') ? text.slice(1) : text;
+    if (view === state.dm) {
+      const to = $('dm-to').value.trim();
+      if (!to) {
+        problem('who is it for? Fill in "to"', view);
+        $('dm-to').focus();
+        return false;
+      }
+      return send({ type: 'dm', to, text: said }, { kind: 'dm' });
+    }
+    if (!view || !view.room) return problem('join a room first');
+    return send({ type: 'say', room: view.room, text: said }, { kind: 'say' });
+  }
+
+  $('composer').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const input = $('text');
+    const text = input.value;
+    if (!text.trim()) return;
+    if (!state.loggedIn) {
+      problem('not connected; not sent');
+      return;
+    }
+    if (typed(text) === true) input.value = '';
+  });
+
+  const remembered = sessionStorage.getItem('chat-name');
+  if (remembered) {
+    $('name').value = remembered;
+    login(remembered);
+  }
+})();
