@@ -6,16 +6,19 @@
 //! [`JsonFormat`] as the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is
 //! serialised once for every WebSocket recipient. [`page`] serves the browser client (a static
 //! page) to plain HTTP `GET`s on the same listener. [`WsClient`] is a small client for tests,
-//! bots and the terminal client.
+//! bots and the terminal client; [`client_session`] is the terminal client's library layer (typed
+//! lines to commands, a session that reconnects).
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
+pub mod client_session;
 pub mod frame;
 pub mod page;
 mod server;
 mod session;
 
 pub use client::{ClientError, Incoming, WsClient};
+pub use client_session::{ClientSession, SessionConfig, Typist, Update};
 pub use frame::JsonFormat;
 pub use server::{WsConfig, serve};

@@ -1,0 +1,1056 @@
+//! The terminal client's library layer: what a typed line becomes, and a session that stays
+//! connected.
+//!
+//! [`plan`] turns a line a person typed into the commands to send, reading it with
+//! [`chat_core::parse_line`] so the slash commands are the line transport's (`/join`, `/dm`,
+//! `/who`, `/rooms`, `/history`, `/quit`), with the same one-room-at-a-time meaning: `/join rust`
+//! joins `#rust` and leaves the room the client was in.
+//!
+//! [`ClientSession`] runs one user's connection in a task: it connects, logs in, feeds typed
+//! lines through [`plan`], and reports everything as [`Update`]s. When the connection is lost
+//! (the server restarts, the network breaks) it says so and reconnects with exponential
+//! [`Backoff`], logs in again under the same name and goes back to the room the user was in,
+//! without repeating the history lines already shown. A refused name ends the session with
+//! [`Update::Refused`], so the program can ask for another.
+//!
+//! Server events are reported with the [`SendKind`] a line client would have seen them with, so a
+//! terminal renders them in the line transport's style (`[HH:MM:SS] #room <alice> text`) with
+//! `chat_transport_tcp::render::render`; the client's own updates render with
+//! [`Update::render`], in the same `* ` / `! ` style.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chat_core::{Command, ErrorCode, Event, HELP, Ref, RoomName, SendKind, Slash, parse_line};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
+
+use crate::client::{ClientError, Incoming, WsClient};
+
+/// What a typed line asks the session to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Send these commands, in this order.
+    Send {
+        /// The commands.
+        commands: Vec<Command>,
+        /// The room the user is in afterwards, when the line moves them (`/join`).
+        moves_to: Option<RoomName>,
+    },
+    /// Send nothing; show this to the user (help, a usage line, an unknown command).
+    Show(Notice),
+    /// Leave: close the connection once the answers to earlier lines are in.
+    Quit,
+    /// Nothing to do (a blank line).
+    Nothing,
+}
+
+/// A line the client itself tells the user, not something the server sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Information, shown as `* text`.
+    Info(String),
+    /// A problem, shown as `! text`.
+    Problem(String),
+}
+
+impl Notice {
+    fn render(&self, out: &mut String) {
+        match self {
+            Notice::Info(text) => lines(out, "* ", text),
+            Notice::Problem(text) => lines(out, "! ", text),
+        }
+    }
+}
+
+const NO_ROOM: &str = "you are in no room; /join ROOM first";
+
+/// What `line` asks for, for a user who is in `room` (if any): the line transport's slash
+/// commands, parsed by [`chat_core::parse_line`].
+pub fn plan(line: &str, room: Option<&RoomName>) -> Plan {
+    let send = |commands: Vec<Command>| Plan::Send {
+        commands,
+        moves_to: None,
+    };
+    let problem = |text: &str| Plan::Show(Notice::Problem(text.to_owned()));
+    match parse_line(line) {
+        Slash::Say(text) if text.trim().is_empty() => Plan::Nothing,
+        Slash::Say(text) => match room {
+            Some(room) => send(vec![Command::Say {
+                room: room.to_string(),
+                text: text.to_owned(),
+            }]),
+            None => problem(NO_ROOM),
+        },
+        Slash::Join(name) => match RoomName::parse(name) {
+            Ok(target) => {
+                let mut commands = vec![Command::Join {
+                    room: target.to_string(),
+                }];
+                if let Some(old) = room.filter(|old| **old != target) {
+                    commands.push(Command::Leave {
+                        room: old.to_string(),
+                    });
+                }
+                Plan::Send {
+                    commands,
+                    moves_to: Some(target),
+                }
+            }
+            Err(error) => problem(&error.to_string()),
+        },
+        Slash::Rooms => send(vec![Command::Rooms]),
+        Slash::Who(asked) => match asked.map(str::to_owned).or(room.map(RoomName::to_string)) {
+            Some(room) => send(vec![Command::Who { room }]),
+            None => problem("usage: /who ROOM (you are in no room)"),
+        },
+        Slash::Dm { to, text } => send(vec![Command::Dm {
+            to: to.to_owned(),
+            text: text.to_owned(),
+        }]),
+        Slash::History(limit) => match room {
+            Some(room) => send(vec![Command::History {
+                room: room.to_string(),
+                before: None,
+                limit,
+            }]),
+            None => problem(NO_ROOM),
+        },
+        Slash::Help => Plan::Show(Notice::Info(HELP.join("\n"))),
+        Slash::Quit => Plan::Quit,
+        Slash::Unknown(command) => problem(&format!("unknown command /{command} (try /help)")),
+        Slash::Usage(usage) => problem(usage),
+    }
+}
+
+/// How long to wait before each reconnection attempt: `first`, doubling up to `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait before the first retry (500 ms).
+    pub first: Duration,
+    /// The longest wait (15 s).
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry number `attempt` (1 for the first), without jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    /// [`delay`](Self::delay) spread by ±20 % with `seed`, so that clients the same restart
+    /// dropped do not all come back in the same millisecond.
+    pub fn jittered(&self, attempt: u32, seed: u64) -> Duration {
+        let base = self.delay(attempt);
+        // 0.8 ..= 1.2 of the base, in steps of 0.1 %.
+        let permille = 800 + (mix(seed ^ u64::from(attempt)) % 401);
+        base.mul_f64(permille as f64 / 1000.0)
+    }
+}
+
+/// A 64-bit mixer (splitmix64's finaliser): spreads a seed's bits for the jitter.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A [`ClientSession`]'s settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The server, e.g. `ws://127.0.0.1:8765/chat`.
+    pub url: String,
+    /// The name to log in with.
+    pub name: String,
+    /// The waits between reconnection attempts.
+    pub backoff: Backoff,
+    /// How long connecting and logging in may take before the attempt counts as failed (10 s).
+    pub connect_timeout: Duration,
+    /// After this long without a frame from the server the session pings it, and after twice
+    /// this long it treats the connection as lost (30 s).
+    pub keepalive: Duration,
+}
+
+impl SessionConfig {
+    /// The defaults, for `name` at `url`.
+    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
+        SessionConfig {
+            url: url.into(),
+            name: name.into(),
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something for the user to see, in the order it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// A connection attempt begins (number 1 at start, counting up while retries fail).
+    Connecting {
+        /// The server's URL.
+        url: String,
+        /// The attempt's number since the last successful login.
+        attempt: u32,
+    },
+    /// A server frame.
+    Server {
+        /// The event.
+        event: Event,
+        /// It answers a command the session sent (a `joined` after `/join`, not the one at login).
+        answers_command: bool,
+        /// How a line client would have been sent it: [`SendKind::Echo`] is the user's own
+        /// message coming back, [`SendKind::Backlog`] history, [`SendKind::Push`] someone else's
+        /// doing, [`SendKind::Reply`] an answer.
+        kind: SendKind,
+    },
+    /// The client's own information or complaint (help, usage, "not connected").
+    Notice(Notice),
+    /// The server refused the name. The session has ended; start another with another name.
+    Refused {
+        /// `name_taken` or `invalid_name`.
+        code: ErrorCode,
+        /// The server's sentence, for a person.
+        message: String,
+    },
+    /// The connection was lost after login; a reconnection follows.
+    Lost {
+        /// Why, for a person.
+        reason: String,
+    },
+    /// An attempt failed or the connection was lost; the next attempt starts after `delay`.
+    Retrying {
+        /// Why the last attempt failed, for a person; `None` right after [`Update::Lost`], which
+        /// said why.
+        why: Option<String>,
+        /// The wait.
+        delay: Duration,
+        /// The number of the attempt that follows.
+        attempt: u32,
+    },
+    /// The session is over (the user quit, or the server cannot be reached at that URL at all).
+    Ended {
+        /// Why, for a person.
+        reason: String,
+    },
+}
+
+impl Update {
+    /// The update as terminal lines in the line transport's style (`* …` information, `! …`
+    /// problems), each ending in `\n`; `None` for [`Update::Server`] (render those with the line
+    /// transport's renderer) and for retries' repeated connection attempts.
+    pub fn render(&self) -> Option<String> {
+        let mut out = String::new();
+        match self {
+            Update::Connecting { url, attempt: 1 } => {
+                lines(&mut out, "* ", &format!("connecting to {url} …"));
+            }
+            Update::Connecting { .. } | Update::Server { .. } => return None,
+            Update::Notice(notice) => notice.render(&mut out),
+            Update::Refused { message, .. } => {
+                lines(&mut out, "! ", &format!("login refused: {message}"));
+            }
+            Update::Lost { reason } => lines(&mut out, "! ", &format!("connection lost: {reason}")),
+            Update::Retrying {
+                why,
+                delay,
+                attempt,
+            } => {
+                let wait = seconds(*delay);
+                let text = match why {
+                    None => format!("reconnecting in {wait} …"),
+                    Some(why) => format!("{why}; retrying in {wait} (attempt {attempt}) …"),
+                };
+                lines(&mut out, "* ", &text);
+            }
+            Update::Ended { reason } => lines(&mut out, "* ", reason),
+        }
+        Some(out)
+    }
+
+    /// Whether this is the session's last update.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Update::Refused { .. } | Update::Ended { .. })
+    }
+}
+
+fn lines(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "{prefix}{line}");
+    }
+}
+
+fn seconds(delay: Duration) -> String {
+    format!("{:.1} s", delay.as_secs_f64())
+}
+
+/// The session is over: nothing typed reaches a server any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the chat session has ended")]
+pub struct SessionEnded;
+
+/// Feeds typed lines to a [`ClientSession`]; cheap to clone, usable from a blocking thread (a
+/// line editor's) as well as from async code.
+#[derive(Clone, Debug)]
+pub struct Typist {
+    lines: mpsc::Sender<String>,
+}
+
+impl Typist {
+    /// Hands the session a typed line (without its line end).
+    pub async fn line(&self, line: &str) -> Result<(), SessionEnded> {
+        self.lines
+            .send(line.to_owned())
+            .await
+            .map_err(|_| SessionEnded)
+    }
+
+    /// [`line`](Self::line) for a thread outside the runtime; blocks while the session is busy.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside an async task (use [`line`](Self::line) there).
+    pub fn line_blocking(&self, line: &str) -> Result<(), SessionEnded> {
+        self.lines
+            .blocking_send(line.to_owned())
+            .map_err(|_| SessionEnded)
+    }
+}
+
+/// One user's chat session: connects, logs in, sends what is typed, reconnects when the
+/// connection is lost. Dropping it ends the session.
+#[derive(Debug)]
+pub struct ClientSession {
+    updates: mpsc::Receiver<Update>,
+    typist: Typist,
+    task: JoinHandle<()>,
+}
+
+/// Typed lines waiting for the session; a person types far fewer.
+const TYPED: usize = 64;
+/// Updates waiting for the program to show them. When the program falls behind, the session stops
+/// reading the socket, and a server that keeps sending eventually drops it as too slow.
+const PENDING_UPDATES: usize = 1024;
+
+impl ClientSession {
+    /// Starts the session on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn start(config: SessionConfig) -> ClientSession {
+        let (line_tx, line_rx) = mpsc::channel(TYPED);
+        let (update_tx, update_rx) = mpsc::channel(PENDING_UPDATES);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|t| t.as_nanos() as u64)
+            .unwrap_or_default()
+            ^ mix(config.name.len() as u64);
+        let driver = Driver {
+            config: Arc::new(config),
+            updates: update_tx,
+            lines: line_rx,
+            room: None,
+            logged_in_once: false,
+            newest: HashMap::new(),
+            next_ref: 0,
+            restoring: None,
+            seed,
+        };
+        ClientSession {
+            updates: update_rx,
+            typist: Typist { lines: line_tx },
+            task: tokio::spawn(driver.run()),
+        }
+    }
+
+    /// The next update; `None` once the session is over and every update was taken.
+    pub async fn next(&mut self) -> Option<Update> {
+        self.updates.recv().await
+    }
+
+    /// A handle to type lines with.
+    pub fn typist(&self) -> Typist {
+        self.typist.clone()
+    }
+
+    /// Types one line (without its line end), as [`Typist::line`].
+    pub async fn type_line(&self, line: &str) -> Result<(), SessionEnded> {
+        self.typist.line(line).await
+    }
+}
+
+impl Drop for ClientSession {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How one connection ended.
+enum Outcome {
+    /// The user quit.
+    Quit,
+    /// The name was refused at the first login.
+    Refused { code: ErrorCode, message: String },
+    /// The connection ended or never came up; try again. `logged_in` says it had logged in.
+    Retry { why: String, logged_in: bool },
+    /// Retrying cannot help (a bad URL, no chat endpoint there).
+    Fatal(String),
+    /// The program stopped listening (it dropped the session or its typist).
+    Gone,
+}
+
+/// The session's task.
+struct Driver {
+    config: Arc<SessionConfig>,
+    updates: mpsc::Sender<Update>,
+    lines: mpsc::Receiver<String>,
+    /// The room the user is in (line-client semantics: one at a time).
+    room: Option<RoomName>,
+    logged_in_once: bool,
+    /// The newest message id shown per room, so a reconnection's `joined` history is not shown
+    /// twice.
+    newest: HashMap<RoomName, u64>,
+    next_ref: u64,
+    /// The `ref` of the `join` that takes the user back to their room after a reconnection: its
+    /// history is filtered like a login's.
+    restoring: Option<Ref>,
+    seed: u64,
+}
+
+/// The program stopped listening.
+struct Gone;
+
+impl Driver {
+    async fn run(mut self) {
+        let mut attempt: u32 = 1;
+        loop {
+            let connecting = Update::Connecting {
+                url: self.config.url.clone(),
+                attempt,
+            };
+            if self.emit(connecting).await.is_err() {
+                return;
+            }
+            let (why, reset) = match self.connection().await {
+                Outcome::Quit => {
+                    let _ = self
+                        .emit(Update::Ended {
+                            reason: "Bye!".into(),
+                        })
+                        .await;
+                    return;
+                }
+                Outcome::Refused { code, message } => {
+                    let _ = self.emit(Update::Refused { code, message }).await;
+                    return;
+                }
+                Outcome::Fatal(reason) => {
+                    let _ = self.emit(Update::Ended { reason }).await;
+                    return;
+                }
+                Outcome::Gone => return,
+                Outcome::Retry { why, logged_in } if logged_in => {
+                    if self.emit(Update::Lost { reason: why }).await.is_err() {
+                        return;
+                    }
+                    (None, true)
+                }
+                Outcome::Retry { why, .. } => (Some(why), false),
+            };
+            if reset {
+                attempt = 1;
+            }
+            let delay = self.config.backoff.jittered(attempt, self.seed);
+            attempt = attempt.saturating_add(1);
+            let retrying = Update::Retrying {
+                why,
+                delay,
+                attempt: attempt - 1,
+            };
+            if self.emit(retrying).await.is_err() {
+                return;
+            }
+            match self.wait_offline(delay).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = self
+                        .emit(Update::Ended {
+                            reason: "Bye!".into(),
+                        })
+                        .await;
+                    return;
+                }
+                Err(Gone) => return,
+            }
+        }
+    }
+
+    async fn emit(&self, update: Update) -> Result<(), Gone> {
+        self.updates.send(update).await.map_err(|_| Gone)
+    }
+
+    /// Waits out a back-off, answering typed lines: `Ok(false)` when the user quits.
+    async fn wait_offline(&mut self, delay: Duration) -> Result<bool, Gone> {
+        let until = Instant::now() + delay;
+        loop {
+            let line = tokio::select! {
+                () = tokio::time::sleep_until(until) => return Ok(true),
+                line = self.lines.recv() => line,
+            };
+            let Some(line) = line else { return Ok(false) };
+            let notice = match plan(&line, self.room.as_ref()) {
+                Plan::Quit => return Ok(false),
+                Plan::Nothing => continue,
+                Plan::Show(notice) => notice,
+                Plan::Send { .. } => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    Notice::Problem(format!(
+                        "not connected (next attempt in {}); not sent",
+                        seconds(left)
+                    ))
+                }
+            };
+            self.emit(Update::Notice(notice)).await?;
+        }
+    }
+
+    /// One connection, from connecting to its end.
+    async fn connection(&mut self) -> Outcome {
+        let config = self.config.clone();
+        let connect = tokio::time::timeout(config.connect_timeout, WsClient::connect(&config.url));
+        let mut client = match connect.await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return connect_failure(&config.url, &error),
+            Err(_) => {
+                return Outcome::Retry {
+                    why: format!("no answer from {} in time", config.url),
+                    logged_in: false,
+                };
+            }
+        };
+        let login = Command::Login {
+            name: config.name.clone(),
+        };
+        if let Err(error) = client.send(&login, None).await {
+            return Outcome::Retry {
+                why: describe(&error),
+                logged_in: false,
+            };
+        }
+        let deadline = Instant::now() + config.connect_timeout;
+        loop {
+            let received = tokio::time::timeout_at(deadline, client.recv()).await;
+            let incoming = match received {
+                Ok(Ok(incoming)) => incoming,
+                Ok(Err(error)) => {
+                    return Outcome::Retry {
+                        why: describe(&error),
+                        logged_in: false,
+                    };
+                }
+                Err(_) => {
+                    return Outcome::Retry {
+                        why: "the server did not answer the login in time".into(),
+                        logged_in: false,
+                    };
+                }
+            };
+            match incoming {
+                Incoming::Event {
+                    event: event @ Event::Welcome { .. },
+                    ..
+                } => {
+                    if self.welcomed(&mut client, event).await.is_err() {
+                        return Outcome::Gone;
+                    }
+                    break;
+                }
+                Incoming::Event {
+                    event: Event::Error { code, message },
+                    ..
+                } if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName) => {
+                    if self.logged_in_once {
+                        // Our old connection may still hold the name until the server notices
+                        // it is gone: try again.
+                        let _ = client.close().await;
+                        return Outcome::Retry {
+                            why: message,
+                            logged_in: false,
+                        };
+                    }
+                    let _ = client.close().await;
+                    return Outcome::Refused { code, message };
+                }
+                Incoming::Event { event, reference } => {
+                    if self.show(event, reference).await.is_err() {
+                        return Outcome::Gone;
+                    }
+                }
+                Incoming::Unknown(_) => {}
+                Incoming::Closed { code, reason } => {
+                    return Outcome::Retry {
+                        why: describe_close(code, &reason),
+                        logged_in: false,
+                    };
+                }
+            }
+        }
+        self.chat(client).await
+    }
+
+    /// After the welcome: shows it, and after a reconnection goes back to the user's room.
+    async fn welcomed(&mut self, client: &mut WsClient, welcome: Event) -> Result<(), Gone> {
+        let Event::Welcome { rooms, .. } = &welcome else {
+            return Ok(());
+        };
+        let back_to = match &self.room {
+            Some(room) if self.logged_in_once && !rooms.contains(room) => Some(room.clone()),
+            Some(_) if self.logged_in_once => None,
+            _ => {
+                self.room = rooms.first().cloned();
+                None
+            }
+        };
+        let leave = rooms.clone();
+        if self.logged_in_once {
+            self.emit(Update::Notice(Notice::Info(format!(
+                "reconnected to {}",
+                self.config.url
+            ))))
+            .await?;
+        }
+        self.logged_in_once = true;
+        self.show(welcome, None).await?;
+        if let Some(room) = back_to {
+            let mut commands = vec![Command::Join {
+                room: room.to_string(),
+            }];
+            commands.extend(leave.iter().map(|r| Command::Leave {
+                room: r.to_string(),
+            }));
+            for (i, command) in commands.iter().enumerate() {
+                // A failure here shows up as the connection ending, in the chat loop.
+                if let (Ok(reference), 0) = (self.send(client, command).await, i) {
+                    self.restoring = Some(reference);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The logged-in part of a connection.
+    async fn chat(&mut self, mut client: WsClient) -> Outcome {
+        let keepalive = self.config.keepalive;
+        let mut heard = Instant::now();
+        let mut pinged = false;
+        let mut tick = tokio::time::interval_at(Instant::now() + keepalive / 2, keepalive / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut quitting: Option<(Ref, Instant)> = None;
+        let lost = |why: String| Outcome::Retry {
+            why,
+            logged_in: true,
+        };
+        loop {
+            let quit_deadline = quitting.as_ref().map(|(_, deadline)| *deadline);
+            tokio::select! {
+                received = client.recv() => {
+                    heard = Instant::now();
+                    pinged = false;
+                    let (event, reference) = match received {
+                        Ok(Incoming::Event { event, reference }) => (event, reference),
+                        Ok(Incoming::Unknown(_)) => continue,
+                        Ok(Incoming::Closed { code, reason }) => return lost(describe_close(code, &reason)),
+                        Err(error) => return lost(describe(&error)),
+                    };
+                    if let Event::Pong = event {
+                        if let (Some((quit, _)), Some(reference)) = (&quitting, &reference) {
+                            if quit == reference {
+                                let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+                                return Outcome::Quit;
+                            }
+                        }
+                        // Keepalive answers are not news.
+                        continue;
+                    }
+                    if let Event::Left { room } = &event {
+                        if self.room.as_ref() == Some(room) {
+                            self.room = None;
+                        }
+                    }
+                    if self.show(event, reference).await.is_err() {
+                        return Outcome::Gone;
+                    }
+                }
+                line = self.lines.recv(), if quitting.is_none() => {
+                    let Some(line) = line else {
+                        // The program dropped its typist: leave as if it typed /quit.
+                        return Outcome::Gone;
+                    };
+                    match plan(&line, self.room.as_ref()) {
+                        Plan::Nothing => {}
+                        Plan::Show(notice) => {
+                            if self.emit(Update::Notice(notice)).await.is_err() {
+                                return Outcome::Gone;
+                            }
+                        }
+                        Plan::Send { commands, moves_to } => {
+                            for command in &commands {
+                                if let Err(error) = self.send(&mut client, command).await {
+                                    return lost(describe(&error));
+                                }
+                            }
+                            if let Some(room) = moves_to {
+                                self.room = Some(room);
+                            }
+                        }
+                        Plan::Quit => {
+                            // The answers to earlier lines come first: the pong marks their end.
+                            match self.send(&mut client, &Command::Ping).await {
+                                Ok(reference) => quitting = Some((reference, Instant::now() + Duration::from_secs(2))),
+                                Err(_) => return Outcome::Quit,
+                            }
+                        }
+                    }
+                }
+                () = async {
+                    match quit_deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                } => return Outcome::Quit,
+                _ = tick.tick() => {
+                    let quiet = heard.elapsed();
+                    if quiet >= keepalive * 2 {
+                        return lost(format!("the server has not answered for {}", seconds(quiet)));
+                    }
+                    if quiet >= keepalive && !pinged {
+                        pinged = true;
+                        if let Err(error) = self.send(&mut client, &Command::Ping).await {
+                            return lost(describe(&error));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a command with a fresh numeric `ref`, and returns the `ref`.
+    async fn send(&mut self, client: &mut WsClient, command: &Command) -> Result<Ref, ClientError> {
+        self.next_ref += 1;
+        let reference = Ref::number(self.next_ref);
+        client.send(command, Some(&reference)).await?;
+        Ok(reference)
+    }
+
+    /// Reports a server event, with the kind a line client would have got it as.
+    async fn show(&mut self, event: Event, reference: Option<Ref>) -> Result<(), Gone> {
+        let answers_command = reference.is_some();
+        let restoring = reference.is_some() && self.restoring == reference;
+        if restoring {
+            self.restoring = None;
+        }
+        let event = self.unseen(event, answers_command && !restoring);
+        let kind = match &event {
+            Event::Message(_) | Event::Dm { .. } if answers_command => SendKind::Echo,
+            Event::Joined { .. } | Event::History { .. } => SendKind::Backlog,
+            Event::Message(_) | Event::Dm { .. } | Event::Presence { .. } => SendKind::Push,
+            _ => SendKind::Reply,
+        };
+        self.emit(Update::Server {
+            event,
+            answers_command,
+            kind,
+        })
+        .await
+    }
+
+    /// Notes the newest message shown per room, and drops from a `joined` that the user did not
+    /// ask for (at login, or going back after a reconnection) the history lines shown before.
+    fn unseen(&mut self, event: Event, asked: bool) -> Event {
+        match event {
+            Event::Joined {
+                room,
+                members,
+                history,
+            } => {
+                let shown = self.newest.get(&room).copied().unwrap_or(0);
+                let history = if asked {
+                    history
+                } else {
+                    history.into_iter().filter(|m| m.id.get() > shown).collect()
+                };
+                self.note_newest(&room, history.iter().map(|m| m.id.get()));
+                Event::Joined {
+                    room,
+                    members,
+                    history,
+                }
+            }
+            Event::Message(message) => {
+                self.note_newest(&message.room, [message.id.get()]);
+                Event::Message(message)
+            }
+            other => other,
+        }
+    }
+
+    fn note_newest(&mut self, room: &RoomName, ids: impl IntoIterator<Item = u64>) {
+        if let Some(max) = ids.into_iter().max() {
+            let newest = self.newest.entry(room.clone()).or_insert(0);
+            *newest = (*newest).max(max);
+        }
+    }
+}
+
+/// A failed connection attempt: retried, unless retrying cannot help.
+fn connect_failure(url: &str, error: &ClientError) -> Outcome {
+    match error {
+        ClientError::WebSocket(tungstenite::Error::Url(why)) => {
+            Outcome::Fatal(format!("cannot connect to {url}: {why}"))
+        }
+        ClientError::WebSocket(tungstenite::Error::Http(response))
+            if response.status().as_u16() == 404 =>
+        {
+            Outcome::Fatal(format!(
+                "no chat endpoint at {url} (HTTP 404); is the path right?"
+            ))
+        }
+        error => Outcome::Retry {
+            why: format!("cannot connect to {url}: {}", describe(error)),
+            logged_in: false,
+        },
+    }
+}
+
+/// A client error, for a person.
+fn describe(error: &ClientError) -> String {
+    match error {
+        ClientError::WebSocket(tungstenite::Error::Io(io)) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "the connection was reset".into(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe => {
+                "the server closed the connection".into()
+            }
+            _ => io.to_string(),
+        },
+        ClientError::WebSocket(tungstenite::Error::Http(response)) => {
+            match response.status().as_u16() {
+                503 => "the server is full or shutting down (HTTP 503)".into(),
+                status => format!("the server refused the upgrade (HTTP {status})"),
+            }
+        }
+        ClientError::WebSocket(
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+        ) => "the connection was closed".into(),
+        ClientError::WebSocket(tungstenite::Error::Protocol(why)) => {
+            format!("the connection broke ({why})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A close frame, for a person.
+fn describe_close(code: Option<u16>, reason: &str) -> String {
+    match (code, reason) {
+        (Some(1001), _) => "the server is shutting down".into(),
+        (None, _) => "the server closed the connection".into(),
+        (Some(code), "") => format!("the server closed the connection (code {code})"),
+        (Some(code), reason) => format!("the server closed the connection: {reason} (code {code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
+    fn sends(line: &str, current: Option<&str>) -> Vec<Command> {
+        let current = current.map(room);
+        match plan(line, current.as_ref()) {
+            Plan::Send { commands, .. } => commands,
+            other => panic!("{line:?} sends nothing: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lines_become_the_line_transports_commands() {
+        assert_eq!(
+            sends("hi all", Some("general")),
+            [Command::Say {
+                room: "general".into(),
+                text: "hi all".into()
+            }]
+        );
+        assert_eq!(
+            sends("//shrug", Some("general")),
+            [Command::Say {
+                room: "general".into(),
+                text: "/shrug".into()
+            }]
+        );
+        assert_eq!(sends("/rooms", None), [Command::Rooms]);
+        assert_eq!(
+            sends("/who", Some("rust")),
+            [Command::Who {
+                room: "rust".into()
+            }]
+        );
+        assert_eq!(
+            sends("/who go", Some("rust")),
+            [Command::Who { room: "go".into() }]
+        );
+        assert_eq!(
+            sends("/msg bob see you", None),
+            [Command::Dm {
+                to: "bob".into(),
+                text: "see you".into()
+            }]
+        );
+        assert_eq!(
+            sends("/history 20", Some("rust")),
+            [Command::History {
+                room: "rust".into(),
+                before: None,
+                limit: Some(20)
+            }]
+        );
+    }
+
+    #[test]
+    fn join_moves_to_one_room_at_a_time() {
+        let general = room("general");
+        assert_eq!(
+            plan("/join Rust", Some(&general)),
+            Plan::Send {
+                commands: vec![
+                    Command::Join {
+                        room: "rust".into()
+                    },
+                    Command::Leave {
+                        room: "general".into()
+                    }
+                ],
+                moves_to: Some(room("rust")),
+            }
+        );
+        assert_eq!(
+            plan("/join general", Some(&general)),
+            Plan::Send {
+                commands: vec![Command::Join {
+                    room: "general".into()
+                }],
+                moves_to: Some(general.clone()),
+            }
+        );
+        assert!(matches!(
+            plan("/join bad!room", Some(&general)),
+            Plan::Show(Notice::Problem(_))
+        ));
+    }
+
+    #[test]
+    fn local_answers_need_no_server() {
+        assert_eq!(plan("   ", None), Plan::Nothing);
+        assert_eq!(plan("/quit", None), Plan::Quit);
+        assert_eq!(
+            plan("/frobnicate", None),
+            Plan::Show(Notice::Problem(
+                "unknown command /frobnicate (try /help)".into()
+            ))
+        );
+        assert_eq!(
+            plan("/dm bob", None),
+            Plan::Show(Notice::Problem("usage: /dm USER TEXT".into()))
+        );
+        assert_eq!(
+            plan("hello", None),
+            Plan::Show(Notice::Problem(NO_ROOM.into()))
+        );
+        let Plan::Show(help) = plan("/help", None) else {
+            panic!("help is local")
+        };
+        let shown = Update::Notice(help).render().unwrap();
+        assert_eq!(shown.lines().count(), HELP.len());
+        assert!(
+            shown
+                .lines()
+                .all(|l| l.starts_with("* /") || l.starts_with("* any"))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
+        let backoff = Backoff::default();
+        let waits: Vec<u64> = (1..=7)
+            .map(|a| backoff.delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 15000, 15000]);
+        assert_eq!(backoff.delay(u32::MAX), backoff.max);
+        for seed in 0..200 {
+            let wait = backoff.jittered(2, seed);
+            assert!(
+                (800..=1200).contains(&(wait.as_millis() as u64)),
+                "{wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_read_as_lines_for_a_person() {
+        let lost = Update::Lost {
+            reason: describe_close(Some(1001), "server shutting down"),
+        };
+        assert_eq!(
+            lost.render().unwrap(),
+            "! connection lost: the server is shutting down\n"
+        );
+        let retry = Update::Retrying {
+            why: Some("cannot connect to ws://x/chat: connection refused".into()),
+            delay: Duration::from_millis(2000),
+            attempt: 3,
+        };
+        assert_eq!(
+            retry.render().unwrap(),
+            "* cannot connect to ws://x/chat: connection refused; retrying in 2.0 s (attempt 3) …\n"
+        );
+        let refused = Update::Refused {
+            code: ErrorCode::NameTaken,
+            message: "the name alice is taken".into(),
+        };
+        assert_eq!(
+            refused.render().unwrap(),
+            "! login refused: the name alice is taken\n"
+        );
+        assert!(refused.is_final());
+        let after_lost = Update::Retrying {
+            why: None,
+            delay: Duration::from_millis(500),
+            attempt: 1,
+        };
+        assert_eq!(after_lost.render().unwrap(), "* reconnecting in 0.5 s …\n");
+        assert_eq!(
+            describe_close(Some(1008), "too slow: outbound queue full"),
+            "the server closed the connection: too slow: outbound queue full (code 1008)"
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The terminal client's library layer (`client_session`) against a real server on a loopback
+//! port: two users talk, a refused name and a lost connection are said clearly, and a session
+//! comes back by itself after the server restarts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::{Config, ErrorCode, Event, PresenceChange, SendKind};
+use chat_runtime::{Runtime, RuntimeConfig};
+use chat_store::{JsonFileStore, MemoryStore, Store};
+use chat_transport_ws::client_session::{Backoff, Notice};
+use chat_transport_ws::{ClientSession, SessionConfig, Update, WsConfig, serve};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long a test waits for something it expects before failing.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct TestServer {
+    addr: SocketAddr,
+    runtime: Runtime,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    /// A server on `addr` (port 0 for a free one).
+    async fn start(addr: &str, store: Arc<dyn Store>) -> TestServer {
+        let runtime = Runtime::start(Config::default(), store, RuntimeConfig::default())
+            .await
+            .expect("the runtime starts");
+        let listener = TcpListener::bind(addr).await.expect("a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let serving = tokio::spawn(serve(listener, runtime.handle(), WsConfig::default()));
+        TestServer {
+            addr,
+            runtime,
+            serving,
+        }
+    }
+
+    async fn in_memory() -> TestServer {
+        Self::start("127.0.0.1:0", Arc::new(MemoryStore::new())).await
+    }
+
+    async fn on_disk(addr: &str, dir: &Path) -> TestServer {
+        let store = JsonFileStore::open(dir).await.expect("the store opens");
+        Self::start(addr, Arc::new(store)).await
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/chat", self.addr)
+    }
+
+    /// Graceful shutdown (clients are closed with 1001), listener closed.
+    async fn stop(self) {
+        self.runtime.shutdown().await.expect("a clean shutdown");
+        self.serving.await.unwrap().unwrap();
+    }
+}
+
+/// Fast retries, so a restart is noticed quickly.
+fn config(url: &str, name: &str) -> SessionConfig {
+    SessionConfig {
+        backoff: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+        ..SessionConfig::new(url, name)
+    }
+}
+
+/// Reads updates until one matches, failing (with what came instead) after [`PATIENCE`].
+async fn until(
+    session: &mut ClientSession,
+    what: &str,
+    mut wanted: impl FnMut(&Update) -> bool,
+) -> Update {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, session.next()).await {
+            Ok(Some(update)) if wanted(&update) => return update,
+            Ok(Some(update)) => seen.push(update),
+            Ok(None) => panic!("the session ended before {what}; it said {seen:#?}"),
+            Err(_) => panic!("no {what} within {PATIENCE:?}; it said {seen:#?}"),
+        }
+    }
+}
+
+fn server_event(update: &Update) -> Option<(&Event, bool, SendKind)> {
+    match update {
+        Update::Server {
+            event,
+            answers_command,
+            kind,
+        } => Some((event, *answers_command, *kind)),
+        _ => None,
+    }
+}
+
+fn is_text(update: &Update, text: &str) -> bool {
+    matches!(server_event(update), Some((Event::Message(m), _, _)) if m.text.as_str() == text)
+}
+
+/// A session logged in as `name`, its welcome and the login's `joined` consumed.
+async fn logged_in(url: &str, name: &str) -> ClientSession {
+    let mut session = ClientSession::start(config(url, name));
+    until(&mut session, "the welcome", |u| {
+        matches!(server_event(u), Some((Event::Welcome { .. }, _, _)))
+    })
+    .await;
+    until(&mut session, "the login's joined", |u| {
+        matches!(server_event(u), Some((Event::Joined { .. }, false, _)))
+    })
+    .await;
+    session
+}
+
+#[tokio::test]
+async fn two_clients_talk_through_a_real_server() {
+    let server = TestServer::in_memory().await;
+    let mut alice = logged_in(&server.url(), "alice").await;
+    let mut bob = logged_in(&server.url(), "bob").await;
+    until(&mut alice, "bob's arrival", |u| {
+        matches!(server_event(u), Some((Event::Presence { user, event: PresenceChange::Join, .. }, _, _)) if user.as_str() == "bob")
+    })
+    .await;
+
+    // A plain line is said in the room: bob gets it as someone else's message, alice as her echo.
+    alice.type_line("hello bob").await.unwrap();
+    let heard = until(&mut bob, "alice's message", |u| is_text(u, "hello bob")).await;
+    let (Event::Message(message), false, SendKind::Push) = server_event(&heard).unwrap() else {
+        panic!("not pushed: {heard:?}")
+    };
+    assert_eq!(
+        (message.from.as_str(), message.room.as_str()),
+        ("alice", "general")
+    );
+    let echo = until(&mut alice, "her echo", |u| is_text(u, "hello bob")).await;
+    assert!(matches!(
+        server_event(&echo),
+        Some((Event::Message(_), true, SendKind::Echo))
+    ));
+
+    // A DM both ways round: bob's copy is an echo, alice's a push.
+    bob.type_line("/dm ALICE psst, a secret").await.unwrap();
+    let dm = until(&mut alice, "bob's dm", |u| {
+        matches!(server_event(u), Some((Event::Dm { .. }, _, _)))
+    })
+    .await;
+    let (Event::Dm { message, queued }, false, SendKind::Push) = server_event(&dm).unwrap() else {
+        panic!("not pushed: {dm:?}")
+    };
+    assert_eq!(
+        (message.from.as_str(), message.text.as_str(), *queued),
+        ("bob", "psst, a secret", false)
+    );
+    let dm_echo = until(&mut bob, "his dm's echo", |u| {
+        matches!(server_event(u), Some((Event::Dm { .. }, _, _)))
+    })
+    .await;
+    assert!(matches!(
+        server_event(&dm_echo),
+        Some((Event::Dm { .. }, true, SendKind::Echo))
+    ));
+
+    // /join moves alice: she is in #rust, and no longer in #general.
+    alice.type_line("/join Rust").await.unwrap();
+    let joined = until(&mut alice, "the joined for /join", |u| {
+        matches!(server_event(u), Some((Event::Joined { .. }, true, _)))
+    })
+    .await;
+    assert!(
+        matches!(server_event(&joined), Some((Event::Joined { room, .. }, _, SendKind::Backlog)) if room.as_str() == "rust")
+    );
+    until(&mut bob, "alice leaving #general", |u| {
+        matches!(server_event(u), Some((Event::Presence { user, event: PresenceChange::Leave, .. }, _, _)) if user.as_str() == "alice")
+    })
+    .await;
+    alice.type_line("only rust hears this").await.unwrap();
+    alice.type_line("/who").await.unwrap();
+    let who = until(&mut alice, "who", |u| {
+        matches!(server_event(u), Some((Event::Who { .. }, _, _)))
+    })
+    .await;
+    let Some((Event::Who { room, members }, true, SendKind::Reply)) = server_event(&who) else {
+        panic!("{who:?}")
+    };
+    assert_eq!(room.as_str(), "rust", "/who asks about the current room");
+    assert_eq!(members.len(), 1);
+    alice.type_line("/history 10").await.unwrap();
+    let page = until(&mut alice, "a history page", |u| {
+        matches!(server_event(u), Some((Event::History { .. }, _, _)))
+    })
+    .await;
+    let Some((Event::History { messages, .. }, true, _)) = server_event(&page) else {
+        panic!("{page:?}")
+    };
+    assert_eq!(
+        messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["only rust hears this"]
+    );
+    alice.type_line("/rooms").await.unwrap();
+    let rooms = until(&mut alice, "the room list", |u| {
+        matches!(server_event(u), Some((Event::Rooms { .. }, _, _)))
+    })
+    .await;
+    let Some((Event::Rooms { rooms }, ..)) = server_event(&rooms) else {
+        panic!("{rooms:?}")
+    };
+    let counts: Vec<(&str, usize)> = rooms.iter().map(|r| (r.room.as_str(), r.members)).collect();
+    assert_eq!(counts, [("general", 1), ("rust", 1)]);
+
+    // Lines the client answers itself.
+    alice.type_line("/frobnicate").await.unwrap();
+    let unknown = until(&mut alice, "the unknown-command notice", |u| {
+        matches!(u, Update::Notice(_))
+    })
+    .await;
+    assert_eq!(
+        unknown.render().unwrap(),
+        "! unknown command /frobnicate (try /help)\n"
+    );
+
+    // The line bob typed before the message in #rust never reaches him: he is not in #rust.
+    bob.type_line("/quit").await.unwrap();
+    let bye = until(&mut bob, "the end", Update::is_final).await;
+    assert_eq!(
+        bye,
+        Update::Ended {
+            reason: "Bye!".into()
+        }
+    );
+    assert_eq!(bob.next().await, None, "nothing after the last update");
+    assert!(bob.type_line("anyone?").await.is_err());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_name_ends_the_session_with_the_servers_reason() {
+    let server = TestServer::in_memory().await;
+    let _alice = logged_in(&server.url(), "alice").await;
+
+    let mut copycat = ClientSession::start(config(&server.url(), "ALICE"));
+    let refused = until(&mut copycat, "a refusal", Update::is_final).await;
+    let Update::Refused { code, message } = &refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(*code, ErrorCode::NameTaken);
+    assert!(message.contains("taken"), "{message}");
+    let shown = refused.render().unwrap();
+    assert!(
+        shown.starts_with("! login refused: ") && shown.contains("taken"),
+        "{shown}"
+    );
+    assert_eq!(copycat.next().await, None);
+
+    let mut invalid = ClientSession::start(config(&server.url(), "no spaces allowed"));
+    let refused = until(&mut invalid, "a refusal", Update::is_final).await;
+    assert!(
+        matches!(
+            refused,
+            Update::Refused {
+                code: ErrorCode::InvalidName,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_reconnects_after_a_server_restart_and_goes_back_to_its_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestServer::on_disk("127.0.0.1:0", dir.path()).await;
+    let (addr, url) = (first.addr, first.url());
+    let mut alice = logged_in(&url, "alice").await;
+    alice.type_line("/join rust").await.unwrap();
+    alice.type_line("said before the restart").await.unwrap();
+    until(&mut alice, "her echo", |u| {
+        is_text(u, "said before the restart")
+    })
+    .await;
+
+    first.stop().await;
+    let lost = until(&mut alice, "the loss", |u| matches!(u, Update::Lost { .. })).await;
+    assert_eq!(
+        lost.render().unwrap(),
+        "! connection lost: the server is shutting down\n"
+    );
+    until(&mut alice, "a retry", |u| {
+        matches!(u, Update::Retrying { why: None, .. })
+    })
+    .await;
+    // While the server is down, a retry says why it failed, and typed lines are refused.
+    let failed = until(&mut alice, "a failed attempt", |u| {
+        matches!(u, Update::Retrying { why: Some(_), .. })
+    })
+    .await;
+    let shown = failed.render().unwrap();
+    assert!(
+        shown.contains("connection refused") && shown.contains("retrying in"),
+        "{shown}"
+    );
+    alice.type_line("anyone there?").await.unwrap();
+    let refused = until(&mut alice, "the refusal of a line", |u| {
+        matches!(u, Update::Notice(Notice::Problem(_)))
+    })
+    .await;
+    assert!(
+        refused.render().unwrap().contains("not connected"),
+        "{refused:?}"
+    );
+
+    let second = TestServer::on_disk(&addr.to_string(), dir.path()).await;
+    until(&mut alice, "the new welcome", |u| {
+        matches!(server_event(u), Some((Event::Welcome { .. }, _, _)))
+    })
+    .await;
+    // Back in #rust, without the history lines she saw before.
+    let back = until(&mut alice, "the rejoin", |u| {
+        matches!(server_event(u), Some((Event::Joined { room, .. }, true, _)) if room.as_str() == "rust")
+    })
+    .await;
+    let Some((Event::Joined { history, .. }, ..)) = server_event(&back) else {
+        unreachable!()
+    };
+    assert!(
+        history.is_empty(),
+        "history already shown is not repeated: {history:?}"
+    );
+    until(&mut alice, "leaving the default room", |u| {
+        matches!(server_event(u), Some((Event::Left { room }, _, _)) if room.as_str() == "general")
+    })
+    .await;
+
+    let mut bob = logged_in(&second.url(), "bob").await;
+    bob.type_line("/join rust").await.unwrap();
+    let joined = until(&mut bob, "bob's joined", |u| {
+        matches!(server_event(u), Some((Event::Joined { .. }, true, _)))
+    })
+    .await;
+    let Some((Event::Joined { history, .. }, ..)) = server_event(&joined) else {
+        unreachable!()
+    };
+    assert_eq!(
+        history.last().map(|m| m.text.as_str()),
+        Some("said before the restart"),
+        "the store kept it"
+    );
+    bob.type_line("welcome back").await.unwrap();
+    let heard = until(&mut alice, "bob's message", |u| is_text(u, "welcome back")).await;
+    assert!(matches!(
+        server_event(&heard),
+        Some((_, false, SendKind::Push))
+    ));
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_retried_and_a_wrong_path_is_not() {
+    // A port nobody listens on: bind one, then close it.
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut nobody = ClientSession::start(config(&format!("ws://{addr}/chat"), "alice"));
+    let first = until(&mut nobody, "the first attempt", |u| {
+        matches!(u, Update::Connecting { .. })
+    })
+    .await;
+    assert!(
+        first
+            .render()
+            .unwrap()
+            .starts_with("* connecting to ws://127.0.0.1:")
+    );
+    for attempt in 1..=3 {
+        let retry = until(&mut nobody, "a retry", |u| {
+            matches!(u, Update::Retrying { .. })
+        })
+        .await;
+        let Update::Retrying {
+            why: Some(why),
+            attempt: n,
+            ..
+        } = &retry
+        else {
+            panic!("{retry:?}")
+        };
+        assert_eq!(*n, attempt);
+        assert!(why.contains("connection refused"), "{why}");
+    }
+    drop(nobody);
+
+    let server = TestServer::in_memory().await;
+    let mut lost = ClientSession::start(config(&format!("ws://{}/nowhere", server.addr), "alice"));
+    let ended = until(&mut lost, "the end", Update::is_final).await;
+    let shown = ended.render().unwrap();
+    assert!(shown.contains("HTTP 404"), "{shown}");
+    server.stop().await;
+}
