@@ -2,13 +2,13 @@
 //! WebSocket listener serves on plain HTTP `GET`s, so `http://HOST:PORT/` is a chat client while
 //! upgrades on `/chat` work as before.
 //!
-//! Before the WebSocket handshake, [`serve_if_page`] peeks at the request head without consuming
+//! Before the WebSocket handshake, `serve_if_page` peeks at the request head without consuming
 //! it. A complete `GET` (or `HEAD`) head with no `Upgrade` header, for any path but the WebSocket
 //! path, is answered here: the page's three files, or 404. Everything else (an upgrade, another
 //! method, a head that is not HTTP or is too large) is left untouched for the handshake, which
 //! answers it as it always did. The head is bounded in size ([`MAX_HEAD`]) and the whole exchange
-//! in time (the configured handshake timeout); the page opens a connection of the runtime only
-//! once its script connects to `/chat`.
+//! in time (the configured handshake timeout, and the login timeout: like any connection, a page
+//! request holds a place among the runtime's connections until it is answered).
 
 use std::time::Duration;
 

@@ -46,11 +46,20 @@ pub(crate) async fn run(
 ) {
     // Without it, small frames wait for delayed ACKs (40 ms on Linux).
     let _ = stream.set_nodelay(true);
-    // A browser asking for the chat page (a plain GET) is answered before any WebSocket exists.
-    if crate::page::serve_if_page(&mut stream, &config).await == crate::page::Served::Done {
+    let mut attached = handle.connect(format).await;
+    // A browser asking for the chat page (a plain GET) is answered before any WebSocket exists;
+    // a connection that sends nothing is still dropped at the login timeout.
+    let page = crate::page::serve_if_page(&mut stream, &config);
+    let served = match &mut attached {
+        Ok(connection) => tokio::select! {
+            served = page => served,
+            () = closed(connection) => return,
+        },
+        Err(_) => page.await,
+    };
+    if served == crate::page::Served::Done {
         return;
     }
-    let attached = handle.connect(format).await;
     let refusal = match &attached {
         Ok(_) => None,
         Err(ConnectError::TooManyConnections) => Some("the server is full; try again later"),
