@@ -77,6 +77,10 @@ struct Seen {
     per_sender: Vec<u64>,
     /// Messages received out of sequence (a gap or a repeat).
     out_of_sequence: u64,
+    /// Messages received per sender, counted.
+    counts: Vec<u64>,
+    /// The first few messages out of sequence: (sender, expected, got, id).
+    anomalies: Vec<(usize, u64, u64, u64)>,
     /// Stalled clients found disconnected (probe only): index and seconds after the stall.
     disconnected: Vec<(usize, f64)>,
     /// Messages said (senders only), with the sender's index.
@@ -154,16 +158,23 @@ async fn run_client(
 ) -> Seen {
     let mut seen = Seen {
         per_sender: vec![0; options.senders],
+        counts: vec![0; options.senders],
         ..Seen::default()
     };
-    // Wait for the start signal, reading what arrives meanwhile (presence of later logins).
+    // Wait for the start signal, reading what arrives meanwhile (presence of later logins). A
+    // room message means the start has come (senders begin after it): keep it for below.
+    let mut pending = None;
     let (count_from, stall_start) = loop {
         if let Some(start) = *start.borrow() {
             break start;
         }
         tokio::select! {
             changed = start.changed() => if changed.is_err() { return seen },
-            incoming = client.recv() => if !matches!(incoming, Ok(Incoming::Event { .. })) { return seen },
+            incoming = client.recv() => match incoming {
+                Ok(message @ Incoming::Event { event: Event::Message(_), .. }) => pending = Some(message),
+                Ok(Incoming::Event { .. }) => {}
+                _ => return seen,
+            },
         }
     };
     let period = Duration::from_secs_f64(1.0 / options.rate);
@@ -211,7 +222,12 @@ async fn run_client(
                 }
                 _ => {}
             },
-            incoming = client.recv() => {
+            incoming = async {
+                match pending.take() {
+                    Some(message) => Ok(message),
+                    None => client.recv().await,
+                }
+            } => {
                 let event = match incoming {
                     Ok(Incoming::Event { event, .. }) => event,
                     Ok(Incoming::Unknown(_)) => continue,
@@ -239,8 +255,12 @@ async fn run_client(
                         let Some(expected) = seen.per_sender.get_mut(from) else { continue };
                         if *expected != n {
                             seen.out_of_sequence += 1;
+                            if seen.anomalies.len() < 3 {
+                                seen.anomalies.push((from, *expected, n, message.id.get()));
+                            }
                         }
                         *expected = n + 1;
+                        seen.counts[from] += 1;
                         if sent >= count_from {
                             let latency = arrived.saturating_sub(sent);
                             let second = u32::try_from((sent - count_from) / 1_000_000).unwrap_or(u32::MAX);
@@ -330,13 +350,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies.extend_from_slice(&seen.latencies);
         out_of_sequence += seen.out_of_sequence;
         disconnected.extend(seen.disconnected);
-        per_client.push(seen.per_sender);
+        if !seen.anomalies.is_empty() {
+            println!(
+                "out of sequence at client {}: (sender, expected, got, id) {:?}",
+                per_client.len(),
+                seen.anomalies
+            );
+        }
+        per_client.push((seen.per_sender, seen.counts, seen.out_of_sequence));
         if let Some((index, count)) = seen.said {
             said[index] = count;
         }
     }
-    for got in &per_client {
-        if *got == said {
+    for (next, counts, anomalies) in &per_client {
+        if *next == said && *counts == said && *anomalies == 0 {
             complete += 1;
         }
     }
