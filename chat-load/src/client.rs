@@ -1,0 +1,277 @@
+//! One load connection over either transport: log in, join, send stamped texts, and read the
+//! stamps of the messages that arrive.
+//!
+//! A stamp is the text `~s<sender>:<seq>:<nanos>:` padded to the message size. `~` appears
+//! nowhere else in what the server sends (names, rooms and timestamps cannot contain it), so the
+//! reader finds the stamp with one byte search in the raw frame or line, without parsing JSON.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Where to connect.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// A WebSocket endpoint: its address and URL.
+    Ws { addr: SocketAddr, url: String },
+    /// A line TCP listener.
+    Tcp(SocketAddr),
+}
+
+/// What a received message says about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// Which sender.
+    pub(crate) sender: u32,
+    /// The sender's own sequence number, from 1.
+    pub(crate) seq: u64,
+    /// The sequence number among all senders' messages, from 0.
+    pub(crate) global: u64,
+    /// When it was sent, in nanoseconds since the run's start.
+    pub(crate) nanos: u64,
+}
+
+/// The text for a message: its stamp, padded with `x` to `size` bytes (longer if the stamp is).
+pub(crate) fn stamped_text(stamp: Stamp, size: usize) -> String {
+    let mut text = format!(
+        "~s{}:{}:{}:{}:",
+        stamp.sender, stamp.seq, stamp.global, stamp.nanos
+    );
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+/// Finds and reads the stamp in a frame or line.
+pub(crate) fn find_stamp(bytes: &[u8]) -> Option<Stamp> {
+    let start = bytes.windows(2).position(|w| w == b"~s")? + 2;
+    let mut fields = bytes[start..].split(|&b| b == b':');
+    let mut number = || -> Option<u64> {
+        let field = fields.next()?;
+        if field.is_empty() || field.len() > 20 {
+            return None;
+        }
+        field.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit()
+                .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
+        })
+    };
+    Some(Stamp {
+        sender: u32::try_from(number()?).ok()?,
+        seq: number()?,
+        global: number()?,
+        nanos: number()?,
+    })
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// The sending half.
+pub(crate) enum Writer {
+    Ws(SplitSink<Ws, Message>),
+    Tcp(OwnedWriteHalf),
+}
+
+/// The receiving half.
+pub(crate) enum Reader {
+    Ws(SplitStream<Ws>),
+    Tcp(BufReader<OwnedReadHalf>, Vec<u8>),
+}
+
+fn other(text: impl Into<String>) -> io::Error {
+    io::Error::other(text.into())
+}
+
+async fn socket(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(source) = source {
+        socket.bind(SocketAddr::new(source.into(), 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Connects, logs in as `name` and makes sure the connection is in `room`.
+pub(crate) async fn connect(
+    target: &Target,
+    source: Option<Ipv4Addr>,
+    name: &str,
+    room: &str,
+) -> io::Result<(Writer, Reader)> {
+    match target {
+        Target::Ws { addr, url } => {
+            let stream = socket(*addr, source).await?;
+            let config = WebSocketConfig::default()
+                .read_buffer_size(16 * 1024)
+                .write_buffer_size(0);
+            let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                .await
+                .map_err(|e| other(format!("WebSocket handshake: {e}")))?;
+            let (mut writer, mut reader) = ws.split();
+            let login = format!(r#"{{"type":"login","name":"{name}"}}"#);
+            send_ws(&mut writer, login).await?;
+            let welcome = next_ws_text(&mut reader, |t| {
+                t.starts_with(r#"{"type":"welcome""#) || t.starts_with(r#"{"type":"error""#)
+            })
+            .await?;
+            if welcome.starts_with(r#"{"type":"error""#) {
+                return Err(other(format!("login as {name} refused: {welcome}")));
+            }
+            if welcome.contains(&format!(r#""rooms":["{room}"]"#)) {
+                return Ok((Writer::Ws(writer), Reader::Ws(reader)));
+            }
+            send_ws(&mut writer, format!(r#"{{"type":"join","room":"{room}"}}"#)).await?;
+            let joined = format!(r#"{{"type":"joined","room":"{room}""#);
+            next_ws_text(&mut reader, |t| t.starts_with(&joined)).await?;
+            Ok((Writer::Ws(writer), Reader::Ws(reader)))
+        }
+        Target::Tcp(addr) => {
+            let (read, mut write) = socket(*addr, source).await?.into_split();
+            let mut read = BufReader::new(read);
+            let mut line = Vec::new();
+            next_line(&mut read, &mut line, |l| l.starts_with(b"Enter your name:")).await?;
+            write.write_all(format!("{name}\n").as_bytes()).await?;
+            next_line(&mut read, &mut line, |l| {
+                l.starts_with(b"* Welcome") || l.starts_with(b"! ")
+            })
+            .await?;
+            if line.starts_with(b"! ") {
+                return Err(other(format!(
+                    "login as {name} refused: {}",
+                    String::from_utf8_lossy(&line)
+                )));
+            }
+            if !line
+                .windows(room.len() + 2)
+                .any(|w| w == format!("#{room}.").as_bytes())
+            {
+                write
+                    .write_all(format!("/join {room}\n").as_bytes())
+                    .await?;
+                let joined = format!("* You are now in #{room}");
+                next_line(&mut read, &mut line, |l| l.starts_with(joined.as_bytes())).await?;
+            }
+            Ok((Writer::Tcp(write), Reader::Tcp(read, line)))
+        }
+    }
+}
+
+async fn send_ws(writer: &mut SplitSink<Ws, Message>, text: String) -> io::Result<()> {
+    writer
+        .send(Message::text(text))
+        .await
+        .map_err(|e| other(format!("send: {e}")))
+}
+
+async fn next_ws_text(
+    reader: &mut SplitStream<Ws>,
+    wanted: impl Fn(&str) -> bool,
+) -> io::Result<String> {
+    // Bounded: a login or join is answered within a few frames of presence and history.
+    for _ in 0..100_000 {
+        match reader.next().await {
+            Some(Ok(Message::Text(text))) if wanted(text.as_str()) => return Ok(text.to_string()),
+            Some(Ok(Message::Close(frame))) => return Err(other(format!("closed: {frame:?}"))),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(other(format!("receive: {e}"))),
+            None => return Err(other("the server closed the connection")),
+        }
+    }
+    Err(other("no answer among 100,000 frames"))
+}
+
+async fn next_line(
+    read: &mut BufReader<OwnedReadHalf>,
+    line: &mut Vec<u8>,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> io::Result<()> {
+    for _ in 0..100_000 {
+        line.clear();
+        if read.read_until(b'\n', line).await? == 0 {
+            return Err(other("the server closed the connection"));
+        }
+        if wanted(line) {
+            return Ok(());
+        }
+    }
+    Err(other("no answer among 100,000 lines"))
+}
+
+impl Writer {
+    /// Says `text` in `room`.
+    pub(crate) async fn say(&mut self, room: &str, text: &str) -> io::Result<()> {
+        match self {
+            Writer::Ws(sink) => {
+                let frame = format!(r#"{{"type":"say","room":"{room}","text":"{text}"}}"#);
+                send_ws(sink, frame).await
+            }
+            Writer::Tcp(write) => {
+                let mut line = Vec::with_capacity(text.len() + 1);
+                line.extend_from_slice(text.as_bytes());
+                line.push(b'\n');
+                write.write_all(&line).await
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// The next frame or line's stamp (`Some(None)` for anything without one), or `None` once
+    /// the connection is closed.
+    pub(crate) async fn next(&mut self) -> Option<Option<Stamp>> {
+        match self {
+            Reader::Ws(stream) => loop {
+                match stream.next().await? {
+                    Ok(Message::Text(text)) => return Some(find_stamp(text.as_bytes())),
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            },
+            Reader::Tcp(read, line) => {
+                line.clear();
+                match read.read_until(b'\n', line).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) => Some(find_stamp(line)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_survive_both_wire_formats() {
+        let stamp = Stamp {
+            sender: 3,
+            seq: 17,
+            global: 40,
+            nanos: 123_456_789,
+        };
+        let text = stamped_text(stamp, 64);
+        assert_eq!(text.len(), 64);
+        let frame = format!(
+            r#"{{"type":"message","room":"general","id":9,"from":"s3","text":"{text}","ts":"2026-11-22T10:00:00.000Z"}}"#
+        );
+        assert_eq!(find_stamp(frame.as_bytes()), Some(stamp));
+        let line = format!("[10:00:00] #general <s3> {text}\n");
+        assert_eq!(find_stamp(line.as_bytes()), Some(stamp));
+        assert_eq!(
+            find_stamp(br#"{"type":"presence","room":"general","user":"r1","event":"join"}"#),
+            None
+        );
+        assert_eq!(find_stamp(b"~s1:2"), None, "a cut stamp is no stamp");
+    }
+}

@@ -1,0 +1,89 @@
+//! `chat-load`: drives a running chat server over either transport and reports what one room's
+//! fan-out costs: deliveries per second, delivery latency percentiles, lost, duplicated and
+//! reordered messages, and the server's memory and CPU. `--idle N` measures memory per idle
+//! connection instead.
+//!
+//! ```sh
+//! cargo run --release -p chat-load -- --receivers 1000 --senders 10 --duration 10 --pid PID
+//! cargo run --release -p chat-load -- --tcp 127.0.0.1:9999 --rate 2000 --duration 10
+//! cargo run --release -p chat-load -- --idle 10000 --pid PID
+//! ```
+//!
+//! Every text carries its sender, a per-sender sequence number and the instant it was sent, so
+//! each receiver measures latency and checks order on its own; the load is closed-loop by default
+//! (at most `--window` messages not yet delivered to every receiver) or a fixed `--rate`. Only
+//! loopback addresses are accepted, and every run is bounded by `--duration`.
+
+mod client;
+mod probe;
+mod report;
+mod run;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Load-test a chat server over loopback.
+#[derive(Clone, Debug, Parser)]
+#[command(version)]
+pub(crate) struct Options {
+    /// WebSocket endpoint to drive (the default transport).
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8765/chat")]
+    pub(crate) ws: String,
+    /// Drive the line TCP transport at this address instead.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp: Option<SocketAddr>,
+    /// Connections that only receive.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) receivers: usize,
+    /// Connections that send (they receive too, and discard it).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) senders: usize,
+    /// Receivers that log in, join, and then never read (slow consumers).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) stalled: usize,
+    /// Messages per second, all senders together; 0 runs closed-loop at the maximum.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rate: u64,
+    /// Closed loop: messages in flight (sent, not yet delivered to every receiver).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) window: usize,
+    /// Text size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) size: usize,
+    /// Seconds of sending (after every connection is set up).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// The room to use.
+    #[arg(long, default_value = "general")]
+    pub(crate) room: String,
+    /// The server's process id, to report its memory and CPU.
+    #[arg(long)]
+    pub(crate) pid: Option<u32>,
+    /// Print one JSON line instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Instead of a load: open this many idle, logged-in connections and report the server's
+    /// memory per connection (needs --pid).
+    #[arg(long, value_name = "N")]
+    pub(crate) idle: Option<usize>,
+    /// A label for this run, copied into the JSON line (for plots).
+    #[arg(long, default_value = "")]
+    pub(crate) label: String,
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts on this machine");
+    match runtime.block_on(run::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat-load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! A load run: set up every connection, send for the duration, drain, and report.
+
+use std::error::Error;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::Options;
+use crate::client::{self, Reader, Stamp, Target, Writer};
+use crate::probe;
+use crate::report::{IdleReport, LoadReport};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Connections per source address: well inside one address's ephemeral port range.
+const PER_SOURCE: usize = 20_000;
+/// How long to wait for the last messages once sending stops.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Logins in flight at once while setting up.
+const SETUP_PARALLELISM: usize = 32;
+
+/// The source address for the `i`-th connection: 127.0.0.1, 127.0.0.2, … every 20,000.
+fn source(i: usize) -> Option<Ipv4Addr> {
+    let n = u8::try_from(1 + i / PER_SOURCE).ok()?;
+    Some(Ipv4Addr::new(127, 0, 0, n))
+}
+
+fn target(options: &Options) -> Result<Target> {
+    let target = match options.tcp {
+        Some(addr) => Target::Tcp(addr),
+        None => {
+            let rest = options
+                .ws
+                .strip_prefix("ws://")
+                .ok_or("--ws takes a ws:// URL")?;
+            let host = rest.split('/').next().unwrap_or(rest);
+            let addr = host
+                .to_socket_addrs()?
+                .next()
+                .ok_or("--ws names no address")?;
+            Target::Ws {
+                addr,
+                url: options.ws.clone(),
+            }
+        }
+    };
+    let addr: SocketAddr = match &target {
+        Target::Ws { addr, .. } | Target::Tcp(addr) => *addr,
+    };
+    if !addr.ip().is_loopback() {
+        return Err(
+            format!("{addr} is not a loopback address; chat-load only drives loopback").into(),
+        );
+    }
+    Ok(target)
+}
+
+pub(crate) async fn run(options: Options) -> Result<()> {
+    let target = target(&options)?;
+    if let Some(n) = options.idle {
+        return idle(&options, &target, n).await;
+    }
+    load(&options, &target).await
+}
+
+/// Connects `count` clients named `prefix{i}` in parallel (bounded), in order.
+async fn connect_all(
+    target: &Target,
+    room: &str,
+    prefix: &str,
+    count: usize,
+    first_index: usize,
+) -> Result<Vec<(Writer, Reader)>> {
+    let mut connected = Vec::with_capacity(count);
+    let mut set = JoinSet::new();
+    let mut next = 0;
+    let mut results: Vec<Option<(Writer, Reader)>> = (0..count).map(|_| None).collect();
+    while next < count || !set.is_empty() {
+        while next < count && set.len() < SETUP_PARALLELISM {
+            let target = target.clone();
+            let room = room.to_owned();
+            let name = format!("{prefix}{next}");
+            let source = source(first_index + next);
+            let i = next;
+            set.spawn(async move { (i, client::connect(&target, source, &name, &room).await) });
+            next += 1;
+        }
+        if let Some(done) = set.join_next().await {
+            let (i, result) = done?;
+            results[i] = Some(result?);
+        }
+    }
+    connected.extend(results.into_iter().flatten());
+    Ok(connected)
+}
+
+/// One receiver's view of the run.
+struct ReceiverStats {
+    latency: Histogram<u64>,
+    /// The last sequence number seen from each sender (0: none yet).
+    last: Vec<u64>,
+    deliveries: u64,
+    duplicated: u64,
+    reordered: u64,
+    closed: bool,
+}
+
+/// What every task shares.
+struct Shared {
+    start: Instant,
+    receivers: u32,
+    /// Per message (by global sequence, modulo the ring's size): receivers that have it.
+    ring: Box<[AtomicU32]>,
+    /// Closed loop: one permit per message that may be in flight.
+    window: Semaphore,
+    closed_loop: bool,
+}
+
+impl Shared {
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Counts one delivery of message `global`; the last receiver frees its window slot.
+    fn delivered(&self, global: u64) {
+        let slot = &self.ring[(global as usize) & (self.ring.len() - 1)];
+        if slot.fetch_add(1, Ordering::AcqRel) + 1 == self.receivers {
+            slot.store(0, Ordering::Release);
+            if self.closed_loop {
+                self.window.add_permits(1);
+            }
+        }
+    }
+}
+
+async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<ReceiverStats>>) {
+    while let Some(stamp) = reader.next().await {
+        let Some(Stamp {
+            sender,
+            seq,
+            global,
+            nanos,
+        }) = stamp
+        else {
+            continue;
+        };
+        let now = shared.nanos();
+        {
+            let mut guard = stats
+                .lock()
+                .expect("a receiver's stats are only locked briefly");
+            let stats = &mut *guard;
+            let _ = stats.latency.record(now.saturating_sub(nanos).max(1));
+            stats.deliveries += 1;
+            if let Some(last) = stats.last.get_mut(sender as usize) {
+                if seq == *last {
+                    stats.duplicated += 1;
+                    continue;
+                }
+                if seq < *last {
+                    stats.reordered += 1;
+                }
+                *last = seq;
+            }
+        }
+        shared.delivered(global);
+    }
+    stats
+        .lock()
+        .expect("a receiver's stats are only locked briefly")
+        .closed = true;
+}
+
+async fn load(options: &Options, target: &Target) -> Result<()> {
+    let transport = match target {
+        Target::Ws { .. } => "ws",
+        Target::Tcp(_) => "tcp",
+    };
+    if options.receivers == 0 || options.senders == 0 {
+        return Err("a load needs at least one receiver and one sender".into());
+    }
+    let receivers = connect_all(target, &options.room, "r", options.receivers, 0).await?;
+    let stalled = connect_all(
+        target,
+        &options.room,
+        "z",
+        options.stalled,
+        options.receivers,
+    )
+    .await?;
+    let senders = connect_all(
+        target,
+        &options.room,
+        "s",
+        options.senders,
+        options.receivers + options.stalled,
+    )
+    .await?;
+
+    let closed_loop = options.rate == 0;
+    let ring_len = (options.window.max(1) * 4).next_power_of_two().max(1 << 16);
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        receivers: u32::try_from(options.receivers)?,
+        ring: (0..ring_len).map(|_| AtomicU32::new(0)).collect(),
+        window: Semaphore::new(if closed_loop {
+            options.window.max(1)
+        } else {
+            0
+        }),
+        closed_loop,
+    });
+
+    let mut tasks = JoinSet::new();
+    let mut all_stats = Vec::with_capacity(options.receivers);
+    for (_, reader) in receivers {
+        let stats = Arc::new(Mutex::new(ReceiverStats {
+            latency: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
+            last: vec![0; options.senders],
+            deliveries: 0,
+            duplicated: 0,
+            reordered: 0,
+            closed: false,
+        }));
+        all_stats.push(stats.clone());
+        tasks.spawn(receive(reader, shared.clone(), stats));
+    }
+
+    let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
+    let sending_started = Instant::now();
+    let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let global = Arc::new(AtomicU64::new(0));
+    let writers_done = Arc::new(AtomicUsize::new(0));
+    for (index, (writer, mut reader)) in senders.into_iter().enumerate() {
+        // A sender's own connection receives the room too; read it so it is never slow.
+        tasks.spawn(async move { while reader.next().await.is_some() {} });
+        let period = (!closed_loop)
+            .then(|| Duration::from_secs_f64(options.senders as f64 / options.rate.max(1) as f64));
+        let job = Sender {
+            index,
+            writer,
+            shared: shared.clone(),
+            sent: sent.clone(),
+            global: global.clone(),
+            room: options.room.clone(),
+            size: options.size,
+            deadline,
+            period,
+        };
+        let done = writers_done.clone();
+        tasks.spawn(async move {
+            if let Err(error) = job.run().await {
+                eprintln!("chat-load: sender {index}: {error}");
+            }
+            done.fetch_add(1, Ordering::Release);
+        });
+    }
+
+    // Wait for the senders, then for the last deliveries (bounded).
+    while writers_done.load(Ordering::Acquire) < options.senders {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sending = sending_started.elapsed();
+    let drain_deadline = Instant::now() + DRAIN;
+    let total = |stats: &[Arc<Mutex<ReceiverStats>>]| -> u64 {
+        stats
+            .iter()
+            .map(|s| s.lock().map(|s| s.deliveries - s.duplicated).unwrap_or(0))
+            .sum()
+    };
+    let expected = sent.load(Ordering::Acquire) * options.receivers as u64;
+    while total(&all_stats) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = sending_started.elapsed();
+    let cpu = match (options.pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            Some(100.0 * (probe::cpu_seconds(pid)? - before) / elapsed.as_secs_f64())
+        }
+        _ => None,
+    };
+    let rss = options.pid.map(probe::rss_kib).transpose()?;
+    tasks.abort_all();
+
+    // Stalled connections: read what is buffered until the server's close, or give up.
+    let mut stalled_closed = 0;
+    for (_, mut reader) in stalled {
+        let closed = tokio::time::timeout(Duration::from_millis(500), async {
+            while reader.next().await.is_some() {}
+        })
+        .await;
+        stalled_closed += usize::from(closed.is_ok());
+    }
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3)?;
+    let mut report = LoadReport {
+        label: options.label.clone(),
+        transport,
+        receivers: options.receivers,
+        senders: options.senders,
+        stalled: options.stalled,
+        size: options.size,
+        rate: options.rate,
+        window: options.window,
+        seconds: sending.as_secs_f64(),
+        sent: sent.load(Ordering::Acquire),
+        stalled_closed,
+        server_rss_kib: rss,
+        server_cpu_percent: cpu,
+        ..LoadReport::default()
+    };
+    for stats in &all_stats {
+        let stats = stats.lock().expect("the receivers have stopped");
+        latency.add(&stats.latency)?;
+        report.deliveries += stats.deliveries;
+        report.duplicated += stats.duplicated;
+        report.reordered += stats.reordered;
+        report.receivers_closed += usize::from(stats.closed);
+    }
+    let unique = report.deliveries - report.duplicated;
+    report.lost = expected.saturating_sub(unique);
+    let seconds = elapsed.as_secs_f64().max(1e-9);
+    report.deliveries_per_s = unique as f64 / seconds;
+    report.messages_per_s = report.sent as f64 / sending.as_secs_f64().max(1e-9);
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e6;
+    report.p50_ms = ms(0.5);
+    report.p90_ms = ms(0.9);
+    report.p99_ms = ms(0.99);
+    report.max_ms = latency.max() as f64 / 1e6;
+    if options.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// One sender: stamped messages until the deadline, closed-loop or at a fixed period.
+struct Sender {
+    index: usize,
+    writer: Writer,
+    shared: Arc<Shared>,
+    sent: Arc<AtomicU64>,
+    global: Arc<AtomicU64>,
+    room: String,
+    size: usize,
+    deadline: Instant,
+    period: Option<Duration>,
+}
+
+impl Sender {
+    async fn run(mut self) -> Result<()> {
+        let mut ticks = self.period.map(|p| {
+            let mut interval = tokio::time::interval(p);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            interval
+        });
+        let mut seq = 0;
+        while Instant::now() < self.deadline {
+            match &mut ticks {
+                Some(interval) => {
+                    if tokio::time::timeout_at(self.deadline, interval.tick())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                None => {
+                    let permit =
+                        tokio::time::timeout_at(self.deadline, self.shared.window.acquire()).await;
+                    match permit {
+                        Ok(Ok(permit)) => permit.forget(),
+                        _ => break,
+                    }
+                }
+            }
+            seq += 1;
+            let stamp = Stamp {
+                sender: u32::try_from(self.index)?,
+                seq,
+                global: self.global.fetch_add(1, Ordering::AcqRel),
+                nanos: self.shared.nanos(),
+            };
+            let text = client::stamped_text(stamp, self.size);
+            self.writer.say(&self.room, &text).await?;
+            self.sent.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
+
+async fn idle(options: &Options, target: &Target, count: usize) -> Result<()> {
+    let pid = options
+        .pid
+        .ok_or("--idle needs --pid to read the server's memory")?;
+    let transport = match target {
+        Target::Ws { .. } => "ws",
+        Target::Tcp(_) => "tcp",
+    };
+    let before = probe::rss_kib(pid)?;
+    let started = Instant::now();
+    let connections = connect_all(target, &options.room, "idle", count, 0).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = probe::rss_kib(pid)?;
+    let report = IdleReport {
+        label: options.label.clone(),
+        transport,
+        connections: connections.len(),
+        seconds,
+        server_rss_before_kib: before,
+        server_rss_after_kib: after,
+        kib_per_connection: after.saturating_sub(before) as f64 / count.max(1) as f64,
+        server_fds: probe::open_fds(pid).ok(),
+    };
+    if options.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    drop(connections);
+    Ok(())
+}
