@@ -26,15 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let again = decode(&frame.to_string()).expect("a re-encoded command decodes");
     assert_eq!(again.0, command, "the command round-trips");
-    // A fractional (or larger than 64-bit) numeric ref does not round-trip yet: serde_json parses
-    // floats best-effort unless its `float_roundtrip` feature is on, so the echoed number can be
-    // one ulp off what the client sent. Found by this target; the failing test is
-    // `tests/fuzz_findings.rs`, `a_fractional_ref_is_echoed_as_the_same_number`. Until it is
-    // fixed, float refs are only required to decode again.
-    let float_ref = reference
-        .as_ref()
-        .is_some_and(|r| serde_json::to_value(r).is_ok_and(|v| v.is_f64()));
-    if !float_ref {
-        assert_eq!(again.1, reference, "the ref round-trips");
-    }
+    // Every ref, fractional numbers included, round-trips exactly (serde_json's
+    // `float_roundtrip`; the bug this target found is `tests/fuzz_findings.rs`).
+    assert_eq!(again.1, reference, "the ref round-trips");
 });
