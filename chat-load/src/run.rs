@@ -219,7 +219,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
 
     let mut tasks = JoinSet::new();
     let mut all_stats = Vec::with_capacity(options.receivers);
-    for (_, reader) in receivers {
+    // Receivers send nothing, but their write halves must live: dropping a TCP write half
+    // shuts the connection's sending side, and the server takes that for a goodbye.
+    let mut receiver_writers = Vec::with_capacity(options.receivers);
+    for (writer, reader) in receivers {
+        receiver_writers.push(writer);
         let stats = Arc::new(Mutex::new(ReceiverStats {
             latency: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
             last: vec![0; options.senders],
@@ -288,10 +292,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     };
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     tasks.abort_all();
+    drop(receiver_writers);
 
     // Stalled connections: read what is buffered until the server's close, or give up.
     let mut stalled_closed = 0;
-    for (_, mut reader) in stalled {
+    for (_writer, mut reader) in stalled {
         let closed = tokio::time::timeout(Duration::from_millis(500), async {
             while reader.next().await.is_some() {}
         })

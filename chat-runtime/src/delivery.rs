@@ -8,6 +8,7 @@
 //! increment.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,7 +44,7 @@ pub(crate) struct DeliveryTask {
     pub(crate) work: mpsc::Receiver<Vec<Work>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Arc<Metrics>,
-    recipients: HashMap<ConnectionId, Recipient>,
+    recipients: HashMap<ConnectionId, Recipient, BuildHasherDefault<IdHasher>>,
     /// The wire formats of the registered connections, compared by identity (the same `Arc`),
     /// each with how many connections use it; a broadcast encodes once per entry. A slot whose
     /// last connection left is free for the next new format.
@@ -62,7 +63,7 @@ impl DeliveryTask {
             work,
             store,
             metrics,
-            recipients: HashMap::new(),
+            recipients: HashMap::default(),
             formats: Vec::new(),
             reply: 0,
         }
@@ -167,12 +168,15 @@ impl DeliveryTask {
             bytes,
             event: Some(event.clone()),
         };
-        push(&self.metrics, to, recipient, outbound, backlog);
+        if push(&self.metrics, to, recipient, outbound, backlog) {
+            Metrics::add(&self.metrics.frames_out, 1);
+        }
     }
 
     fn broadcast(&mut self, to: &Recipients, except: Option<ConnectionId>, event: &Event) {
         // One encoding per wire format, made when its first recipient needs it.
         let mut encoded: Vec<Option<Option<Bytes>>> = vec![None; self.formats.len()];
+        let mut queued = 0;
         for &conn in to.as_slice() {
             if Some(conn) == except {
                 continue;
@@ -190,9 +194,11 @@ impl DeliveryTask {
                     bytes: bytes.clone(),
                     event: None,
                 };
-                push(&self.metrics, conn, recipient, outbound, None);
+                queued += u64::from(push(&self.metrics, conn, recipient, outbound, None));
             }
         }
+        // One shared-counter update per broadcast, not per recipient.
+        Metrics::add(&self.metrics.frames_out, queued);
     }
 
     async fn fetch_history(&mut self, request: HistoryRequest) {
@@ -258,19 +264,44 @@ fn format(formats: &[Option<(Arc<dyn WireFormat>, usize)>], index: usize) -> &dy
     }
 }
 
+/// Queues a frame; `true` if it was queued (the caller counts `frames_out`, once per batch).
 fn push(
     metrics: &Metrics,
     conn: ConnectionId,
     recipient: &mut Recipient,
     outbound: Outbound,
     backlog: Option<u64>,
-) {
+) -> bool {
     match recipient.outbox.push(outbound, backlog) {
-        Ok(()) => Metrics::add(&metrics.frames_out, 1),
+        Ok(()) => true,
         Err(_) => {
             Metrics::add(&metrics.slow_consumers, 1);
             tracing::info!(%conn, "closing a slow consumer: its outbound queue is full");
+            false
         }
+    }
+}
+
+/// Hashes connection ids (runtime-assigned, sequential, never chosen by a client) with one
+/// multiplication: the recipient lookup is the per-delivery hot path, and SipHash's resistance to
+/// chosen keys buys nothing here.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads sequential ids over the high bits hashbrown uses.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

@@ -35,6 +35,7 @@
 mod config;
 mod connection;
 mod core_task;
+mod deadline;
 mod delivery;
 mod metrics;
 mod outbox;
@@ -44,6 +45,7 @@ mod wire;
 
 pub use config::RuntimeConfig;
 pub use connection::{Connection, RuntimeStopped};
+pub use deadline::{TimedOut, within};
 pub use metrics::MetricsSnapshot;
 pub use outbox::{Closing, Outbound, Outgoing};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};

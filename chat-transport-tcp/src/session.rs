@@ -309,7 +309,7 @@ impl Session {
     }
 
     async fn write_now(&mut self, bytes: &[u8]) -> Result<(), End> {
-        match tokio::time::timeout(self.config.write_timeout, self.write.write_all(bytes)).await {
+        match chat_runtime::within(self.config.write_timeout, self.write.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(End(None)),
         }

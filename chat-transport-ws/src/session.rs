@@ -256,7 +256,7 @@ async fn write_batch(ws: &mut Ws, batch: &mut Vec<Outbound>, timeout: Duration) 
         }
         ws.flush().await
     };
-    match tokio::time::timeout(timeout, write).await {
+    match chat_runtime::within(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(End::Gone),
         Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
