@@ -101,12 +101,13 @@ async fn socket(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStr
     Ok(stream)
 }
 
-/// Connects, logs in as `name` and makes sure the connection is in `room`.
+/// Connects, logs in as `name` and makes sure the connection is in `room` (`None`: stays in
+/// whatever rooms the login put it in).
 pub(crate) async fn connect(
     target: &Target,
     source: Option<Ipv4Addr>,
     name: &str,
-    room: &str,
+    room: Option<&str>,
 ) -> io::Result<(Writer, Reader)> {
     match target {
         Target::Ws { addr, url } => {
@@ -127,6 +128,9 @@ pub(crate) async fn connect(
             if welcome.starts_with(r#"{"type":"error""#) {
                 return Err(other(format!("login as {name} refused: {welcome}")));
             }
+            let Some(room) = room else {
+                return Ok((Writer::Ws(writer), Reader::Ws(reader)));
+            };
             if welcome.contains(&format!(r#""rooms":["{room}"]"#)) {
                 return Ok((Writer::Ws(writer), Reader::Ws(reader)));
             }
@@ -151,6 +155,9 @@ pub(crate) async fn connect(
                     String::from_utf8_lossy(&line)
                 )));
             }
+            let Some(room) = room else {
+                return Ok((Writer::Tcp(write), Reader::Tcp(read, line)));
+            };
             if !line
                 .windows(room.len() + 2)
                 .any(|w| w == format!("#{room}.").as_bytes())

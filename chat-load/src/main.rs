@@ -65,7 +65,8 @@ pub(crate) struct Options {
     #[arg(long)]
     pub(crate) json: bool,
     /// Instead of a load: open this many idle, logged-in connections and report the server's
-    /// memory per connection (needs --pid).
+    /// memory per connection (needs --pid; run the server with --default-room off, so that
+    /// logins do not fill the idle clients' queues with presence).
     #[arg(long, value_name = "N")]
     pub(crate) idle: Option<usize>,
     /// A label for this run, copied into the JSON line (for plots).

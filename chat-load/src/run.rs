@@ -72,7 +72,7 @@ pub(crate) async fn run(options: Options) -> Result<()> {
 /// Connects `count` clients named `prefix{i}` in parallel (bounded), in order.
 async fn connect_all(
     target: &Target,
-    room: &str,
+    room: Option<&str>,
     prefix: &str,
     count: usize,
     first_index: usize,
@@ -84,11 +84,16 @@ async fn connect_all(
     while next < count || !set.is_empty() {
         while next < count && set.len() < SETUP_PARALLELISM {
             let target = target.clone();
-            let room = room.to_owned();
+            let room = room.map(str::to_owned);
             let name = format!("{prefix}{next}");
             let source = source(first_index + next);
             let i = next;
-            set.spawn(async move { (i, client::connect(&target, source, &name, &room).await) });
+            set.spawn(async move {
+                (
+                    i,
+                    client::connect(&target, source, &name, room.as_deref()).await,
+                )
+            });
             next += 1;
         }
         if let Some(done) = set.join_next().await {
@@ -185,10 +190,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     if options.receivers == 0 || options.senders == 0 {
         return Err("a load needs at least one receiver and one sender".into());
     }
-    let receivers = connect_all(target, &options.room, "r", options.receivers, 0).await?;
+    let receivers = connect_all(target, Some(&options.room), "r", options.receivers, 0).await?;
     let stalled = connect_all(
         target,
-        &options.room,
+        Some(&options.room),
         "z",
         options.stalled,
         options.receivers,
@@ -196,7 +201,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     .await?;
     let senders = connect_all(
         target,
-        &options.room,
+        Some(&options.room),
         "s",
         options.senders,
         options.receivers + options.stalled,
@@ -412,7 +417,9 @@ async fn idle(options: &Options, target: &Target, count: usize) -> Result<()> {
     };
     let before = probe::rss_kib(pid)?;
     let started = Instant::now();
-    let connections = connect_all(target, &options.room, "idle", count, 0).await?;
+    // Idle connections join nothing beyond what their login does: run the server with
+    // `--default-room off`, or every login tells every idle client, which never reads.
+    let connections = connect_all(target, None, "idle", count, 0).await?;
     let seconds = started.elapsed().as_secs_f64();
     let after = probe::rss_kib(pid)?;
     let report = IdleReport {

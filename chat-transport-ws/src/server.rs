@@ -26,7 +26,7 @@ pub struct WsConfig {
     pub write_timeout: Duration,
     /// How long a client may take to complete the WebSocket upgrade (10 s).
     pub handshake_timeout: Duration,
-    /// tungstenite's read buffer per connection (4 KiB rather than its default 128 KiB, so an
+    /// tungstenite's read buffer per connection (1 KiB rather than its default 128 KiB, so an
     /// idle connection costs little memory).
     pub read_buffer: usize,
 }
@@ -40,7 +40,7 @@ impl Default for WsConfig {
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            read_buffer: 4096,
+            read_buffer: 1024,
         }
     }
 }
