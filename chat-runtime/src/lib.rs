@@ -32,6 +32,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod accept;
 mod config;
 mod connection;
 mod core_task;
@@ -43,6 +44,7 @@ mod rate_limit;
 mod runtime;
 mod wire;
 
+pub use accept::accept_until_closing;
 pub use config::RuntimeConfig;
 pub use connection::{Connection, RuntimeStopped};
 pub use deadline::{TimedOut, within};

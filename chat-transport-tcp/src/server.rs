@@ -38,19 +38,8 @@ impl Default for TcpConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
     let format: Arc<dyn WireFormat> = Arc::new(LineFormat);
     let config = Arc::new(config);
-    let closing = handle.closing();
-    loop {
-        tokio::select! {
-            () = closing.cancelled() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(session::run(stream, peer, handle.clone(), format.clone(), config.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a line connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
+        session::run(stream, peer, handle.clone(), format.clone(), config.clone())
+    })
+    .await
 }

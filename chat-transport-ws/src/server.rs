@@ -51,22 +51,8 @@ impl Default for WsConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: WsConfig) -> io::Result<()> {
     let format: Arc<dyn WireFormat> = Arc::new(JsonFormat);
     let config = Arc::new(config);
-    let closing = handle.closing();
-    loop {
-        tokio::select! {
-            () = closing.cancelled() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let session = session::run(stream, peer, handle.clone(), format.clone(), config.clone());
-                    tokio::spawn(session);
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: say so, and give the system a moment
-                    // rather than spinning on the error.
-                    tracing::warn!(%error, "accepting a WebSocket connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
+    chat_runtime::accept_until_closing(listener, &handle, "ws", |stream, peer| {
+        session::run(stream, peer, handle.clone(), format.clone(), config.clone())
+    })
+    .await
 }
