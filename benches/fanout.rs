@@ -89,6 +89,17 @@ fn core_fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// A chat runtime with the defaults and no rate limit, on the in-memory store.
+async fn start_runtime() -> Runtime {
+    let limits = RuntimeConfig {
+        rate_limit: 0,
+        ..RuntimeConfig::default()
+    };
+    Runtime::start(Config::default(), Arc::new(MemoryStore::new()), limits)
+        .await
+        .expect("the runtime starts")
+}
+
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -143,16 +154,7 @@ fn runtime_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for members in [100u64, 1_000] {
         let (runtime, mut sender, tally) = rt.block_on(async {
-            let runtime = Runtime::start(
-                Config::default(),
-                Arc::new(MemoryStore::new()),
-                RuntimeConfig {
-                    rate_limit: 0,
-                    ..RuntimeConfig::default()
-                },
-            )
-            .await
-            .expect("the runtime starts");
+            let runtime = start_runtime().await;
             let handle = runtime.handle();
             let format: Arc<dyn WireFormat> = Arc::new(JsonFormat);
             let tally = Tally::new();
@@ -234,16 +236,7 @@ fn ws_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for members in [100u64, 1_000] {
         let (runtime, mut sender, tally) = rt.block_on(async {
-            let runtime = Runtime::start(
-                Config::default(),
-                Arc::new(MemoryStore::new()),
-                RuntimeConfig {
-                    rate_limit: 0,
-                    ..RuntimeConfig::default()
-                },
-            )
-            .await
-            .expect("the runtime starts");
+            let runtime = start_runtime().await;
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
             let url = format!("ws://{}/chat", listener.local_addr().expect("bound"));
             tokio::spawn(chat_transport_ws::serve(
@@ -313,16 +306,7 @@ fn tcp_fanout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for members in [100u64, 1_000] {
         let (runtime, mut sender, tally) = rt.block_on(async {
-            let runtime = Runtime::start(
-                Config::default(),
-                Arc::new(MemoryStore::new()),
-                RuntimeConfig {
-                    rate_limit: 0,
-                    ..RuntimeConfig::default()
-                },
-            )
-            .await
-            .expect("the runtime starts");
+            let runtime = start_runtime().await;
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
             let addr = listener.local_addr().expect("bound");
             tokio::spawn(chat_transport_tcp::serve(

@@ -6,26 +6,22 @@
 //! twice, and new ids must continue above all of them.
 //!
 //! `tests/chat_server.rs` covers the same signals for one quiet client; this file adds the
-//! concurrent load, the paging and the id checks. The process handling follows that file.
+//! concurrent load, the paging and the id checks. Both start the server with `tests/support`.
 //! Everything is bounded: a fixed number of clients, at most `MAX_SENDS` messages each, and
 //! every wait has a deadline. The stop is triggered by counting acknowledged messages, not by
 //! sleeping.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
 
 use chat_engine::core::{Event, RoomMessage};
 use chat_engine::ws::{Incoming, WsClient};
 use serde_json::json;
 use tokio::sync::watch;
 
-/// How long the test waits for something it expects before failing.
-const PATIENCE: Duration = Duration::from_secs(30);
+use support::{PATIENCE, ServerProcess};
 /// Chatting clients.
 const CLIENTS: usize = 4;
 /// The rooms they chat in, alternately.
@@ -35,150 +31,6 @@ const ROOMS: [&str; 2] = ["general", "ops"];
 const BEFORE_STOP: usize = 1_500;
 /// The most messages one client sends: the load is bounded even if the stop never comes.
 const MAX_SENDS: usize = 5_000;
-
-// --- the server process (as in tests/chat_server.rs) ---
-
-/// The path of the example binary, built (or found up to date) once per test run.
-fn server_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        // target/<profile>/deps/crash-HASH → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target/<profile>");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "chat_server",
-                "--target-dir",
-            ])
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cargo.arg("--release");
-            }
-            Some(other) => {
-                cargo.args(["--profile", other]);
-            }
-        }
-        let status = cargo.status().expect("cargo runs");
-        assert!(status.success(), "building the example failed: {status}");
-        let binary = profile_dir
-            .join("examples")
-            .join(format!("chat_server{}", std::env::consts::EXE_SUFFIX));
-        assert!(binary.exists(), "no server binary at {}", binary.display());
-        binary
-    })
-}
-
-/// A running server process; killed (SIGKILL) if a test fails while it runs.
-struct ServerProcess {
-    child: Option<Child>,
-    pid: u32,
-    url: String,
-    log: PathBuf,
-    _log_dir: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    /// Starts the binary on `data` (plus `--ws 127.0.0.1:0 --tcp off --rate-limit 0`: the load
-    /// is as fast as the server acknowledges) and waits for its `listening` line.
-    fn start(data: &Path) -> ServerProcess {
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("stderr.log");
-        let mut child = Command::new(server_binary())
-            .args(["--ws", "127.0.0.1:0", "--tcp", "off", "--rate-limit", "0"])
-            .arg("--data")
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the server starts");
-        let pid = child.id();
-        let stdout = child.stdout.take().unwrap();
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                // Keep draining after the receiver is gone, so the server never blocks.
-                let _ = lines.send(line);
-            }
-        });
-        let mut process = ServerProcess {
-            child: Some(child),
-            pid,
-            url: String::new(),
-            log,
-            _log_dir: log_dir,
-        };
-        let line = match received.recv_timeout(PATIENCE) {
-            Ok(line) => line,
-            Err(error) => panic!(
-                "no `listening` line ({error}); stderr:\n{}",
-                process.stderr()
-            ),
-        };
-        let url = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("the first line is `listening …`: {line:?}"));
-        assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
-        process.url = url.to_owned();
-        process
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {}", self.pid);
-    }
-
-    /// Waits (at most `PATIENCE`) for the process to exit; returns its status.
-    fn wait(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("not waited for yet");
-        let (done, exited) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(child.wait());
-        });
-        match exited.recv_timeout(PATIENCE) {
-            Ok(status) => status.expect("waiting for the server"),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(self.pid.to_string())
-                    .status();
-                panic!(
-                    "the server did not exit in time; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 // --- the load ---
 
@@ -356,7 +208,12 @@ async fn whole_history(client: &mut WsClient, room: &str) -> Vec<RoomMessage> {
 
 /// Restarts on `data` and checks the history against what the clients received.
 async fn check_after_restart(data: &Path, logs: &[ClientLog]) {
-    let server = ServerProcess::start(data);
+    let server = ServerProcess::start(&[
+        "--rate-limit",
+        "0",
+        "--data",
+        data.to_str().expect("a UTF-8 temporary path"),
+    ]);
     let mut checker = join(&server.url, "checker").await;
 
     let mut stored: HashMap<u64, RoomMessage> = HashMap::new();
@@ -433,7 +290,12 @@ async fn check_after_restart(data: &Path, logs: &[ClientLog]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_received_message_and_ids_continue() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(data.path());
+    let mut server = ServerProcess::start(&[
+        "--rate-limit",
+        "0",
+        "--data",
+        data.path().to_str().expect("a UTF-8 temporary path"),
+    ]);
     let (tasks, mut acked) = start_load(&server.url).await;
     until_acknowledged(&mut acked).await;
 
@@ -448,7 +310,12 @@ async fn sigkill_under_load_loses_no_received_message_and_ids_continue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_closes_with_1001_and_keeps_every_acknowledged_message() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(data.path());
+    let mut server = ServerProcess::start(&[
+        "--rate-limit",
+        "0",
+        "--data",
+        data.path().to_str().expect("a UTF-8 temporary path"),
+    ]);
     let (tasks, mut acked) = start_load(&server.url).await;
     until_acknowledged(&mut acked).await;
 
