@@ -175,7 +175,10 @@ fn runtime_fanout(c: &mut Criterion) {
                     while let Outgoing::Frames = conn.next(&mut batch).await {
                         let messages = batch
                             .iter()
-                            .filter(|o| o.bytes.starts_with(br#"{"type":"message""#))
+                            .filter(|o| {
+                                chat_transport_ws::frame::frame_payload(&o.bytes)
+                                    .starts_with(br#"{"type":"message""#)
+                            })
                             .count();
                         tally.add(messages as u64);
                         batch.clear();

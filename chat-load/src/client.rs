@@ -8,14 +8,11 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::ws_raw::{self, Frame, RawReader, RawWriter};
 
 /// Where to connect.
 #[derive(Clone, Debug)]
@@ -73,17 +70,15 @@ pub(crate) fn find_stamp(bytes: &[u8]) -> Option<Stamp> {
     })
 }
 
-type Ws = WebSocketStream<TcpStream>;
-
 /// The sending half.
 pub(crate) enum Writer {
-    Ws(SplitSink<Ws, Message>),
+    Ws(RawWriter),
     Tcp(OwnedWriteHalf),
 }
 
 /// The receiving half.
 pub(crate) enum Reader {
-    Ws(SplitStream<Ws>),
+    Ws(RawReader),
     Tcp(BufReader<OwnedReadHalf>, Vec<u8>),
 }
 
@@ -112,17 +107,16 @@ pub(crate) async fn connect(
     match target {
         Target::Ws { addr, url } => {
             let stream = socket(*addr, source).await?;
-            let config = WebSocketConfig::default()
-                .read_buffer_size(16 * 1024)
-                .write_buffer_size(0);
-            let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-                .await
-                .map_err(|e| other(format!("WebSocket handshake: {e}")))?;
-            let (mut writer, mut reader) = ws.split();
+            let rest = url.strip_prefix("ws://").unwrap_or(url);
+            let (host, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let (mut writer, mut reader) = ws_raw::handshake(stream, host, path).await?;
             let login = format!(r#"{{"type":"login","name":"{name}"}}"#);
-            send_ws(&mut writer, login).await?;
+            writer.text(login.as_bytes()).await?;
             let welcome = next_ws_text(&mut reader, |t| {
-                t.starts_with(r#"{"type":"welcome""#) || t.starts_with(r#"{"type":"error""#)
+                t.starts_with(br#"{"type":"welcome""#) || t.starts_with(br#"{"type":"error""#)
             })
             .await?;
             if welcome.starts_with(r#"{"type":"error""#) {
@@ -134,9 +128,10 @@ pub(crate) async fn connect(
             if welcome.contains(&format!(r#""rooms":["{room}"]"#)) {
                 return Ok((Writer::Ws(writer), Reader::Ws(reader)));
             }
-            send_ws(&mut writer, format!(r#"{{"type":"join","room":"{room}"}}"#)).await?;
+            let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
+            writer.text(join.as_bytes()).await?;
             let joined = format!(r#"{{"type":"joined","room":"{room}""#);
-            next_ws_text(&mut reader, |t| t.starts_with(&joined)).await?;
+            next_ws_text(&mut reader, |t| t.starts_with(joined.as_bytes())).await?;
             Ok((Writer::Ws(writer), Reader::Ws(reader)))
         }
         Target::Tcp(addr) => {
@@ -173,25 +168,19 @@ pub(crate) async fn connect(
     }
 }
 
-async fn send_ws(writer: &mut SplitSink<Ws, Message>, text: String) -> io::Result<()> {
-    writer
-        .send(Message::text(text))
-        .await
-        .map_err(|e| other(format!("send: {e}")))
-}
-
 async fn next_ws_text(
-    reader: &mut SplitStream<Ws>,
-    wanted: impl Fn(&str) -> bool,
+    reader: &mut RawReader,
+    wanted: impl Fn(&[u8]) -> bool,
 ) -> io::Result<String> {
     // Bounded: a login or join is answered within a few frames of presence and history.
     for _ in 0..100_000 {
         match reader.next().await {
-            Some(Ok(Message::Text(text))) if wanted(text.as_str()) => return Ok(text.to_string()),
-            Some(Ok(Message::Close(frame))) => return Err(other(format!("closed: {frame:?}"))),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(other(format!("receive: {e}"))),
-            None => return Err(other("the server closed the connection")),
+            Some(Frame::Text(text)) if wanted(text) => {
+                return Ok(String::from_utf8_lossy(text).into_owned());
+            }
+            Some(Frame::Close) => return Err(other("the server closed the connection")),
+            Some(_) => {}
+            None => return Err(other("the connection ended")),
         }
     }
     Err(other("no answer among 100,000 frames"))
@@ -218,9 +207,9 @@ impl Writer {
     /// Says `text` in `room`.
     pub(crate) async fn say(&mut self, room: &str, text: &str) -> io::Result<()> {
         match self {
-            Writer::Ws(sink) => {
+            Writer::Ws(writer) => {
                 let frame = format!(r#"{{"type":"say","room":"{room}","text":"{text}"}}"#);
-                send_ws(sink, frame).await
+                writer.text(frame.as_bytes()).await
             }
             Writer::Tcp(write) => {
                 let mut line = Vec::with_capacity(text.len() + 1);
@@ -237,11 +226,11 @@ impl Reader {
     /// the connection is closed.
     pub(crate) async fn next(&mut self) -> Option<Option<Stamp>> {
         match self {
-            Reader::Ws(stream) => loop {
-                match stream.next().await? {
-                    Ok(Message::Text(text)) => return Some(find_stamp(text.as_bytes())),
-                    Ok(Message::Close(_)) | Err(_) => return None,
-                    Ok(_) => {}
+            Reader::Ws(reader) => loop {
+                match reader.next().await? {
+                    Frame::Text(text) => return Some(find_stamp(text)),
+                    Frame::Close => return None,
+                    Frame::Other => {}
                 }
             },
             Reader::Tcp(read, line) => {

@@ -18,6 +18,7 @@ mod client;
 mod probe;
 mod report;
 mod run;
+mod ws_raw;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

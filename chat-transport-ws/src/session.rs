@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
 use chat_runtime::{
     Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing, WireFormat,
 };
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -242,23 +243,32 @@ fn stopped(_: chat_runtime::RuntimeStopped) -> End {
     End::Close(CloseCode::Away, "server shutting down")
 }
 
-/// Writes every frame in `batch` and flushes once.
+/// Writes every frame in `batch` with one write. The runtime's bytes are complete WebSocket
+/// frames ([`JsonFormat`](crate::JsonFormat) frames each event once for all its recipients), so
+/// they go to the socket as they are, after anything tungstenite itself has queued (a pong).
 async fn write_batch(ws: &mut Ws, batch: &mut Vec<Outbound>, timeout: Duration) -> Result<(), End> {
     if batch.is_empty() {
         return Ok(());
     }
     let write = async {
-        for outbound in batch.drain(..) {
-            match Utf8Bytes::try_from(outbound.bytes) {
-                Ok(text) => ws.feed(Message::Text(text)).await?,
-                Err(_) => tracing::error!("a wire frame was not UTF-8; dropped"),
+        ws.flush().await.map_err(|_| ())?;
+        let socket = ws.get_mut();
+        let result = if let [one] = batch.as_slice() {
+            socket.write_all(&one.bytes).await
+        } else {
+            let total = batch.iter().map(|o| o.bytes.len()).sum();
+            let mut joined = BytesMut::with_capacity(total);
+            for outbound in batch.iter() {
+                joined.extend_from_slice(&outbound.bytes);
             }
-        }
-        ws.flush().await
+            socket.write_all(&joined).await
+        };
+        batch.clear();
+        result.map_err(|_| ())
     };
     match chat_runtime::within(timeout, write).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(End::Gone),
+        Ok(Err(())) => Err(End::Gone),
         Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
     }
 }
