@@ -568,8 +568,6 @@ async fn history_older_than_memory_comes_from_the_store() {
     }
 }
 
-/// PROTOCOL.md: "A user who joins a room receives its last N messages (default 5)". With fewer
-/// messages kept in memory than N (`--history 3 --join-history 5`), the joiner still gets N.
 #[tokio::test]
 async fn rooms_lists_every_room_with_its_member_count() {
     let server = Server::start().await;
