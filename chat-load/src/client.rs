@@ -204,6 +204,15 @@ async fn next_line(
 }
 
 impl Writer {
+    /// Shows the server the connection is alive (its WebSocket idle timeout counts frames from
+    /// the client; a receiver otherwise sends none). Line connections need nothing.
+    pub(crate) async fn keepalive(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Ws(writer) => writer.text(br#"{"type":"ping"}"#).await,
+            Writer::Tcp(_) => Ok(()),
+        }
+    }
+
     /// Says `text` in `room`.
     pub(crate) async fn say(&mut self, room: &str, text: &str) -> io::Result<()> {
         match self {

@@ -241,6 +241,19 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         tasks.spawn(receive(reader, shared.clone(), stats));
     }
 
+    // Receivers never speak; a ping every 20 s keeps the server's idle timeout (75 s) away in
+    // long runs. The writers live in this task until the end of the run.
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(20));
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            for writer in &mut receiver_writers {
+                let _ = writer.keepalive().await;
+            }
+        }
+    });
+
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
@@ -297,7 +310,6 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     };
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     tasks.abort_all();
-    drop(receiver_writers);
 
     // Stalled connections: read what is buffered until the server's close, or give up.
     let mut stalled_closed = 0;
