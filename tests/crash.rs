@@ -32,6 +32,13 @@ const BEFORE_STOP: usize = 1_500;
 /// The most messages one client sends: the load is bounded even if the stop never comes.
 const MAX_SENDS: usize = 5_000;
 
+/// The server binary on the JSON store in `data`, with no rate limit: the load is as fast as the
+/// server acknowledges.
+fn start_server(data: &Path) -> ServerProcess {
+    let data = data.to_str().expect("a UTF-8 temporary path");
+    ServerProcess::start(&["--rate-limit", "0", "--data", data])
+}
+
 // --- the load ---
 
 /// What one chatting client saw until its connection ended.
@@ -208,12 +215,7 @@ async fn whole_history(client: &mut WsClient, room: &str) -> Vec<RoomMessage> {
 
 /// Restarts on `data` and checks the history against what the clients received.
 async fn check_after_restart(data: &Path, logs: &[ClientLog]) {
-    let server = ServerProcess::start(&[
-        "--rate-limit",
-        "0",
-        "--data",
-        data.to_str().expect("a UTF-8 temporary path"),
-    ]);
+    let server = start_server(data);
     let mut checker = join(&server.url, "checker").await;
 
     let mut stored: HashMap<u64, RoomMessage> = HashMap::new();
@@ -290,12 +292,7 @@ async fn check_after_restart(data: &Path, logs: &[ClientLog]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_received_message_and_ids_continue() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(&[
-        "--rate-limit",
-        "0",
-        "--data",
-        data.path().to_str().expect("a UTF-8 temporary path"),
-    ]);
+    let mut server = start_server(data.path());
     let (tasks, mut acked) = start_load(&server.url).await;
     until_acknowledged(&mut acked).await;
 
@@ -310,12 +307,7 @@ async fn sigkill_under_load_loses_no_received_message_and_ids_continue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_closes_with_1001_and_keeps_every_acknowledged_message() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(&[
-        "--rate-limit",
-        "0",
-        "--data",
-        data.path().to_str().expect("a UTF-8 temporary path"),
-    ]);
+    let mut server = start_server(data.path());
     let (tasks, mut acked) = start_load(&server.url).await;
     until_acknowledged(&mut acked).await;
 
