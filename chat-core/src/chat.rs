@@ -304,7 +304,7 @@ impl Chat {
                 room,
                 before,
                 limit,
-            } => self.history(conn, &user, &room, before, limit, reference),
+            } => self.history(conn, &room, before, limit, reference),
             Command::Rooms => {
                 self.rooms_command(conn, reference);
                 Ok(())
@@ -470,8 +470,7 @@ impl Chat {
         now: Timestamp,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
-        let key = user.key();
-        if !self.rooms.get(&room_name).is_some_and(|r| r.contains(&key)) {
+        if !self.is_member(conn, &room_name) {
             return Err(ChatError::NotInRoom(room_name));
         }
         let text = Text::parse(text, self.config.max_text_bytes)?;
@@ -576,18 +575,14 @@ impl Chat {
     fn history(
         &mut self,
         conn: ConnectionId,
-        user: &UserName,
         room: &str,
         before: Option<u64>,
         limit: Option<i64>,
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
-        let Some(room) = self
-            .rooms
-            .get(&room_name)
-            .filter(|r| r.contains(&user.key()))
-        else {
+        let member = self.is_member(conn, &room_name);
+        let Some(room) = self.rooms.get(&room_name).filter(|_| member) else {
             return Err(ChatError::NotInRoom(room_name));
         };
         let limit = match limit {
@@ -645,6 +640,13 @@ impl Chat {
     }
 
     // ---- helpers ------------------------------------------------------------------------
+
+    /// Whether `conn` is in `room` (no allocation: the connection keeps its own room set).
+    fn is_member(&self, conn: ConnectionId, room: &RoomName) -> bool {
+        self.connections
+            .get(&conn)
+            .is_some_and(|c| c.rooms.contains(room))
+    }
 
     fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, kind: SendKind) {
         self.outputs.push_back(Output::Send {
