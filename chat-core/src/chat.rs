@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::command::{Command, Ref};
 use crate::config::{Config, DEFAULT_PAGE, MAX_PAGE};
@@ -15,6 +16,7 @@ use crate::history::{History, Page};
 use crate::ids::{ConnectionId, MessageId};
 use crate::mailbox::Mailbox;
 use crate::message::{DirectMessage, RoomMessage};
+use crate::now::Now;
 use crate::output::{CloseReason, HistoryRequest, Input, Output, SendKind};
 use crate::persistence::{Record, Snapshot};
 use crate::room::Room;
@@ -36,8 +38,9 @@ pub struct Chat {
     next_id: MessageId,
     /// Ids below this are durably reserved; handing out this one needs a new reservation.
     reserved_until: MessageId,
-    /// Connections waiting to log in, by deadline (pushed in time order, so sorted).
-    login_deadlines: VecDeque<(Timestamp, ConnectionId)>,
+    /// Connections waiting to log in, by deadline on the monotonic clock (pushed in time order,
+    /// so sorted).
+    login_deadlines: VecDeque<(Duration, ConnectionId)>,
     outputs: VecDeque<Output>,
 }
 
@@ -45,8 +48,9 @@ pub struct Chat {
 struct Connection {
     user: Option<UserName>,
     rooms: BTreeSet<RoomName>,
-    /// When the connection must have logged in by (if a login timeout is configured).
-    login_deadline: Option<Timestamp>,
+    /// When the connection must have logged in by, on the monotonic clock (if a login timeout
+    /// is configured).
+    login_deadline: Option<Duration>,
     /// A `Close` was emitted; commands are ignored until the runtime reports the disconnect.
     closing: bool,
 }
@@ -115,11 +119,13 @@ impl Chat {
         })
     }
 
-    /// Feeds one input at time `now`. Afterwards, drain [`Chat::poll_output`] until it returns
-    /// `None`. An error means the runtime contradicted itself (see [`InputError`]); the state is
-    /// unchanged by the faulty input.
-    pub fn handle(&mut self, input: Input, now: Timestamp) -> Result<(), InputError> {
-        self.expire_logins(now);
+    /// Feeds one input at time `now` (a [`Now`], or a bare [`Timestamp`] for a clock that never
+    /// steps). Afterwards, drain [`Chat::poll_output`] until it returns `None`. An error means the
+    /// runtime contradicted itself (see [`InputError`]); the state is unchanged by the faulty
+    /// input.
+    pub fn handle(&mut self, input: Input, now: impl Into<Now>) -> Result<(), InputError> {
+        let now = now.into();
+        self.expire_logins(now.monotonic);
         match input {
             Input::Connect(conn) => self.connect(conn, now),
             Input::Command {
@@ -134,12 +140,16 @@ impl Chat {
                 if connection.closing {
                     return Ok(());
                 }
-                if let Err(error) = self.command(conn, command, reference.clone(), now) {
+                if let Err(error) = self.command(conn, command, reference.clone(), now.wall) {
                     self.send(conn, Event::error(&error), reference, SendKind::Reply);
                 }
                 Ok(())
             }
             Input::Disconnect(conn) => self.disconnect(conn),
+            Input::Unstored(records) => {
+                self.forget(&records);
+                Ok(())
+            }
             Input::Tick => Ok(()),
         }
     }
@@ -149,9 +159,10 @@ impl Chat {
         self.outputs.pop_front()
     }
 
-    /// When the core next needs an [`Input::Tick`], if ever. It may be early (a connection that
-    /// has logged in since); an early tick is harmless.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    /// When the core next needs an [`Input::Tick`], if ever, on the monotonic clock of
+    /// [`Now::monotonic`]. It may be early (a connection that has logged in since); an early tick
+    /// is harmless.
+    pub fn poll_timeout(&self) -> Option<Duration> {
         self.login_deadlines.front().map(|(deadline, _)| *deadline)
     }
 
@@ -210,11 +221,14 @@ impl Chat {
 
     // ---- inputs -------------------------------------------------------------------------
 
-    fn connect(&mut self, conn: ConnectionId, now: Timestamp) -> Result<(), InputError> {
+    fn connect(&mut self, conn: ConnectionId, now: Now) -> Result<(), InputError> {
         if self.connections.contains_key(&conn) {
             return Err(InputError::DuplicateConnection(conn));
         }
-        let login_deadline = self.config.login_timeout.map(|t| now.saturating_add(t));
+        let login_deadline = self
+            .config
+            .login_timeout
+            .map(|t| now.monotonic.saturating_add(t));
         self.connections.insert(
             conn,
             Connection {
@@ -245,7 +259,7 @@ impl Chat {
         Ok(())
     }
 
-    fn expire_logins(&mut self, now: Timestamp) {
+    fn expire_logins(&mut self, now: Duration) {
         while let Some(&(deadline, conn)) = self.login_deadlines.front() {
             if deadline > now {
                 break;
@@ -312,6 +326,36 @@ impl Chat {
             Command::Who { room } => self.who(conn, &room, reference),
             // Both were answered above, whatever the connection's state.
             Command::Login { .. } | Command::Ping => Ok(()),
+        }
+    }
+
+    /// Takes back what the store could not keep: the runtime answered the senders with
+    /// `unavailable` and delivered nothing of it, so no later joiner, page or login may see it.
+    /// Other records (reservations, deliveries) are the runtime's to retry.
+    fn forget(&mut self, records: &[Record]) {
+        for record in records {
+            match record {
+                Record::Message(message) => {
+                    if let Some(room) = self.rooms.get_mut(&message.room) {
+                        room.history.remove(message.id);
+                        if room.is_idle() {
+                            self.rooms.remove(&message.room);
+                        }
+                    }
+                }
+                Record::Queued(dm) => {
+                    let owner = dm.owner();
+                    if let Some(mailbox) = self.mailboxes.get_mut(&owner) {
+                        if mailbox.remove(dm.id) {
+                            self.queued -= 1;
+                        }
+                        if mailbox.len() == 0 {
+                            self.mailboxes.remove(&owner);
+                        }
+                    }
+                }
+                Record::Delivered { .. } | Record::IdsReserved { .. } => {}
+            }
         }
     }
 

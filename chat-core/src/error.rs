@@ -41,6 +41,9 @@ pub enum ErrorCode {
     MailboxFull,
     /// Frames faster than the connection's rate limit.
     RateLimited,
+    /// The server cannot store or read messages right now (its store failed); nothing of the
+    /// frame was delivered. Try again.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::MailboxFull => "mailbox_full",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -113,6 +117,10 @@ pub enum ChatError {
     /// The connection sends faster than its rate limit (raised by the runtime).
     #[error("too many messages; slow down")]
     RateLimited,
+    /// The store failed to keep a message or to read a history page (raised by the runtime);
+    /// nothing of the frame reached anyone.
+    #[error("the server cannot store or read messages right now; try again")]
+    Unavailable,
 }
 
 impl ChatError {
@@ -132,6 +140,7 @@ impl ChatError {
             ChatError::InvalidTarget => ErrorCode::InvalidTarget,
             ChatError::MailboxFull(_) => ErrorCode::MailboxFull,
             ChatError::RateLimited => ErrorCode::RateLimited,
+            ChatError::Unavailable => ErrorCode::Unavailable,
         }
     }
 }
@@ -195,6 +204,7 @@ mod tests {
             ErrorCode::InvalidTarget,
             ErrorCode::MailboxFull,
             ErrorCode::RateLimited,
+            ErrorCode::Unavailable,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::ids::MessageId;
 use crate::message::RoomMessage;
 
 /// The newest messages of one room, oldest first.
@@ -64,6 +65,14 @@ impl History {
         self.ring.push_back(message);
     }
 
+    /// Takes back a message the store could not keep (one of the newest, so the search is from
+    /// the back).
+    pub(crate) fn remove(&mut self, id: MessageId) {
+        if let Some(at) = self.ring.iter().rposition(|m| m.id == id) {
+            self.ring.remove(at);
+        }
+    }
+
     /// The newest `n` messages, oldest first.
     pub(crate) fn last(&self, n: usize) -> Vec<Arc<RoomMessage>> {
         let skip = self.ring.len().saturating_sub(n);
@@ -115,6 +124,18 @@ mod tests {
             Page::Complete(messages) => messages.iter().map(|m| m.id.get()).collect(),
             Page::Partial => panic!("expected a complete page"),
         }
+    }
+
+    #[test]
+    fn a_removed_message_is_gone_and_the_rest_stay_in_order() {
+        let mut history = History::new(10);
+        for id in 1..=4 {
+            history.push(Arc::new(msg(id)));
+        }
+        history.remove(MessageId::new(3).unwrap());
+        assert_eq!(ids(history.page(None, 10)), [1, 2, 4]);
+        history.remove(MessageId::new(9).unwrap());
+        assert_eq!(history.len(), 3, "an unknown id changes nothing");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::ids::MessageId;
 use crate::message::DirectMessage;
 
 /// The undelivered DMs of one name, oldest first.
@@ -23,6 +24,14 @@ impl Mailbox {
 
     pub(crate) fn push(&mut self, message: Arc<DirectMessage>) {
         self.queue.push_back(message);
+    }
+
+    /// Takes back a DM the store could not keep; `true` if it was here.
+    pub(crate) fn remove(&mut self, id: MessageId) -> bool {
+        match self.queue.iter().rposition(|m| m.id == id) {
+            Some(at) => self.queue.remove(at).is_some(),
+            None => false,
+        }
     }
 
     /// Every DM, oldest first, emptying the mailbox.

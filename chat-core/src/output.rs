@@ -24,6 +24,11 @@ pub enum Input {
     },
     /// The connection is gone (closed by either side); it leaves every room.
     Disconnect(ConnectionId),
+    /// The store failed to keep these records (the runtime told their senders `unavailable` and
+    /// delivered nothing of what followed them): the core forgets the messages and queued DMs
+    /// among them, so nobody is later shown what was never stored. Reservations and deliveries
+    /// are the runtime's to retry once the store recovers.
+    Unstored(Vec<Record>),
     /// Time passed: the runtime calls this when [`Chat::poll_timeout`](crate::Chat::poll_timeout)'s
     /// instant arrives.
     Tick,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event,
-    PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail, SendKind, Snapshot,
-    Text, Timestamp, UserName,
+    Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event, Input, Now,
+    Output, PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail, SendKind,
+    Snapshot, Text, Timestamp, UserName,
 };
 use sim::{Sim, id};
 
@@ -802,6 +802,33 @@ fn an_inconsistent_snapshot_is_refused() {
 }
 
 #[test]
+fn login_deadlines_follow_the_monotonic_clock_not_the_wall_clock() {
+    let mut chat = Chat::new(Config {
+        login_timeout: Some(Duration::from_secs(10)),
+        ..Config::default()
+    });
+    let wall = Timestamp::parse("2026-11-22T10:00:00.000Z").unwrap();
+    let at = |wall: Timestamp, secs: u64| Now::new(wall, Duration::from_secs(secs));
+    let lurker = ConnectionId(1);
+    chat.handle(Input::Connect(lurker), at(wall, 100)).unwrap();
+    assert_eq!(chat.poll_timeout(), Some(Duration::from_secs(110)));
+    // The wall clock jumps a day ahead, but only 5 s have passed: nobody is closed.
+    let next_day = wall.saturating_add(Duration::from_secs(86_400));
+    chat.handle(Input::Tick, at(next_day, 105)).unwrap();
+    assert_eq!(chat.poll_output(), None);
+    // The wall clock steps back an hour, and the 10 s are up: the lurker is closed on time.
+    let hour_ago = Timestamp::from_unix_millis(wall.unix_millis() - 3_600_000);
+    chat.handle(Input::Tick, at(hour_ago, 110)).unwrap();
+    assert_eq!(
+        chat.poll_output(),
+        Some(Output::Close {
+            conn: lurker,
+            reason: CloseReason::LoginTimeout
+        })
+    );
+}
+
+#[test]
 fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     let mut sim = Sim::new(Config {
         login_timeout: Some(Duration::from_secs(10)),
@@ -817,7 +844,7 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     );
     assert_eq!(
         sim.chat.poll_timeout(),
-        Some(sim.now.saturating_add(Duration::from_secs(10)))
+        Some(Now::from(sim.now).monotonic + Duration::from_secs(10))
     );
 
     sim.advance(Duration::from_secs(9));
@@ -897,4 +924,45 @@ fn ping_is_answered_before_and_after_login() {
     let replies = sim.take(anon);
     assert_eq!(*replies[0].event, Event::Pong);
     assert_eq!(replies[0].reference, Some(Ref::text("p").unwrap()));
+}
+
+#[test]
+fn what_the_store_could_not_keep_is_forgotten() {
+    let mut sim = Sim::new(Config::default());
+    let alice = sim.login("alice");
+    sim.say(alice, "general", "kept");
+    sim.say(alice, "general", "lost");
+    sim.dm(alice, "bob", "lost too");
+    let unstored: Vec<Record> = sim
+        .records
+        .iter()
+        .filter(|r| match r {
+            Record::Message(m) => m.text.as_str() == "lost",
+            Record::Queued(_) => true,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    assert_eq!(unstored.len(), 2);
+    sim.input(Input::Unstored(unstored));
+    assert_eq!(sim.chat.history_len(&room("general")), 1);
+    assert_eq!(sim.chat.mailbox_len(&user("bob").key()), 0);
+    assert_eq!(sim.chat.queued_total(), 0);
+    sim.quiet();
+    // A later joiner sees only what was kept, and bob's login brings no DM.
+    let bob = sim.connect();
+    sim.command(bob, Command::Login { name: "bob".into() });
+    let history: Vec<String> = sim
+        .events(bob)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Joined { history, .. } => {
+                Some(history.iter().map(|m| m.text.as_str().to_owned()).collect::<Vec<_>>())
+            }
+            Event::Dm { .. } => panic!("a forgotten DM was delivered"),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(history, ["kept"]);
 }
