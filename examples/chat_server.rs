@@ -1,4 +1,4 @@
-//! The bundled chat server: every option of PROTOCOL.md's "The bundled server".
+//! The bundled chat server: every option listed in the protocol reference (`docs/protocol.md`).
 //!
 //! ```sh
 //! cargo run --release --example chat_server -- --help

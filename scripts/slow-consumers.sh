@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Slow consumers, measured (issue 7): CLIENTS WebSocket clients in one room, SENDERS of them
+# Slow consumers, measured: CLIENTS WebSocket clients in one room, SENDERS of them
 # saying timestamped messages, and STALLED clients that log in and never read again. Runs the
 # measurement twice against a fresh release server each time (server defaults: --outbox 1 MiB,
 # write timeout 10 s), first with no stalled clients, then with them, and checks that

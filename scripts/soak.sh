@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak (issue 7): the release server with the JSON-file store in a temporary directory, under a
+# Soak: the release server with the JSON-file store in a temporary directory, under a
 # mixed load for --minutes (default 10): 20 steady chatters for the whole run, and waves of 2,000
 # WebSocket clients that connect, log in, join one of 20 rooms, say something, DM a chatter and
 # leave (a third of them by dropping the socket), plus 20 half-open connections per wave.

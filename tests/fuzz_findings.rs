@@ -16,7 +16,7 @@ fn echoed_ref(literal: &str) -> String {
         .to_owned()
 }
 
-/// PROTOCOL.md: "the reply to that frame, or the error it caused, carries the same `ref`". A
+/// The protocol reference (`docs/protocol.md`): the server copies a frame's `ref` onto its reply. A
 /// client that sends a fractional number (or an integer too large for 64 bits, which JSON
 /// parsers read as a float) must get back a number that it parses to the value it sent. serde_json
 /// parses floats best-effort by default (its `float_roundtrip` feature makes it exact), so the

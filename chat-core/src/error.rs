@@ -90,8 +90,9 @@ pub enum ChatError {
     #[error("the name {0} is taken")]
     NameTaken(UserName),
     /// The room name breaks the naming rules, or the user may join no more rooms; the text says
-    /// which. (PROTOCOL.md has no separate code for the room limit; `invalid_room` is the
-    /// nearest: this room cannot be joined.)
+    /// which. (The protocol has no separate code for the room limit; `invalid_room` is the
+    /// nearest: this room cannot be joined. The protocol reference, `docs/protocol.md` in the
+    /// repository, says so too.)
     #[error("{0}")]
     InvalidRoom(String),
     /// The command needs membership of this room.

@@ -1,4 +1,5 @@
-//! The runtime's settings: the per-connection limits of PROTOCOL.md's bundled server options.
+//! The runtime's settings: the per-connection limits among the bundled server's options (see the
+//! protocol reference, `docs/protocol.md` in the repository).
 
 /// How a [`Runtime`](crate::Runtime) treats connections. `RuntimeConfig::default()` has the
 /// protocol's defaults.

@@ -1,4 +1,5 @@
-//! The WebSocket transport: JSON frames on `ws://HOST:PORT/chat`, as PROTOCOL.md fixes them.
+//! The WebSocket transport: JSON frames on `ws://HOST:PORT/chat`, as the protocol reference
+//! (`docs/protocol.md` in the repository) describes them.
 //!
 //! [`serve`] accepts connections and attaches each to a [`chat_runtime::Runtime`] through its
 //! public [`Handle`](chat_runtime::Handle), one driver task per connection (`session.rs`).

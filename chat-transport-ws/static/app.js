@@ -1,5 +1,5 @@
 // The browser client of the chat engine: one WebSocket to the listener that served this page,
-// JSON frames as PROTOCOL.md fixes them. No build step, no libraries. Everything a user or the
+// JSON frames as in docs/protocol.md. No build step, no libraries. Everything a user or the
 // server wrote is put into the page with textContent, never as HTML.
 'use strict';
 

@@ -1,6 +1,6 @@
-//! Every row of PROTOCOL.md's WebSocket table and every error code, over a real loopback server
-//! with real WebSocket clients. Server frames are compared as whole JSON values, so a missing or
-//! an extra field fails as surely as a wrong one.
+//! Every request and every error code of docs/protocol.md's WebSocket transport, over a real
+//! loopback server with real WebSocket clients. Server frames are compared as whole JSON values,
+//! so a missing or an extra field fails as surely as a wrong one.
 
 mod support;
 
@@ -1149,7 +1149,7 @@ async fn frames_over_the_rate_limit_are_rate_limited_and_the_connection_stays() 
     assert_eq!(alice.json().await, json!({"type": "pong", "ref": "after"}));
 }
 
-/// PROTOCOL.md: "the reply to that frame, or the error it caused, carries the same ref" — also
+/// The protocol reference (`docs/protocol.md`): a frame's error carries the frame's `ref` — also
 /// the `rate_limited` error of a frame with a valid ref.
 #[tokio::test]
 async fn a_rate_limited_error_carries_the_ref_of_the_refused_frame() {
