@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chat_core::{Chat, Command, Config, ConnectionId, Input, Timestamp};
-use chat_runtime::{Outgoing, Runtime, RuntimeConfig, WireFormat};
+use chat_runtime::{Outgoing, Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
 use chat_transport_ws::JsonFormat;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -156,11 +156,10 @@ fn runtime_fanout(c: &mut Criterion) {
         let (runtime, mut sender, tally) = rt.block_on(async {
             let runtime = start_runtime().await;
             let handle = runtime.handle();
-            let format: Arc<dyn WireFormat> = Arc::new(JsonFormat);
             let tally = Tally::new();
             let mut sender = None;
             for i in 0..members {
-                let mut conn = handle.connect(format.clone()).await.expect("room for it");
+                let conn = handle.connect(JsonFormat).await.expect("room for it");
                 let login = Command::Login {
                     name: format!("u{i}"),
                 };

@@ -3,16 +3,16 @@
 //! ```sh
 //! cargo run --example embed
 //! websocat ws://127.0.0.1:8765/chat   # then: {"type":"login","name":"you"}
+//!                                     # and:  {"type":"say","room":"general","text":"!time"}
 //! ```
 //!
-//! The bot attaches through the same public `Handle` the WebSocket transport uses, with a wire
-//! format of its own that keeps events as values instead of bytes.
+//! The bot attaches with `Handle::connect_local`: it sends commands like any client and receives
+//! events as values, under the same limits as every other connection.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chat_engine::core::{Command, Config, Event, Ref, SendKind};
-use chat_engine::runtime::{Outgoing, Runtime, RuntimeConfig, WireFormat};
+use chat_engine::core::{Command, Config, Event, SendKind};
+use chat_engine::runtime::{Outgoing, Runtime, RuntimeConfig};
 use chat_engine::store::MemoryStore;
 use chat_engine::ws::{WsConfig, serve};
 
@@ -29,25 +29,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(serve(listener, runtime.handle(), WsConfig::default()));
 
     // A bot: it answers "!time" in any room it shares with you.
-    let mut bot = runtime.handle().connect(Arc::new(BotFormat)).await?;
-    bot.send(
-        Command::Login {
-            name: "clockbot".into(),
-        },
-        None,
-    )
-    .await?;
-    let mut batch = Vec::new();
+    let bot = runtime.handle().connect_local().await?;
+    let login = Command::Login {
+        name: "clockbot".into(),
+    };
+    bot.send(login, None).await?;
+    let mut events = Vec::new();
     loop {
         tokio::select! {
-            next = bot.next(&mut batch) => {
+            next = bot.next(&mut events) => {
                 if let Outgoing::Close(_) = next { break }
-                for frame in batch.drain(..) {
-                    // BotFormat only lets "!time" messages through, as "room\ttimestamp".
-                    let line = String::from_utf8_lossy(&frame.bytes);
-                    if let Some((room, ts)) = line.split_once('\t') {
-                        let text = format!("it is {ts}");
-                        bot.send(Command::Say { room: room.into(), text }, None).await?;
+                for delivery in events.drain(..) {
+                    // Others' room messages come as pushes; the bot's own come back as echoes.
+                    let Event::Message(message) = &*delivery.event else { continue };
+                    if delivery.kind == SendKind::Push && message.text.as_str().trim() == "!time" {
+                        let text = format!("it is {}", message.ts);
+                        let reply = Command::Say { room: message.room.to_string(), text };
+                        bot.send(reply, None).await?;
                     }
                 }
             }
@@ -57,22 +55,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(bot);
     runtime.shutdown().await?;
     Ok(())
-}
-
-/// The bot's "wire format": room messages that ask for the time, as `room<TAB>timestamp`.
-struct BotFormat;
-
-impl WireFormat for BotFormat {
-    fn name(&self) -> &'static str {
-        "bot"
-    }
-
-    fn encode(&self, event: &Event, _: Option<&Ref>, kind: SendKind) -> Option<Bytes> {
-        match event {
-            Event::Message(m) if kind == SendKind::Push && m.text.as_str().trim() == "!time" => {
-                Some(Bytes::from(format!("{}\t{}", m.room, m.ts)))
-            }
-            _ => None,
-        }
-    }
 }

@@ -1,10 +1,14 @@
 //! [`Connection`]: one client's attachment to the runtime, whatever its transport.
 //!
-//! A transport gets one from [`Handle::connect`](crate::Handle::connect) and runs one driver task
-//! per client that selects over three things: the socket's reads (decoded commands go in with
-//! [`Connection::send`], after [`Connection::admit`] checked the rate limit), the outbox
-//! ([`Connection::next`] hands over every queued frame at once, to be written with one flush),
-//! and the runtime's shutdown. Dropping the connection tells the core it is gone.
+//! A transport gets one from [`Handle::connect`](crate::Handle::connect) (frames as bytes in its
+//! wire format) and an in-process client, a bot say, from
+//! [`Handle::connect_local`](crate::Handle::connect_local) (events as values). Either way one
+//! task drives it: it hands the client's commands in with [`Connection::send`] (after
+//! [`Connection::admit`] checked the rate limit, and only while [`Connection::readable`] says
+//! the client may be read: see the outbox's pacing), and takes what is queued for the client
+//! with [`Connection::next`], every item at once, to be written with one flush. Dropping the
+//! connection tells the core it is gone. [`drive`](crate::drive) is that task, written once for
+//! every transport.
 
 use std::sync::atomic::Ordering;
 
@@ -13,7 +17,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::core_task::ToCore;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbound, OutboxReceiver, Outgoing};
+use crate::outbox::{Closing, Delivery, Outbound, OutboxReceiver, Outgoing};
 use crate::rate_limit::{Admission, RateLimiter};
 use crate::runtime::Handle;
 
@@ -22,18 +26,22 @@ use crate::runtime::Handle;
 #[error("the chat runtime has stopped")]
 pub struct RuntimeStopped;
 
-/// One attached client.
-pub struct Connection {
+/// One attached client. `T` is what it receives: [`Outbound`] frames for a transport,
+/// [`Delivery`] values for an in-process client ([`LocalConnection`]).
+pub struct Connection<T = Outbound> {
     id: ConnectionId,
-    outbox: OutboxReceiver,
+    outbox: OutboxReceiver<T>,
     handle: Handle,
     limiter: Option<RateLimiter>,
 }
 
-impl Connection {
+/// A client attached in-process: it receives events as values ([`Delivery`]), not bytes.
+pub type LocalConnection = Connection<Delivery>;
+
+impl<T> Connection<T> {
     pub(crate) fn new(
         id: ConnectionId,
-        outbox: OutboxReceiver,
+        outbox: OutboxReceiver<T>,
         handle: Handle,
         limiter: Option<RateLimiter>,
     ) -> Self {
@@ -66,44 +74,67 @@ impl Connection {
         reference: Option<Ref>,
     ) -> Result<(), RuntimeStopped> {
         Metrics::add(&self.handle.shared.metrics.commands_in, 1);
-        self.handle
-            .shared
-            .to_core
-            .send(ToCore::Command {
-                conn: self.id,
-                command,
-                reference,
-            })
-            .await
-            .map_err(|_| RuntimeStopped)
+        self.to_core(ToCore::Command {
+            conn: self.id,
+            command,
+            reference,
+        })
+        .await
     }
 
     /// Answers the client with an event of the transport's own (the `error` for a frame it could
     /// not decode, or that the rate limit refused). It goes out after the replies to the
-    /// client's earlier commands, and counts against the outbox like them, so a client that
-    /// sends garbage and never reads is closed like any slow reader.
+    /// client's earlier commands, and is paced like them.
     pub async fn reply(&self, event: Event, reference: Option<Ref>) -> Result<(), RuntimeStopped> {
-        self.handle
-            .shared
-            .to_core
-            .send(ToCore::Reply {
-                conn: self.id,
-                event,
-                reference,
-            })
-            .await
-            .map_err(|_| RuntimeStopped)
+        self.to_core(ToCore::Reply {
+            conn: self.id,
+            event,
+            reference,
+        })
+        .await
     }
 
-    /// Waits for frames to write or for a reason to close. Frames are appended to `batch`, all
+    async fn to_core(&self, message: ToCore) -> Result<(), RuntimeStopped> {
+        self.outbox.asked();
+        let sent = self.handle.shared.to_core.send(message).await;
+        if sent.is_err() {
+            self.outbox.unasked();
+        }
+        sent.map_err(|_| RuntimeStopped)
+    }
+
+    /// Whether the client may be read now: fewer than [`WINDOW`](crate::WINDOW) of its frames
+    /// are unanswered and its queued replies are under the outbox bound.
+    pub fn may_read(&self) -> bool {
+        self.outbox.may_read()
+    }
+
+    /// Resolves once the client may be read (see [`Connection::may_read`]). A driver waits for
+    /// it before each read, so a client that asks faster than it reads is slowed, not dropped.
+    pub async fn readable(&self) {
+        self.outbox.readable().await
+    }
+
+    /// Waits for items to write or for a reason to close. Items are appended to `batch`, all
     /// that are queued at once, so the driver can write them and flush once.
-    pub async fn next(&mut self, batch: &mut Vec<Outbound>) -> Outgoing {
+    pub async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
         self.outbox.next(batch).await
     }
 
-    /// Appends the frames queued right now to `batch`, without waiting; returns how many.
-    pub fn try_next(&mut self, batch: &mut Vec<Outbound>) -> usize {
+    /// Appends the items queued right now to `batch`, without waiting; returns how many.
+    pub fn try_next(&self, batch: &mut Vec<T>) -> usize {
         self.outbox.drain(batch)
+    }
+
+    /// Resolves once the runtime closes the connection. A driver races every write against it:
+    /// a client whose queue overflows while a write to it is blocked is cut off at once.
+    pub async fn closed(&self) -> Closing {
+        self.outbox.closed().await
+    }
+
+    /// Why the runtime is closing the connection, if it is.
+    pub fn closing(&self) -> Option<Closing> {
+        self.outbox.closing()
     }
 
     /// The runtime this connection is attached to.
@@ -112,7 +143,7 @@ impl Connection {
     }
 }
 
-impl Drop for Connection {
+impl<T> Drop for Connection<T> {
     fn drop(&mut self) {
         let shared = &self.handle.shared;
         match shared.to_core.try_send(ToCore::Disconnect(self.id)) {

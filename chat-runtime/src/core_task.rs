@@ -1,7 +1,8 @@
 //! The task that owns the [`Chat`]: the only place the core's state lives, so it needs no lock.
 //!
-//! It takes inputs from every connection over one channel, feeds them to the core with the wall
-//! clock's time, and drains the outputs after each one (the core's one rule). It hands the
+//! It takes inputs from every connection over one channel, feeds them to the core with the time
+//! (the wall clock for messages' `ts`, tokio's monotonic clock for deadlines, so a stepped wall
+//! clock moves no deadline), and drains the outputs after each one (the core's one rule). It hands the
 //! outputs of a batch of inputs to the delivery task in one piece, which stores their records in
 //! one write (group commit) before it delivers anything. While the store writes, this task goes
 //! on with the next inputs.
@@ -9,20 +10,20 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chat_core::{Chat, Command, ConnectionId, Event, Input, Output, Ref, SendKind, Timestamp};
+use chat_core::{
+    Chat, Command, ConnectionId, Event, Input, Now, Output, Record, Ref, SendKind, Timestamp,
+};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::Work;
-use crate::outbox::Outbox;
-use crate::wire::WireFormat;
+use crate::delivery::{Origin, Sink, Work};
 
 /// A message from a connection (or the runtime) to the core task.
 pub(crate) enum ToCore {
     Connect {
         conn: ConnectionId,
-        outbox: Outbox,
-        format: Arc<dyn WireFormat>,
+        sink: Sink,
     },
     Command {
         conn: ConnectionId,
@@ -37,6 +38,8 @@ pub(crate) enum ToCore {
         event: Event,
         reference: Option<Ref>,
     },
+    /// From the delivery task: the store could not keep these records.
+    Unstored(Vec<Record>),
 }
 
 pub(crate) struct CoreTask {
@@ -45,10 +48,8 @@ pub(crate) struct CoreTask {
     pub(crate) delivery: mpsc::Sender<Vec<Work>>,
     pub(crate) batch: usize,
     pub(crate) stop: CancellationToken,
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
+    /// The origin of the monotonic clock the core's deadlines are on.
+    pub(crate) started: Instant,
 }
 
 impl CoreTask {
@@ -56,10 +57,7 @@ impl CoreTask {
     pub(crate) async fn run(mut self) -> Chat {
         let mut inputs = Vec::with_capacity(self.batch);
         loop {
-            let deadline = self.chat.poll_timeout().map(|at| {
-                let wait = at.unix_millis().saturating_sub(now().unix_millis());
-                tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
-            });
+            let deadline = self.chat.poll_timeout().map(|at| self.started + at);
             let mut stopping = false;
             tokio::select! {
                 biased;
@@ -87,7 +85,7 @@ impl CoreTask {
                 self.handle(message, &mut work);
             }
             // Deadlines that passed while the inputs waited (or the timer fired).
-            self.feed(Input::Tick, &mut work);
+            self.feed(Input::Tick, None, &mut work);
             if !work.is_empty() && self.delivery.send(work).await.is_err() {
                 break;
             }
@@ -100,33 +98,29 @@ impl CoreTask {
 
     fn handle(&mut self, message: ToCore, work: &mut Vec<Work>) {
         match message {
-            ToCore::Connect {
-                conn,
-                outbox,
-                format,
-            } => {
+            ToCore::Connect { conn, sink } => {
                 // Registered before any output can name the connection.
-                work.push(Work::Register {
-                    conn,
-                    outbox,
-                    format,
-                });
-                self.feed(Input::Connect(conn), work);
+                work.push(Work::Register { conn, sink });
+                self.feed(Input::Connect(conn), None, work);
             }
             ToCore::Command {
                 conn,
                 command,
                 reference,
-            } => self.feed(
-                Input::Command {
+            } => {
+                let origin = Origin {
+                    conn,
+                    reference: reference.clone(),
+                };
+                let input = Input::Command {
                     conn,
                     command,
                     reference,
-                },
-                work,
-            ),
+                };
+                self.feed(input, Some(origin), work);
+            }
             ToCore::Disconnect(conn) => {
-                self.feed(Input::Disconnect(conn), work);
+                self.feed(Input::Disconnect(conn), None, work);
                 work.push(Work::Unregister(conn));
             }
             // The core has nothing to decide here; this task is only the point that orders it.
@@ -134,23 +128,35 @@ impl CoreTask {
                 conn,
                 event,
                 reference,
-            } => work.push(Work::Outputs(vec![Output::Send {
-                to: conn,
-                event: Arc::new(event),
-                reference,
-                kind: SendKind::Reply,
-            }])),
+            } => work.push(Work::Outputs {
+                origin: Some(Origin {
+                    conn,
+                    reference: reference.clone(),
+                }),
+                outputs: vec![Output::Send {
+                    to: conn,
+                    event: Arc::new(event),
+                    reference,
+                    kind: SendKind::Reply,
+                }],
+            }),
+            ToCore::Unstored(records) => self.feed(Input::Unstored(records), None, work),
         }
     }
 
-    /// One input, then every output it caused, as one unit of work.
-    fn feed(&mut self, input: Input, work: &mut Vec<Work>) {
-        if let Err(error) = self.chat.handle(input, now()) {
+    /// One input, then every output it caused, as one unit of work. A client's frame always
+    /// makes a unit (empty or not), so the delivery task can count it as answered.
+    fn feed(&mut self, input: Input, origin: Option<Origin>, work: &mut Vec<Work>) {
+        let now = Now::new(
+            Timestamp::from_system_time(SystemTime::now()),
+            self.started.elapsed(),
+        );
+        if let Err(error) = self.chat.handle(input, now) {
             tracing::error!(%error, "the runtime fed the core an inconsistent input");
         }
         let outputs: Vec<Output> = std::iter::from_fn(|| self.chat.poll_output()).collect();
-        if !outputs.is_empty() {
-            work.push(Work::Outputs(outputs));
+        if !outputs.is_empty() || origin.is_some() {
+            work.push(Work::Outputs { origin, outputs });
         }
     }
 }

@@ -6,51 +6,114 @@
 //! is durable. Then each event is encoded once per wire format, and the same [`Bytes`] is pushed
 //! to every recipient's outbox: the per-recipient work is a hash lookup and a reference-count
 //! increment.
+//!
+//! **When the store fails**, nothing of what it did not keep is delivered: every unit of work
+//! whose messages were in the failed write is replaced by an `unavailable` error to its sender,
+//! and the core is told to forget those messages ([`Input::Unstored`](chat_core::Input::Unstored)).
+//! The task then calls [`Store::recover`] with back-off (50 ms, doubling, at most 5 s), refusing
+//! new messages at once meanwhile, and serves again as soon as the store does. The records
+//! that only keep state (id reservations, mailbox deliveries) are kept and stored first then.
+//!
+//! **History pages read from the store** are read by a task of their own, so a cold file never
+//! holds up a broadcast. While one connection's page is being read, the replies that follow it
+//! wait in that connection's own queue here, so each client still sees its answers in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use chat_core::{ConnectionId, Event, HistoryRequest, Output, Recipients, Record, SendKind};
-use chat_store::Store;
+use chat_core::{
+    ChatError, ConnectionId, Event, HistoryRequest, Output, Recipients, Record, Ref, SendKind,
+};
+use chat_store::{Store, StoreError};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use crate::core_task::ToCore;
 use crate::metrics::Metrics;
-use crate::outbox::{Closing, Outbound, Outbox};
+use crate::outbox::{Class, Closing, Delivery, Outbound, Outbox, Overflow};
 use crate::wire::WireFormat;
+
+/// The first pause before the store is asked to recover, doubled after each failure.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause between two recovery attempts.
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Where a connection's events go.
+pub(crate) enum Sink {
+    /// A transport's connection: bytes in `codec`'s format, the runtime's `format`-th.
+    Wire {
+        outbox: Outbox<Outbound>,
+        format: usize,
+        codec: Arc<dyn WireFormat>,
+    },
+    /// An in-process client: events as values.
+    Local(Outbox<Delivery>),
+}
+
+/// The client frame a unit of work answers.
+pub(crate) struct Origin {
+    pub(crate) conn: ConnectionId,
+    pub(crate) reference: Option<Ref>,
+}
 
 /// One piece of work from the core task, in the order the core produced it.
 pub(crate) enum Work {
-    /// A new connection's outbox, registered before anything is sent to it.
-    Register {
-        conn: ConnectionId,
-        outbox: Outbox,
-        format: Arc<dyn WireFormat>,
+    /// A new connection's sink, registered before anything is sent to it.
+    Register { conn: ConnectionId, sink: Sink },
+    /// The outputs of one input; `origin` when the input was a client's frame.
+    Outputs {
+        origin: Option<Origin>,
+        outputs: Vec<Output>,
     },
-    /// The outputs of one input.
-    Outputs(Vec<Output>),
-    /// The connection is gone; forget its outbox.
+    /// The connection is gone; forget its sink.
     Unregister(ConnectionId),
 }
 
+/// A reply that waits behind a history page being read for the same connection.
+enum Deferred {
+    Send {
+        event: Arc<Event>,
+        reference: Option<Ref>,
+        kind: SendKind,
+    },
+    Fetch(HistoryRequest),
+    Answered,
+}
+
 struct Recipient {
-    outbox: Outbox,
-    /// Index into the task's format table.
-    format: usize,
+    sink: Sink,
+    /// `Some` while a history page is being read for this connection: what must follow it.
+    waiting: Option<VecDeque<Deferred>>,
+}
+
+/// A history page read by its own task.
+struct PageRead {
+    request: HistoryRequest,
+    page: Result<Vec<chat_core::RoomMessage>, StoreError>,
+}
+
+/// The store failed; when to try to recover it next.
+struct Down {
+    retry_at: Instant,
+    pause: Duration,
 }
 
 pub(crate) struct DeliveryTask {
-    pub(crate) work: mpsc::Receiver<Vec<Work>>,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: Arc<Metrics>,
+    work: mpsc::Receiver<Vec<Work>>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    to_core: mpsc::Sender<ToCore>,
     recipients: HashMap<ConnectionId, Recipient, BuildHasherDefault<IdHasher>>,
-    /// The wire formats of the registered connections, compared by identity (the same `Arc`),
-    /// each with how many connections use it; a broadcast encodes once per entry. A slot whose
-    /// last connection left is free for the next new format.
-    formats: Vec<Option<(Arc<dyn WireFormat>, usize)>>,
-    /// Numbers each input's outputs, so the outbox can tell one backlog reply from the next.
-    reply: u64,
+    /// The wire formats in the runtime's table, by index; a broadcast encodes once per entry.
+    formats: Vec<Option<Arc<dyn WireFormat>>>,
+    pages: mpsc::UnboundedReceiver<PageRead>,
+    pages_tx: mpsc::UnboundedSender<PageRead>,
+    down: Option<Down>,
+    /// State records (reservations, deliveries) of failed writes, stored first on recovery.
+    pending: Vec<Record>,
 }
 
 impl DeliveryTask {
@@ -58,89 +121,208 @@ impl DeliveryTask {
         work: mpsc::Receiver<Vec<Work>>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        to_core: mpsc::Sender<ToCore>,
     ) -> Self {
+        let (pages_tx, pages) = mpsc::unbounded_channel();
         DeliveryTask {
             work,
             store,
             metrics,
+            to_core,
             recipients: HashMap::default(),
             formats: Vec::new(),
-            reply: 0,
+            pages,
+            pages_tx,
+            down: None,
+            pending: Vec::new(),
         }
     }
 
     /// Runs until the core task stops, then flushes the store and closes every connection.
-    pub(crate) async fn run(mut self) -> Result<(), chat_store::StoreError> {
+    pub(crate) async fn run(mut self) -> Result<(), StoreError> {
         let mut rounds = Vec::new();
-        while self.work.recv_many(&mut rounds, 64).await > 0 {
-            let mut units: Vec<Work> = rounds.drain(..).flatten().collect();
-            let records = take_records(&mut units);
-            if !records.is_empty() {
-                self.persist(&records).await;
+        loop {
+            let retry_at = self.down.as_ref().map(|down| down.retry_at);
+            tokio::select! {
+                biased;
+                Some(read) = self.pages.recv() => self.page_read(read),
+                () = sleep_until(retry_at) => self.recover().await,
+                received = self.work.recv_many(&mut rounds, 64) => {
+                    if received == 0 {
+                        break;
+                    }
+                    let units: Vec<Work> = rounds.drain(..).flatten().collect();
+                    self.round(units).await;
+                }
             }
-            for unit in units {
-                self.apply(unit).await;
-            }
+        }
+        if self.down.is_some() {
+            self.recover().await;
         }
         let flushed = self.store.flush().await;
         for recipient in self.recipients.values() {
-            recipient.outbox.close(Closing::Shutdown);
+            match &recipient.sink {
+                Sink::Wire { outbox, .. } => outbox.close(Closing::Shutdown),
+                Sink::Local(outbox) => outbox.close(Closing::Shutdown),
+            }
         }
         flushed
     }
 
-    async fn persist(&self, records: &[Record]) {
-        match self.store.append(records).await {
+    /// One group commit: store every record of `units`, then carry them out, refusing the
+    /// units whose messages the store did not keep.
+    async fn round(&mut self, mut units: Vec<Work>) {
+        let mut records = Vec::new();
+        let mut holds_messages = vec![false; units.len()];
+        for (unit, holds) in units.iter_mut().zip(&mut holds_messages) {
+            if let Work::Outputs { outputs, .. } = unit {
+                let all = std::mem::take(outputs);
+                for output in all {
+                    match output {
+                        Output::Persist(record) => {
+                            *holds |= matches!(record, Record::Message(_) | Record::Queued(_));
+                            records.push(record);
+                        }
+                        other => outputs.push(other),
+                    }
+                }
+            }
+        }
+        let stored = records.is_empty() || self.persist(records).await;
+        for (unit, holds) in units.into_iter().zip(holds_messages) {
+            if !stored && holds {
+                self.refuse(unit);
+            } else {
+                self.apply(unit);
+            }
+        }
+    }
+
+    /// Stores `records`; `false` if the store did not keep them (the core is told to forget
+    /// them, and recovery begins).
+    async fn persist(&mut self, records: Vec<Record>) -> bool {
+        if self.down.is_none() {
+            match self.store.append(&records).await {
+                Ok(()) => {
+                    Metrics::add(&self.metrics.store_batches, 1);
+                    Metrics::add(&self.metrics.store_records, records.len() as u64);
+                    return true;
+                }
+                Err(error) => {
+                    Metrics::add(&self.metrics.store_errors, 1);
+                    tracing::error!(
+                        %error,
+                        records = records.len(),
+                        "the store refused a batch; its senders get `unavailable` until it recovers"
+                    );
+                    self.down = Some(Down {
+                        retry_at: Instant::now() + FIRST_RETRY,
+                        pause: FIRST_RETRY,
+                    });
+                }
+            }
+        }
+        let (forget, keep): (Vec<Record>, Vec<Record>) = records
+            .into_iter()
+            .partition(|r| matches!(r, Record::Message(_) | Record::Queued(_)));
+        self.pending.extend(keep);
+        if !forget.is_empty() {
+            let message = ToCore::Unstored(forget);
+            if let Err(mpsc::error::TrySendError::Full(message)) = self.to_core.try_send(message) {
+                let to_core = self.to_core.clone();
+                tokio::spawn(async move { to_core.send(message).await });
+            }
+        }
+        false
+    }
+
+    /// Asks the store to recover and stores the pending state records; on failure, waits
+    /// longer before the next try.
+    async fn recover(&mut self) {
+        let recovered = match self.store.recover().await {
+            Ok(()) if self.pending.is_empty() => Ok(()),
+            Ok(()) => self.store.append(&self.pending).await,
+            Err(error) => Err(error),
+        };
+        match recovered {
             Ok(()) => {
-                Metrics::add(&self.metrics.store_batches, 1);
-                Metrics::add(&self.metrics.store_records, records.len() as u64);
+                self.pending.clear();
+                self.down = None;
+                tracing::info!("the store recovered; messages are accepted again");
             }
             Err(error) => {
-                // Delivering anyway keeps the chat usable; the operator sees the failure here
-                // and in the `store_errors` counter.
-                Metrics::add(&self.metrics.store_errors, 1);
-                tracing::error!(%error, records = records.len(), "the store refused a batch");
+                let pause = self
+                    .down
+                    .as_ref()
+                    .map_or(FIRST_RETRY, |down| (down.pause * 2).min(LAST_RETRY));
+                tracing::warn!(%error, retry_in = ?pause, "the store has not recovered yet");
+                self.down = Some(Down {
+                    retry_at: Instant::now() + pause,
+                    pause,
+                });
             }
         }
     }
 
-    async fn apply(&mut self, unit: Work) {
+    /// A unit whose messages were not stored: its sender gets `unavailable`, nobody gets the
+    /// rest.
+    fn refuse(&mut self, unit: Work) {
+        if let Work::Outputs {
+            origin: Some(origin),
+            ..
+        } = unit
+        {
+            let event = Arc::new(Event::error(&ChatError::Unavailable));
+            self.send(origin.conn, event, origin.reference, SendKind::Reply);
+            self.answered(origin.conn);
+        }
+    }
+
+    fn apply(&mut self, unit: Work) {
         match unit {
-            Work::Register {
-                conn,
-                outbox,
-                format,
-            } => {
-                let format = self.format_index(format);
-                self.recipients.insert(conn, Recipient { outbox, format });
+            Work::Register { conn, sink } => {
+                if let Sink::Wire { format, codec, .. } = &sink {
+                    if self.formats.len() <= *format {
+                        self.formats.resize(*format + 1, None);
+                    }
+                    self.formats[*format].get_or_insert_with(|| codec.clone());
+                }
+                let recipient = Recipient {
+                    sink,
+                    waiting: None,
+                };
+                self.recipients.insert(conn, recipient);
             }
             Work::Unregister(conn) => {
-                if let Some(recipient) = self.recipients.remove(&conn) {
-                    self.release_format(recipient.format);
-                }
+                self.recipients.remove(&conn);
             }
-            Work::Outputs(outputs) => {
-                self.reply += 1;
+            Work::Outputs { origin, outputs } => {
                 for output in outputs {
-                    self.carry_out(output).await;
+                    self.carry_out(output);
+                }
+                if let Some(origin) = origin {
+                    self.answered(origin.conn);
                 }
             }
         }
     }
 
-    async fn carry_out(&mut self, output: Output) {
+    fn carry_out(&mut self, output: Output) {
         match output {
             Output::Send {
                 to,
                 event,
                 reference,
                 kind,
-            } => self.send(to, &event, reference.as_ref(), kind),
+            } => self.send(to, event, reference, kind),
             Output::Broadcast { to, except, event } => self.broadcast(&to, except, &event),
-            Output::FetchHistory(request) => self.fetch_history(request).await,
+            Output::FetchHistory(request) => self.fetch(request),
             Output::Close { conn, .. } => {
                 if let Some(recipient) = self.recipients.get(&conn) {
-                    recipient.outbox.close(Closing::LoginTimeout);
+                    match &recipient.sink {
+                        Sink::Wire { outbox, .. } => outbox.close(Closing::LoginTimeout),
+                        Sink::Local(outbox) => outbox.close(Closing::LoginTimeout),
+                    }
                 }
             }
             // Taken out and stored before delivery.
@@ -148,32 +330,50 @@ impl DeliveryTask {
         }
     }
 
+    /// Counts one of `conn`'s frames as answered, after whatever waits for a page.
+    fn answered(&mut self, conn: ConnectionId) {
+        let Some(recipient) = self.recipients.get_mut(&conn) else {
+            return;
+        };
+        match &mut recipient.waiting {
+            Some(waiting) => waiting.push_back(Deferred::Answered),
+            None => match &recipient.sink {
+                Sink::Wire { outbox, .. } => outbox.answered(),
+                Sink::Local(outbox) => outbox.answered(),
+            },
+        }
+    }
+
     fn send(
         &mut self,
         to: ConnectionId,
-        event: &Arc<Event>,
-        reference: Option<&chat_core::Ref>,
+        event: Arc<Event>,
+        reference: Option<Ref>,
         kind: SendKind,
     ) {
         let Some(recipient) = self.recipients.get_mut(&to) else {
             return;
         };
-        Metrics::add(&self.metrics.encodes, 1);
-        let Some(bytes) = format(&self.formats, recipient.format).encode(event, reference, kind)
-        else {
+        if let Some(waiting) = &mut recipient.waiting {
+            waiting.push_back(Deferred::Send {
+                event,
+                reference,
+                kind,
+            });
             return;
-        };
-        let backlog = kind.is_backlog().then_some(self.reply);
-        let outbound = Outbound {
-            bytes,
-            event: Some(event.clone()),
-        };
-        if push(&self.metrics, to, recipient, outbound, backlog) {
-            Metrics::add(&self.metrics.frames_out, 1);
         }
+        deliver(
+            &self.metrics,
+            &self.formats,
+            to,
+            recipient,
+            event,
+            reference,
+            kind,
+        );
     }
 
-    fn broadcast(&mut self, to: &Recipients, except: Option<ConnectionId>, event: &Event) {
+    fn broadcast(&mut self, to: &Recipients, except: Option<ConnectionId>, event: &Arc<Event>) {
         // One encoding per wire format, made when its first recipient needs it.
         let mut encoded: Vec<Option<Option<Bytes>>> = vec![None; self.formats.len()];
         let mut queued = 0;
@@ -181,104 +381,187 @@ impl DeliveryTask {
             if Some(conn) == except {
                 continue;
             }
-            let Some(recipient) = self.recipients.get_mut(&conn) else {
+            let Some(recipient) = self.recipients.get(&conn) else {
                 continue;
             };
-            let slot = &mut encoded[recipient.format];
-            let bytes = slot.get_or_insert_with(|| {
-                Metrics::add(&self.metrics.encodes, 1);
-                format(&self.formats, recipient.format).encode(event, None, SendKind::Push)
-            });
-            if let Some(bytes) = bytes {
-                let outbound = Outbound {
-                    bytes: bytes.clone(),
-                    event: None,
-                };
-                queued += u64::from(push(&self.metrics, conn, recipient, outbound, None));
-            }
+            let pushed = match &recipient.sink {
+                Sink::Wire { outbox, format, .. } => {
+                    let bytes = encoded[*format].get_or_insert_with(|| {
+                        Metrics::add(&self.metrics.encodes, 1);
+                        codec(&self.formats, *format).encode(event, None, SendKind::Push)
+                    });
+                    let Some(bytes) = bytes else { continue };
+                    let outbound = Outbound {
+                        bytes: bytes.clone(),
+                        event: None,
+                    };
+                    outbox.push(outbound, Class::Push)
+                }
+                Sink::Local(outbox) => {
+                    let delivery = Delivery {
+                        event: event.clone(),
+                        reference: None,
+                        kind: SendKind::Push,
+                    };
+                    outbox.push(delivery, Class::Push)
+                }
+            };
+            queued += u64::from(counted(&self.metrics, conn, pushed));
         }
         // One shared-counter update per broadcast, not per recipient.
         Metrics::add(&self.metrics.frames_out, queued);
     }
 
-    async fn fetch_history(&mut self, request: HistoryRequest) {
-        let page = self
-            .store
-            .history(&request.room, request.before, request.limit)
-            .await
-            .unwrap_or_else(|error| {
+    /// Reads a history page from the store in a task of its own; the connection's later
+    /// replies wait for it.
+    fn fetch(&mut self, request: HistoryRequest) {
+        let Some(recipient) = self.recipients.get_mut(&request.conn) else {
+            return;
+        };
+        if let Some(waiting) = &mut recipient.waiting {
+            waiting.push_back(Deferred::Fetch(request));
+            return;
+        }
+        recipient.waiting = Some(VecDeque::new());
+        self.fetch_now(request);
+    }
+
+    /// A page came back: send it (or `unavailable`), then what waited behind it, up to the
+    /// next page to read.
+    fn page_read(&mut self, read: PageRead) {
+        let PageRead { request, page } = read;
+        let conn = request.conn;
+        let event = match page {
+            Ok(page) => Event::History {
+                room: request.room,
+                messages: page.into_iter().map(Arc::new).collect(),
+            },
+            Err(error) => {
                 Metrics::add(&self.metrics.store_errors, 1);
                 tracing::error!(%error, room = %request.room, "reading a history page failed");
-                Vec::new()
-            });
-        let event = Arc::new(Event::History {
-            room: request.room,
-            messages: page.into_iter().map(Arc::new).collect(),
-        });
-        self.send(
-            request.conn,
-            &event,
-            request.reference.as_ref(),
+                Event::error(&ChatError::Unavailable)
+            }
+        };
+        let Some(recipient) = self.recipients.get_mut(&conn) else {
+            return;
+        };
+        let mut waiting = recipient.waiting.take().unwrap_or_default();
+        deliver(
+            &self.metrics,
+            &self.formats,
+            conn,
+            recipient,
+            Arc::new(event),
+            request.reference,
             SendKind::Backlog,
         );
+        while let Some(next) = waiting.pop_front() {
+            match next {
+                Deferred::Send {
+                    event,
+                    reference,
+                    kind,
+                } => deliver(
+                    &self.metrics,
+                    &self.formats,
+                    conn,
+                    recipient,
+                    event,
+                    reference,
+                    kind,
+                ),
+                Deferred::Answered => match &recipient.sink {
+                    Sink::Wire { outbox, .. } => outbox.answered(),
+                    Sink::Local(outbox) => outbox.answered(),
+                },
+                Deferred::Fetch(request) => {
+                    // The rest waits for this page in turn.
+                    self.recipients
+                        .get_mut(&conn)
+                        .expect("the recipient was found above and nothing removed it")
+                        .waiting = Some(waiting);
+                    self.fetch_now(request);
+                    return;
+                }
+            }
+        }
     }
 
-    fn format_index(&mut self, format: Arc<dyn WireFormat>) -> usize {
-        let known = self
-            .formats
-            .iter()
-            .position(|slot| slot.as_ref().is_some_and(|(f, _)| Arc::ptr_eq(f, &format)));
-        if let Some(i) = known {
-            if let Some((_, users)) = &mut self.formats[i] {
-                *users += 1;
-            }
-            return i;
-        }
-        match self.formats.iter().position(Option::is_none) {
-            Some(free) => {
-                self.formats[free] = Some((format, 1));
-                free
-            }
-            None => {
-                self.formats.push(Some((format, 1)));
-                self.formats.len() - 1
-            }
-        }
-    }
-
-    fn release_format(&mut self, index: usize) {
-        if let Some(Some((_, users))) = self.formats.get_mut(index) {
-            *users -= 1;
-            if *users == 0 {
-                self.formats[index] = None;
-            }
-        }
+    /// Starts reading a page for a connection already marked as waiting.
+    fn fetch_now(&mut self, request: HistoryRequest) {
+        let store = self.store.clone();
+        let pages = self.pages_tx.clone();
+        tokio::spawn(async move {
+            let page = store
+                .history(&request.room, request.before, request.limit)
+                .await;
+            let _ = pages.send(PageRead { request, page });
+        });
     }
 }
 
-/// The format in a slot that a registered connection holds (so it is occupied).
-fn format(formats: &[Option<(Arc<dyn WireFormat>, usize)>], index: usize) -> &dyn WireFormat {
-    match &formats[index] {
-        Some((format, _)) => format.as_ref(),
-        None => unreachable!("a registered connection keeps its format's slot occupied"),
-    }
-}
-
-/// Queues a frame; `true` if it was queued (the caller counts `frames_out`, once per batch).
-fn push(
+/// Renders and queues one event for one connection.
+fn deliver(
     metrics: &Metrics,
-    conn: ConnectionId,
-    recipient: &mut Recipient,
-    outbound: Outbound,
-    backlog: Option<u64>,
-) -> bool {
-    match recipient.outbox.push(outbound, backlog) {
+    formats: &[Option<Arc<dyn WireFormat>>],
+    to: ConnectionId,
+    recipient: &Recipient,
+    event: Arc<Event>,
+    reference: Option<Ref>,
+    kind: SendKind,
+) {
+    let class = Class::of(kind);
+    let pushed = match &recipient.sink {
+        Sink::Wire { outbox, format, .. } => {
+            Metrics::add(&metrics.encodes, 1);
+            let Some(bytes) = codec(formats, *format).encode(&event, reference.as_ref(), kind)
+            else {
+                return;
+            };
+            let outbound = Outbound {
+                bytes,
+                event: Some(event),
+            };
+            outbox.push(outbound, class)
+        }
+        Sink::Local(outbox) => outbox.push(
+            Delivery {
+                event,
+                reference,
+                kind,
+            },
+            class,
+        ),
+    };
+    if counted(metrics, to, pushed) {
+        Metrics::add(&metrics.frames_out, 1);
+    }
+}
+
+/// The format a registered connection uses (registered with it, so present).
+fn codec(formats: &[Option<Arc<dyn WireFormat>>], index: usize) -> &dyn WireFormat {
+    match formats.get(index) {
+        Some(Some(format)) => format.as_ref(),
+        _ => unreachable!("a connection's format is entered in the table when it registers"),
+    }
+}
+
+/// Counts a push's outcome; `true` if it was queued.
+fn counted(metrics: &Metrics, conn: ConnectionId, pushed: Result<(), Overflow>) -> bool {
+    match pushed {
         Ok(()) => true,
-        Err(_) => {
+        Err(Overflow) => {
             Metrics::add(&metrics.slow_consumers, 1);
             tracing::info!(%conn, "closing a slow consumer: its outbound queue is full");
             false
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -303,21 +586,4 @@ impl Hasher for IdHasher {
         // Fibonacci hashing: spreads sequential ids over the high bits hashbrown uses.
         self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
-}
-
-/// Moves every record out of `units`, in order, leaving the other outputs in place.
-fn take_records(units: &mut [Work]) -> Vec<Record> {
-    let mut records = Vec::new();
-    for unit in units {
-        if let Work::Outputs(outputs) = unit {
-            outputs.retain_mut(|output| match output {
-                Output::Persist(record) => {
-                    records.push(record.clone());
-                    false
-                }
-                _ => true,
-            });
-        }
-    }
-    records
 }

@@ -46,10 +46,10 @@ mod wire;
 
 pub use accept::accept_until_closing;
 pub use config::RuntimeConfig;
-pub use connection::{Connection, RuntimeStopped};
+pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
 pub use metrics::MetricsSnapshot;
-pub use outbox::{Closing, Outbound, Outgoing};
+pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW, Weigh};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};
 pub use runtime::{ConnectError, Handle, Runtime, RuntimeError};
 pub use wire::WireFormat;

@@ -1,22 +1,31 @@
-//! A connection's outbound queue, bounded in bytes.
+//! A connection's outbound queue, bounded in bytes, and the window that paces its reads.
 //!
 //! The runtime's delivery task is the only producer; the connection's driver task the only
 //! consumer. The queue is a vector behind a lock that neither side holds for more than a push or
 //! a swap, and the driver is woken only when the queue goes from empty to non-empty: a broadcast
 //! to 10,000 connections costs each of them one short lock and, if it was idle, one wake-up, and
-//! the driver takes everything queued with one swap. A push that would take the queue past its
-//! bound closes the connection as a slow consumer instead of waiting, so nobody else ever waits
-//! for one client.
+//! the driver takes everything queued with one swap.
 //!
-//! A backlog the client asked for in one go (a `joined` frame's history, a history page, a
-//! login's queued DMs) is exempt from the bound, but only one such reply at a time: while an
-//! earlier reply's exempt bytes are still unwritten, a new one counts like any other frame.
+//! What is queued comes in two classes. A **push** is something the client did not ask for
+//! (others' messages, presence, a DM from someone else): pushes count against the bound, and a
+//! push that would take them past it closes the connection as a slow consumer at once, instead
+//! of waiting, so nobody else ever waits for one client. A **reply** answers the client's own
+//! frame (an echo, an error, a pong, a `joined` frame, a history page, a login's queued DMs):
+//! replies never make a client "slow". They are paced at the source instead: the driver reads
+//! the client's next frame only while fewer than [`WINDOW`] of its frames are still being
+//! handled and its queued replies are under the bound, so a client that keeps asking without
+//! reading stops being read (backpressure), and its replies stay bounded.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use chat_core::Event;
+use chat_core::{Event, Ref, SendKind};
 use tokio::sync::Notify;
+
+/// How many of one client's frames may be in the runtime at once (read, not yet answered)
+/// before its driver stops reading more.
+pub const WINDOW: usize = 16;
 
 /// Why the runtime closes a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,31 +38,29 @@ pub enum Closing {
     Shutdown,
 }
 
-/// What is queued, and how much of it counts against the bound.
-#[derive(Debug, Default)]
-struct Queue {
-    frames: Vec<Outbound>,
-    /// Bytes queued that count against the bound.
-    counted: usize,
-    /// Bytes queued under the backlog exemption.
-    exempt: usize,
+/// Whether a queued item answers the client's own frame or was pushed to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// An answer to the client's own frame: never counts towards "slow".
+    Reply,
+    /// Something the client did not ask for: counts against the bound.
+    Push,
 }
 
-#[derive(Debug)]
-struct Shared {
-    queue: Mutex<Queue>,
-    closing: OnceLock<Closing>,
-    notify: Notify,
-}
-
-impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        // A panic while holding this lock can only come from an allocation failure inside
-        // `Vec::push`; the queue's counters stay consistent either way, so carry on.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Class {
+    /// The class of an event sent to one connection with `kind`.
+    pub(crate) fn of(kind: SendKind) -> Class {
+        match kind {
+            SendKind::Reply | SendKind::Echo | SendKind::Backlog => Class::Reply,
+            SendKind::Push => Class::Push,
+        }
     }
+}
+
+/// What a queue holds must say how many bytes it stands for.
+pub trait Weigh {
+    /// The bytes this item costs in the queue.
+    fn weight(&self) -> usize;
 }
 
 /// A frame ready to write: its bytes, rendered by the connection's
@@ -69,91 +76,173 @@ pub struct Outbound {
     pub event: Option<Arc<Event>>,
 }
 
+impl Weigh for Outbound {
+    fn weight(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// An event for a connection attached in-process ([`Handle::connect_local`](crate::Handle::connect_local)):
+/// the value itself, no bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// The event.
+    pub event: Arc<Event>,
+    /// The `ref` of the command it answers, if any.
+    pub reference: Option<Ref>,
+    /// What the event is to this connection.
+    pub kind: SendKind,
+}
+
+impl Weigh for Delivery {
+    /// About the size of the event's JSON frame: what it would cost a WebSocket client.
+    fn weight(&self) -> usize {
+        const FRAME: usize = 96;
+        let texts: usize = match &*self.event {
+            Event::Message(m) => m.text.as_str().len(),
+            Event::Dm { message, .. } => message.text.as_str().len(),
+            Event::Joined { history, .. } => history
+                .iter()
+                .map(|m| FRAME + m.text.as_str().len())
+                .sum(),
+            Event::History { messages, .. } => messages
+                .iter()
+                .map(|m| FRAME + m.text.as_str().len())
+                .sum(),
+            Event::Error { message, .. } => message.len(),
+            _ => 0,
+        };
+        FRAME + texts
+    }
+}
+
+/// What is queued, and how much of it counts.
+#[derive(Debug)]
+struct Queue<T> {
+    items: Vec<T>,
+    /// Bytes of pushes queued: these count against the bound.
+    pushed: usize,
+    /// Bytes of replies queued: these pace reading.
+    replies: usize,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    limit: usize,
+    closing: OnceLock<Closing>,
+    /// Wakes the driver: items queued, or closing.
+    notify: Notify,
+    /// Wakes everything waiting for the connection to close (a write in progress).
+    closed: Notify,
+    /// The client's frames read and not yet answered.
+    in_flight: AtomicUsize,
+    /// Wakes a driver waiting to read again.
+    room: Notify,
+}
+
+impl<T> Shared<T> {
+    fn queue(&self) -> MutexGuard<'_, Queue<T>> {
+        // A panic while holding this lock can only come from an allocation failure inside
+        // `Vec::push`; the queue's counters stay consistent either way, so carry on.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn may_read(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) < WINDOW && self.queue().replies < self.limit
+    }
+}
+
 /// The producing end, held by the runtime.
 #[derive(Debug)]
-pub(crate) struct Outbox {
-    shared: Arc<Shared>,
-    limit: usize,
-    /// The reply (numbered by the delivery task) that owns the current exemption.
-    exempt_reply: u64,
+pub(crate) struct Outbox<T> {
+    shared: Arc<Shared<T>>,
 }
 
 /// The consuming end, held by the connection's driver (inside [`Connection`](crate::Connection)).
 #[derive(Debug)]
-pub(crate) struct OutboxReceiver {
-    shared: Arc<Shared>,
+pub(crate) struct OutboxReceiver<T> {
+    shared: Arc<Shared<T>>,
 }
 
 /// The queue overflowed; the connection is now closing as a slow consumer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Overflow;
 
-/// A new outbound queue of at most `limit` counted bytes.
-pub(crate) fn outbox(limit: usize) -> (Outbox, OutboxReceiver) {
+/// A new outbound queue of at most `limit` bytes of pushes.
+pub(crate) fn outbox<T>(limit: usize) -> (Outbox<T>, OutboxReceiver<T>) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::default()),
+        queue: Mutex::new(Queue {
+            items: Vec::new(),
+            pushed: 0,
+            replies: 0,
+        }),
+        limit,
         closing: OnceLock::new(),
         notify: Notify::new(),
+        closed: Notify::new(),
+        in_flight: AtomicUsize::new(0),
+        room: Notify::new(),
     });
     let outbox = Outbox {
         shared: shared.clone(),
-        limit,
-        exempt_reply: 0,
     };
     (outbox, OutboxReceiver { shared })
 }
 
-impl Outbox {
-    /// Queues a frame. `backlog` names the reply a backlog frame belongs to (numbered by the
-    /// caller, increasing); `None` for ordinary frames. Frames for a closing connection are
-    /// dropped.
-    pub(crate) fn push(
-        &mut self,
-        outbound: Outbound,
-        backlog: Option<u64>,
-    ) -> Result<(), Overflow> {
+impl<T: Weigh> Outbox<T> {
+    /// Queues an item. A push past the bound closes the connection as a slow consumer; items
+    /// for a closing connection are dropped.
+    pub(crate) fn push(&self, item: T, class: Class) -> Result<(), Overflow> {
         if self.shared.closing.get().is_some() {
             return Ok(());
         }
-        let len = outbound.bytes.len();
+        let weight = item.weight();
         let mut queue = self.shared.queue();
-        let exempt = match backlog {
-            Some(reply) if queue.exempt == 0 || reply == self.exempt_reply => {
-                self.exempt_reply = reply;
-                true
+        match class {
+            Class::Reply => queue.replies += weight,
+            Class::Push if queue.pushed + weight > self.shared.limit => {
+                drop(queue);
+                self.close(Closing::SlowConsumer);
+                return Err(Overflow);
             }
-            _ => false,
-        };
-        if exempt {
-            queue.exempt += len;
-        } else if queue.counted + len > self.limit {
-            drop(queue);
-            self.close(Closing::SlowConsumer);
-            return Err(Overflow);
-        } else {
-            queue.counted += len;
+            Class::Push => queue.pushed += weight,
         }
-        let was_empty = queue.frames.is_empty();
-        queue.frames.push(outbound);
+        let was_empty = queue.items.is_empty();
+        queue.items.push(item);
         drop(queue);
         if was_empty {
             self.shared.notify.notify_one();
         }
         Ok(())
     }
+}
 
+impl<T> Outbox<T> {
     /// Asks the connection to close; the first reason given wins.
     pub(crate) fn close(&self, reason: Closing) {
         if self.shared.closing.set(reason).is_ok() {
             self.shared.notify.notify_one();
+            self.shared.closed.notify_waiters();
         }
     }
 
-    /// Bytes queued and not yet taken by the driver, exempt ones included.
+    /// One of the client's frames has been answered (everything it caused is queued).
+    pub(crate) fn answered(&self) {
+        let before = self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "answered more frames than were read");
+        if before == WINDOW {
+            self.shared.room.notify_waiters();
+        }
+    }
+
+    /// Bytes queued and not yet taken by the driver.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         let queue = self.shared.queue();
-        queue.counted + queue.exempt
+        queue.pushed + queue.replies
     }
 }
 
@@ -166,10 +255,10 @@ pub enum Outgoing {
     Close(Closing),
 }
 
-impl OutboxReceiver {
-    /// Waits until there is something to do: appends every queued frame to `batch` (so the
+impl<T> OutboxReceiver<T> {
+    /// Waits until there is something to do: appends every queued item to `batch` (so the
     /// driver can write them all and flush once), or reports that the connection must close.
-    pub(crate) async fn next(&mut self, batch: &mut Vec<Outbound>) -> Outgoing {
+    pub(crate) async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
         loop {
             if let Some(&reason) = self.shared.closing.get() {
                 // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
@@ -187,25 +276,73 @@ impl OutboxReceiver {
         }
     }
 
-    /// Appends every frame queued now to `batch`; returns how many.
-    pub(crate) fn drain(&mut self, batch: &mut Vec<Outbound>) -> usize {
+    /// Appends every item queued now to `batch`; returns how many.
+    pub(crate) fn drain(&self, batch: &mut Vec<T>) -> usize {
         let mut queue = self.shared.queue();
-        let n = queue.frames.len();
+        let n = queue.items.len();
         if n > 0 {
             if batch.is_empty() {
                 // Swap, so both vectors keep their allocations for the next round.
-                std::mem::swap(&mut queue.frames, batch);
+                std::mem::swap(&mut queue.items, batch);
             } else {
-                batch.append(&mut queue.frames);
+                batch.append(&mut queue.items);
             }
-            queue.counted = 0;
-            queue.exempt = 0;
+            queue.pushed = 0;
+            queue.replies = 0;
         }
         n
     }
+
+    /// Why the connection is closing, if it is.
+    pub(crate) fn closing(&self) -> Option<Closing> {
+        self.shared.closing.get().copied()
+    }
+
+    /// Resolves once the runtime closes the connection (for any reason): a driver races its
+    /// writes against it, so a client whose queue overflowed while a write to it was blocked is
+    /// cut off at once.
+    pub(crate) async fn closed(&self) -> Closing {
+        loop {
+            let notified = self.shared.closed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(&reason) = self.shared.closing.get() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Counts one frame of the client's as read and handed to the runtime.
+    pub(crate) fn asked(&self) {
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes back [`asked`](Self::asked) for a frame that never reached the runtime.
+    pub(crate) fn unasked(&self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether the driver may read the client's next frame now.
+    pub(crate) fn may_read(&self) -> bool {
+        self.shared.may_read()
+    }
+
+    /// Resolves once the driver may read the client's next frame.
+    pub(crate) async fn readable(&self) {
+        loop {
+            let notified = self.shared.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.may_read() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
-impl Drop for OutboxReceiver {
+impl<T> Drop for OutboxReceiver<T> {
     fn drop(&mut self) {
         // Nobody will read any more: later pushes are dropped instead of queued.
         let _ = self.shared.closing.set(Closing::Shutdown);
@@ -229,9 +366,9 @@ mod tests {
 
     #[tokio::test]
     async fn frames_within_the_bound_are_delivered_in_order_as_one_batch() {
-        let (mut tx, mut rx) = outbox(10);
-        tx.push(text(&b"ab"[..]), None).unwrap();
-        tx.push(text(&b"cd"[..]), None).unwrap();
+        let (tx, rx) = outbox(10);
+        tx.push(text(&b"ab"[..]), Class::Push).unwrap();
+        tx.push(text(&b"cd"[..]), Class::Push).unwrap();
         let mut batch = Vec::new();
         assert_eq!(rx.next(&mut batch).await, Outgoing::Frames);
         assert_eq!(batch, [text(&b"ab"[..]), text(&b"cd"[..])]);
@@ -239,12 +376,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn overflowing_the_bound_closes_as_a_slow_consumer() {
-        let (mut tx, mut rx) = outbox(10);
-        tx.push(frame(6), None).unwrap();
-        assert_eq!(tx.push(frame(6), None), Err(Overflow));
+    async fn overflowing_the_bound_with_pushes_closes_as_a_slow_consumer() {
+        let (tx, rx) = outbox(10);
+        tx.push(frame(6), Class::Push).unwrap();
+        assert_eq!(tx.push(frame(6), Class::Push), Err(Overflow));
         assert_eq!(
-            tx.push(frame(1), None),
+            tx.push(frame(1), Class::Push),
             Ok(()),
             "later frames are dropped quietly"
         );
@@ -256,29 +393,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_backlog_reply_at_a_time_is_exempt() {
-        let (mut tx, _rx) = outbox(10);
-        // A 30-byte history page on top of a nearly full queue is fine...
-        tx.push(frame(9), None).unwrap();
-        tx.push(frame(20), Some(1)).unwrap();
-        tx.push(frame(10), Some(1)).unwrap();
-        // ...but a second reply while the first is unread counts against the bound.
-        assert_eq!(tx.push(frame(5), Some(2)), Err(Overflow));
+    async fn replies_never_overflow_but_stop_reading_until_taken() {
+        let (tx, rx) = outbox(10);
+        for _ in 0..5 {
+            tx.push(frame(8), Class::Reply).unwrap();
+        }
+        assert_eq!(rx.closing(), None, "replies never make a client slow");
+        assert!(!rx.may_read(), "40 bytes of replies are over the bound");
+        // Pushes still count on their own.
+        tx.push(frame(9), Class::Push).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(rx.next(&mut batch).await, Outgoing::Frames);
+        assert_eq!(batch.len(), 6);
+        assert!(rx.may_read(), "taken replies free the window");
     }
 
     #[tokio::test]
-    async fn the_exemption_is_free_again_once_the_backlog_is_read() {
-        let (mut tx, mut rx) = outbox(10);
-        tx.push(frame(20), Some(1)).unwrap();
-        assert_eq!(rx.next(&mut Vec::new()).await, Outgoing::Frames);
-        tx.push(frame(20), Some(2)).unwrap();
-        assert_eq!(tx.queued(), 20);
+    async fn reading_waits_while_a_window_of_frames_is_unanswered() {
+        let (tx, rx) = outbox::<Outbound>(10);
+        for _ in 0..WINDOW {
+            rx.asked();
+        }
+        assert!(!rx.may_read());
+        let rx = Arc::new(rx);
+        let waiter = tokio::spawn({
+            let rx = rx.clone();
+            async move { rx.readable().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        tx.answered();
+        waiter.await.unwrap();
+        assert!(rx.may_read());
     }
 
     #[tokio::test]
     async fn shutdown_lets_queued_frames_out_first() {
-        let (mut tx, mut rx) = outbox(10);
-        tx.push(frame(3), None).unwrap();
+        let (tx, rx) = outbox(10);
+        tx.push(frame(3), Class::Push).unwrap();
         tx.close(Closing::Shutdown);
         let mut batch = Vec::new();
         assert_eq!(
@@ -289,11 +441,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_wakes_a_waiting_driver() {
-        let (tx, mut rx) = outbox(10);
-        let waiter = tokio::spawn(async move { rx.next(&mut Vec::new()).await });
-        tokio::task::yield_now().await;
-        tx.close(Closing::Shutdown);
-        assert_eq!(waiter.await.unwrap(), Outgoing::Close(Closing::Shutdown));
+    async fn close_wakes_a_waiting_driver_and_a_blocked_write() {
+        let (tx, rx) = outbox::<Outbound>(10);
+        let rx_closed = async { rx.closed().await };
+        let tx2 = &tx;
+        let (reason, ()) = tokio::join!(rx_closed, async move {
+            tokio::task::yield_now().await;
+            tx2.close(Closing::SlowConsumer);
+        });
+        assert_eq!(reason, Closing::SlowConsumer);
+        assert_eq!(
+            rx.next(&mut Vec::new()).await,
+            Outgoing::Close(Closing::SlowConsumer)
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Starting and stopping a runtime, and the [`Handle`] transports attach connections with.
 
-use std::sync::Arc;
+use std::any::TypeId;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_core::{Chat, Config, RestoreError};
@@ -11,11 +12,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RuntimeConfig;
-use crate::connection::Connection;
+use crate::connection::{Connection, LocalConnection};
 use crate::core_task::{CoreTask, ToCore};
-use crate::delivery::DeliveryTask;
+use crate::delivery::{DeliveryTask, Sink};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::outbox::outbox;
+use crate::outbox::{Delivery, Outbound, outbox};
 use crate::rate_limit::RateLimiter;
 use crate::wire::WireFormat;
 
@@ -58,6 +59,9 @@ pub(crate) struct Shared {
     pub(crate) closing: CancellationToken,
     /// Notified whenever the last open connection goes away.
     pub(crate) idle: Notify,
+    /// Every wire format connections have used, one per type: a broadcast is encoded once per
+    /// entry, so the table is keyed by type and cannot grow with the number of connections.
+    formats: Mutex<Vec<(TypeId, Arc<dyn WireFormat>)>>,
 }
 
 /// A cheap, cloneable reference to a running runtime: what a transport (or your own code, an
@@ -102,10 +106,13 @@ impl Runtime {
                 delivery: to_delivery,
                 batch: config.batch.max(1),
                 stop: stop.clone(),
+                started: tokio::time::Instant::now(),
             }
             .run(),
         );
-        let delivery = tokio::spawn(DeliveryTask::new(work, store.clone(), metrics.clone()).run());
+        let delivery = tokio::spawn(
+            DeliveryTask::new(work, store.clone(), metrics.clone(), to_core.clone()).run(),
+        );
         let shared = Arc::new(Shared {
             to_core,
             config,
@@ -113,6 +120,7 @@ impl Runtime {
             next_conn: AtomicU64::new(1),
             closing: CancellationToken::new(),
             idle: Notify::new(),
+            formats: Mutex::new(Vec::new()),
         });
         Runtime {
             handle: Handle { shared },
@@ -146,9 +154,51 @@ impl Runtime {
 }
 
 impl Handle {
-    /// Attaches a new connection speaking `format`. Fails at once when the server is full or
-    /// shutting down.
-    pub async fn connect(&self, format: Arc<dyn WireFormat>) -> Result<Connection, ConnectError> {
+    /// Attaches a new connection whose client reads `format`'s bytes (a transport's
+    /// connections). Fails at once when the server is full or shutting down.
+    ///
+    /// Formats are told apart by type: the first value of a type that a connection brings is the
+    /// one the runtime keeps and encodes with for every connection of that type, so a broadcast
+    /// is encoded once per format however the transports create their values.
+    pub async fn connect<F: WireFormat>(&self, format: F) -> Result<Connection, ConnectError> {
+        let (index, codec) = self.register(format);
+        let (producer, receiver) = outbox::<Outbound>(self.shared.config.outbox_bytes);
+        let sink = Sink::Wire {
+            outbox: producer,
+            format: index,
+            codec,
+        };
+        self.attach(sink, receiver).await
+    }
+
+    /// Attaches an in-process client (a bot, a game server's player) that receives events as
+    /// values ([`Delivery`]) rather than bytes, under the same limits as any other connection.
+    pub async fn connect_local(&self) -> Result<LocalConnection, ConnectError> {
+        let (producer, receiver) = outbox::<Delivery>(self.shared.config.outbox_bytes);
+        self.attach(Sink::Local(producer), receiver).await
+    }
+
+    /// The format table's index for `format`'s type, registering it on first use.
+    fn register<F: WireFormat>(&self, format: F) -> (usize, Arc<dyn WireFormat>) {
+        let mut formats = self
+            .shared
+            .formats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = TypeId::of::<F>();
+        if let Some(i) = formats.iter().position(|(known, _)| *known == id) {
+            return (i, formats[i].1.clone());
+        }
+        let codec: Arc<dyn WireFormat> = Arc::new(format);
+        formats.push((id, codec.clone()));
+        (formats.len() - 1, codec)
+    }
+
+    async fn attach<T>(
+        &self,
+        sink: Sink,
+        receiver: crate::outbox::OutboxReceiver<T>,
+    ) -> Result<Connection<T>, ConnectError> {
         let shared = &self.shared;
         if shared.closing.is_cancelled() {
             return Err(ConnectError::ShuttingDown);
@@ -168,7 +218,6 @@ impl Handle {
         }
         Metrics::add(&shared.metrics.connections_total, 1);
         let conn = chat_core::ConnectionId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
-        let (producer, receiver) = outbox(shared.config.outbox_bytes);
         // The connection exists from here on: dropping it (also on the error path) undoes the count.
         let connection = Connection::new(
             conn,
@@ -176,15 +225,7 @@ impl Handle {
             self.clone(),
             RateLimiter::new(shared.config.rate_limit, tokio::time::Instant::now()),
         );
-        let registered = shared
-            .to_core
-            .send(ToCore::Connect {
-                conn,
-                outbox: producer,
-                format,
-            })
-            .await;
-        match registered {
+        match shared.to_core.send(ToCore::Connect { conn, sink }).await {
             Ok(()) => Ok(connection),
             Err(_) => Err(ConnectError::ShuttingDown),
         }

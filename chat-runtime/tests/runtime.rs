@@ -82,10 +82,9 @@ async fn expect(conn: &mut Connection, kind: &str) -> Value {
     }
 }
 
-/// One shared format, as a transport would have: formats are compared by identity.
-fn json() -> Arc<dyn WireFormat> {
-    static JSON: std::sync::OnceLock<Arc<dyn WireFormat>> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| Arc::new(Json)).clone()
+/// The format every test connection speaks (formats are told apart by type).
+fn json() -> Json {
+    Json
 }
 
 async fn login(handle: &Handle, name: &str) -> Connection {
@@ -138,10 +137,9 @@ async fn a_broadcast_is_encoded_once_per_wire_format() {
     for i in 0..50 {
         json_clients.push(login(&handle, &format!("j{i}")).await);
     }
-    let plain = Arc::new(Plain);
     let mut plain_clients = Vec::new();
     for i in 0..50 {
-        let conn = handle.connect(plain.clone()).await.unwrap();
+        let conn = handle.connect(Plain).await.unwrap();
         conn.send(
             Command::Login {
                 name: format!("p{i}"),
@@ -187,7 +185,7 @@ async fn a_client_that_never_reads_is_closed_and_nobody_waits_for_it() {
     };
     let runtime = start(Config::default(), config).await;
     let handle = runtime.handle();
-    let mut stalled = login(&handle, "stalled").await;
+    let stalled = login(&handle, "stalled").await;
     let mut talkers = Vec::new();
     for i in 0..5 {
         talkers.push(login(&handle, &format!("t{i}")).await);
@@ -385,7 +383,7 @@ async fn a_connection_that_never_logs_in_is_closed() {
         ..Config::default()
     };
     let runtime = start(config, RuntimeConfig::default()).await;
-    let mut lurker = runtime.handle().connect(json()).await.unwrap();
+    let lurker = runtime.handle().connect(json()).await.unwrap();
     let mut batch = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), lurker.next(&mut batch)).await;
     assert_eq!(closed.unwrap(), Outgoing::Close(Closing::LoginTimeout));
@@ -433,7 +431,7 @@ async fn shutdown_stores_everything_and_closes_connections_after_their_frames() 
         .await
         .unwrap();
     let handle = runtime.handle();
-    let mut alice = login(&handle, "alice").await;
+    let alice = login(&handle, "alice").await;
     alice.send(say("last words"), None).await.unwrap();
     let closing = tokio::spawn(async move {
         let mut frames = Vec::new();
@@ -471,7 +469,7 @@ async fn frames_to_one_connection_carry_their_event_and_broadcasts_only_bytes() 
     let runtime = start(Config::default(), RuntimeConfig::default()).await;
     let handle = runtime.handle();
     let mut alice = login(&handle, "alice").await;
-    let mut bob = login(&handle, "bob").await;
+    let bob = login(&handle, "bob").await;
     expect(&mut alice, "presence").await;
     alice.send(say("hello"), None).await.unwrap();
     let mut echo = Vec::new();

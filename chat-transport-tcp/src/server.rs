@@ -4,10 +4,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{Handle, WireFormat};
+use chat_runtime::Handle;
 use tokio::net::TcpListener;
 
-use crate::render::LineFormat;
 use crate::session;
 
 /// The line transport's settings.
@@ -36,10 +35,9 @@ impl Default for TcpConfig {
 /// Accepts line clients on `listener` and attaches each to the runtime behind `handle`, until
 /// the runtime begins shutting down.
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
-    let format: Arc<dyn WireFormat> = Arc::new(LineFormat);
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
-        session::run(stream, peer, handle.clone(), format.clone(), config.clone())
+        session::run(stream, peer, handle.clone(), config.clone())
     })
     .await
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, HELP, Ref, RoomName, Slash, parse_line};
-use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing, WireFormat};
+use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use crate::codec::{Line, LineCodec};
-use crate::render;
+use crate::render::{self, LineFormat};
 use crate::server::TcpConfig;
 
 const PROMPT: &[u8] = b"Enter your name:\n";
@@ -42,12 +42,11 @@ pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
     handle: Handle,
-    format: Arc<dyn WireFormat>,
     config: Arc<TcpConfig>,
 ) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
-    let connection = match handle.connect(format).await {
+    let connection = match handle.connect(LineFormat).await {
         Ok(connection) => connection,
         Err(error) => {
             let line = format!("! {error}\n");
@@ -99,7 +98,8 @@ impl Session {
         tokio::pin!(idle);
         loop {
             tokio::select! {
-                line = lines.next(), if !self.quitting => {
+                // Read only while the client's earlier lines are answered enough (backpressure).
+                line = async { self.connection.readable().await; lines.next().await }, if !self.quitting => {
                     idle.as_mut().reset(Instant::now() + self.config.idle_timeout);
                     let result = match line {
                         Some(Ok(line)) => self.on_line(line).await,
@@ -308,10 +308,21 @@ impl Session {
         Ok(quit)
     }
 
+    /// Writes `bytes`, giving up when the write timeout fires or, at once, when the client's
+    /// queue overflows while the write waits on it.
     async fn write_now(&mut self, bytes: &[u8]) -> Result<(), End> {
-        match chat_runtime::within(self.config.write_timeout, self.write.write_all(bytes)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(End(None)),
+        let write = chat_runtime::within(self.config.write_timeout, self.write.write_all(bytes));
+        let overflow = async {
+            while self.connection.closed().await != Closing::SlowConsumer {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            written = write => match written {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(End(None)),
+            },
+            () = overflow => Err(End(None)),
         }
     }
 }

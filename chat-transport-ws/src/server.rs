@@ -4,10 +4,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{Handle, WireFormat};
+use chat_runtime::Handle;
 use tokio::net::TcpListener;
 
-use crate::frame::JsonFormat;
 use crate::session;
 
 /// The WebSocket transport's settings.
@@ -49,10 +48,9 @@ impl Default for WsConfig {
 /// until the runtime begins shutting down. Connections already open are closed by the runtime's
 /// shutdown (code 1001).
 pub async fn serve(listener: TcpListener, handle: Handle, config: WsConfig) -> io::Result<()> {
-    let format: Arc<dyn WireFormat> = Arc::new(JsonFormat);
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "ws", |stream, peer| {
-        session::run(stream, peer, handle.clone(), format.clone(), config.clone())
+        session::run(stream, peer, handle.clone(), config.clone())
     })
     .await
 }

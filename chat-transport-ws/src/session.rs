@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
-use chat_runtime::{
-    Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing, WireFormat,
-};
+use chat_runtime::{Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -25,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use crate::frame::decode;
+use crate::frame::{JsonFormat, decode};
 use crate::server::WsConfig;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -42,12 +40,11 @@ pub(crate) async fn run(
     mut stream: TcpStream,
     peer: SocketAddr,
     handle: Handle,
-    format: Arc<dyn WireFormat>,
     config: Arc<WsConfig>,
 ) {
     // Without it, small frames wait for delayed ACKs (40 ms on Linux).
     let _ = stream.set_nodelay(true);
-    let mut attached = handle.connect(format).await;
+    let mut attached = handle.connect(JsonFormat).await;
     // A browser asking for the chat page (a plain GET) is answered before any WebSocket exists;
     // a connection that sends nothing is still dropped at the login timeout.
     let page = crate::page::serve_if_page(&mut stream, &config);
@@ -147,7 +144,8 @@ async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let end = loop {
         tokio::select! {
-            incoming = ws.next() => {
+            // Read only while the client's earlier frames are answered enough (backpressure).
+            incoming = async { connection.readable().await; ws.next().await } => {
                 heard = Instant::now();
                 match incoming {
                     Some(Ok(message)) => {
@@ -160,7 +158,7 @@ async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
                 }
             }
             outgoing = connection.next(&mut batch) => {
-                let written = write_batch(&mut ws, &mut batch, config.write_timeout).await;
+                let written = write_batch(&mut ws, &connection, &mut batch, config.write_timeout).await;
                 match (outgoing, written) {
                     (_, Err(end)) => break end,
                     (Outgoing::Frames, Ok(())) => {}
@@ -246,7 +244,12 @@ fn stopped(_: chat_runtime::RuntimeStopped) -> End {
 /// Writes every frame in `batch` with one write. The runtime's bytes are complete WebSocket
 /// frames ([`JsonFormat`](crate::JsonFormat) frames each event once for all its recipients), so
 /// they go to the socket as they are, after anything tungstenite itself has queued (a pong).
-async fn write_batch(ws: &mut Ws, batch: &mut Vec<Outbound>, timeout: Duration) -> Result<(), End> {
+async fn write_batch(
+    ws: &mut Ws,
+    connection: &Connection,
+    batch: &mut Vec<Outbound>,
+    timeout: Duration,
+) -> Result<(), End> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -266,10 +269,20 @@ async fn write_batch(ws: &mut Ws, batch: &mut Vec<Outbound>, timeout: Duration) 
         batch.clear();
         result.map_err(|_| ())
     };
-    match chat_runtime::within(timeout, write).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(())) => Err(End::Gone),
-        Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+    // A write that waits on a client who stopped reading is abandoned as soon as its queue
+    // overflows: the client is cut off now, not when the write timeout fires.
+    let overflow = async {
+        while connection.closed().await != Closing::SlowConsumer {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        written = chat_runtime::within(timeout, write) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(())) => Err(End::Gone),
+            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+        },
+        () = overflow => Err(End::Close(CloseCode::Policy, "too slow: outbound queue full")),
     }
 }
 
