@@ -91,6 +91,7 @@ where
     id_counter_covers_everything(&fresh().await).await;
     texts_are_kept_verbatim(&fresh().await).await;
     concurrent_appends_all_land(Arc::new(fresh().await)).await;
+    recover_keeps_a_healthy_store(&fresh().await).await;
     closed_store_refuses(&fresh().await).await;
 }
 
@@ -434,6 +435,30 @@ pub async fn concurrent_appends_all_land<S: Store + ?Sized>(store: Arc<S>) {
         );
     }
     assert_eq!(snapshot.next_id, Some(id_of(WRITERS * EACH + 1)));
+    store.close().await.unwrap();
+}
+
+/// [`Store::recover`] on a store whose appends never failed returns `Ok` and changes nothing.
+pub async fn recover_keeps_a_healthy_store<S: Store + ?Sized>(store: &S) {
+    store.recover().await.unwrap();
+    append(
+        store,
+        &[
+            Record::Message(message("general", 1, "before")),
+            Record::Queued(direct(2, "bob", "psst")),
+            Record::IdsReserved { until: id_of(10) },
+        ],
+    )
+    .await;
+    let before = store.load(10).await.unwrap();
+    store.recover().await.unwrap();
+    store.recover().await.unwrap();
+    assert_eq!(store.load(10).await.unwrap(), before);
+    append(store, &[Record::Message(message("general", 10, "after"))]).await;
+    assert_eq!(
+        ids(&store.history(&room("general"), None, 10).await.unwrap()),
+        vec![1, 10]
+    );
     store.close().await.unwrap();
 }
 

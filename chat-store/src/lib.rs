@@ -4,7 +4,8 @@
 //! crate keeps them. The runtime hands each batch of records to [`Store::append`] and delivers
 //! the events that followed them only once it returns; at start it builds the core from
 //! [`Store::load`]; and it answers history pages the core cannot serve from memory with
-//! [`Store::history`].
+//! [`Store::history`]. When an append fails on I/O, nothing of it is stored, and the runtime
+//! calls [`Store::recover`] with back-off until the store accepts appends again.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -35,15 +36,19 @@
 //!
 //! Both pass the same [`conformance`] suite, which any future backend (SQLite, Redis, Postgres)
 //! can run against itself.
+//!
+//! For tests, [`FailingStore`] wraps any store and fails its appends or history reads on demand.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conformance;
+mod failing;
 mod json_file;
 mod ledger;
 mod memory;
 mod store;
 
+pub use failing::{FailingStore, FailureSwitch};
 pub use json_file::JsonFileStore;
 pub use memory::MemoryStore;
 pub use store::{Store, StoreError};

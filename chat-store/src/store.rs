@@ -5,7 +5,8 @@
 //! them to [`Store::append`] and delivers the events that followed them only once it returns, and
 //! at start it builds the core from [`Store::load`]. History pages that reach past what the core
 //! keeps in memory ([`Output::FetchHistory`](chat_core::Output::FetchHistory)) are answered with
-//! [`Store::history`].
+//! [`Store::history`]. When an append fails on I/O, the runtime calls [`Store::recover`] (with
+//! back-off) until the store accepts appends again.
 
 use std::path::PathBuf;
 
@@ -22,19 +23,47 @@ use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapsho
 ///   [`StoreError::OutOfOrder`]) stores none of its records.
 /// - **Durable on `Ok`**: when `append` returns `Ok`, a persistent backend has the records on
 ///   stable storage. Concurrent callers may be committed together (group commit).
+/// - **Nothing of a failed call**: the records of an `append` that returned `Err` are not part
+///   of the store, neither now nor after a restart. A backend whose write fails half-way rolls
+///   the call back and refuses appends ([`StoreError::Halted`]) until [`Store::recover`]
+///   succeeds, so what the runtime told the senders ("not stored") stays true.
 /// - **Room history** is append-only and in strictly increasing id order per room.
 /// - **Mailboxes**: [`Record::Queued`] appends to the mailbox of
 ///   [`DirectMessage::owner`]; [`Record::Delivered`] drops every DM
 ///   in that mailbox with an id up to `through`, atomically.
 /// - **The id counter**: [`Snapshot::next_id`] is `None` for a store that has never stored an id,
 ///   and otherwise the least id above every stored message and DM, every delivered `through`,
-///   and at least every reserved `until`.
+///   and at least every reserved `until`. It never goes down: a failed call may leave it raised
+///   (which only skips ids), never lowered.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `records` in order. When it returns `Ok`, they are durable (for a persistent
-    /// backend); concurrent calls may be committed together. On `Err`, none of the records of
-    /// this call were acknowledged (a crash-safe backend may still hold them after an I/O error).
+    /// backend); concurrent calls may be committed together.
+    ///
+    /// On `Err`, none of the records of this call are stored. A refused call
+    /// ([`StoreError::OutOfOrder`], [`StoreError::Closed`]) changed nothing and the store goes
+    /// on. After an I/O failure ([`StoreError::Io`]) a backend that may have written part of
+    /// the call rolls it back and answers every later append with [`StoreError::Halted`] until
+    /// [`Store::recover`] succeeds.
     async fn append(&self, records: &[Record]) -> Result<(), StoreError>;
+
+    /// Makes the store accept appends again after an `append` failed on I/O. The runtime calls
+    /// it, with back-off, until it returns `Ok`.
+    ///
+    /// On `Ok` the store accepts appends again, and its state (on disk, for a persistent
+    /// backend) holds exactly the records of the `append` calls that returned `Ok`: a failed
+    /// call's records are rolled back, not half stored, so they are not in the store now and
+    /// not after a restart either. (The id counter is the one exception: a failed call may
+    /// leave it raised, see the semantics above.) On `Err` (the disk is still full or
+    /// unwritable, say) nothing changed for callers: appends are still refused, and the caller
+    /// tries again later.
+    ///
+    /// On a store that has not failed it returns `Ok` and changes nothing. The default does
+    /// just that, which is right for a backend whose appends never fail half-way, such as
+    /// [`MemoryStore`](crate::MemoryStore).
+    async fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// What the core needs at start: for every room with history, its newest `history` messages
     /// (oldest first) and whether older ones exist; every non-empty mailbox; and the id counter.
@@ -92,10 +121,21 @@ pub trait Store: Send + Sync + 'static {
 
 /// Why a store operation failed. Each variant is something a caller can act on; the `Display`
 /// text is a sentence for an operator.
+///
+/// | Variant | What the caller does |
+/// |---|---|
+/// | [`Io`](StoreError::Io) | the call failed and stored nothing; after a failed `append`, [`recover`](Store::recover) with back-off |
+/// | [`Halted`](StoreError::Halted) | the call was refused because an earlier write failed; [`recover`](Store::recover) with back-off |
+/// | [`OutOfOrder`](StoreError::OutOfOrder) | the records are wrong (a bug in the caller); the store goes on |
+/// | [`Corrupt`](StoreError::Corrupt) | damage on disk that needs a person |
+/// | [`Closed`](StoreError::Closed) | the store was closed; stop using it |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Reading or writing a file failed (disk full, permissions, a vanished directory...).
+    /// Reading or writing a file failed (disk full, permissions, a vanished directory...). The
+    /// call stored nothing: a failed `append` has been rolled back (or is rolled back by the
+    /// [`Store::recover`] that lets the store write again), and the store refuses appends with
+    /// [`StoreError::Halted`] until that `recover` succeeds.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         /// The file or directory.
@@ -130,11 +170,11 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
-    /// A write or fsync failed (in this call's group commit or an earlier one), which leaves the
-    /// on-disk state uncertain, so the store refuses further writes; `cause` names the file and
-    /// the system's error. Restart the process: opening the store repairs and re-reads what is
-    /// on disk.
-    #[error("the store stopped writing after a failed write ({cause}); restart to recover")]
+    /// An earlier write failed and the store has not recovered yet, so it refused this call
+    /// without trying; `cause` is that failure (the file and the system's error). Reads still
+    /// work and show what was acknowledged. [`Store::recover`] (retried with back-off until the
+    /// disk is writable again) brings the store back.
+    #[error("the store refuses writes until it recovers from a failed write ({cause})")]
     Halted {
         /// The failure that stopped it.
         cause: String,

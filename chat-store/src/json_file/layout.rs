@@ -5,6 +5,7 @@
 //! DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
 //! DIR/mailboxes/<user>.jsonl    one DirectMessage per line, the undelivered DMs of <user>
 //! DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
+//! DIR/write-probe.tmp           briefly, while a recovery checks that the disk takes writes
 //! ```
 //!
 //! Room and user names are validated by chat-core (`[a-z0-9_.-]`, never starting with `.`), so
@@ -57,6 +58,12 @@ impl Layout {
     /// The id counter file.
     pub(crate) fn ids(&self) -> PathBuf {
         self.dir.join("ids.json")
+    }
+
+    /// The file [`recover`](crate::Store::recover) writes and removes to check that the disk
+    /// takes writes again.
+    pub(crate) fn probe(&self) -> PathBuf {
+        self.dir.join(format!("write-probe{TMP_SUFFIX}"))
     }
 }
 

@@ -7,12 +7,16 @@
 //! [`durable`](super::durable)). Either way a crash leaves the mailbox as it was before the
 //! delivery or as it is after it: a DM is never lost and never delivered twice. Mailboxes are
 //! small (bounded by the core's mailbox limit), so they are read whole at open.
+//!
+//! After a failed write, [`restore`] puts a mailbox back to its last acknowledged DMs.
 
 use std::fs;
+use std::io;
 use std::path::Path;
 
 use chat_core::{DirectMessage, UserKey};
 
+use super::durable;
 use super::lines::{self, Line};
 use super::repair::repair;
 use crate::store::StoreError;
@@ -60,4 +64,34 @@ pub(crate) fn encode(dms: &[DirectMessage]) -> Vec<u8> {
         super::encode_line(&mut out, dm);
     }
     out
+}
+
+/// Makes the mailbox file of `owner` at `path` hold exactly `dms` (its last acknowledged DMs),
+/// undoing whatever a failed write did to it: appended lines, a replacement or a removal. The
+/// file is read first and rewritten only if it differs, so a mailbox the failure did not reach
+/// costs no write. Returns whether a file is left (none when `dms` is empty and it differed).
+pub(crate) fn restore(
+    path: &Path,
+    owner: &UserKey,
+    dms: &[DirectMessage],
+) -> Result<bool, StoreError> {
+    let on_disk = match fs::metadata(path) {
+        Ok(_) => Some(open(path, owner)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    if on_disk.as_deref().unwrap_or_default() == dms {
+        return Ok(on_disk.is_some());
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "rolling a mailbox back to its last acknowledged DMs after a failed write"
+    );
+    if dms.is_empty() {
+        durable::remove(path)?;
+        Ok(false)
+    } else {
+        durable::replace(path, &encode(dms))?;
+        Ok(true)
+    }
 }

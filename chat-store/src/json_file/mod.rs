@@ -1,8 +1,9 @@
 //! [`JsonFileStore`]: a [`Store`] in a directory of JSON-lines files a person can `cat` and
 //! `grep`. Its layout and guarantees are documented on the type; the submodules hold one
 //! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
-//! commit ([`writer`]), line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files
-//! ([`room_log`]), mailbox files ([`mailbox_file`]) and the id counter ([`ids_file`]).
+//! commit and rollback ([`writer`]), reading a directory at open and recovery ([`scan`]),
+//! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`room_log`]),
+//! mailbox files ([`mailbox_file`]) and the id counter ([`ids_file`]).
 
 mod durable;
 mod ids_file;
@@ -11,9 +12,10 @@ mod lines;
 mod mailbox_file;
 mod repair;
 mod room_log;
+mod scan;
 mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
@@ -27,7 +29,7 @@ use chat_core::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use self::layout::{Entry, Layout, classify};
+use self::layout::Layout;
 use self::writer::{Request, Writer};
 use crate::ledger::Ledger;
 use crate::store::{Store, StoreError};
@@ -60,6 +62,23 @@ use crate::store::{Store, StoreError};
 /// lost and never delivered twice. (An append-only delivery marker would also be atomic, but
 /// would leave delivered DMs on disk forever or need the same rewrite later.)
 ///
+/// # Failed writes
+///
+/// A failed write or fsync fails every append of its batch with [`StoreError::Io`] and leaves no
+/// trace of the batch: the writer knows the length of every file before it, and at once cuts
+/// each file it appended to back to that length (ftruncate and fsync, which needs no free
+/// space; a file the batch created is removed) and puts each mailbox it began to replace or
+/// remove back to its acknowledged DMs. Readers never saw the batch. From then on appends fail
+/// at once with [`StoreError::Halted`] until [`Store::recover`] succeeds. `recover` rolls every
+/// file back to the acknowledged state again (in case the first rollback failed too), re-reads
+/// the directory as opening does (torn tails, lengths, last ids, mailboxes, the id counter),
+/// checks that the disk takes a write and an fsync again (a small probe file, written and
+/// removed), and only then accepts appends; while the disk is still full or unwritable it
+/// fails, and the runtime tries again later. `ids.json` is not rolled back: a failed
+/// reservation may leave the counter raised, which only skips ids. If the process dies after a
+/// failed write before any rollback got through, a restart may find complete lines of the
+/// failed batch and keeps them, as it would after a crash in the middle of a commit.
+///
 /// # Opening
 ///
 /// [`JsonFileStore::open`] creates the directory if needed, removes leftovers of replacements a
@@ -68,7 +87,7 @@ use crate::store::{Store, StoreError};
 /// never acknowledged, is logged and truncated away. Files that are not the store's
 /// are logged and left alone. Room files are not read further: start-up costs one read of the
 /// last line per room, whatever the size of the history. Mailboxes (small, bounded by the core)
-/// are read whole.
+/// are read whole. The leftover of a recovery's probe (`write-probe.tmp`) is removed too.
 ///
 /// # Reading
 ///
@@ -95,6 +114,8 @@ pub(crate) struct Shared {
     /// The committed length of every room file (0 for an empty one).
     pub(crate) room_len: HashMap<RoomName, u64>,
     pub(crate) closed: bool,
+    /// Why the writer stopped, until it recovers: appends fail fast with it.
+    pub(crate) halted: Option<String>,
 }
 
 /// Appends `value`'s JSON and a newline to `out`.
@@ -135,59 +156,19 @@ impl JsonFileStore {
         }
         durable::sync_dir(&layout.dir)?;
 
-        let ids_path = layout.ids();
-        remove_leftover(&durable::temporary(&ids_path))?;
-        let ids_on_disk = ids_file::read(&ids_path)?;
-        let mut ledger = Ledger::default();
-        if let Some(next) = ids_on_disk {
-            ledger.raise_floor(next);
-        }
-
-        let mut room_len = HashMap::new();
-        for (name, path) in data_files(&layout.rooms)? {
-            let room = match RoomName::parse(&name) {
-                Ok(room) if room.as_str() == name => room,
-                _ => {
-                    foreign(&path);
-                    continue;
-                }
-            };
-            let repaired = room_log::open(&path, &room)?;
-            if let Some(last) = repaired.last {
-                ledger.room_last.insert(room.clone(), last);
-                ledger.raise_floor(last.next());
-            }
-            room_len.insert(room, repaired.len);
-        }
-
-        let mut mailbox_files = HashSet::new();
-        for (name, path) in data_files(&layout.mailboxes)? {
-            let owner = match UserKey::parse(&name) {
-                Ok(owner) if owner.as_str() == name => owner,
-                _ => {
-                    foreign(&path);
-                    continue;
-                }
-            };
-            let dms = mailbox_file::open(&path, &owner)?;
-            if let Some(last) = dms.last() {
-                ledger.raise_floor(last.id.next());
-                ledger.mailboxes.insert(owner.clone(), dms);
-            }
-            mailbox_files.insert(owner);
-        }
-
+        let scan = scan::scan(&layout, None)?;
         let shared = Arc::new(Mutex::new(Shared {
-            ledger: ledger.clone(),
-            room_len: room_len.clone(),
+            ledger: scan.ledger.clone(),
+            room_len: scan.room_len.clone(),
             closed: false,
+            halted: None,
         }));
         let writer = Writer {
             layout: layout.clone(),
-            ledger,
-            room_len,
-            mailbox_files,
-            ids_on_disk,
+            ledger: scan.ledger,
+            room_len: scan.room_len,
+            mailbox_files: scan.mailbox_files,
+            ids_on_disk: scan.ids_on_disk,
             shared: shared.clone(),
             files: HashMap::new(),
             halted: None,
@@ -243,50 +224,23 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// The store's files in `dir` as (decoded name, path), after removing interrupted
-/// replacements and logging what is not the store's.
-fn data_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        let path = entry.path();
-        if !entry
-            .file_type()
-            .map_err(|e| StoreError::io(&path, e))?
-            .is_file()
-        {
-            foreign(&path);
-            continue;
-        }
-        match entry.file_name().to_str().map(classify) {
-            Some(Entry::Data(name)) => files.push((name, path)),
-            Some(Entry::Temporary) => remove_leftover(&path)?,
-            Some(Entry::Foreign) | None => foreign(&path),
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-fn foreign(path: &Path) {
-    tracing::warn!(path = %path.display(), "ignoring a file that is not the store's");
-}
-
-/// Removes the temporary file of a replacement a crash interrupted (the original is intact).
-fn remove_leftover(path: &Path) -> Result<(), StoreError> {
-    if path.exists() {
-        tracing::warn!(path = %path.display(), "removing an unfinished replacement");
-        durable::remove(path)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for JsonFileStore {
     async fn append(&self, records: &[Record]) -> Result<(), StoreError> {
-        drop(self.shared()?);
+        if let Some(cause) = &self.shared()?.halted {
+            return Err(StoreError::Halted {
+                cause: cause.clone(),
+            });
+        }
         let records = records.to_vec();
         self.ask(|reply| Request::Append { records, reply }).await
+    }
+
+    /// Rolls back what failed writes left, re-reads the directory and probes the disk (see
+    /// "Failed writes" on the type); `Ok` at once if no write failed.
+    async fn recover(&self) -> Result<(), StoreError> {
+        drop(self.shared()?);
+        self.ask(Request::Recover).await
     }
 
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {

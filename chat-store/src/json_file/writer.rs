@@ -15,14 +15,21 @@
 //!
 //! Only then are the new file lengths and mailboxes published to readers, and every request of
 //! the batch answered. So a burst of concurrent appends costs one fsync per touched file, not one
-//! per append, and nothing is acknowledged before it is on disk. If a write or fsync fails, the
-//! requests of that batch get the error and the writer stops writing ([`StoreError::Halted`]):
-//! after a failed fsync the kernel's view of the file can no longer be trusted, and reopening
-//! the store (which repairs torn tails) is the way back.
+//! per append, and nothing is acknowledged before it is on disk.
+//!
+//! If a write or fsync fails, the batch is undone: while writing, the writer notes the length
+//! of every file before its append ([`Undo`]); on failure it cuts each back (removing the files
+//! the batch created) and restores each mailbox it began to rewrite from the committed DMs, all
+//! best effort. Every request of the batch gets the error, and the writer refuses appends
+//! ([`StoreError::Halted`]) until a [`Request::Recover`] succeeds: after a failed fsync the
+//! kernel's view of a file can no longer be trusted, so recovery does not patch the writer's
+//! state but rolls the files back to the committed state again and re-reads the directory
+//! ([`scan`]), then probes the disk. A `Recover` ends the batch it arrives in, so it runs after
+//! everything queued before it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,7 @@ use chat_core::{MessageId, Record, RoomName, UserKey};
 use tokio::sync::oneshot;
 
 use super::layout::Layout;
+use super::scan::{self, Committed};
 use super::{Shared, durable, encode_line, ids_file, mailbox_file};
 use crate::ledger::Ledger;
 use crate::store::StoreError;
@@ -59,6 +67,8 @@ pub(crate) enum Request {
     Flush(Reply),
     /// Like `Flush`, then stop the thread.
     Close(Reply),
+    /// After everything before it, recover from a failed write if there was one.
+    Recover(Reply),
 }
 
 /// The writer thread's state: the truth as of its last commit plus what it has accepted since.
@@ -75,8 +85,17 @@ pub(crate) struct Writer {
     pub(crate) shared: Arc<Mutex<Shared>>,
     /// Open append handles.
     pub(crate) files: HashMap<PathBuf, File>,
-    /// Why writing stopped, if it did.
+    /// Why writing stopped, if it did; cleared by a successful recovery.
     pub(crate) halted: Option<String>,
+}
+
+/// What one batch did to the files so far, to undo it if a later step fails.
+#[derive(Debug, Default)]
+struct Undo {
+    /// Every file appended to, with its length before the batch (0: remove it).
+    appended: Vec<(PathBuf, u64)>,
+    /// Every mailbox whose file the batch began to replace or remove.
+    rewritten: Vec<UserKey>,
 }
 
 /// The accepted changes of one batch, by file.
@@ -127,7 +146,7 @@ impl Writer {
     pub(crate) fn run(mut self, requests: Receiver<Request>) {
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && !matches!(batch.last(), Some(Request::Recover(_))) {
                 match requests.try_recv() {
                     Ok(request) => batch.push(request),
                     Err(_) => break,
@@ -144,6 +163,7 @@ impl Writer {
         let mut waiting = Vec::with_capacity(batch.len());
         let mut pending = Pending::default();
         let mut closing = false;
+        let mut recovering = None;
         for request in batch {
             match request {
                 Request::Append { records, reply } => {
@@ -166,32 +186,119 @@ impl Writer {
                     waiting.push(reply);
                     closing = true;
                 }
+                // Always the last of its batch (see `run`).
+                Request::Recover(reply) => recovering = Some(reply),
             }
         }
+        let mut failed = None;
         if !pending.is_empty() {
-            match self.write(&pending) {
+            let mut undo = Undo::default();
+            match self.write(&pending, &mut undo) {
                 Ok(()) => self.publish(&pending),
                 Err(e) => {
-                    tracing::error!("the store stops writing: {e}");
-                    self.halted = Some(e.to_string());
+                    self.fail(&e, &undo);
+                    failed = Some(e);
                 }
             }
         }
         for reply in waiting {
-            let answer = match &self.halted {
-                Some(cause) => Err(StoreError::Halted {
+            let answer = match (&failed, &self.halted) {
+                (Some(e), _) => Err(same_error(e)),
+                (None, Some(cause)) => Err(StoreError::Halted {
                     cause: cause.clone(),
                 }),
-                None => Ok(()),
+                (None, None) => Ok(()),
             };
             // A caller that stopped waiting (a dropped future) needs no answer.
             let _ = reply.send(answer);
         }
+        if let Some(reply) = recovering {
+            let _ = reply.send(self.recover());
+        }
         closing
     }
 
-    /// Makes `pending` durable, in the order the module docs give.
-    fn write(&mut self, pending: &Pending) -> Result<(), StoreError> {
+    /// Undoes the failed batch as far as it can and stops writing until a recovery.
+    fn fail(&mut self, error: &StoreError, undo: &Undo) {
+        tracing::error!("a write failed; the store refuses appends until it recovers: {error}");
+        // The handles may point at replaced files, and after a failed fsync their state is
+        // unknown; recovery opens new ones.
+        self.files.clear();
+        if let Err(e) = self.roll_back(undo) {
+            tracing::error!("undoing the failed batch failed too ({e}); recovery will finish it");
+        }
+        let cause = error.to_string();
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).halted = Some(cause.clone());
+        self.halted = Some(cause);
+        // `ledger`, `room_len` and `mailbox_files` now include the failed batch; no append is
+        // accepted until `recover` replaces them with what is on disk.
+    }
+
+    /// Puts every file `undo` lists back to its committed state; tries them all and returns the
+    /// first error.
+    fn roll_back(&self, undo: &Undo) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        for (path, len) in undo.appended.iter().rev() {
+            let undone = match len {
+                0 => durable::remove(path),
+                &len => durable::truncate(path, len),
+            };
+            result = result.and(undone);
+        }
+        if !undo.rewritten.is_empty() {
+            let committed: Vec<_> = {
+                let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                undo.rewritten
+                    .iter()
+                    .map(|owner| {
+                        let dms = shared.ledger.mailboxes.get(owner).cloned();
+                        (owner, dms.unwrap_or_default())
+                    })
+                    .collect()
+            };
+            for (owner, dms) in committed {
+                let path = self.layout.mailbox(owner);
+                result = result.and(mailbox_file::restore(&path, owner, &dms).map(drop));
+            }
+        }
+        result
+    }
+
+    /// Recovers from a failed write (see the module docs): rolls the files back to the
+    /// committed state, re-reads them, probes the disk, and accepts appends again.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        let Some(cause) = &self.halted else {
+            return Ok(());
+        };
+        tracing::info!("recovering from a failed write ({cause})");
+        self.files.clear();
+        let committed = {
+            let shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            Committed {
+                ledger: shared.ledger.clone(),
+                room_len: shared.room_len.clone(),
+            }
+        };
+        let scan = scan::scan(&self.layout, Some(&committed))?;
+        durable::probe(&self.layout.probe())?;
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.ledger = scan.ledger.clone();
+            shared.room_len = scan.room_len.clone();
+            shared.halted = None;
+        }
+        self.ledger = scan.ledger;
+        self.room_len = scan.room_len;
+        self.mailbox_files = scan.mailbox_files;
+        self.ids_on_disk = scan.ids_on_disk;
+        self.halted = None;
+        tracing::info!("the store accepts appends again");
+        Ok(())
+    }
+
+    /// Makes `pending` durable, in the order the module docs give, noting in `undo` what to
+    /// undo if a step fails.
+    fn write(&mut self, pending: &Pending, undo: &mut Undo) -> Result<(), StoreError> {
         if pending.ids {
             if let Some(floor) = self.ledger.floor.filter(|&f| Some(f) > self.ids_on_disk) {
                 ids_file::write(&self.layout.ids(), floor)?;
@@ -205,7 +312,7 @@ impl Writer {
             if !self.room_len.contains_key(room) {
                 new_dirs.insert(self.layout.rooms.clone());
             }
-            self.append(&path, lines)?;
+            self.append(&path, lines, undo)?;
             touched.push(path);
         }
         for (owner, lines) in &pending.mailbox_appends {
@@ -213,7 +320,7 @@ impl Writer {
             if self.mailbox_files.insert(owner.clone()) {
                 new_dirs.insert(self.layout.mailboxes.clone());
             }
-            self.append(&path, lines)?;
+            self.append(&path, lines, undo)?;
             touched.push(path);
         }
         self.sync(&touched)?;
@@ -227,6 +334,7 @@ impl Writer {
             let path = self.layout.mailbox(owner);
             // The handle would keep appending to the replaced file.
             self.files.remove(&path);
+            undo.rewritten.push(owner.clone());
             match self.ledger.mailboxes.get(owner) {
                 Some(dms) => {
                     durable::replace(&path, &mailbox_file::encode(dms))?;
@@ -241,8 +349,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends `lines` to the file at `path`, creating it if needed (not yet durable).
-    fn append(&mut self, path: &Path, lines: &[u8]) -> Result<(), StoreError> {
+    /// Appends `lines` to the file at `path`, creating it if needed (not yet durable), and notes
+    /// its length before in `undo`.
+    fn append(&mut self, path: &Path, lines: &[u8], undo: &mut Undo) -> Result<(), StoreError> {
         if !self.files.contains_key(path) {
             if self.files.len() >= MAX_OPEN_FILES {
                 self.files.clear();
@@ -258,6 +367,8 @@ impl Writer {
             .files
             .get_mut(path)
             .expect("the handle was opened just above");
+        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        undo.appended.push((path.to_path_buf(), len));
         file.write_all(lines).map_err(|e| StoreError::io(path, e))
     }
 
@@ -307,5 +418,22 @@ impl Writer {
             };
         }
         shared.ledger.floor = self.ledger.floor;
+    }
+}
+
+/// The same error again, for each request of a failed batch (`io::Error` is not `Clone`; the
+/// kind and the system's error code are kept).
+fn same_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Io { path, source } => StoreError::Io {
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => StoreError::Halted {
+            cause: other.to_string(),
+        },
     }
 }

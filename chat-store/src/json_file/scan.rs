@@ -1,0 +1,214 @@
+//! Reading a store directory into the writer's state: at open, and again when the store
+//! recovers from a failed write.
+//!
+//! Both read the directory the same way: leftovers of interrupted replacements are removed, the
+//! tail of every room and mailbox file is repaired ([`repair`](super::repair)), each room's
+//! length and last id and every mailbox are read, and the id counter is restored. Recovery
+//! ([`Committed`] given) first puts every file back to the state the writer last committed,
+//! which is what readers were shown and callers were told: a room file is cut back to its
+//! committed length (or removed if the failed batch created it) and a mailbox is restored to its
+//! committed DMs. So after recovery the writer's state is exactly what a restart would read, and
+//! holds no record of a failed batch.
+//!
+//! The cost is that of opening: one read of the last line per room, whatever the size of its
+//! history, and every mailbox (small, bounded by the core) read whole.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chat_core::{MessageId, RoomName, UserKey};
+
+use super::layout::{Entry, Layout, classify};
+use super::{durable, ids_file, mailbox_file, room_log};
+use crate::ledger::Ledger;
+use crate::store::StoreError;
+
+/// What a directory holds, as the writer keeps it.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub(crate) ledger: Ledger,
+    /// The length of every room file (0 for an empty one).
+    pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The mailboxes that have a file.
+    pub(crate) mailbox_files: HashSet<UserKey>,
+    /// What `ids.json` says.
+    pub(crate) ids_on_disk: Option<MessageId>,
+}
+
+/// The state the writer last committed and published, which recovery rolls the files back to.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub(crate) ledger: Ledger,
+    /// The committed length of every room file.
+    pub(crate) room_len: HashMap<RoomName, u64>,
+}
+
+/// Reads the store in `layout` (see the module docs), first rolling every file back to
+/// `committed` if given.
+pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Scan, StoreError> {
+    let ids_path = layout.ids();
+    remove_leftover(&durable::temporary(&ids_path))?;
+    remove_leftover(&layout.probe())?;
+    let ids_on_disk = ids_file::read(&ids_path)?;
+    let mut ledger = Ledger::default();
+    if let Some(next) = ids_on_disk {
+        ledger.raise_floor(next);
+    }
+    // The counter never goes down, even if a file lost what raised it.
+    if let Some(floor) = committed.and_then(|c| c.ledger.floor) {
+        ledger.raise_floor(floor);
+    }
+
+    let mut room_len = HashMap::new();
+    for (name, path) in data_files(&layout.rooms)? {
+        let room = match RoomName::parse(&name) {
+            Ok(room) if room.as_str() == name => room,
+            _ => {
+                foreign(&path);
+                continue;
+            }
+        };
+        if let Some(committed) = committed {
+            match committed.room_len.get(&room) {
+                Some(&len) => roll_back_room(&path, len)?,
+                None => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "removing a room file a failed write created"
+                    );
+                    durable::remove(&path)?;
+                    continue;
+                }
+            }
+        }
+        let repaired = room_log::open(&path, &room)?;
+        if let Some(last) = repaired.last {
+            ledger.room_last.insert(room.clone(), last);
+            ledger.raise_floor(last.next());
+        }
+        room_len.insert(room, repaired.len);
+    }
+    if let Some(committed) = committed {
+        for (room, &len) in &committed.room_len {
+            if len > 0 && !room_len.contains_key(room) {
+                tracing::error!(
+                    path = %layout.room(room).display(),
+                    "a room file with acknowledged history is gone"
+                );
+            }
+        }
+    }
+
+    let mut mailbox_files = HashSet::new();
+    for (name, path) in data_files(&layout.mailboxes)? {
+        let owner = match UserKey::parse(&name) {
+            Ok(owner) if owner.as_str() == name => owner,
+            _ => {
+                foreign(&path);
+                continue;
+            }
+        };
+        let dms = match committed {
+            Some(committed) => {
+                let dms = committed
+                    .ledger
+                    .mailboxes
+                    .get(&owner)
+                    .cloned()
+                    .unwrap_or_default();
+                if !mailbox_file::restore(&path, &owner, &dms)? {
+                    continue;
+                }
+                dms
+            }
+            None => mailbox_file::open(&path, &owner)?,
+        };
+        if let Some(last) = dms.last() {
+            ledger.raise_floor(last.id.next());
+            ledger.mailboxes.insert(owner.clone(), dms);
+        }
+        mailbox_files.insert(owner);
+    }
+    if let Some(committed) = committed {
+        // Mailboxes whose file a failed delivery removed.
+        for (owner, dms) in &committed.ledger.mailboxes {
+            if !mailbox_files.contains(owner) {
+                mailbox_file::restore(&layout.mailbox(owner), owner, dms)?;
+                if let Some(last) = dms.last() {
+                    ledger.raise_floor(last.id.next());
+                }
+                ledger.mailboxes.insert(owner.clone(), dms.clone());
+                mailbox_files.insert(owner.clone());
+            }
+        }
+    }
+
+    Ok(Scan {
+        ledger,
+        room_len,
+        mailbox_files,
+        ids_on_disk,
+    })
+}
+
+/// Cuts a room file back to its committed length `len`, dropping what a failed batch appended.
+fn roll_back_room(path: &Path, len: u64) -> Result<(), StoreError> {
+    let on_disk = fs::metadata(path)
+        .map_err(|e| StoreError::io(path, e))?
+        .len();
+    if on_disk > len {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = on_disk - len,
+            "rolling back what a failed write appended"
+        );
+        durable::truncate(path, len)?;
+    } else if on_disk < len {
+        tracing::error!(
+            path = %path.display(),
+            committed = len,
+            on_disk,
+            "a room file is shorter than what was acknowledged"
+        );
+    }
+    Ok(())
+}
+
+/// The store's files in `dir` as (decoded name, path), after removing interrupted
+/// replacements and logging what is not the store's.
+fn data_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        if !entry
+            .file_type()
+            .map_err(|e| StoreError::io(&path, e))?
+            .is_file()
+        {
+            foreign(&path);
+            continue;
+        }
+        match entry.file_name().to_str().map(classify) {
+            Some(Entry::Data(name)) => files.push((name, path)),
+            Some(Entry::Temporary) => remove_leftover(&path)?,
+            Some(Entry::Foreign) | None => foreign(&path),
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn foreign(path: &Path) {
+    tracing::warn!(path = %path.display(), "ignoring a file that is not the store's");
+}
+
+/// Removes the temporary file of a replacement a crash interrupted (the original is intact).
+fn remove_leftover(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        tracing::warn!(path = %path.display(), "removing an unfinished replacement");
+        durable::remove(path)?;
+    }
+    Ok(())
+}

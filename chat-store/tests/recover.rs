@@ -1,0 +1,343 @@
+//! A failed append followed by `recover` leaves exactly the acknowledged records: through a
+//! [`FailingStore`] over both backends, through a JSON store whose mailbox replacement fails in
+//! the middle of a batch, and for real, on a full file system.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use chat_core::{Record, RoomMessage, RoomName, Snapshot};
+use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::{FailingStore, JsonFileStore, MemoryStore, Store, StoreError};
+
+fn room(name: &str) -> RoomName {
+    RoomName::parse(name).unwrap()
+}
+
+fn ids(messages: &[RoomMessage]) -> Vec<u64> {
+    messages.iter().map(|m| m.id.get()).collect()
+}
+
+async fn history_ids(store: &dyn Store, name: &str) -> Vec<u64> {
+    ids(&store.history(&room(name), None, usize::MAX).await.unwrap())
+}
+
+/// Runs a failed append and a recovery through `store`, returning the snapshot it holds at the
+/// end, which is exactly what was acknowledged.
+async fn fail_and_recover(store: &FailingStore) -> Snapshot {
+    let switch = store.switch();
+    store
+        .append(&[
+            Record::Message(message("general", 1, "one")),
+            Record::Queued(direct(2, "bob", "psst")),
+        ])
+        .await
+        .unwrap();
+    let acknowledged = store.load(100).await.unwrap();
+
+    switch.fail_appends(true);
+    for _ in 0..2 {
+        let failed = store
+            .append(&[
+                Record::Message(message("general", 3, "never stored")),
+                Record::Message(message("fresh", 4, "never stored")),
+                Record::Delivered {
+                    owner: key("bob"),
+                    through: id_of(2),
+                },
+            ])
+            .await;
+        assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
+    }
+    assert!(
+        store.recover().await.is_err(),
+        "recover fails while failing"
+    );
+    assert_eq!(store.load(100).await.unwrap(), acknowledged);
+
+    switch.fail_appends(false);
+    store.recover().await.unwrap();
+    assert_eq!(store.load(100).await.unwrap(), acknowledged);
+    assert_eq!(store.rooms().await.unwrap(), vec![room("general")]);
+    // The failed call's ids were never stored, so they can be used now.
+    store
+        .append(&[Record::Message(message("general", 3, "three"))])
+        .await
+        .unwrap();
+    assert_eq!(history_ids(store, "general").await, vec![1, 3]);
+    let snapshot = store.load(100).await.unwrap();
+    assert_eq!(snapshot.next_id, Some(id_of(4)));
+    assert_eq!(snapshot.mailboxes[&key("bob")].len(), 1);
+    snapshot
+}
+
+#[tokio::test]
+async fn a_failed_append_then_recover_keeps_exactly_the_acknowledged_records_in_memory() {
+    let store = FailingStore::new(Arc::new(MemoryStore::new()));
+    fail_and_recover(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_then_recover_keeps_exactly_the_acknowledged_records_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FailingStore::new(Arc::new(JsonFileStore::open(tmp.path()).await.unwrap()));
+    let at_end = fail_and_recover(&store).await;
+    store.close().await.unwrap();
+
+    let reopened = JsonFileStore::open(tmp.path()).await.unwrap();
+    assert_eq!(reopened.load(100).await.unwrap(), at_end);
+    reopened.close().await.unwrap();
+}
+
+/// Makes every replacement of `path` fail: a directory where its temporary file goes.
+fn block_replacement(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::create_dir(&tmp).unwrap();
+    tmp
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = JsonFileStore::open(dir).await.unwrap();
+    store
+        .append(&[
+            // Above every id used below, so the delivery does not rewrite ids.json first.
+            Record::IdsReserved { until: id_of(100) },
+            Record::Message(message("general", 1, "one")),
+            Record::Queued(direct(2, "bob", "first")),
+            Record::Queued(direct(3, "bob", "second")),
+            Record::Queued(direct(4, "carol", "for carol")),
+        ])
+        .await
+        .unwrap();
+    let general = dir.join("rooms/general.jsonl");
+    let bob = dir.join("mailboxes/bob.jsonl");
+    let carol = dir.join("mailboxes/carol.jsonl");
+    let files_before: Vec<Vec<u8>> = [&general, &bob, &carol]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    let acknowledged = store.load(100).await.unwrap();
+
+    // The room appends (to an old file and a new one) and carol's are written and fsynced
+    // before bob's partial delivery fails to replace his mailbox.
+    let blocker = block_replacement(&bob);
+    let batch = [
+        Record::Message(message("general", 5, "rolled back")),
+        Record::Message(message("fresh", 6, "rolled back")),
+        Record::Queued(direct(7, "carol", "rolled back")),
+        Record::Delivered {
+            owner: key("bob"),
+            through: id_of(2),
+        },
+    ];
+    let failed = store.append(&batch).await;
+    assert!(
+        matches!(&failed, Err(StoreError::Io { path, .. }) if path.starts_with(&blocker)),
+        "{failed:?}"
+    );
+    let files_after: Vec<Vec<u8>> = [&general, &bob, &carol]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert!(files_after == files_before, "the batch left no trace");
+    assert!(!dir.join("rooms/fresh.jsonl").exists());
+    assert_eq!(store.load(100).await.unwrap(), acknowledged);
+
+    // Until a recovery, appends are refused without trying.
+    let refused = store
+        .append(&[Record::Message(message("general", 8, "refused"))])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Halted { .. })),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.flush().await,
+        Err(StoreError::Halted { .. })
+    ));
+
+    // The disk takes writes, so recovery succeeds; the blocked replacement fails again.
+    store.recover().await.unwrap();
+    assert!(matches!(
+        store.append(&batch).await,
+        Err(StoreError::Io { .. })
+    ));
+    fs::remove_dir(&blocker).unwrap();
+    store.recover().await.unwrap();
+    store.recover().await.unwrap();
+    assert_eq!(store.load(100).await.unwrap(), acknowledged);
+    store.append(&batch).await.unwrap();
+    let at_end = store.load(100).await.unwrap();
+    assert_eq!(history_ids(&store, "general").await, vec![1, 5]);
+    assert_eq!(history_ids(&store, "fresh").await, vec![6]);
+    store.close().await.unwrap();
+
+    let reopened = JsonFileStore::open(dir).await.unwrap();
+    assert_eq!(reopened.load(100).await.unwrap(), at_end);
+    let dm_ids = |owner| {
+        at_end.mailboxes[&key(owner)]
+            .iter()
+            .map(|dm| dm.id.get())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dm_ids("bob"), vec![3]);
+    assert_eq!(dm_ids("carol"), vec![4, 7]);
+    reopened.close().await.unwrap();
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (also when the test panics).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) on `dir`, or says why not.
+    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+        if !running_as_root() {
+            return Err("not running as root".into());
+        }
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.dir).status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            // A file may still be open (a store dropped by a panic): detach it anyway.
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uids = status.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
+            // Real, effective, saved, file system.
+            Some(uids.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount_point = tmp.path().join("mnt");
+    fs::create_dir(&mount_point).unwrap();
+    let _tmpfs = match Tmpfs::mount(&mount_point, "256k") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            println!("skipped: cannot mount a small tmpfs to fill ({why})");
+            return;
+        }
+    };
+    let dir = mount_point.join("data");
+    let store = JsonFileStore::open(&dir).await.unwrap();
+    store
+        .append(&[Record::Queued(direct(1, "bob", "waiting"))])
+        .await
+        .unwrap();
+    // Space to free later.
+    let filler = mount_point.join("filler");
+    fs::write(&filler, vec![0u8; 64 * 1024]).unwrap();
+
+    // Fill the disk with appends of about 2 KiB each.
+    let text = "x".repeat(2000);
+    let mut acknowledged = Vec::new();
+    let mut failed_id = None;
+    for id in 2..1000 {
+        match store
+            .append(&[Record::Message(message("general", id, &text))])
+            .await
+        {
+            Ok(()) => acknowledged.push(id),
+            Err(StoreError::Io { source, .. }) => {
+                assert_eq!(source.kind(), ErrorKind::StorageFull, "{source}");
+                failed_id = Some(id);
+                break;
+            }
+            Err(other) => panic!("expected a full disk, got {other}"),
+        }
+    }
+    let failed_id = failed_id.expect("256 KiB fill up within 1000 appends of 2 KiB");
+    assert!(!acknowledged.is_empty());
+
+    // The failed record is not there; everything acknowledged is.
+    assert_eq!(history_ids(&store, "general").await, acknowledged);
+    let snapshot = store.load(usize::MAX).await.unwrap();
+    assert_eq!(
+        ids(&snapshot.rooms[&room("general")].messages),
+        acknowledged
+    );
+    assert_eq!(snapshot.next_id, Some(id_of(failed_id)));
+    let room_file = fs::read_to_string(dir.join("rooms/general.jsonl")).unwrap();
+    assert_eq!(room_file.lines().count(), acknowledged.len());
+    assert!(room_file.ends_with('\n'), "no torn line left behind");
+
+    // Refused at once while halted; recovery fails while the disk is full.
+    let refused = store
+        .append(&[Record::Message(message("general", failed_id, "x"))])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Halted { .. })),
+        "{refused:?}"
+    );
+    let still_full = store.recover().await;
+    assert!(
+        matches!(&still_full, Err(StoreError::Io { source, .. }) if source.kind() == ErrorKind::StorageFull),
+        "{still_full:?}"
+    );
+    assert!(!dir.join("write-probe.tmp").exists());
+
+    // Free space; recovery succeeds and appends work again.
+    fs::remove_file(&filler).unwrap();
+    let mut recovered = store.recover().await;
+    for _ in 0..3 {
+        if recovered.is_ok() {
+            break;
+        }
+        recovered = store.recover().await;
+    }
+    recovered.expect("the store recovers once space is free");
+    store
+        .append(&[Record::Message(message("general", failed_id, "after"))])
+        .await
+        .unwrap();
+    acknowledged.push(failed_id);
+    assert_eq!(history_ids(&store, "general").await, acknowledged);
+    store.close().await.unwrap();
+
+    // From disk: exactly the acknowledged records, and ids continue after them.
+    let reopened = JsonFileStore::open(&dir).await.unwrap();
+    assert_eq!(history_ids(&reopened, "general").await, acknowledged);
+    let snapshot = reopened.load(1).await.unwrap();
+    assert_eq!(snapshot.next_id, Some(id_of(failed_id + 1)));
+    assert_eq!(snapshot.mailboxes[&key("bob")].len(), 1);
+    reopened
+        .append(&[Record::Message(message("general", failed_id + 1, "more"))])
+        .await
+        .unwrap();
+    reopened.close().await.unwrap();
+}
