@@ -93,14 +93,6 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Closed`]. Closing twice is not an error.
     async fn close(&self) -> Result<(), StoreError>;
 
-    /// Makes the store usable again after an `append` failed. The runtime calls it, with
-    /// back-off, until it succeeds; on `Ok` the store accepts appends again and holds exactly the
-    /// records of the calls that returned `Ok`. A backend that cannot be left in a bad state
-    /// needs nothing here.
-    async fn recover(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     /// Takes `owner`'s mailbox, as a login does: returns its DMs and, if there were any, stores
     /// [`Record::Delivered`] through the last one before returning them, so a DM is never handed
     /// out twice. (The core does this itself with its in-memory mailboxes; this is for runtimes
