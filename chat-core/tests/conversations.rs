@@ -956,9 +956,12 @@ fn what_the_store_could_not_keep_is_forgotten() {
         .events(bob)
         .into_iter()
         .filter_map(|e| match e {
-            Event::Joined { history, .. } => {
-                Some(history.iter().map(|m| m.text.as_str().to_owned()).collect::<Vec<_>>())
-            }
+            Event::Joined { history, .. } => Some(
+                history
+                    .iter()
+                    .map(|m| m.text.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            ),
             Event::Dm { .. } => panic!("a forgotten DM was delivered"),
             _ => None,
         })

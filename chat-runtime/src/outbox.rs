@@ -101,14 +101,12 @@ impl Weigh for Delivery {
         let texts: usize = match &*self.event {
             Event::Message(m) => m.text.as_str().len(),
             Event::Dm { message, .. } => message.text.as_str().len(),
-            Event::Joined { history, .. } => history
-                .iter()
-                .map(|m| FRAME + m.text.as_str().len())
-                .sum(),
-            Event::History { messages, .. } => messages
-                .iter()
-                .map(|m| FRAME + m.text.as_str().len())
-                .sum(),
+            Event::Joined { history, .. } => {
+                history.iter().map(|m| FRAME + m.text.as_str().len()).sum()
+            }
+            Event::History { messages, .. } => {
+                messages.iter().map(|m| FRAME + m.text.as_str().len()).sum()
+            }
             Event::Error { message, .. } => message.len(),
             _ => 0,
         };

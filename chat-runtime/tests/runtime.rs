@@ -496,3 +496,264 @@ async fn frames_to_one_connection_carry_their_event_and_broadcasts_only_bytes() 
     );
     runtime.shutdown().await.unwrap();
 }
+
+/// A runtime over a store that fails on demand.
+async fn start_failing(history: usize) -> (Runtime, chat_store::FailureSwitch) {
+    let store = chat_store::FailingStore::new(Arc::new(MemoryStore::new()));
+    let switch = store.switch();
+    let config = Config {
+        history,
+        ..Config::default()
+    };
+    let runtime = Runtime::start(config, Arc::new(store), RuntimeConfig::default())
+        .await
+        .unwrap();
+    (runtime, switch)
+}
+
+// The paused clock lets the runtime's recovery back-off pass without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn nothing_unstored_is_delivered_and_the_runtime_serves_again_once_the_store_recovers() {
+    let (runtime, switch) = start_failing(1000).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let mut bob = login(&handle, "bob").await;
+    expect(&mut alice, "presence").await;
+
+    switch.fail_appends(true);
+    alice
+        .send(say("lost"), Some(Ref::text("s1").unwrap()))
+        .await
+        .unwrap();
+    let refused = expect(&mut alice, "error").await;
+    assert_eq!(refused["code"], "unavailable");
+    assert_eq!(refused["ref"], "s1");
+    let dm = Command::Dm {
+        to: "carol".into(),
+        text: "kept for nobody".into(),
+    };
+    alice.send(dm, None).await.unwrap();
+    assert_eq!(expect(&mut alice, "error").await["code"], "unavailable");
+    // Bob saw none of it: the next thing he gets is what comes after the store is back.
+    switch.fail_appends(false);
+    let mut attempts = 0;
+    let delivered = loop {
+        attempts += 1;
+        assert!(attempts < 200, "the runtime never served again");
+        alice.send(say("kept"), None).await.unwrap();
+        let answer = recv(&mut alice).await.remove(0);
+        if answer["type"] == "message" {
+            break answer;
+        }
+        assert_eq!(answer["code"], "unavailable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered["text"], "kept");
+    let first = expect(&mut bob, "message").await;
+    assert_eq!(first["text"], "kept", "bob never sees the unstored message");
+
+    // A joiner's history and carol's login hold only what was stored.
+    let mut carol = handle.connect(json()).await.unwrap();
+    carol
+        .send(
+            Command::Login {
+                name: "carol".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let joined = expect(&mut carol, "joined").await;
+    let texts: Vec<&str> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["kept"]);
+    carol.send(Command::Ping, None).await.unwrap();
+    let after_login: Vec<Value> = recv(&mut carol).await;
+    assert!(
+        after_login.iter().all(|f| f["type"] != "dm"),
+        "the unstored DM was never kept: {after_login:?}"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_history_page_the_store_cannot_read_is_unavailable_not_empty() {
+    let (runtime, switch) = start_failing(2).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    for n in 0..5 {
+        alice.send(say(&format!("m{n}")), None).await.unwrap();
+        expect(&mut alice, "message").await;
+    }
+    switch.fail_history(true);
+    let page = Command::History {
+        room: "general".into(),
+        before: None,
+        limit: Some(5),
+    };
+    alice
+        .send(page.clone(), Some(Ref::number(1)))
+        .await
+        .unwrap();
+    let refused = expect(&mut alice, "error").await;
+    assert_eq!(refused["code"], "unavailable");
+    assert_eq!(refused["ref"], 1);
+    switch.fail_history(false);
+    alice.send(page, Some(Ref::number(2))).await.unwrap();
+    let served = expect(&mut alice, "history").await;
+    assert_eq!(served["messages"].as_array().unwrap().len(), 5);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn replies_behind_a_store_read_keep_their_order() {
+    let config = Config {
+        history: 2,
+        ..Config::default()
+    };
+    let runtime = start(config, RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    for n in 0..6 {
+        alice.send(say(&format!("m{n}")), None).await.unwrap();
+        expect(&mut alice, "message").await;
+    }
+    let page = Command::History {
+        room: "general".into(),
+        before: None,
+        limit: Some(6),
+    };
+    alice
+        .send(page.clone(), Some(Ref::number(1)))
+        .await
+        .unwrap();
+    alice
+        .send(Command::Ping, Some(Ref::number(2)))
+        .await
+        .unwrap();
+    alice.send(page, Some(Ref::number(3))).await.unwrap();
+    alice
+        .send(Command::Ping, Some(Ref::number(4)))
+        .await
+        .unwrap();
+    let mut refs = Vec::new();
+    while refs.len() < 4 {
+        for frame in recv(&mut alice).await {
+            refs.push(frame["ref"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(refs, [1, 2, 3, 4]);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_asks_faster_than_it_reads_is_paced_not_dropped() {
+    let config = RuntimeConfig {
+        outbox_bytes: 16_384,
+        rate_limit: 0,
+        ..RuntimeConfig::default()
+    };
+    let runtime = start(Config::default(), config).await;
+    let handle = runtime.handle();
+    let alice = login(&handle, "alice").await;
+    // 40 DMs of 1 KB (to bob, who is offline: they wait in his mailbox) sent as fast as the runtime lets the driver read, before reading anything:
+    // the driver stops at the window, and nothing counts as slowness.
+    let text = "x".repeat(1000);
+    let mut sent = 0;
+    while sent < 40 {
+        if !alice.may_read() {
+            break;
+        }
+        let dm = Command::Dm {
+            to: "bob".into(),
+            text: text.clone(),
+        };
+        alice.send(dm, Some(Ref::number(sent))).await.unwrap();
+        sent += 1;
+    }
+    assert_eq!(
+        sent as usize,
+        chat_runtime::WINDOW,
+        "reading stops at the window"
+    );
+    // Every one of them is answered, all 16 KB of echoes queued at once, and the client that
+    // reads them is never closed; then it may be read again.
+    let mut echoes = 0;
+    let mut batch = Vec::new();
+    while echoes < sent {
+        batch.clear();
+        let next = tokio::time::timeout(Duration::from_secs(10), alice.next(&mut batch))
+            .await
+            .unwrap();
+        assert_eq!(next, Outgoing::Frames, "a reading client is never closed");
+        echoes += batch.len() as u64;
+    }
+    assert_eq!(handle.metrics().slow_consumers, 0);
+    tokio::time::timeout(Duration::from_secs(10), alice.readable())
+        .await
+        .expect("the window frees up once the replies are taken");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_in_process_client_receives_events_as_values() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let bot = handle.connect_local().await.unwrap();
+    bot.send(Command::Login { name: "bot".into() }, Some(Ref::number(1)))
+        .await
+        .unwrap();
+    let mut alice = login(&handle, "alice").await;
+    alice.send(say("hello bot"), None).await.unwrap();
+    let mut seen = Vec::new();
+    let mut events = Vec::new();
+    while !seen
+        .iter()
+        .any(|d: &chat_runtime::Delivery| matches!(&*d.event, Event::Message(_)))
+    {
+        events.clear();
+        let next = tokio::time::timeout(Duration::from_secs(10), bot.next(&mut events))
+            .await
+            .unwrap();
+        assert_eq!(next, Outgoing::Frames);
+        seen.extend(events.drain(..));
+    }
+    assert!(matches!(&*seen[0].event, Event::Welcome { .. }));
+    assert_eq!(seen[0].reference, Some(Ref::number(1)));
+    assert_eq!(seen[0].kind, SendKind::Reply);
+    let message = seen.last().unwrap();
+    assert_eq!(message.kind, SendKind::Push);
+    match &*message.event {
+        Event::Message(m) => assert_eq!(m.text.as_str(), "hello bot"),
+        other => panic!("not a message: {other:?}"),
+    }
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn formats_are_told_apart_by_type_not_by_value() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    // Every connection brings its own value of the same format: still one encoding.
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push(login(&handle, &format!("c{i}")).await);
+    }
+    clients[0].send(Command::Ping, None).await.unwrap();
+    expect(&mut clients[0], "pong").await;
+    let before = handle.metrics().encodes;
+    clients[1].send(say("once"), None).await.unwrap();
+    for client in &mut clients {
+        expect(client, "message").await;
+    }
+    assert_eq!(
+        handle.metrics().encodes - before,
+        2,
+        "one broadcast, one echo"
+    );
+    runtime.shutdown().await.unwrap();
+}
