@@ -282,7 +282,8 @@ async fn write_batch(
             Ok(Err(())) => Err(End::Gone),
             Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
         },
-        () = overflow => Err(End::Close(CloseCode::Policy, "too slow: outbound queue full")),
+        // Part of a frame may be written: no close frame can follow it.
+        () = overflow => Err(End::Gone),
     }
 }
 
