@@ -4,19 +4,15 @@
 //! cargo run --release --example chat_server -- --help
 //! ```
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use chat_engine::core::{Config, RoomName};
-use chat_engine::runtime::{Runtime, RuntimeConfig};
-use chat_engine::store::{JsonFileStore, MemoryStore, Store};
+use chat_engine::runtime::RuntimeConfig;
+use chat_engine::server::{self, ServerConfig, StoreChoice};
 use chat_engine::tcp::TcpConfig;
-use chat_engine::ws::{WsConfig, serve};
+use chat_engine::ws::WsConfig;
 use clap::Parser;
-use tokio::net::TcpListener;
 
 /// A chat server: WebSocket (JSON frames) and line TCP clients in the same rooms.
 #[derive(Debug, Parser)]
@@ -101,101 +97,62 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let chat = Config {
-        default_room,
-        history: options.history,
-        join_history: options.join_history,
-        mailbox: options.mailbox,
-        ..Config::default()
-    };
-    let limits = RuntimeConfig {
-        outbox_bytes: options.outbox,
-        max_connections: options.max_connections,
-        rate_limit: options.rate_limit,
-        ..RuntimeConfig::default()
-    };
-    let store: Arc<dyn Store> = if options.memory {
-        Arc::new(MemoryStore::new())
-    } else {
-        Arc::new(JsonFileStore::open(&options.data).await?)
-    };
-    let runtime = Runtime::start(chat, store, limits).await?;
-    let handle = runtime.handle();
-
-    let mut listeners = Vec::new();
-    if let Some(listener) = bind("--ws", &options.ws).await? {
-        let addr = listener.local_addr()?;
-        let config = WsConfig {
+    let listener = |addr: String| (addr != "off").then_some(addr);
+    let config = ServerConfig {
+        ws: listener(options.ws),
+        tcp: listener(options.tcp),
+        store: if options.memory {
+            StoreChoice::Memory
+        } else {
+            StoreChoice::JsonFile(options.data)
+        },
+        chat: Config {
+            default_room,
+            history: options.history,
+            join_history: options.join_history,
+            mailbox: options.mailbox,
+            ..Config::default()
+        },
+        limits: RuntimeConfig {
+            outbox_bytes: options.outbox,
+            max_connections: options.max_connections,
+            rate_limit: options.rate_limit,
+            ..RuntimeConfig::default()
+        },
+        ws_config: WsConfig {
             max_frame: options.max_frame,
             ..WsConfig::default()
-        };
-        listeners.push(tokio::spawn(serve(listener, handle.clone(), config)));
-        announce(&format!("ws://{}/chat", display(addr)));
-    }
-    if let Some(listener) = bind("--tcp", &options.tcp).await? {
-        let addr = listener.local_addr()?;
-        let config = TcpConfig {
+        },
+        tcp_config: TcpConfig {
             max_line: options.max_frame,
             ..TcpConfig::default()
-        };
-        let serving = chat_engine::tcp::serve(listener, handle.clone(), config);
-        listeners.push(tokio::spawn(serving));
-        announce(&format!("tcp://{}", display(addr)));
-    }
-    if listeners.is_empty() {
-        return Err("every listener is off; nothing to serve".into());
-    }
-
-    shutdown_signal().await?;
-    tracing::info!("shutting down: flushing the store and closing connections");
-    runtime.shutdown().await?;
-    for listener in listeners {
-        listener.await??;
-    }
-    // Let the connections write their last frames and close frames before the process ends.
-    handle.wait_idle(Duration::from_secs(5)).await;
-    Ok(())
+        },
+        announce: true,
+        ..ServerConfig::default()
+    };
+    let signal = shutdown_signal()?;
+    Ok(server::run(config, signal).await?)
 }
 
-/// Binds `addr` unless it is `off`.
-async fn bind(option: &str, addr: &str) -> Result<Option<TcpListener>, String> {
-    if addr == "off" {
-        return Ok(None);
-    }
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .map_err(|e| format!("{option} {addr}: {e}"))
-}
-
-/// Prints the `listening …` line scripts wait for, and flushes it.
-fn announce(url: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening {url}");
-    let _ = out.flush();
-}
-
-fn display(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(v4) => v4.to_string(),
-        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
-    }
-}
-
-/// Waits for SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed before it returns, so a
+/// signal that comes while the server starts is not lost.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result,
-            _ = term.recv() => Ok(()),
-        }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -5,6 +5,8 @@
 
 #![doc = include_str!("../README.md")]
 
+pub mod server;
+
 pub use chat_core as core;
 pub use chat_runtime as runtime;
 pub use chat_store as store;

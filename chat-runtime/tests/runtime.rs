@@ -707,7 +707,7 @@ async fn an_in_process_client_receives_events_as_values() {
     bot.send(Command::Login { name: "bot".into() }, Some(Ref::number(1)))
         .await
         .unwrap();
-    let mut alice = login(&handle, "alice").await;
+    let alice = login(&handle, "alice").await;
     alice.send(say("hello bot"), None).await.unwrap();
     let mut seen = Vec::new();
     let mut events = Vec::new();
@@ -720,7 +720,7 @@ async fn an_in_process_client_receives_events_as_values() {
             .await
             .unwrap();
         assert_eq!(next, Outgoing::Frames);
-        seen.extend(events.drain(..));
+        seen.append(&mut events);
     }
     assert!(matches!(&*seen[0].event, Event::Welcome { .. }));
     assert_eq!(seen[0].reference, Some(Ref::number(1)));
