@@ -1,11 +1,11 @@
-//! The WebSocket transport's client-frame decoder, `chat_transport_ws::frame::decode`, on any
+//! The WebSocket protocol's client-frame decoder, `chat_protocol::json::decode`, on any
 //! text: it must answer every frame with a command or a rejection, never panic. A decoded
 //! command must also survive a round trip: encoded again as the protocol's JSON (with its
 //! `ref`), it decodes to the same command and `ref`.
 
 #![no_main]
 
-use chat_transport_ws::frame::decode;
+use chat_protocol::json::decode;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
