@@ -9,7 +9,9 @@
 //! - [`json`]: the WebSocket protocol's JSON codec: client frames to [`chat_core::Command`]s
 //!   (with the protocol's `bad_frame` / `unknown_type` rules), events to server frames (with the
 //!   `ref` spliced in).
+//! - [`line`]: the line protocol a person types and reads (`nc`, the terminal client).
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod json;
+pub mod line;

@@ -2,7 +2,7 @@
 //!
 //! The server asks for a name, then every line typed is said in the client's room, and slash
 //! commands (`/join`, `/dm`, `/who`, `/rooms`, `/history`, `/help`, `/quit`, parsed by
-//! [`chat_core::parse_line`]) do the rest, as PROTOCOL.md's "Line TCP transport" fixes it. Line
+//! [`chat_protocol::line::parse_line`]) do the rest, as PROTOCOL.md's "Line TCP transport" fixes it. Line
 //! clients share rooms, DMs and history with WebSocket clients: both transports drive one
 //! runtime. Modules: framing (`codec.rs`), rendering ([`LineFormat`], `render.rs`, once per
 //! event for all line recipients), one driver task per client (`session.rs`), and the accept

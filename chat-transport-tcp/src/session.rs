@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chat_core::{ChatError, Command, ErrorCode, Event, HELP, Ref, RoomName, Slash, parse_line};
+use chat_core::{ChatError, Command, ErrorCode, Event, Ref, RoomName};
+use chat_protocol::line::{HELP, Slash, parse_line};
 use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing, WireFormat};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;

@@ -284,7 +284,7 @@ async fn every_command_answers() {
     alice.send("/help").await;
     let help = alice.line().await;
     assert!(help.starts_with("* /join ROOM"), "{help}");
-    for _ in 1..chat_core::HELP.len() {
+    for _ in 1..chat_protocol::line::HELP.len() {
         assert!(alice.line().await.starts_with("* "));
     }
     alice.send("/rooms").await;

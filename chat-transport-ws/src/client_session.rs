@@ -2,7 +2,7 @@
 //! connected.
 //!
 //! [`plan`] turns a line a person typed into the commands to send, reading it with
-//! [`chat_core::parse_line`] so the slash commands are the line transport's (`/join`, `/dm`,
+//! [`chat_protocol::line::parse_line`] so the slash commands are the line transport's (`/join`, `/dm`,
 //! `/who`, `/rooms`, `/history`, `/quit`), with the same one-room-at-a-time meaning: `/join rust`
 //! joins `#rust` and leaves the room the client was in.
 //!
@@ -23,7 +23,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_core::{Command, ErrorCode, Event, HELP, Ref, RoomName, SendKind, Slash, parse_line};
+use chat_core::{Command, ErrorCode, Event, Ref, RoomName, SendKind};
+use chat_protocol::line::{HELP, Slash, parse_line};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -70,7 +71,7 @@ impl Notice {
 const NO_ROOM: &str = "you are in no room; /join ROOM first";
 
 /// What `line` asks for, for a user who is in `room` (if any): the line transport's slash
-/// commands, parsed by [`chat_core::parse_line`].
+/// commands, parsed by [`chat_protocol::line::parse_line`].
 pub fn plan(line: &str, room: Option<&RoomName>) -> Plan {
     let send = |commands: Vec<Command>| Plan::Send {
         commands,

@@ -1,5 +1,5 @@
 //! The line transport's input path on arbitrary bytes: `LineCodec` framing over arbitrary chunks,
-//! then `chat_core::parse_line` on every UTF-8 line. Neither may panic; the codec's buffer never
+//! then `chat_protocol::line::parse_line` on every UTF-8 line. Neither may panic; the codec's buffer never
 //! holds much more than one line; and how the bytes are cut into chunks never changes the lines.
 //!
 //! Input layout: byte 0 picks the line limit (1–64), byte 1 seeds the chunk sizes, the rest is
@@ -8,7 +8,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use chat_core::{Slash, parse_line};
+use chat_protocol::line::{Slash, parse_line};
 use chat_transport_tcp::codec::{Line, LineCodec};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;

@@ -1,0 +1,11 @@
+//! The line protocol: plain UTF-8 lines a person types and reads, so `nc` is a full client.
+//!
+//! The line TCP transport speaks it to `nc`, and the terminal client speaks it to its user over
+//! WebSocket; both read what is typed and show what happens with the modules here, so a rule or
+//! a text is never written twice:
+//!
+//! - [`slash`]: the slash-command language (`/join rust`, `/dm bob hi`) a typed line is read with.
+
+pub mod slash;
+
+pub use slash::{HELP, Slash, parse_line};
