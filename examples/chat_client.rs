@@ -23,8 +23,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chat_engine::core::Event;
+use chat_engine::protocol::line::render::render;
 use chat_engine::protocol::line::{Slash, parse_line};
-use chat_engine::tcp::render::render;
 use chat_engine::ws::{ClientSession, SessionConfig, Typist, Update};
 use clap::Parser;
 use reedline::{ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal};

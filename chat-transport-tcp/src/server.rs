@@ -7,7 +7,7 @@ use std::time::Duration;
 use chat_runtime::{Handle, WireFormat};
 use tokio::net::TcpListener;
 
-use crate::render::LineFormat;
+use crate::format::LineFormat;
 use crate::session;
 
 /// The line transport's settings.

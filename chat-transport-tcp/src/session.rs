@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref, RoomName};
-use chat_protocol::line::{HELP, Slash, parse_line};
+use chat_protocol::line::{HELP, Slash, parse_line, render};
 use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing, WireFormat};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use crate::codec::{Line, LineCodec};
-use crate::render;
 use crate::server::TcpConfig;
 
 const PROMPT: &[u8] = b"Enter your name:\n";

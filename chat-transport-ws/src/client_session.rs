@@ -15,7 +15,7 @@
 //!
 //! Server events are reported with the [`SendKind`] a line client would have seen them with, so a
 //! terminal renders them in the line transport's style (`[HH:MM:SS] #room <alice> text`) with
-//! `chat_transport_tcp::render::render`; the client's own updates render with
+//! [`chat_protocol::line::render::render`]; the client's own updates render with
 //! [`Update::render`], in the same `* ` / `! ` style.
 
 use std::collections::HashMap;

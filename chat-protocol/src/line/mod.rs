@@ -5,7 +5,9 @@
 //! a text is never written twice:
 //!
 //! - [`slash`]: the slash-command language (`/join rust`, `/dm bob hi`) a typed line is read with.
+//! - [`render`]: how events look as lines (`[HH:MM:SS] #room <alice> text`, `* …`, `! …`).
 
+pub mod render;
 pub mod slash;
 
 pub use slash::{HELP, Slash, parse_line};

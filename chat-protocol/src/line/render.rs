@@ -1,31 +1,14 @@
 //! How events look on a line client: `[HH:MM:SS] #room <alice> text`, `* ` for information,
 //! `! ` for errors, one output line per line of a multi-line text.
 //!
-//! [`LineFormat`] is the runtime's [`WireFormat`] for line clients, so a room message is rendered
-//! once and the same bytes go to every line recipient. What depends on the recipient is decided
-//! by the event's [`SendKind`]: a sender's own room message ([`SendKind::Echo`]) shows nothing
-//! (their terminal already shows what they typed), and a DM's echo becomes a delivery notice.
+//! [`render`] is called once per event, not once per recipient: what depends on the recipient is
+//! decided by the event's [`SendKind`]. A sender's own room message ([`SendKind::Echo`]) shows
+//! nothing (their terminal already shows what they typed), and a DM's echo becomes a delivery
+//! notice.
 
 use std::fmt::Write as _;
 
-use bytes::Bytes;
-use chat_core::{DirectMessage, Event, PresenceChange, Ref, RoomMessage, SendKind, Timestamp};
-use chat_runtime::WireFormat;
-
-/// The line transport's [`WireFormat`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LineFormat;
-
-impl WireFormat for LineFormat {
-    fn name(&self) -> &'static str {
-        "line"
-    }
-
-    fn encode(&self, event: &Event, reference: Option<&Ref>, kind: SendKind) -> Option<Bytes> {
-        let text = render(event, reference.is_some(), kind)?;
-        Some(Bytes::from(text))
-    }
-}
+use chat_core::{DirectMessage, Event, PresenceChange, RoomMessage, SendKind, Timestamp};
 
 /// The lines for `event`, each ending in `\n`; `None` when a line client is shown nothing.
 /// `answers_command` says the event answers a command the session sent (it has a `ref`): the
