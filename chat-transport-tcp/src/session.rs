@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref, RoomName};
-use chat_protocol::line::{HELP, Slash, parse_line, render};
+use chat_protocol::line::{HELP, Line, Slash, parse_line, render};
 use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing, WireFormat};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -20,7 +20,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{Line, LineCodec};
+use crate::codec::LineCodec;
 use crate::server::TcpConfig;
 
 const PROMPT: &[u8] = b"Enter your name:\n";
@@ -136,7 +136,7 @@ impl Session {
         }
         let bytes = match line {
             Line::Text(bytes) => bytes,
-            Line::TooLong => {
+            Line::TooLong { .. } => {
                 let why = format!(
                     "line too long (the limit is {} bytes); dropped",
                     self.config.max_line

@@ -4,10 +4,13 @@
 //! WebSocket; both read what is typed and show what happens with the modules here, so a rule or
 //! a text is never written twice:
 //!
+//! - [`split`]: framing, a byte stream cut into lines (`\n`, `\r\n`, over-long lines dropped).
 //! - [`slash`]: the slash-command language (`/join rust`, `/dm bob hi`) a typed line is read with.
 //! - [`render`]: how events look as lines (`[HH:MM:SS] #room <alice> text`, `* …`, `! …`).
 
 pub mod render;
 pub mod slash;
+pub mod split;
 
 pub use slash::{HELP, Slash, parse_line};
+pub use split::{Line, LineSplitter};
