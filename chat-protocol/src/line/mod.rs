@@ -6,11 +6,15 @@
 //!
 //! - [`split`]: framing, a byte stream cut into lines (`\n`, `\r\n`, over-long lines dropped).
 //! - [`slash`]: the slash-command language (`/join rust`, `/dm bob hi`) a typed line is read with.
+//! - [`session`]: the line session, a state machine from typed lines and server events to
+//!   commands and lines to show (naming, one room at a time, every problem's text).
 //! - [`render`]: how events look as lines (`[HH:MM:SS] #room <alice> text`, `* …`, `! …`).
 
 pub mod render;
+pub mod session;
 pub mod slash;
 pub mod split;
 
+pub use session::{Action, BYE, LineSession, NAME_PROMPT};
 pub use slash::{HELP, Slash, parse_line};
 pub use split::{Line, LineSplitter};

@@ -12,7 +12,9 @@ use chat_core::{DirectMessage, Event, PresenceChange, RoomMessage, SendKind, Tim
 
 /// The lines for `event`, each ending in `\n`; `None` when a line client is shown nothing.
 /// `answers_command` says the event answers a command the session sent (it has a `ref`): the
-/// `joined` that answers `/join` announces the room, the one sent at login does not.
+/// `joined` that answers `/join` announces the room, the one sent at login does not; the `left`
+/// that answers `/leave` is announced, that of a room `/join` moved out of (sent without a `ref`)
+/// is not.
 pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<String> {
     let mut out = String::new();
     match event {
@@ -34,6 +36,7 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
                 room_message(&mut out, message);
             }
         }
+        Event::Left { room } if answers_command => info(&mut out, &format!("You left #{room}")),
         Event::Left { .. } => {}
         Event::Presence { room, user, event } => {
             let verb = match event {
@@ -87,14 +90,20 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
     (!out.is_empty()).then_some(out)
 }
 
-/// An information line, `* …`.
+/// Information, `* …`: one line per line of `text`.
 pub fn info(out: &mut String, text: &str) {
-    let _ = writeln!(out, "* {text}");
+    prefixed(out, "* ", text);
 }
 
-/// An error line, `! …`.
+/// An error, `! …`: one line per line of `text`.
 pub fn error(out: &mut String, text: &str) {
-    let _ = writeln!(out, "! {text}");
+    prefixed(out, "! ", text);
+}
+
+fn prefixed(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "{prefix}{line}");
+    }
 }
 
 fn clock(ts: Timestamp) -> String {
@@ -221,15 +230,14 @@ mod tests {
             render(&joined, false, SendKind::Backlog).unwrap(),
             "[09:05:07] #general <alice> old\n"
         );
+        let left = Event::Left {
+            room: general.clone(),
+        };
         assert_eq!(
-            shown(
-                &Event::Left {
-                    room: general.clone()
-                },
-                SendKind::Reply
-            ),
-            None
+            render(&left, true, SendKind::Reply).unwrap(),
+            "* You left #general\n"
         );
+        assert_eq!(render(&left, false, SendKind::Reply), None);
         let rooms = Event::Rooms {
             rooms: vec![RoomSummary {
                 room: general.clone(),
@@ -252,5 +260,13 @@ mod tests {
             shown(&Event::error(&ChatError::InvalidTarget), SendKind::Reply).unwrap(),
             "! you cannot send a direct message to yourself\n"
         );
+    }
+
+    #[test]
+    fn a_text_of_several_lines_is_one_prefixed_line_each() {
+        let mut out = String::new();
+        info(&mut out, "one\ntwo");
+        error(&mut out, "three\n");
+        assert_eq!(out, "* one\n* two\n! three\n");
     }
 }
