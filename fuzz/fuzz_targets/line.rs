@@ -1,7 +1,7 @@
 //! The line transport's input path on arbitrary bytes: `LineSplitter` framing over arbitrary
-//! chunks, then `parse_line` on every UTF-8 line (both `chat_protocol::line`). Neither may panic;
-//! the splitter's buffer never holds much more than one line; and how the bytes are cut into
-//! chunks never changes the lines.
+//! chunks, then `parse_line` on every UTF-8 line and a `LineSession` fed every line (all
+//! `chat_protocol::line`). None may panic; the splitter's buffer never holds much more than one
+//! line; and how the bytes are cut into chunks never changes the lines.
 //!
 //! Input layout: byte 0 picks the line limit (1–64), byte 1 seeds the chunk sizes, the rest is
 //! the byte stream a client sends.
@@ -9,7 +9,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use chat_protocol::line::{Line, LineSplitter, Slash, parse_line};
+use chat_protocol::line::{Line, LineSession, LineSplitter, Slash, parse_line};
 use libfuzzer_sys::fuzz_target;
 
 /// Decodes `data` fed in chunks whose sizes come from `cuts` (cycled; `None`: one chunk).
@@ -57,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode_all(max, stream, None);
     let chunked = decode_all(max, stream, Some(*cuts));
     assert_eq!(whole, chunked, "chunking does not change the lines");
+    let mut session = LineSession::new();
+    for line in &whole {
+        let _ = session.on_input(line);
+    }
     for line in &whole {
         let Line::Text(bytes) = line else { continue };
         assert!(bytes.len() <= max, "a line within the limit");
