@@ -9,6 +9,10 @@
 //!
 //! Encoding writes the event with one `serde_json` call and, for a reply, splices `"ref"` in
 //! before the closing brace, so a broadcast's bytes never depend on who receives them.
+//!
+//! The client's half is here too, for clients written in Rust (tests, bots, the terminal
+//! client): [`encode_command`] writes a client frame, [`decode_server_frame`] reads a server
+//! frame, keeping a frame of a type it does not know (a newer server's) instead of failing.
 
 use bytes::Bytes;
 use chat_core::{ChatError, Command, Event, Ref};
@@ -71,13 +75,56 @@ pub fn encode(event: &Event, reference: Option<&Ref>) -> Bytes {
 pub fn encode_into(out: &mut Vec<u8>, event: &Event, reference: Option<&Ref>) {
     serde_json::to_writer(&mut *out, event).expect("events serialise to JSON without fail");
     if let Some(reference) = reference {
-        // Every event is a JSON object: replace its closing brace with `,"ref":…}`.
-        debug_assert_eq!(out.last(), Some(&b'}'));
-        out.pop();
-        out.extend_from_slice(br#","ref":"#);
-        serde_json::to_writer(&mut *out, reference).expect("refs serialise to JSON without fail");
-        out.push(b'}');
+        // Every event is a JSON object.
+        splice_ref(out, reference);
     }
+}
+
+/// A server frame, as a client reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerFrame {
+    /// An event, with the `ref` of the client frame it answers.
+    Event {
+        /// The event.
+        event: Event,
+        /// The `ref` it carried.
+        reference: Option<Ref>,
+    },
+    /// A JSON frame this client does not know (a newer server's type or fields), kept whole.
+    Unknown(Value),
+}
+
+/// Encodes a client frame: the command's JSON, plus `"ref"` when given.
+pub fn encode_command(command: &Command, reference: Option<&Ref>) -> String {
+    let mut out = serde_json::to_vec(command).expect("commands serialise to JSON without fail");
+    if let Some(reference) = reference {
+        splice_ref(&mut out, reference);
+    }
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Decodes a server frame, as a client: its event and `ref`, or the frame as it is when it is
+/// JSON but not an event this version knows. Fails only on text that is not JSON, or a `ref`
+/// that is not a string or number.
+pub fn decode_server_frame(text: &str) -> Result<ServerFrame, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(text)?;
+    let reference = match value.as_object_mut().and_then(|o| o.remove("ref")) {
+        Some(reference) => Some(serde_json::from_value::<Ref>(reference)?),
+        None => None,
+    };
+    match serde_json::from_value::<Event>(value.clone()) {
+        Ok(event) => Ok(ServerFrame::Event { event, reference }),
+        Err(_) => Ok(ServerFrame::Unknown(value)),
+    }
+}
+
+/// Replaces the closing brace of the JSON object in `out` with `,"ref":…}`.
+fn splice_ref(out: &mut Vec<u8>, reference: &Ref) {
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    out.extend_from_slice(br#","ref":"#);
+    serde_json::to_writer(&mut *out, reference).expect("refs serialise to JSON without fail");
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -176,7 +223,44 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_client_reads_events_and_keeps_what_it_does_not_know() {
+        let pong = decode_server_frame(r#"{"type":"pong","ref":"p1"}"#).unwrap();
+        assert_eq!(
+            pong,
+            ServerFrame::Event {
+                event: Event::Pong,
+                reference: Some(Ref::text("p1").unwrap())
+            }
+        );
+        let newer = decode_server_frame(r#"{"type":"typing","user":"bob"}"#).unwrap();
+        assert_eq!(
+            newer,
+            ServerFrame::Unknown(json!({"type":"typing","user":"bob"}))
+        );
+        assert!(decode_server_frame("not json").is_err());
+        assert!(decode_server_frame(r#"{"type":"pong","ref":true}"#).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn what_a_client_encodes_the_server_decodes(command in command(), reference in proptest::option::of(any::<u64>())) {
+            let reference = reference.map(Ref::number);
+            let frame = encode_command(&command, reference.as_ref());
+            let (decoded, decoded_ref) = decode(&frame).unwrap();
+            prop_assert_eq!(decoded, command);
+            prop_assert_eq!(decoded_ref, reference);
+        }
+
+        #[test]
+        fn what_the_server_encodes_a_client_decodes(text in "\\PC{1,40}", reference in proptest::option::of(any::<u64>())) {
+            let reference = reference.map(Ref::number);
+            let event = Event::Error { code: chat_core::ErrorCode::InvalidText, message: text };
+            let frame = encode(&event, reference.as_ref());
+            let decoded = decode_server_frame(std::str::from_utf8(&frame).unwrap()).unwrap();
+            prop_assert_eq!(decoded, ServerFrame::Event { event, reference });
+        }
+
         #[test]
         fn every_client_frame_round_trips(command in command(), reference in proptest::option::of(any::<u64>())) {
             let mut value = serde_json::to_value(&command).unwrap();
