@@ -7,8 +7,9 @@
 //! the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is serialised and
 //! framed once for every WebSocket recipient. [`page`] serves the browser client (a static
 //! page) to plain HTTP `GET`s on the same listener. [`WsClient`] is a small client for tests,
-//! bots and the terminal client; [`client_session`] is the terminal client's library layer (typed
-//! lines to commands, a session that reconnects).
+//! bots and the terminal client; [`client_session`] is the terminal client's library layer (a
+//! session that reconnects, speaking the line protocol's [`chat_protocol::line::LineSession`] to
+//! its user).
 
 #![warn(missing_docs, unreachable_pub)]
 
