@@ -6,8 +6,9 @@
 //! ```
 //!
 //! It speaks the line transport's language: a line is said in your room, and `/join ROOM`,
-//! `/dm USER TEXT` (or `/msg`), `/who [ROOM]`, `/rooms`, `/history [N]`, `/help` and `/quit` do
-//! what they do over `nc`, and the output looks the same (`[HH:MM:SS] #room <alice> text`).
+//! `/leave [ROOM]`, `/dm USER TEXT` (or `/msg`), `/who [ROOM]`, `/rooms`, `/history [N]`, `/help`
+//! and `/quit` do what they do over `nc`, and the output looks the same
+//! (`[HH:MM:SS] #room <alice> text`).
 //! Incoming messages are printed above the line being typed (reedline's external printer), so
 //! they never garble it. When the connection is lost the client says so and reconnects with
 //! back-off, logs in again and goes back to its room; a refused name asks for another. Ctrl-C or
@@ -22,8 +23,9 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use chat_engine::core::{Event, Slash, parse_line};
-use chat_engine::tcp::render::render;
+use chat_engine::core::{Command, Event};
+use chat_engine::protocol::line::render::render;
+use chat_engine::protocol::line::{Action, LineSession, NAME_PROMPT, Slash, parse_line};
 use chat_engine::ws::{ClientSession, SessionConfig, Typist, Update};
 use clap::Parser;
 use reedline::{ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal};
@@ -49,9 +51,9 @@ enum Phase {
 }
 
 /// A prompt that is only its indicator (`> `, or `Enter your name: `).
-struct Plain(&'static str);
+struct Plain<'a>(&'a str);
 
-impl Prompt for Plain {
+impl Prompt for Plain<'_> {
     fn render_prompt_left(&self) -> Cow<'_, str> {
         Cow::Borrowed("")
     }
@@ -83,7 +85,7 @@ enum Typed {
 }
 
 impl Input {
-    fn read(&mut self, prompt: &'static str) -> Typed {
+    fn read(&mut self, prompt: &str) -> Typed {
         match self {
             Input::Terminal(editor) => match editor.read_line(&Plain(prompt)) {
                 Ok(Signal::Success(line)) => Typed::Line(line),
@@ -158,17 +160,26 @@ fn main() -> ExitCode {
         (Input::Piped(std::io::stdin().lines()), Output::Plain)
     };
     let mut given = options.name;
+    let name_prompt = format!("{NAME_PROMPT} ");
     loop {
-        let name = match given.take() {
+        let typed = match given.take() {
             Some(name) => name,
-            None => match input.read("Enter your name: ") {
-                Typed::Line(line) => line.trim().to_owned(),
+            None => match input.read(&name_prompt) {
+                Typed::Line(line) => line,
                 Typed::Leave => return ExitCode::SUCCESS,
             },
         };
-        if name.is_empty() {
-            continue;
-        }
+        // The line protocol's naming rules: a name the server would refuse is refused here.
+        let name = match LineSession::new().on_line(&typed).as_slice() {
+            [Action::Send(Command::Login { name })] => name.clone(),
+            [Action::Quit] => return ExitCode::SUCCESS,
+            refused => {
+                for text in refused.iter().filter_map(Action::render) {
+                    output.show(&text);
+                }
+                continue;
+            }
+        };
         let mut session = {
             let _inside = runtime.enter();
             ClientSession::start(SessionConfig::new(&options.url, &name))

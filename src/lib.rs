@@ -8,6 +8,7 @@
 pub mod server;
 
 pub use chat_core as core;
+pub use chat_protocol as protocol;
 pub use chat_runtime as runtime;
 pub use chat_store as store;
 pub use chat_transport_tcp as tcp;

@@ -1,7 +1,7 @@
 //! Bugs the fuzz targets (`fuzz/`) found in library code, each kept as a test of its fix.
 
 use chat_engine::core::Event;
-use chat_engine::ws::frame::{decode, encode};
+use chat_engine::protocol::json::{decode, encode};
 
 /// The `ref` the server puts on its reply to a frame whose `ref` was `literal`, as written.
 fn echoed_ref(literal: &str) -> String {

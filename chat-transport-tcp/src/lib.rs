@@ -1,19 +1,23 @@
 //! The line TCP transport: plain UTF-8 lines, so `nc 127.0.0.1 9999` is a full client.
 //!
 //! The server asks for a name, then every line typed is said in the client's room, and slash
-//! commands (`/join`, `/dm`, `/who`, `/rooms`, `/history`, `/help`, `/quit`, parsed by
-//! [`chat_core::parse_line`]) do the rest, as the protocol reference `docs/protocol.md` says. Line
-//! clients share rooms, DMs and history with WebSocket clients: both transports drive one
-//! runtime. Modules: framing (`codec.rs`), rendering ([`LineFormat`], `render.rs`, once per
-//! event for all line recipients), one driver task per client (`session.rs`), and the accept
-//! loop ([`serve`], `server.rs`).
+//! commands (`/join`, `/leave`, `/dm`, `/who`, `/rooms`, `/history`, `/help`, `/quit`) do the
+//! rest, as the protocol reference `docs/protocol.md` says. Line clients share rooms, DMs and
+//! history with WebSocket clients: both transports drive one runtime.
+//!
+//! The line protocol itself (framing, the slash commands, the session's rules and texts,
+//! rendering) is [`chat_protocol::line`]'s; this crate runs it on sockets. Modules: framing as a
+//! `tokio_util` decoder (`codec.rs`), the runtime's wire format ([`LineFormat`], `format.rs`:
+//! each event rendered once for all line recipients), one driver task per client
+//! (`session.rs`, around a [`chat_protocol::line::LineSession`]), and the accept loop
+//! ([`serve`], `server.rs`).
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod codec;
-pub mod render;
+mod format;
 mod server;
 mod session;
 
-pub use render::LineFormat;
+pub use format::LineFormat;
 pub use server::{TcpConfig, serve};

@@ -1,16 +1,19 @@
 //! One line client's driver: the name prompt, typed lines turned into commands, and the outbox
 //! written in batches, all in one task.
 //!
-//! A line client is in one room at a time. The session keeps that room: `/join` validates the
-//! new room name (with the core's own rules) before it sends the join, then leaves the old room,
-//! so the pair cannot half-fail. It learns that the login succeeded from the `welcome` event that
-//! comes back through its outbox.
+//! What a line means, and what to show, is the [`LineSession`]'s business: this task feeds it
+//! the lines `nc` sends and the events the outbox delivers, and carries out its [`Action`]s. Its
+//! problems go through the outbox as `error` events, after the answers to earlier lines and
+//! bounded like them, so a client that types garbage and never reads is still closed; coming
+//! back out, they reach the session like the server's errors (and, while naming, bring the
+//! prompt again).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chat_core::{ChatError, Command, ErrorCode, Event, HELP, Ref, RoomName, Slash, parse_line};
+use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
+use chat_protocol::line::{Action, BYE, Line, LineSession, render};
 use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -19,24 +22,26 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{Line, LineCodec};
-use crate::render::{self, LineFormat};
+use crate::codec::LineCodec;
+use crate::format::LineFormat;
 use crate::server::TcpConfig;
 
-const PROMPT: &[u8] = b"Enter your name:\n";
-const NO_ROOM: &str = "you are in no room; /join ROOM first";
 const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
-/// Where the client is in its conversation with the server.
-enum State {
-    /// Every line is a name to try.
-    Naming,
-    /// Logged in; lines are said in `room`, if any.
-    Chatting { room: Option<RoomName> },
-}
-
 /// Why the session ends, and the last line to send.
-struct End(Option<&'static str>);
+struct End(Option<String>);
+
+impl End {
+    fn saying(line: &str) -> End {
+        End(Some(line.to_owned()))
+    }
+
+    fn bye() -> End {
+        let mut line = String::new();
+        render::info(&mut line, BYE);
+        End(Some(line))
+    }
+}
 
 pub(crate) async fn run(
     stream: TcpStream,
@@ -60,7 +65,7 @@ pub(crate) async fn run(
     let mut session = Session {
         connection,
         write,
-        state: State::Naming,
+        line: LineSession::new(),
         config,
         sent: 0,
         quitting: false,
@@ -76,7 +81,7 @@ pub(crate) async fn run(
 struct Session {
     connection: Connection,
     write: OwnedWriteHalf,
-    state: State,
+    line: LineSession,
     config: Arc<TcpConfig>,
     /// Commands sent, numbering their refs (so replies to commands are told from other events).
     sent: u64,
@@ -90,7 +95,12 @@ impl Session {
         &mut self,
         mut lines: FramedRead<tokio::net::tcp::OwnedReadHalf, LineCodec>,
     ) -> End {
-        if self.write_now(PROMPT).await.is_err() {
+        let opening = self.line.opening();
+        let mut shown = String::new();
+        if let Err(end) = self.carry_out(opening, &mut shown).await {
+            return end;
+        }
+        if self.write_now(shown.as_bytes()).await.is_err() {
             return End(None);
         }
         let mut batch = Vec::new();
@@ -113,14 +123,14 @@ impl Session {
                     let written = self.write_batch(&mut batch).await;
                     match (outgoing, written) {
                         (_, Err(end)) => return end,
-                        (Outgoing::Frames, Ok(true)) => return End(Some("* Bye!\n")),
+                        (Outgoing::Frames, Ok(true)) => return End::bye(),
                         (Outgoing::Frames, Ok(false)) => {}
-                        (Outgoing::Close(Closing::Shutdown), Ok(_)) => return End(Some(SHUTTING_DOWN)),
-                        (Outgoing::Close(Closing::SlowConsumer), Ok(_)) => return End(Some("! disconnected: you were not reading fast enough\n")),
-                        (Outgoing::Close(Closing::LoginTimeout), Ok(_)) => return End(Some("! no name given in time; bye\n")),
+                        (Outgoing::Close(Closing::Shutdown), Ok(_)) => return End::saying(SHUTTING_DOWN),
+                        (Outgoing::Close(Closing::SlowConsumer), Ok(_)) => return End::saying("! disconnected: you were not reading fast enough\n"),
+                        (Outgoing::Close(Closing::LoginTimeout), Ok(_)) => return End::saying("! no name given in time; bye\n"),
                     }
                 }
-                () = &mut idle => return End(Some("! disconnected: idle for too long\n")),
+                () = &mut idle => return End::saying("! disconnected: idle for too long\n"),
             }
         }
     }
@@ -131,126 +141,35 @@ impl Session {
             Admission::Allowed => {}
             Admission::Limited => return self.reject(&ChatError::RateLimited).await,
             Admission::Flooding => {
-                return Err(End(Some("! disconnected: too many lines for too long\n")));
+                return Err(End::saying("! disconnected: too many lines for too long\n"));
             }
         }
-        let bytes = match line {
-            Line::Text(bytes) => bytes,
-            Line::TooLong => {
-                let why = format!(
-                    "line too long (the limit is {} bytes); dropped",
-                    self.config.max_line
-                );
-                return self.say_error(ErrorCode::BadFrame, &why).await;
-            }
-        };
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            return self
-                .say_error(ErrorCode::BadFrame, "that line is not valid UTF-8; dropped")
-                .await;
-        };
-        match &self.state {
-            State::Naming => self.on_name(text.trim()).await,
-            State::Chatting { .. } => self.on_chat(text).await,
+        let actions = self.line.on_input(&line);
+        let mut shown = String::new();
+        self.carry_out(actions, &mut shown).await?;
+        if shown.is_empty() {
+            return Ok(());
         }
+        self.write_now(shown.as_bytes()).await
     }
 
-    async fn on_name(&mut self, name: &str) -> Result<(), End> {
-        match name {
-            "" => self.write_now(PROMPT).await,
-            "/quit" => Err(End(Some("* Bye!\n"))),
-            name => {
-                self.send(Command::Login {
-                    name: name.to_owned(),
-                })
-                .await
+    /// Carries out the line session's actions in order; the lines they show directly are
+    /// appended to `shown`, for the caller to write.
+    async fn carry_out(&mut self, actions: Vec<Action>, shown: &mut String) -> Result<(), End> {
+        for action in actions {
+            match action {
+                Action::Send(command) => self.send(command).await?,
+                Action::SendQuietly(command) => self.send_quietly(command).await?,
+                Action::Problem { code, text } => self.say_error(code, &text).await?,
+                Action::Quit => {
+                    // Answers to what was typed before come first: the pong marks their end.
+                    self.send(Command::Ping).await?;
+                    self.quitting = true;
+                }
+                Action::Info(_) | Action::Prompt => shown.extend(action.render()),
             }
         }
-    }
-
-    async fn on_chat(&mut self, text: &str) -> Result<(), End> {
-        let current = match &self.state {
-            State::Chatting { room } => room.clone(),
-            State::Naming => None,
-        };
-        match parse_line(text) {
-            Slash::Say(said) if said.trim().is_empty() => Ok(()),
-            Slash::Say(said) => match current {
-                Some(room) => {
-                    let command = Command::Say {
-                        room: room.to_string(),
-                        text: said.to_owned(),
-                    };
-                    self.send(command).await
-                }
-                None => self.say_error(ErrorCode::NotInRoom, NO_ROOM).await,
-            },
-            Slash::Join(name) => {
-                let room = match RoomName::parse(name) {
-                    Ok(room) => room,
-                    Err(error) => return self.reject(&error).await,
-                };
-                self.send(Command::Join {
-                    room: room.to_string(),
-                })
-                .await?;
-                if let Some(old) = current.filter(|old| *old != room) {
-                    self.send(Command::Leave {
-                        room: old.to_string(),
-                    })
-                    .await?;
-                }
-                self.state = State::Chatting { room: Some(room) };
-                Ok(())
-            }
-            Slash::Rooms => self.send(Command::Rooms).await,
-            Slash::Who(room) => match room.map(str::to_owned).or(current.map(|r| r.to_string())) {
-                Some(room) => self.send(Command::Who { room }).await,
-                None => {
-                    self.say_error(
-                        ErrorCode::NotInRoom,
-                        "usage: /who ROOM (you are in no room)",
-                    )
-                    .await
-                }
-            },
-            Slash::Dm { to, text } => {
-                self.send(Command::Dm {
-                    to: to.to_owned(),
-                    text: text.to_owned(),
-                })
-                .await
-            }
-            Slash::History(limit) => match current {
-                Some(room) => {
-                    let command = Command::History {
-                        room: room.to_string(),
-                        before: None,
-                        limit,
-                    };
-                    self.send(command).await
-                }
-                None => self.say_error(ErrorCode::NotInRoom, NO_ROOM).await,
-            },
-            Slash::Help => {
-                let mut out = String::new();
-                for line in HELP {
-                    render::info(&mut out, line);
-                }
-                self.write_now(out.as_bytes()).await
-            }
-            Slash::Quit => {
-                // Answers to what was typed before come first: the pong marks their end.
-                self.send(Command::Ping).await?;
-                self.quitting = true;
-                Ok(())
-            }
-            Slash::Unknown(command) => {
-                let why = format!("unknown command /{command} (try /help)");
-                self.say_error(ErrorCode::UnknownType, &why).await
-            }
-            Slash::Usage(usage) => self.say_error(ErrorCode::BadFrame, usage).await,
-        }
+        Ok(())
     }
 
     async fn send(&mut self, command: Command) -> Result<(), End> {
@@ -259,7 +178,15 @@ impl Session {
         self.connection
             .send(command, reference)
             .await
-            .map_err(|_| End(Some(SHUTTING_DOWN)))
+            .map_err(|_| End::saying(SHUTTING_DOWN))
+    }
+
+    /// Sends a command without a `ref`: what answers it is rendered as news to nobody.
+    async fn send_quietly(&mut self, command: Command) -> Result<(), End> {
+        self.connection
+            .send(command, None)
+            .await
+            .map_err(|_| End::saying(SHUTTING_DOWN))
     }
 
     /// Answers with an error line, through the outbox: after the answers to earlier lines, and
@@ -272,20 +199,21 @@ impl Session {
         self.connection
             .reply(event, None)
             .await
-            .map_err(|_| End(Some(SHUTTING_DOWN)))
+            .map_err(|_| End::saying(SHUTTING_DOWN))
     }
 
     async fn reject(&mut self, error: &ChatError) -> Result<(), End> {
         self.say_error(error.code(), &error.to_string()).await
     }
 
-    /// Writes every frame of `batch` with one write, following the login and room changes the
-    /// events in it report. `Ok(true)` when the `/quit` pong was among them.
+    /// Writes every frame of `batch` with one write, with what the line session adds after the
+    /// events in it. `Ok(true)` when the `/quit` pong was among them.
     async fn write_batch(&mut self, batch: &mut Vec<Outbound>) -> Result<bool, End> {
         if batch.is_empty() {
             return Ok(false);
         }
         let mut out = BytesMut::new();
+        let mut shown = String::new();
         let mut quit = false;
         for outbound in batch.drain(..) {
             if self.quitting && matches!(outbound.event.as_deref(), Some(Event::Pong)) {
@@ -293,15 +221,11 @@ impl Session {
                 break;
             }
             out.extend_from_slice(&outbound.bytes);
-            match (outbound.event.as_deref(), &self.state) {
-                (Some(Event::Welcome { rooms, .. }), State::Naming) => {
-                    self.state = State::Chatting {
-                        room: rooms.first().cloned(),
-                    };
-                }
-                // A rejected name: say why (done above), then ask again.
-                (Some(Event::Error { .. }), State::Naming) => out.extend_from_slice(PROMPT),
-                _ => {}
+            if let Some(event) = outbound.event.as_deref() {
+                let actions = self.line.on_event(event);
+                self.carry_out(actions, &mut shown).await?;
+                out.extend_from_slice(shown.as_bytes());
+                shown.clear();
             }
         }
         self.write_now(&out.freeze()).await?;

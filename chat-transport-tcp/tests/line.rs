@@ -193,9 +193,10 @@ async fn the_prompt_a_bad_name_and_a_taken_name_prompt_again() {
     nc.send("").await;
     assert_eq!(
         nc.line().await,
-        "Enter your name:",
-        "an empty line asks again"
+        "! invalid name: a name needs at least one character",
+        "an empty line is told why"
     );
+    assert_eq!(nc.line().await, "Enter your name:");
     nc.send("  bob  ").await;
     assert_eq!(
         nc.line().await,
@@ -246,6 +247,26 @@ async fn joining_another_room_leaves_the_old_one_and_shows_its_history() {
 }
 
 #[tokio::test]
+async fn leave_leaves_the_current_room_and_says_so() {
+    let server = Server::start().await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    alice.until("* bob joined").await;
+    bob.send("/leave").await;
+    assert_eq!(bob.line().await, "* You left #general");
+    assert_eq!(alice.line().await, "* bob left #general");
+    bob.send("anyone?").await;
+    assert_eq!(bob.line().await, "! you are in no room; /join ROOM first");
+    bob.send("/join general").await;
+    assert_eq!(bob.line().await, "* You are now in #general");
+    assert_eq!(alice.line().await, "* bob joined #general");
+    bob.send("/leave nowhere").await;
+    assert_eq!(bob.line().await, "! you are not in #nowhere");
+    bob.send("still here").await;
+    assert_eq!(unstamped(&alice.line().await), "#general <bob> still here");
+}
+
+#[tokio::test]
 async fn dms_online_and_offline() {
     let server = Server::start().await;
     let mut alice = server.login("alice").await;
@@ -284,7 +305,7 @@ async fn every_command_answers() {
     alice.send("/help").await;
     let help = alice.line().await;
     assert!(help.starts_with("* /join ROOM"), "{help}");
-    for _ in 1..chat_core::HELP.len() {
+    for _ in 1..chat_protocol::line::HELP.len() {
         assert!(alice.line().await.starts_with("* "));
     }
     alice.send("/rooms").await;

@@ -1,6 +1,8 @@
 //! [`WsClient`]: a small async client for the WebSocket transport, for tests, bots and the CLI.
+//! It speaks the JSON of [`chat_protocol::json`]'s client half.
 
 use chat_core::{Command, Event, Ref};
+use chat_protocol::json::{ServerFrame, decode_server_frame, encode_command};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -60,11 +62,7 @@ impl WsClient {
         command: &Command,
         reference: Option<&Ref>,
     ) -> Result<(), ClientError> {
-        let mut frame = serde_json::to_value(command)?;
-        if let (Some(reference), Value::Object(object)) = (reference, &mut frame) {
-            object.insert("ref".into(), serde_json::to_value(reference)?);
-        }
-        self.send_text(&frame.to_string()).await
+        self.send_text(&encode_command(command, reference)).await
     }
 
     /// Sends any text frame as it is (for tests of malformed input).
@@ -115,13 +113,8 @@ impl WsClient {
 
 /// Splits a server frame into its event and `ref`.
 fn parse(text: &str) -> Result<Incoming, ClientError> {
-    let mut value: Value = serde_json::from_str(text)?;
-    let reference = match value.as_object_mut().and_then(|o| o.remove("ref")) {
-        Some(r) => Some(serde_json::from_value::<Ref>(r)?),
-        None => None,
-    };
-    match serde_json::from_value::<Event>(value.clone()) {
-        Ok(event) => Ok(Incoming::Event { event, reference }),
-        Err(_) => Ok(Incoming::Unknown(value)),
-    }
+    Ok(match decode_server_frame(text)? {
+        ServerFrame::Event { event, reference } => Incoming::Event { event, reference },
+        ServerFrame::Unknown(value) => Incoming::Unknown(value),
+    })
 }

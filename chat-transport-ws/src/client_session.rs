@@ -1,53 +1,33 @@
-//! The terminal client's library layer: what a typed line becomes, and a session that stays
-//! connected.
-//!
-//! [`plan`] turns a line a person typed into the commands to send, reading it with
-//! [`chat_core::parse_line`] so the slash commands are the line transport's (`/join`, `/dm`,
-//! `/who`, `/rooms`, `/history`, `/quit`), with the same one-room-at-a-time meaning: `/join rust`
-//! joins `#rust` and leaves the room the client was in.
+//! The terminal client's library layer: a session that stays connected, speaking the line
+//! protocol to its user.
 //!
 //! [`ClientSession`] runs one user's connection in a task: it connects, logs in, feeds typed
-//! lines through [`plan`], and reports everything as [`Update`]s. When the connection is lost
-//! (the server restarts, the network breaks) it says so and reconnects with exponential
-//! [`Backoff`], logs in again under the same name and goes back to the room the user was in,
-//! without repeating the history lines already shown. A refused name ends the session with
-//! [`Update::Refused`], so the program can ask for another.
+//! lines to a [`LineSession`], the line protocol's state machine that the line TCP transport
+//! uses too, so the slash commands (`/join`, `/leave`, `/dm`, `/who`, `/rooms`, `/history`,
+//! `/quit`), their one-room-at-a-time meaning and their texts are the same as over `nc`. It
+//! reports everything as [`Update`]s. When the connection is lost (the server restarts, the
+//! network breaks) it says so and reconnects with exponential [`Backoff`], logs in again under the
+//! same name and goes back to the room the user was in, without repeating the history lines
+//! already shown. A refused name ends the session with [`Update::Refused`], so the program can
+//! ask for another.
 //!
 //! Server events are reported with the [`SendKind`] a line client would have seen them with, so a
 //! terminal renders them in the line transport's style (`[HH:MM:SS] #room <alice> text`) with
-//! `chat_transport_tcp::render::render`; the client's own updates render with
+//! [`chat_protocol::line::render::render`]; the client's own updates render with
 //! [`Update::render`], in the same `* ` / `! ` style.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_core::{Command, ErrorCode, Event, HELP, Ref, RoomName, SendKind, Slash, parse_line};
+use chat_core::{Command, ErrorCode, Event, Ref, RoomName, SendKind};
+use chat_protocol::line::{Action, BYE, LineSession, render};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
 use crate::client::{ClientError, Incoming, WsClient};
-
-/// What a typed line asks the session to do.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Plan {
-    /// Send these commands, in this order.
-    Send {
-        /// The commands.
-        commands: Vec<Command>,
-        /// The room the user is in afterwards, when the line moves them (`/join`).
-        moves_to: Option<RoomName>,
-    },
-    /// Send nothing; show this to the user (help, a usage line, an unknown command).
-    Show(Notice),
-    /// Leave: close the connection once the answers to earlier lines are in.
-    Quit,
-    /// Nothing to do (a blank line).
-    Nothing,
-}
 
 /// A line the client itself tells the user, not something the server sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,69 +41,9 @@ pub enum Notice {
 impl Notice {
     fn render(&self, out: &mut String) {
         match self {
-            Notice::Info(text) => lines(out, "* ", text),
-            Notice::Problem(text) => lines(out, "! ", text),
+            Notice::Info(text) => render::info(out, text),
+            Notice::Problem(text) => render::error(out, text),
         }
-    }
-}
-
-const NO_ROOM: &str = "you are in no room; /join ROOM first";
-
-/// What `line` asks for, for a user who is in `room` (if any): the line transport's slash
-/// commands, parsed by [`chat_core::parse_line`].
-pub fn plan(line: &str, room: Option<&RoomName>) -> Plan {
-    let send = |commands: Vec<Command>| Plan::Send {
-        commands,
-        moves_to: None,
-    };
-    let problem = |text: &str| Plan::Show(Notice::Problem(text.to_owned()));
-    match parse_line(line) {
-        Slash::Say(text) if text.trim().is_empty() => Plan::Nothing,
-        Slash::Say(text) => match room {
-            Some(room) => send(vec![Command::Say {
-                room: room.to_string(),
-                text: text.to_owned(),
-            }]),
-            None => problem(NO_ROOM),
-        },
-        Slash::Join(name) => match RoomName::parse(name) {
-            Ok(target) => {
-                let mut commands = vec![Command::Join {
-                    room: target.to_string(),
-                }];
-                if let Some(old) = room.filter(|old| **old != target) {
-                    commands.push(Command::Leave {
-                        room: old.to_string(),
-                    });
-                }
-                Plan::Send {
-                    commands,
-                    moves_to: Some(target),
-                }
-            }
-            Err(error) => problem(&error.to_string()),
-        },
-        Slash::Rooms => send(vec![Command::Rooms]),
-        Slash::Who(asked) => match asked.map(str::to_owned).or(room.map(RoomName::to_string)) {
-            Some(room) => send(vec![Command::Who { room }]),
-            None => problem("usage: /who ROOM (you are in no room)"),
-        },
-        Slash::Dm { to, text } => send(vec![Command::Dm {
-            to: to.to_owned(),
-            text: text.to_owned(),
-        }]),
-        Slash::History(limit) => match room {
-            Some(room) => send(vec![Command::History {
-                room: room.to_string(),
-                before: None,
-                limit,
-            }]),
-            None => problem(NO_ROOM),
-        },
-        Slash::Help => Plan::Show(Notice::Info(HELP.join("\n"))),
-        Slash::Quit => Plan::Quit,
-        Slash::Unknown(command) => problem(&format!("unknown command /{command} (try /help)")),
-        Slash::Usage(usage) => problem(usage),
     }
 }
 
@@ -259,14 +179,16 @@ impl Update {
         let mut out = String::new();
         match self {
             Update::Connecting { url, attempt: 1 } => {
-                lines(&mut out, "* ", &format!("connecting to {url} …"));
+                render::info(&mut out, &format!("connecting to {url} …"));
             }
             Update::Connecting { .. } | Update::Server { .. } => return None,
             Update::Notice(notice) => notice.render(&mut out),
             Update::Refused { message, .. } => {
-                lines(&mut out, "! ", &format!("login refused: {message}"));
+                render::error(&mut out, &format!("login refused: {message}"));
             }
-            Update::Lost { reason } => lines(&mut out, "! ", &format!("connection lost: {reason}")),
+            Update::Lost { reason } => {
+                render::error(&mut out, &format!("connection lost: {reason}"));
+            }
             Update::Retrying {
                 why,
                 delay,
@@ -277,9 +199,9 @@ impl Update {
                     None => format!("reconnecting in {wait} …"),
                     Some(why) => format!("{why}; retrying in {wait} (attempt {attempt}) …"),
                 };
-                lines(&mut out, "* ", &text);
+                render::info(&mut out, &text);
             }
-            Update::Ended { reason } => lines(&mut out, "* ", reason),
+            Update::Ended { reason } => render::info(&mut out, reason),
         }
         Some(out)
     }
@@ -287,12 +209,6 @@ impl Update {
     /// Whether this is the session's last update.
     pub fn is_final(&self) -> bool {
         matches!(self, Update::Refused { .. } | Update::Ended { .. })
-    }
-}
-
-fn lines(out: &mut String, prefix: &str, text: &str) {
-    for line in text.lines() {
-        let _ = writeln!(out, "{prefix}{line}");
     }
 }
 
@@ -366,7 +282,7 @@ impl ClientSession {
             config: Arc::new(config),
             updates: update_tx,
             lines: line_rx,
-            room: None,
+            line: LineSession::chatting(),
             logged_in_once: false,
             newest: HashMap::new(),
             next_ref: 0,
@@ -421,8 +337,8 @@ struct Driver {
     config: Arc<SessionConfig>,
     updates: mpsc::Sender<Update>,
     lines: mpsc::Receiver<String>,
-    /// The room the user is in (line-client semantics: one at a time).
-    room: Option<RoomName>,
+    /// What typed lines mean, and the room the user is in (one at a time).
+    line: LineSession,
     logged_in_once: bool,
     /// The newest message id shown per room, so a reconnection's `joined` history is not shown
     /// twice.
@@ -450,11 +366,7 @@ impl Driver {
             }
             let (why, reset) = match self.connection().await {
                 Outcome::Quit => {
-                    let _ = self
-                        .emit(Update::Ended {
-                            reason: "Bye!".into(),
-                        })
-                        .await;
+                    let _ = self.emit(Update::Ended { reason: BYE.into() }).await;
                     return;
                 }
                 Outcome::Refused { code, message } => {
@@ -490,11 +402,7 @@ impl Driver {
             match self.wait_offline(delay).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let _ = self
-                        .emit(Update::Ended {
-                            reason: "Bye!".into(),
-                        })
-                        .await;
+                    let _ = self.emit(Update::Ended { reason: BYE.into() }).await;
                     return;
                 }
                 Err(Gone) => return,
@@ -515,19 +423,26 @@ impl Driver {
                 line = self.lines.recv() => line,
             };
             let Some(line) = line else { return Ok(false) };
-            let notice = match plan(&line, self.room.as_ref()) {
-                Plan::Quit => return Ok(false),
-                Plan::Nothing => continue,
-                Plan::Show(notice) => notice,
-                Plan::Send { .. } => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    Notice::Problem(format!(
-                        "not connected (next attempt in {}); not sent",
-                        seconds(left)
-                    ))
-                }
-            };
-            self.emit(Update::Notice(notice)).await?;
+            // Nothing typed now changes the session: it would have had to reach the server.
+            let actions = self.line.preview(&line);
+            if actions.contains(&Action::Quit) {
+                return Ok(false);
+            }
+            if actions
+                .iter()
+                .any(|action| matches!(action, Action::Send(_) | Action::SendQuietly(_)))
+            {
+                let left = until.saturating_duration_since(Instant::now());
+                let problem = Notice::Problem(format!(
+                    "not connected (next attempt in {}); not sent",
+                    seconds(left)
+                ));
+                self.emit(Update::Notice(problem)).await?;
+                continue;
+            }
+            for notice in actions.into_iter().filter_map(notice) {
+                self.emit(Update::Notice(notice)).await?;
+            }
         }
     }
 
@@ -599,8 +514,16 @@ impl Driver {
                     return Outcome::Refused { code, message };
                 }
                 Incoming::Event { event, reference } => {
-                    if self.show(event, reference).await.is_err() {
+                    let Ok(sends) = self.show(event, reference).await else {
                         return Outcome::Gone;
+                    };
+                    for send in sends {
+                        if let Err(error) = self.send_asked(&mut client, send).await {
+                            return Outcome::Retry {
+                                why: describe(&error),
+                                logged_in: false,
+                            };
+                        }
                     }
                 }
                 Incoming::Unknown(_) => {}
@@ -617,18 +540,6 @@ impl Driver {
 
     /// After the welcome: shows it, and after a reconnection goes back to the user's room.
     async fn welcomed(&mut self, client: &mut WsClient, welcome: Event) -> Result<(), Gone> {
-        let Event::Welcome { rooms, .. } = &welcome else {
-            return Ok(());
-        };
-        let back_to = match &self.room {
-            Some(room) if self.logged_in_once && !rooms.contains(room) => Some(room.clone()),
-            Some(_) if self.logged_in_once => None,
-            _ => {
-                self.room = rooms.first().cloned();
-                None
-            }
-        };
-        let leave = rooms.clone();
         if self.logged_in_once {
             self.emit(Update::Notice(Notice::Info(format!(
                 "reconnected to {}",
@@ -637,19 +548,13 @@ impl Driver {
             .await?;
         }
         self.logged_in_once = true;
-        self.show(welcome, None).await?;
-        if let Some(room) = back_to {
-            let mut commands = vec![Command::Join {
-                room: room.to_string(),
-            }];
-            commands.extend(leave.iter().map(|r| Command::Leave {
-                room: r.to_string(),
-            }));
-            for (i, command) in commands.iter().enumerate() {
-                // A failure here shows up as the connection ending, in the chat loop.
-                if let (Ok(reference), 0) = (self.send(client, command).await, i) {
-                    self.restoring = Some(reference);
-                }
+        // After a reconnection the line session asks to go back to the user's room.
+        for send in self.show(welcome, None).await? {
+            let joins = matches!(send, Action::Send(Command::Join { .. }));
+            // A failure here shows up as the connection ending, in the chat loop.
+            if let (Ok(Some(reference)), true) = (self.send_asked(client, send).await, joins) {
+                // Its history is filtered like a login's.
+                self.restoring = Some(reference);
             }
         }
         Ok(())
@@ -689,13 +594,13 @@ impl Driver {
                         // Keepalive answers are not news.
                         continue;
                     }
-                    if let Event::Left { room } = &event {
-                        if self.room.as_ref() == Some(room) {
-                            self.room = None;
-                        }
-                    }
-                    if self.show(event, reference).await.is_err() {
+                    let Ok(sends) = self.show(event, reference).await else {
                         return Outcome::Gone;
+                    };
+                    for send in sends {
+                        if let Err(error) = self.send_asked(&mut client, send).await {
+                            return lost(describe(&error));
+                        }
                     }
                 }
                 line = self.lines.recv(), if quitting.is_none() => {
@@ -703,28 +608,26 @@ impl Driver {
                         // The program dropped its typist: leave as if it typed /quit.
                         return Outcome::Gone;
                     };
-                    match plan(&line, self.room.as_ref()) {
-                        Plan::Nothing => {}
-                        Plan::Show(notice) => {
-                            if self.emit(Update::Notice(notice)).await.is_err() {
-                                return Outcome::Gone;
-                            }
-                        }
-                        Plan::Send { commands, moves_to } => {
-                            for command in &commands {
-                                if let Err(error) = self.send(&mut client, command).await {
+                    for action in self.line.on_line(&line) {
+                        match action {
+                            send @ (Action::Send(_) | Action::SendQuietly(_)) => {
+                                if let Err(error) = self.send_asked(&mut client, send).await {
                                     return lost(describe(&error));
                                 }
                             }
-                            if let Some(room) = moves_to {
-                                self.room = Some(room);
+                            Action::Quit => {
+                                // The answers to earlier lines come first: the pong marks their end.
+                                match self.send(&mut client, &Command::Ping).await {
+                                    Ok(reference) => quitting = Some((reference, Instant::now() + Duration::from_secs(2))),
+                                    Err(_) => return Outcome::Quit,
+                                }
                             }
-                        }
-                        Plan::Quit => {
-                            // The answers to earlier lines come first: the pong marks their end.
-                            match self.send(&mut client, &Command::Ping).await {
-                                Ok(reference) => quitting = Some((reference, Instant::now() + Duration::from_secs(2))),
-                                Err(_) => return Outcome::Quit,
+                            shown => {
+                                if let Some(notice) = notice(shown) {
+                                    if self.emit(Update::Notice(notice)).await.is_err() {
+                                        return Outcome::Gone;
+                                    }
+                                }
                             }
                         }
                     }
@@ -759,8 +662,25 @@ impl Driver {
         Ok(reference)
     }
 
-    /// Reports a server event, with the kind a line client would have got it as.
-    async fn show(&mut self, event: Event, reference: Option<Ref>) -> Result<(), Gone> {
+    /// Sends a command the line session asked for: with a fresh `ref` ([`Action::Send`]), or
+    /// without one ([`Action::SendQuietly`]). Returns the `ref`; other actions send nothing.
+    async fn send_asked(
+        &mut self,
+        client: &mut WsClient,
+        action: Action,
+    ) -> Result<Option<Ref>, ClientError> {
+        match action {
+            Action::Send(command) => self.send(client, &command).await.map(Some),
+            Action::SendQuietly(command) => client.send(&command, None).await.map(|()| None),
+            _ => Ok(None),
+        }
+    }
+
+    /// Reports a server event, with the kind a line client would have got it as, then what the
+    /// line session tells the user about it; returns the commands the session asks to send (its
+    /// [`Action::Send`]s and [`Action::SendQuietly`]s).
+    async fn show(&mut self, event: Event, reference: Option<Ref>) -> Result<Vec<Action>, Gone> {
+        let actions = self.line.on_event(&event);
         let answers_command = reference.is_some();
         let restoring = reference.is_some() && self.restoring == reference;
         if restoring {
@@ -778,7 +698,19 @@ impl Driver {
             answers_command,
             kind,
         })
-        .await
+        .await?;
+        let mut sends = Vec::new();
+        for action in actions {
+            match action {
+                send @ (Action::Send(_) | Action::SendQuietly(_)) => sends.push(send),
+                shown => {
+                    if let Some(notice) = notice(shown) {
+                        self.emit(Update::Notice(notice)).await?;
+                    }
+                }
+            }
+        }
+        Ok(sends)
     }
 
     /// Notes the newest message shown per room, and drops from a `joined` that the user did not
@@ -816,6 +748,16 @@ impl Driver {
             let newest = self.newest.entry(room.clone()).or_insert(0);
             *newest = (*newest).max(max);
         }
+    }
+}
+
+/// What the user is told of a line-session action that shows something.
+fn notice(action: Action) -> Option<Notice> {
+    match action {
+        Action::Info(text) => Some(Notice::Info(text)),
+        Action::Problem { text, .. } => Some(Notice::Problem(text)),
+        // The session logs in with the name it was given: it never asks for one.
+        Action::Prompt | Action::Send(_) | Action::SendQuietly(_) | Action::Quit => None,
     }
 }
 
@@ -879,124 +821,6 @@ fn describe_close(code: Option<u16>, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn room(name: &str) -> RoomName {
-        RoomName::parse(name).unwrap()
-    }
-
-    fn sends(line: &str, current: Option<&str>) -> Vec<Command> {
-        let current = current.map(room);
-        match plan(line, current.as_ref()) {
-            Plan::Send { commands, .. } => commands,
-            other => panic!("{line:?} sends nothing: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn lines_become_the_line_transports_commands() {
-        assert_eq!(
-            sends("hi all", Some("general")),
-            [Command::Say {
-                room: "general".into(),
-                text: "hi all".into()
-            }]
-        );
-        assert_eq!(
-            sends("//shrug", Some("general")),
-            [Command::Say {
-                room: "general".into(),
-                text: "/shrug".into()
-            }]
-        );
-        assert_eq!(sends("/rooms", None), [Command::Rooms]);
-        assert_eq!(
-            sends("/who", Some("rust")),
-            [Command::Who {
-                room: "rust".into()
-            }]
-        );
-        assert_eq!(
-            sends("/who go", Some("rust")),
-            [Command::Who { room: "go".into() }]
-        );
-        assert_eq!(
-            sends("/msg bob see you", None),
-            [Command::Dm {
-                to: "bob".into(),
-                text: "see you".into()
-            }]
-        );
-        assert_eq!(
-            sends("/history 20", Some("rust")),
-            [Command::History {
-                room: "rust".into(),
-                before: None,
-                limit: Some(20)
-            }]
-        );
-    }
-
-    #[test]
-    fn join_moves_to_one_room_at_a_time() {
-        let general = room("general");
-        assert_eq!(
-            plan("/join Rust", Some(&general)),
-            Plan::Send {
-                commands: vec![
-                    Command::Join {
-                        room: "rust".into()
-                    },
-                    Command::Leave {
-                        room: "general".into()
-                    }
-                ],
-                moves_to: Some(room("rust")),
-            }
-        );
-        assert_eq!(
-            plan("/join general", Some(&general)),
-            Plan::Send {
-                commands: vec![Command::Join {
-                    room: "general".into()
-                }],
-                moves_to: Some(general.clone()),
-            }
-        );
-        assert!(matches!(
-            plan("/join bad!room", Some(&general)),
-            Plan::Show(Notice::Problem(_))
-        ));
-    }
-
-    #[test]
-    fn local_answers_need_no_server() {
-        assert_eq!(plan("   ", None), Plan::Nothing);
-        assert_eq!(plan("/quit", None), Plan::Quit);
-        assert_eq!(
-            plan("/frobnicate", None),
-            Plan::Show(Notice::Problem(
-                "unknown command /frobnicate (try /help)".into()
-            ))
-        );
-        assert_eq!(
-            plan("/dm bob", None),
-            Plan::Show(Notice::Problem("usage: /dm USER TEXT".into()))
-        );
-        assert_eq!(
-            plan("hello", None),
-            Plan::Show(Notice::Problem(NO_ROOM.into()))
-        );
-        let Plan::Show(help) = plan("/help", None) else {
-            panic!("help is local")
-        };
-        let shown = Update::Notice(help).render().unwrap();
-        assert_eq!(shown.lines().count(), HELP.len());
-        assert!(
-            shown
-                .lines()
-                .all(|l| l.starts_with("* /") || l.starts_with("* any"))
-        );
-    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
+use chat_protocol::json::decode;
 use chat_runtime::{Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -23,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use crate::frame::{JsonFormat, decode};
+use crate::frame::JsonFormat;
 use crate::server::WsConfig;
 
 type Ws = WebSocketStream<TcpStream>;

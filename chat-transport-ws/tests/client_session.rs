@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{Config, ErrorCode, Event, PresenceChange, SendKind};
+use chat_protocol::line::render::render;
 use chat_runtime::{Runtime, RuntimeConfig};
 use chat_store::{JsonFileStore, MemoryStore, Store};
 use chat_transport_ws::client_session::{Backoff, Notice};
@@ -223,6 +224,27 @@ async fn two_clients_talk_through_a_real_server() {
     assert_eq!(
         unknown.render().unwrap(),
         "! unknown command /frobnicate (try /help)\n"
+    );
+    alice.type_line("/leave").await.unwrap();
+    let left = until(&mut alice, "the left for /leave", |u| {
+        matches!(server_event(u), Some((Event::Left { .. }, true, _)))
+    })
+    .await;
+    let Some((event, true, kind)) = server_event(&left) else {
+        unreachable!()
+    };
+    assert_eq!(
+        render(event, true, kind).as_deref(),
+        Some("* You left #rust\n")
+    );
+    alice.type_line("said in no room").await.unwrap();
+    let no_room = until(&mut alice, "the notice of no room", |u| {
+        matches!(u, Update::Notice(_))
+    })
+    .await;
+    assert_eq!(
+        no_room.render().unwrap(),
+        "! you are in no room; /join ROOM first\n"
     );
 
     // The line bob typed before the message in #rust never reaches him: he is not in #rust.

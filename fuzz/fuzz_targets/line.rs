@@ -1,6 +1,7 @@
-//! The line transport's input path on arbitrary bytes: `LineCodec` framing over arbitrary chunks,
-//! then `chat_core::parse_line` on every UTF-8 line. Neither may panic; the codec's buffer never
-//! holds much more than one line; and how the bytes are cut into chunks never changes the lines.
+//! The line transport's input path on arbitrary bytes: `LineSplitter` framing over arbitrary
+//! chunks, then `parse_line` on every UTF-8 line and a `LineSession` fed every line (all
+//! `chat_protocol::line`). None may panic; the splitter's buffer never holds much more than one
+//! line; and how the bytes are cut into chunks never changes the lines.
 //!
 //! Input layout: byte 0 picks the line limit (1–64), byte 1 seeds the chunk sizes, the rest is
 //! the byte stream a client sends.
@@ -8,14 +9,12 @@
 #![no_main]
 
 use bytes::BytesMut;
-use chat_core::{Slash, parse_line};
-use chat_transport_tcp::codec::{Line, LineCodec};
+use chat_protocol::line::{Line, LineSession, LineSplitter, Slash, parse_line};
 use libfuzzer_sys::fuzz_target;
-use tokio_util::codec::Decoder;
 
 /// Decodes `data` fed in chunks whose sizes come from `cuts` (cycled; `None`: one chunk).
 fn decode_all(max: usize, data: &[u8], cuts: Option<u8>) -> Vec<Line> {
-    let mut codec = LineCodec::new(max);
+    let mut splitter = LineSplitter::new(max);
     let mut buf = BytesMut::new();
     let mut lines = Vec::new();
     let mut rest = data;
@@ -33,7 +32,7 @@ fn decode_all(max: usize, data: &[u8], cuts: Option<u8>) -> Vec<Line> {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         buf.extend_from_slice(chunk);
-        while let Some(line) = codec.decode(&mut buf).expect("line decoding never fails") {
+        while let Some(line) = splitter.next_line(&mut buf) {
             lines.push(line);
         }
         // Bounded: what stays buffered is at most one line and its `\r`.
@@ -43,10 +42,7 @@ fn decode_all(max: usize, data: &[u8], cuts: Option<u8>) -> Vec<Line> {
             buf.len()
         );
     }
-    while let Some(line) = codec
-        .decode_eof(&mut buf)
-        .expect("line decoding never fails")
-    {
+    while let Some(line) = splitter.last_line(&mut buf) {
         lines.push(line);
     }
     assert!(buf.is_empty(), "everything is consumed at the end");
@@ -61,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode_all(max, stream, None);
     let chunked = decode_all(max, stream, Some(*cuts));
     assert_eq!(whole, chunked, "chunking does not change the lines");
+    let mut session = LineSession::new();
+    for line in &whole {
+        let _ = session.on_input(line);
+    }
     for line in &whole {
         let Line::Text(bytes) = line else { continue };
         assert!(bytes.len() <= max, "a line within the limit");

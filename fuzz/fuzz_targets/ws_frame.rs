@@ -1,13 +1,12 @@
-//! The WebSocket transport's client-frame decoder, `chat_transport_ws::frame::decode`, on any
+//! The WebSocket protocol's client-frame decoder, `chat_protocol::json::decode`, on any
 //! text: it must answer every frame with a command or a rejection, never panic. A decoded
-//! command must also survive a round trip: encoded again as the protocol's JSON (with its
-//! `ref`), it decodes to the same command and `ref`.
+//! command must also survive a round trip: encoded again as a client frame (with its `ref`, by
+//! `chat_protocol::json::encode_command`), it decodes to the same command and `ref`.
 
 #![no_main]
 
-use chat_transport_ws::frame::decode;
+use chat_protocol::json::{decode, encode_command};
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,14 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok((command, reference)) = decode(text) else {
         return;
     };
-    let mut frame = serde_json::to_value(&command).expect("a command serialises");
-    if let (Some(reference), Value::Object(object)) = (&reference, &mut frame) {
-        object.insert(
-            "ref".into(),
-            serde_json::to_value(reference).expect("a ref serialises"),
-        );
-    }
-    let again = decode(&frame.to_string()).expect("a re-encoded command decodes");
+    let frame = encode_command(&command, reference.as_ref());
+    let again = decode(&frame).expect("a re-encoded command decodes");
     assert_eq!(again.0, command, "the command round-trips");
     // Every ref, fractional numbers included, round-trips exactly (serde_json's
     // `float_roundtrip`; the bug this target found is `tests/fuzz_findings.rs`).

@@ -1,8 +1,9 @@
 //! The slash-command language that line clients type (`/join rust`, `/dm bob hi`).
 //!
-//! Both the line TCP transport and terminal clients read what a person typed with
-//! [`parse_line`], so `/msg`, `//text` and the usage messages are the same everywhere. Parsing is
-//! only about the shape of the line; names and texts are validated by the core as usual.
+//! The line session ([`LineSession`](super::LineSession)) reads every typed line with
+//! [`parse_line`], for the line TCP transport and the terminal client alike, so `/msg`, `//text`
+//! and the usage messages are the same everywhere. Parsing is only about the shape of the line;
+//! names and texts are validated by the core as usual.
 
 /// What a typed line asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +12,8 @@ pub enum Slash<'a> {
     Say(&'a str),
     /// `/join ROOM`: move to ROOM.
     Join(&'a str),
+    /// `/leave [ROOM]`: leave ROOM (the current room by default).
+    Leave(Option<&'a str>),
     /// `/rooms`: list the rooms.
     Rooms,
     /// `/who [ROOM]`: list a room's members (the current room by default).
@@ -35,8 +38,9 @@ pub enum Slash<'a> {
 }
 
 /// The help text, one line per command.
-pub const HELP: [&str; 8] = [
+pub const HELP: [&str; 9] = [
     "/join ROOM        move to ROOM (leaving the room you are in)",
+    "/leave [ROOM]     leave ROOM (default: your room)",
     "/rooms            list the rooms and how many are in each",
     "/who [ROOM]       who is in ROOM (default: your room)",
     "/dm USER TEXT     a direct message (also /msg); kept for USER if offline",
@@ -63,6 +67,10 @@ pub fn parse_line(line: &str) -> Slash<'_> {
         "join" | "j" => match (words.next(), words.next()) {
             (Some(room), None) => Slash::Join(room),
             _ => Slash::Usage("usage: /join ROOM"),
+        },
+        "leave" | "part" => match (words.next(), words.next()) {
+            (room, None) => Slash::Leave(room),
+            _ => Slash::Usage("usage: /leave [ROOM]"),
         },
         "rooms" | "list" => Slash::Rooms,
         "who" | "names" => match (words.next(), words.next()) {
@@ -100,6 +108,8 @@ mod tests {
         assert_eq!(parse_line("hello there"), Slash::Say("hello there"));
         assert_eq!(parse_line("/join rust"), Slash::Join("rust"));
         assert_eq!(parse_line("/join   Rust  "), Slash::Join("Rust"));
+        assert_eq!(parse_line("/leave"), Slash::Leave(None));
+        assert_eq!(parse_line("/leave rust"), Slash::Leave(Some("rust")));
         assert_eq!(parse_line("/rooms"), Slash::Rooms);
         assert_eq!(parse_line("/who"), Slash::Who(None));
         assert_eq!(parse_line("/who rust"), Slash::Who(Some("rust")));
@@ -134,6 +144,7 @@ mod tests {
             "/dm bob   ",
             "/history x",
             "/who a b",
+            "/leave a b",
         ] {
             assert!(matches!(parse_line(line), Slash::Usage(_)), "{line:?}");
         }

@@ -1,35 +1,20 @@
 //! How events look on a line client: `[HH:MM:SS] #room <alice> text`, `* ` for information,
 //! `! ` for errors, one output line per line of a multi-line text.
 //!
-//! [`LineFormat`] is the runtime's [`WireFormat`] for line clients, so a room message is rendered
-//! once and the same bytes go to every line recipient. What depends on the recipient is decided
-//! by the event's [`SendKind`]: a sender's own room message ([`SendKind::Echo`]) shows nothing
-//! (their terminal already shows what they typed), and a DM's echo becomes a delivery notice.
+//! [`render`] is called once per event, not once per recipient: what depends on the recipient is
+//! decided by the event's [`SendKind`]. A sender's own room message ([`SendKind::Echo`]) shows
+//! nothing (their terminal already shows what they typed), and a DM's echo becomes a delivery
+//! notice.
 
 use std::fmt::Write as _;
 
-use bytes::Bytes;
-use chat_core::{DirectMessage, Event, PresenceChange, Ref, RoomMessage, SendKind, Timestamp};
-use chat_runtime::WireFormat;
-
-/// The line transport's [`WireFormat`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LineFormat;
-
-impl WireFormat for LineFormat {
-    fn name(&self) -> &'static str {
-        "line"
-    }
-
-    fn encode(&self, event: &Event, reference: Option<&Ref>, kind: SendKind) -> Option<Bytes> {
-        let text = render(event, reference.is_some(), kind)?;
-        Some(Bytes::from(text))
-    }
-}
+use chat_core::{DirectMessage, Event, PresenceChange, RoomMessage, SendKind, Timestamp};
 
 /// The lines for `event`, each ending in `\n`; `None` when a line client is shown nothing.
 /// `answers_command` says the event answers a command the session sent (it has a `ref`): the
-/// `joined` that answers `/join` announces the room, the one sent at login does not.
+/// `joined` that answers `/join` announces the room, the one sent at login does not; the `left`
+/// that answers `/leave` is announced, that of a room `/join` moved out of (sent without a `ref`)
+/// is not.
 pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<String> {
     let mut out = String::new();
     match event {
@@ -51,6 +36,7 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
                 room_message(&mut out, message);
             }
         }
+        Event::Left { room } if answers_command => info(&mut out, &format!("You left #{room}")),
         Event::Left { .. } => {}
         Event::Presence { room, user, event } => {
             let verb = match event {
@@ -104,14 +90,20 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
     (!out.is_empty()).then_some(out)
 }
 
-/// An information line, `* …`.
+/// Information, `* …`: one line per line of `text`.
 pub fn info(out: &mut String, text: &str) {
-    let _ = writeln!(out, "* {text}");
+    prefixed(out, "* ", text);
 }
 
-/// An error line, `! …`.
+/// An error, `! …`: one line per line of `text`.
 pub fn error(out: &mut String, text: &str) {
-    let _ = writeln!(out, "! {text}");
+    prefixed(out, "! ", text);
+}
+
+fn prefixed(out: &mut String, prefix: &str, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "{prefix}{line}");
+    }
 }
 
 fn clock(ts: Timestamp) -> String {
@@ -238,15 +230,14 @@ mod tests {
             render(&joined, false, SendKind::Backlog).unwrap(),
             "[09:05:07] #general <alice> old\n"
         );
+        let left = Event::Left {
+            room: general.clone(),
+        };
         assert_eq!(
-            shown(
-                &Event::Left {
-                    room: general.clone()
-                },
-                SendKind::Reply
-            ),
-            None
+            render(&left, true, SendKind::Reply).unwrap(),
+            "* You left #general\n"
         );
+        assert_eq!(render(&left, false, SendKind::Reply), None);
         let rooms = Event::Rooms {
             rooms: vec![RoomSummary {
                 room: general.clone(),
@@ -269,5 +260,13 @@ mod tests {
             shown(&Event::error(&ChatError::InvalidTarget), SendKind::Reply).unwrap(),
             "! you cannot send a direct message to yourself\n"
         );
+    }
+
+    #[test]
+    fn a_text_of_several_lines_is_one_prefixed_line_each() {
+        let mut out = String::new();
+        info(&mut out, "one\ntwo");
+        error(&mut out, "three\n");
+        assert_eq!(out, "* one\n* two\n! three\n");
     }
 }
