@@ -6,11 +6,12 @@
 //! history with WebSocket clients: both transports drive one runtime.
 //!
 //! The line protocol itself (framing, the slash commands, the session's rules and texts,
-//! rendering) is [`chat_protocol::line`]'s; this crate runs it on sockets. Modules: framing as a
-//! `tokio_util` decoder (`codec.rs`), the runtime's wire format ([`LineFormat`], `format.rs`:
-//! each event rendered once for all line recipients), one driver task per client
-//! (`session.rs`, around a [`chat_protocol::line::LineSession`]), and the accept loop
-//! ([`serve`], `server.rs`).
+//! rendering) is [`chat_protocol::line`]'s; this crate runs it on byte streams. Modules: framing
+//! as a `tokio_util` decoder (`codec.rs`), the runtime's wire format ([`LineFormat`],
+//! `format.rs`: each event rendered once for all line recipients), one client on any stream
+//! ([`run`], `session.rs`: a [`chat_runtime::Peer`] around a
+//! [`chat_protocol::line::LineSession`], driven by the runtime's one connection loop), and the
+//! accept loop ([`serve`], `server.rs`).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -21,3 +22,4 @@ mod session;
 
 pub use format::LineFormat;
 pub use server::{TcpConfig, serve};
+pub use session::run;

@@ -1,25 +1,23 @@
-//! One line client's driver: the name prompt, typed lines turned into commands, and the outbox
-//! written in batches, all in one task.
+//! One line client: the [`Peer`] that [`chat_runtime::drive`] runs, on any byte stream (a TCP
+//! socket, a TLS stream, an in-memory duplex in tests).
 //!
-//! What a line means, and what to show, is the [`LineSession`]'s business: this task feeds it
+//! What a line means, and what to show, is the [`LineSession`]'s business: this peer feeds it
 //! the lines `nc` sends and the events the outbox delivers, and carries out its [`Action`]s. Its
 //! problems go through the outbox as `error` events, after the answers to earlier lines and
-//! bounded like them, so a client that types garbage and never reads is still closed; coming
-//! back out, they reach the session like the server's errors (and, while naming, bring the
-//! prompt again).
+//! paced like them; coming back out, they reach the session like the server's errors (and,
+//! while naming, bring the prompt again).
 
-use std::net::SocketAddr;
+use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
 use chat_protocol::line::{Action, BYE, Line, LineSession, render};
-use chat_runtime::{Admission, Closing, Connection, Handle, Outbound, Outgoing};
+use chat_runtime::{
+    Admission, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer, RuntimeStopped,
+};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
 use crate::codec::LineCodec;
@@ -28,60 +26,52 @@ use crate::server::TcpConfig;
 
 const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
-/// Why the session ends, and the last line to send.
-struct End(Option<String>);
-
-impl End {
-    fn saying(line: &str) -> End {
-        End(Some(line.to_owned()))
-    }
-
-    fn bye() -> End {
-        let mut line = String::new();
-        render::info(&mut line, BYE);
-        End(Some(line))
-    }
-}
-
-pub(crate) async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
-    handle: Handle,
-    config: Arc<TcpConfig>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+/// Runs a line client on `stream` until it leaves: attaches it to the runtime behind `handle`
+/// (a full server gets a `! ` line and the close), asks for its name, and chats.
+pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
     let connection = match handle.connect(LineFormat).await {
         Ok(connection) => connection,
         Err(error) => {
             let line = format!("! {error}\n");
-            let _ =
-                tokio::time::timeout(config.write_timeout, write.write_all(line.as_bytes())).await;
+            let refusal = lines.get_mut().write_all(line.as_bytes());
+            let _ = tokio::time::timeout(config.write_timeout, refusal).await;
+            let _ = lines.get_mut().shutdown().await;
             return;
         }
     };
-    tracing::debug!(%peer, conn = %connection.id(), "line client attached");
-    let lines = FramedRead::with_capacity(read, LineCodec::new(config.max_line), 256);
-    let mut session = Session {
-        connection,
-        write,
-        line: LineSession::new(),
-        config,
+    let conn = connection.id();
+    tracing::debug!(%conn, "line client attached");
+    let mut peer = LinePeer {
+        lines,
+        session: LineSession::new(),
+        config: config.clone(),
         sent: 0,
         quitting: false,
     };
-    let end = session.drive(lines).await;
-    if let End(Some(last)) = end {
-        let _ = session.write_now(last.as_bytes()).await;
+    let mut opening = String::new();
+    let opened = peer
+        .carry_out(peer.session.opening(), &connection, &mut opening)
+        .await;
+    if opened.is_err() || peer.write_now(opening.as_bytes()).await.is_err() {
+        return;
     }
-    let _ = session.write.shutdown().await;
-    tracing::debug!(%peer, "line client detached");
+    let pacing = Pacing {
+        write_timeout: config.write_timeout,
+        idle_timeout: config.idle_timeout,
+        ping: None,
+    };
+    chat_runtime::drive(peer, connection, pacing).await;
+    tracing::debug!(%conn, "line client detached");
 }
 
-struct Session {
-    connection: Connection,
-    write: OwnedWriteHalf,
-    line: LineSession,
+struct LinePeer<S> {
+    /// The client's lines; writes go to the stream underneath.
+    lines: FramedRead<S, LineCodec>,
+    session: LineSession,
     config: Arc<TcpConfig>,
     /// Commands sent, numbering their refs (so replies to commands are told from other events).
     sent: u64,
@@ -90,80 +80,132 @@ struct Session {
     quitting: bool,
 }
 
-impl Session {
-    async fn drive(
-        &mut self,
-        mut lines: FramedRead<tokio::net::tcp::OwnedReadHalf, LineCodec>,
-    ) -> End {
-        let opening = self.line.opening();
-        let mut shown = String::new();
-        if let Err(end) = self.carry_out(opening, &mut shown).await {
-            return end;
-        }
-        if self.write_now(shown.as_bytes()).await.is_err() {
-            return End(None);
-        }
-        let mut batch = Vec::new();
-        let idle = tokio::time::sleep(self.config.idle_timeout);
-        tokio::pin!(idle);
-        loop {
-            tokio::select! {
-                // Read only while the client's earlier lines are answered enough (backpressure).
-                line = async { self.connection.readable().await; lines.next().await }, if !self.quitting => {
-                    idle.as_mut().reset(Instant::now() + self.config.idle_timeout);
-                    let result = match line {
-                        Some(Ok(line)) => self.on_line(line).await,
-                        Some(Err(_)) | None => return End(None),
-                    };
-                    if let Err(end) = result {
-                        return end;
-                    }
-                }
-                outgoing = self.connection.next(&mut batch) => {
-                    let written = self.write_batch(&mut batch).await;
-                    match (outgoing, written) {
-                        (_, Err(end)) => return end,
-                        (Outgoing::Frames, Ok(true)) => return End::bye(),
-                        (Outgoing::Frames, Ok(false)) => {}
-                        (Outgoing::Close(Closing::Shutdown), Ok(_)) => return End::saying(SHUTTING_DOWN),
-                        (Outgoing::Close(Closing::SlowConsumer), Ok(_)) => return End::saying("! disconnected: you were not reading fast enough\n"),
-                        (Outgoing::Close(Closing::LoginTimeout), Ok(_)) => return End::saying("! no name given in time; bye\n"),
-                    }
-                }
-                () = &mut idle => return End::saying("! disconnected: idle for too long\n"),
-            }
-        }
+impl<S> Peer for LinePeer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    type Item = io::Result<Line>;
+
+    async fn read(&mut self) -> Option<Self::Item> {
+        self.lines.next().await
     }
 
-    /// Handles one line from the client; `Err` ends the session.
-    async fn on_line(&mut self, line: Line) -> Result<(), End> {
-        match self.connection.admit() {
+    async fn on_item(
+        &mut self,
+        item: Self::Item,
+        connection: &mut Connection,
+    ) -> Result<(), Ending> {
+        let Ok(line) = item else {
+            return Err(Ending::Gone);
+        };
+        match connection.admit() {
             Admission::Allowed => {}
-            Admission::Limited => return self.reject(&ChatError::RateLimited).await,
-            Admission::Flooding => {
-                return Err(End::saying("! disconnected: too many lines for too long\n"));
+            Admission::Limited => {
+                let error = ChatError::RateLimited;
+                return Ok(say_error(connection, error.code(), &error.to_string()).await?);
             }
+            Admission::Flooding => return Err(Ending::Flood),
         }
-        let actions = self.line.on_input(&line);
+        let actions = self.session.on_input(&line);
         let mut shown = String::new();
-        self.carry_out(actions, &mut shown).await?;
+        self.carry_out(actions, connection, &mut shown).await?;
         if shown.is_empty() {
             return Ok(());
         }
-        self.write_now(shown.as_bytes()).await
+        self.write_now(shown.as_bytes())
+            .await
+            .map_err(|_| Ending::Gone)
     }
 
+    /// Writes every frame of `batch` with one write, with what the line session adds after the
+    /// events in it; ends the session when the `/quit` pong is among them.
+    async fn write(
+        &mut self,
+        batch: &mut Vec<Outbound>,
+        connection: &Connection,
+    ) -> io::Result<Flow> {
+        let mut out = BytesMut::new();
+        let mut shown = String::new();
+        let mut flow = Flow::Continue;
+        for outbound in batch.drain(..) {
+            if self.quitting && matches!(outbound.event.as_deref(), Some(Event::Pong)) {
+                flow = Flow::End(Ending::Quit);
+                break;
+            }
+            out.extend_from_slice(&outbound.bytes);
+            if let Some(event) = outbound.event.as_deref() {
+                let actions = self.session.on_event(event);
+                if self
+                    .carry_out(actions, connection, &mut shown)
+                    .await
+                    .is_err()
+                {
+                    flow = Flow::End(Ending::Stopped);
+                }
+                out.extend_from_slice(shown.as_bytes());
+                shown.clear();
+            }
+        }
+        batch.clear();
+        let socket = self.lines.get_mut();
+        socket.write_all(&out).await?;
+        socket.flush().await?;
+        Ok(flow)
+    }
+
+    async fn ping(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn reading(&self) -> bool {
+        !self.quitting
+    }
+
+    async fn finish(&mut self, ending: Ending) {
+        let last = match ending {
+            Ending::Gone | Ending::WriteTimedOut | Ending::TooLarge => None,
+            Ending::Quit => {
+                let mut line = String::new();
+                render::info(&mut line, BYE);
+                Some(line)
+            }
+            Ending::Closed(Closing::Shutdown) | Ending::Stopped => Some(SHUTTING_DOWN.to_owned()),
+            Ending::Closed(Closing::SlowConsumer) => {
+                Some("! disconnected: you were not reading fast enough\n".to_owned())
+            }
+            Ending::Closed(Closing::LoginTimeout) => {
+                Some("! no name given in time; bye\n".to_owned())
+            }
+            Ending::Idle => Some("! disconnected: idle for too long\n".to_owned()),
+            Ending::Flood => Some("! disconnected: too many lines for too long\n".to_owned()),
+        };
+        if let Some(last) = last {
+            let _ = self.write_now(last.as_bytes()).await;
+        }
+        let _ = self.lines.get_mut().shutdown().await;
+    }
+}
+
+impl<S> LinePeer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     /// Carries out the line session's actions in order; the lines they show directly are
     /// appended to `shown`, for the caller to write.
-    async fn carry_out(&mut self, actions: Vec<Action>, shown: &mut String) -> Result<(), End> {
+    async fn carry_out(
+        &mut self,
+        actions: Vec<Action>,
+        connection: &Connection,
+        shown: &mut String,
+    ) -> Result<(), RuntimeStopped> {
         for action in actions {
             match action {
-                Action::Send(command) => self.send(command).await?,
-                Action::SendQuietly(command) => self.send_quietly(command).await?,
-                Action::Problem { code, text } => self.say_error(code, &text).await?,
+                Action::Send(command) => self.send(connection, command).await?,
+                Action::SendQuietly(command) => connection.send(command, None).await?,
+                Action::Problem { code, text } => say_error(connection, code, &text).await?,
                 Action::Quit => {
                     // Answers to what was typed before come first: the pong marks their end.
-                    self.send(Command::Ping).await?;
+                    self.send(connection, Command::Ping).await?;
                     self.quitting = true;
                 }
                 Action::Info(_) | Action::Prompt => shown.extend(action.render()),
@@ -172,81 +214,35 @@ impl Session {
         Ok(())
     }
 
-    async fn send(&mut self, command: Command) -> Result<(), End> {
+    async fn send(
+        &mut self,
+        connection: &Connection,
+        command: Command,
+    ) -> Result<(), RuntimeStopped> {
         self.sent += 1;
-        let reference = Some(Ref::number(self.sent));
-        self.connection
-            .send(command, reference)
-            .await
-            .map_err(|_| End::saying(SHUTTING_DOWN))
+        connection.send(command, Some(Ref::number(self.sent))).await
     }
 
-    /// Sends a command without a `ref`: what answers it is rendered as news to nobody.
-    async fn send_quietly(&mut self, command: Command) -> Result<(), End> {
-        self.connection
-            .send(command, None)
-            .await
-            .map_err(|_| End::saying(SHUTTING_DOWN))
-    }
-
-    /// Answers with an error line, through the outbox: after the answers to earlier lines, and
-    /// bounded like them, so a client that types garbage and never reads is still closed.
-    async fn say_error(&mut self, code: ErrorCode, text: &str) -> Result<(), End> {
-        let event = Event::Error {
-            code,
-            message: text.to_owned(),
-        };
-        self.connection
-            .reply(event, None)
-            .await
-            .map_err(|_| End::saying(SHUTTING_DOWN))
-    }
-
-    async fn reject(&mut self, error: &ChatError) -> Result<(), End> {
-        self.say_error(error.code(), &error.to_string()).await
-    }
-
-    /// Writes every frame of `batch` with one write, with what the line session adds after the
-    /// events in it. `Ok(true)` when the `/quit` pong was among them.
-    async fn write_batch(&mut self, batch: &mut Vec<Outbound>) -> Result<bool, End> {
-        if batch.is_empty() {
-            return Ok(false);
-        }
-        let mut out = BytesMut::new();
-        let mut shown = String::new();
-        let mut quit = false;
-        for outbound in batch.drain(..) {
-            if self.quitting && matches!(outbound.event.as_deref(), Some(Event::Pong)) {
-                quit = true;
-                break;
-            }
-            out.extend_from_slice(&outbound.bytes);
-            if let Some(event) = outbound.event.as_deref() {
-                let actions = self.line.on_event(event);
-                self.carry_out(actions, &mut shown).await?;
-                out.extend_from_slice(shown.as_bytes());
-                shown.clear();
-            }
-        }
-        self.write_now(&out.freeze()).await?;
-        Ok(quit)
-    }
-
-    /// Writes `bytes`, giving up when the write timeout fires or, at once, when the client's
-    /// queue overflows while the write waits on it.
-    async fn write_now(&mut self, bytes: &[u8]) -> Result<(), End> {
-        let write = chat_runtime::within(self.config.write_timeout, self.write.write_all(bytes));
-        let overflow = async {
-            while self.connection.closed().await != Closing::SlowConsumer {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            written = write => match written {
-                Ok(Ok(())) => Ok(()),
-                _ => Err(End(None)),
-            },
-            () = overflow => Err(End(None)),
+    /// Writes `bytes` now, within the write timeout.
+    async fn write_now(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let write = self.lines.get_mut().write_all(bytes);
+        match chat_runtime::within(self.config.write_timeout, write).await {
+            Ok(written) => written,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
     }
+}
+
+/// Answers with an error line, through the outbox: after the answers to earlier lines, and
+/// paced like them.
+async fn say_error(
+    connection: &Connection,
+    code: ErrorCode,
+    text: &str,
+) -> Result<(), RuntimeStopped> {
+    let event = Event::Error {
+        code,
+        message: text.to_owned(),
+    };
+    connection.reply(event, None).await
 }

@@ -1,27 +1,38 @@
 //! The WebSocket transport: JSON frames on `ws://HOST:PORT/chat`, as the protocol reference
 //! (`docs/protocol.md` in the repository) describes them.
 //!
-//! [`serve`] accepts connections and attaches each to a [`chat_runtime::Runtime`] through its
-//! public [`Handle`](chat_runtime::Handle), one driver task per connection (`session.rs`).
-//! Client frames are decoded, and events encoded, by the JSON codec of
-//! [`chat_protocol::json`]; [`frame`] puts the WebSocket header in front, with [`JsonFormat`] as
-//! the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is serialised and
-//! framed once for every WebSocket recipient. [`page`] serves the browser client (a static
-//! page) to plain HTTP `GET`s on the same listener. [`WsClient`] is a small client for tests,
-//! bots and the terminal client; [`client_session`] is the terminal client's library layer (a
-//! session that reconnects, speaking the line protocol's [`chat_protocol::line::LineSession`] to
-//! its user).
+//! # Layout
+//!
+//! - [`serve`] (`server.rs`): the bundled listener. Each accepted socket is served by hyper
+//!   (`http.rs`): an upgrade on [`WsConfig::path`] becomes a chat connection, a plain `GET` gets
+//!   the browser page ([`page`]), embedded in the binary.
+//! - `handshake.rs`: the WebSocket opening handshake on plain `http` requests, shared by the
+//!   listener and the [`axum`](crate::axum) integration (feature `axum`): a full server answers
+//!   503 before any WebSocket exists.
+//! - [`connect`] and [`run`] (`session.rs`): one connection after its handshake, on any byte
+//!   stream (an upgrade from hyper or axum, a TLS stream, an in-memory duplex in tests), run by
+//!   the runtime's one connection loop, [`chat_runtime::drive`].
+//! - [`frame`]: the WebSocket header in front of [`chat_protocol::json`]'s payloads;
+//!   [`JsonFormat`] is the runtime's wire format, so a broadcast is serialised and framed once
+//!   for every WebSocket recipient.
 
 #![warn(missing_docs, unreachable_pub)]
 
-mod client;
-pub mod client_session;
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod frame;
+mod handshake;
+mod http;
 pub mod page;
 mod server;
 mod session;
 
+pub use frame::JsonFormat;
+pub use handshake::upgrade;
+pub use server::{WsConfig, serve};
+pub use session::{connect, run};
+
+mod client;
+pub mod client_session;
 pub use client::{ClientError, Incoming, WsClient};
 pub use client_session::{ClientSession, SessionConfig, Typist, Update};
-pub use frame::JsonFormat;
-pub use server::{WsConfig, serve};

@@ -1,4 +1,5 @@
-//! The accept loop: one task per WebSocket connection, on the path `/chat`.
+//! The WebSocket listener: the transport's settings, and [`serve`], which answers each accepted
+//! socket with hyper (`http.rs`): the chat on the upgrade path, the browser page beside it.
 
 use std::io;
 use std::sync::Arc;
@@ -7,12 +8,10 @@ use std::time::Duration;
 use chat_runtime::Handle;
 use tokio::net::TcpListener;
 
-use crate::session;
-
 /// The WebSocket transport's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WsConfig {
-    /// The path upgrades are accepted on (`/chat`); other paths get HTTP 404.
+    /// The path upgrades are accepted on (`/chat`); upgrades on other paths get HTTP 404.
     pub path: String,
     /// The largest frame (message) accepted, in bytes (`--max-frame`, 65,536). A larger one
     /// closes the connection with code 1009.
@@ -23,7 +22,7 @@ pub struct WsConfig {
     pub idle_timeout: Duration,
     /// How long one batched write may take before the client is treated as gone (10 s).
     pub write_timeout: Duration,
-    /// How long a client may take to complete the WebSocket upgrade (10 s).
+    /// How long a client may take to send an HTTP request head, the upgrade's included (10 s).
     pub handshake_timeout: Duration,
     /// tungstenite's read buffer per connection (1 KiB rather than its default 128 KiB, so an
     /// idle connection costs little memory).
@@ -44,13 +43,14 @@ impl Default for WsConfig {
     }
 }
 
-/// Accepts WebSocket clients on `listener` and attaches each to the runtime behind `handle`,
-/// until the runtime begins shutting down. Connections already open are closed by the runtime's
+/// Accepts connections on `listener` and serves each (the chat on [`WsConfig::path`], the
+/// browser page on `/`), attaching chat clients to the runtime behind `handle`, until the
+/// runtime begins shutting down. Connections already open are closed by the runtime's
 /// shutdown (code 1001).
 pub async fn serve(listener: TcpListener, handle: Handle, config: WsConfig) -> io::Result<()> {
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "ws", |stream, peer| {
-        session::run(stream, peer, handle.clone(), config.clone())
+        crate::http::serve_socket(stream, peer, handle.clone(), config.clone())
     })
     .await
 }

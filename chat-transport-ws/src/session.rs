@@ -1,188 +1,126 @@
-//! One WebSocket connection's driver: a single task that reads frames, writes the outbox in
-//! batches, pings, and closes with the right code.
+//! One WebSocket connection after its handshake: the [`Peer`] that [`chat_runtime::drive`] runs,
+//! on any byte stream (a hyper or axum upgrade, a TLS stream, an in-memory duplex in tests).
 //!
-//! Reading and writing in one task (rather than a reader and a writer task) keeps a connection
-//! to one future and no locks, and lets every frame queued since the last write go out with one
-//! flush.
+//! Reads are tungstenite's; writes are the runtime's bytes as they are: [`JsonFormat`] frames
+//! each event once for all its recipients, so a batch goes to the socket with one write, after
+//! anything tungstenite itself has queued (a pong).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
 use chat_protocol::json::decode;
-use chat_runtime::{Admission, Closing, ConnectError, Connection, Handle, Outbound, Outgoing};
+use chat_runtime::{
+    Admission, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
+};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::frame::JsonFormat;
 use crate::server::WsConfig;
 
-type Ws = WebSocketStream<TcpStream>;
-
-/// Why the driver ends the connection, and the close frame it sends.
-enum End {
-    /// The client closed, or the socket failed: nothing more to send.
-    Gone,
-    /// Send this close code and reason.
-    Close(CloseCode, &'static str),
+/// Attaches a new WebSocket connection to the runtime behind `handle`, before its handshake
+/// completes: a full server answers the upgrade with HTTP 503 instead.
+pub async fn connect(handle: &Handle) -> Result<Connection, ConnectError> {
+    handle.connect(JsonFormat).await
 }
 
-pub(crate) async fn run(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    handle: Handle,
-    config: Arc<WsConfig>,
-) {
-    // Without it, small frames wait for delayed ACKs (40 ms on Linux).
-    let _ = stream.set_nodelay(true);
-    let mut attached = handle.connect(JsonFormat).await;
-    // A browser asking for the chat page (a plain GET) is answered before any WebSocket exists;
-    // a connection that sends nothing is still dropped at the login timeout.
-    let page = crate::page::serve_if_page(&mut stream, &config);
-    let served = match &mut attached {
-        Ok(connection) => tokio::select! {
-            served = page => served,
-            () = closed(connection) => return,
-        },
-        Err(_) => page.await,
-    };
-    if served == crate::page::Served::Done {
-        return;
-    }
-    let refusal = match &attached {
-        Ok(_) => None,
-        Err(ConnectError::TooManyConnections) => Some("the server is full; try again later"),
-        Err(ConnectError::ShuttingDown) => Some("the server is shutting down"),
-    };
-    let check = handshake_check(config.path.clone(), refusal);
+/// Runs the chat on `stream`, a byte stream whose WebSocket handshake is done, until the
+/// connection ends; `connection` comes from [`connect`].
+pub async fn run<S>(stream: S, connection: Connection, config: &WsConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer)
         .write_buffer_size(8 * 1024)
         .max_message_size(Some(config.max_frame))
         .max_frame_size(Some(config.max_frame));
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
-    let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
-    let mut connection = match attached {
-        Ok(connection) => connection,
-        Err(_) => {
-            // Refused in the handshake (HTTP 503); finish it so the client sees why.
-            let _ = handshake.await;
-            return;
-        }
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
+    let pacing = Pacing {
+        write_timeout: config.write_timeout,
+        idle_timeout: config.idle_timeout,
+        ping: Some(config.ping_interval),
     };
-    // The core's login timeout counts from here: a client that never completes the upgrade is
-    // dropped when it fires, like one that never logs in.
-    let ws = tokio::select! {
-        upgraded = handshake => match upgraded {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(error)) => {
-                tracing::debug!(%peer, %error, "WebSocket handshake refused or failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "WebSocket handshake timed out");
-                return;
-            }
-        },
-        () = closed(&mut connection) => return,
-    };
-    tracing::debug!(%peer, conn = %connection.id(), "WebSocket client attached");
-    drive(ws, connection, &config).await;
-    tracing::debug!(%peer, "WebSocket client detached");
+    chat_runtime::drive(WsPeer { ws }, connection, pacing).await;
 }
 
-/// The handshake callback: upgrades only on the configured path, and answers a full server with
-/// HTTP 503 before any WebSocket exists.
-// tungstenite fixes the callback's signature, large error type included.
-#[allow(clippy::result_large_err)]
-fn handshake_check(
-    path: String,
-    refusal: Option<&'static str>,
-) -> impl FnOnce(&Request, Response) -> Result<Response, ErrorResponse> {
-    move |request, response| {
-        if request.uri().path() != path {
-            return Err(error_response(
-                StatusCode::NOT_FOUND,
-                "no WebSocket endpoint here; try /chat",
-            ));
-        }
-        match refusal {
-            Some(why) => Err(error_response(StatusCode::SERVICE_UNAVAILABLE, why)),
-            None => Ok(response),
+struct WsPeer<S> {
+    ws: WebSocketStream<S>,
+}
+
+impl<S> Peer for WsPeer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    type Item = Result<Message, WsError>;
+
+    async fn read(&mut self) -> Option<Self::Item> {
+        self.ws.next().await
+    }
+
+    async fn on_item(
+        &mut self,
+        item: Self::Item,
+        connection: &mut Connection,
+    ) -> Result<(), Ending> {
+        match item {
+            Ok(message) => self.on_message(connection, message).await,
+            Err(WsError::Capacity(_)) => Err(Ending::TooLarge),
+            Err(_) => Err(Ending::Gone),
         }
     }
-}
 
-/// Waits until the runtime closes the connection (nothing else reaches it before its login).
-async fn closed(connection: &mut Connection) {
-    let mut batch = Vec::new();
-    while let Outgoing::Frames = connection.next(&mut batch).await {
+    async fn write(&mut self, batch: &mut Vec<Outbound>, _: &Connection) -> io::Result<Flow> {
+        self.ws.flush().await.map_err(io::Error::other)?;
+        let socket = self.ws.get_mut();
+        if let [one] = batch.as_slice() {
+            socket.write_all(&one.bytes).await?;
+        } else {
+            let total = batch.iter().map(|o| o.bytes.len()).sum();
+            let mut joined = BytesMut::with_capacity(total);
+            for outbound in batch.iter() {
+                joined.extend_from_slice(&outbound.bytes);
+            }
+            socket.write_all(&joined).await?;
+        }
+        socket.flush().await?;
         batch.clear();
+        Ok(Flow::Continue)
     }
-}
 
-fn error_response(status: StatusCode, text: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(text.to_owned()));
-    *response.status_mut() = status;
-    response
-}
+    async fn ping(&mut self) -> io::Result<()> {
+        self.ws
+            .send(Message::Ping(Bytes::new()))
+            .await
+            .map_err(io::Error::other)
+    }
 
-async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
-    let mut batch: Vec<Outbound> = Vec::new();
-    let mut heard = Instant::now();
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let end = loop {
-        tokio::select! {
-            // Read only while the client's earlier frames are answered enough (backpressure).
-            incoming = async { connection.readable().await; ws.next().await } => {
-                heard = Instant::now();
-                match incoming {
-                    Some(Ok(message)) => {
-                        if let Err(end) = on_message(&mut ws, &mut connection, message).await {
-                            break end;
-                        }
-                    }
-                    Some(Err(WsError::Capacity(_))) => break End::Close(CloseCode::Size, "frame too large"),
-                    Some(Err(_)) | None => break End::Gone,
-                }
+    async fn finish(&mut self, ending: Ending) {
+        let (code, reason) = match ending {
+            Ending::Gone | Ending::Quit => return,
+            Ending::Closed(Closing::Shutdown) | Ending::Stopped => {
+                (CloseCode::Away, "server shutting down")
             }
-            outgoing = connection.next(&mut batch) => {
-                let written = write_batch(&mut ws, &connection, &mut batch, config.write_timeout).await;
-                match (outgoing, written) {
-                    (_, Err(end)) => break end,
-                    (Outgoing::Frames, Ok(())) => {}
-                    (Outgoing::Close(Closing::Shutdown), Ok(())) => break End::Close(CloseCode::Away, "server shutting down"),
-                    (Outgoing::Close(Closing::SlowConsumer), Ok(())) => break End::Close(CloseCode::Policy, "too slow: outbound queue full"),
-                    (Outgoing::Close(Closing::LoginTimeout), Ok(())) => break End::Close(CloseCode::Policy, "login timeout"),
-                }
+            Ending::Closed(Closing::SlowConsumer) => {
+                (CloseCode::Policy, "too slow: outbound queue full")
             }
-            _ = ping.tick() => {
-                if heard.elapsed() >= config.idle_timeout {
-                    break End::Close(CloseCode::Normal, "idle timeout");
-                }
-                if send_now(&mut ws, Message::Ping(Bytes::new()), config.write_timeout).await.is_err() {
-                    break End::Gone;
-                }
-            }
-        }
-    };
-    if let End::Close(code, reason) = end {
+            Ending::Closed(Closing::LoginTimeout) => (CloseCode::Policy, "login timeout"),
+            Ending::Idle => (CloseCode::Normal, "idle timeout"),
+            Ending::Flood => (CloseCode::Policy, "flood: rate limit exceeded for 3 s"),
+            Ending::TooLarge => (CloseCode::Size, "frame too large"),
+            Ending::WriteTimedOut => (CloseCode::Policy, "too slow: write timed out"),
+        };
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
+        let ws = &mut self.ws;
         let closing = async {
             if ws.close(Some(frame)).await.is_ok() {
                 // Wait (briefly) for the client's close reply, so the close is clean.
@@ -193,104 +131,49 @@ async fn drive(mut ws: Ws, mut connection: Connection, config: &WsConfig) {
     }
 }
 
-/// Handles one message from the client; `Err` ends the connection.
-async fn on_message(ws: &mut Ws, connection: &mut Connection, message: Message) -> Result<(), End> {
-    let text = match message {
-        Message::Text(text) => Some(text),
-        Message::Binary(_) => None,
-        // tungstenite answers pings itself (on the next write or flush); pongs only prove life.
-        Message::Ping(_) => return ws.flush().await.map_err(|_| End::Gone),
-        Message::Pong(_) | Message::Frame(_) => return Ok(()),
-        Message::Close(_) => return Err(End::Gone),
-    };
-    let decoded = text.as_ref().map(|text| decode(text.as_str()));
-    let (error, reference) = match (connection.admit(), decoded) {
-        (Admission::Flooding, _) => {
-            return Err(End::Close(
-                CloseCode::Policy,
-                "flood: rate limit exceeded for 3 s",
-            ));
-        }
-        (Admission::Limited, decoded) => {
-            // The refused frame's error still carries its ref, if it had a valid one.
-            let reference = match decoded {
-                Some(Ok((_, reference))) => reference,
-                Some(Err(rejected)) => rejected.reference,
-                None => None,
-            };
-            (ChatError::RateLimited, reference)
-        }
-        (Admission::Allowed, Some(Ok((command, reference)))) => {
-            return connection.send(command, reference).await.map_err(stopped);
-        }
-        (Admission::Allowed, Some(Err(rejected))) => (rejected.error, rejected.reference),
-        (Admission::Allowed, None) => (
-            ChatError::BadFrame(
-                "binary frames are not part of the protocol; send JSON text".into(),
-            ),
-            None,
-        ),
-    };
-    // Through the outbox, in order with earlier replies and bounded like them.
-    connection
-        .reply(Event::error(&error), reference)
-        .await
-        .map_err(stopped)
-}
-
-fn stopped(_: chat_runtime::RuntimeStopped) -> End {
-    End::Close(CloseCode::Away, "server shutting down")
-}
-
-/// Writes every frame in `batch` with one write. The runtime's bytes are complete WebSocket
-/// frames ([`JsonFormat`](crate::JsonFormat) frames each event once for all its recipients), so
-/// they go to the socket as they are, after anything tungstenite itself has queued (a pong).
-async fn write_batch(
-    ws: &mut Ws,
-    connection: &Connection,
-    batch: &mut Vec<Outbound>,
-    timeout: Duration,
-) -> Result<(), End> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let write = async {
-        ws.flush().await.map_err(|_| ())?;
-        let socket = ws.get_mut();
-        let result = if let [one] = batch.as_slice() {
-            socket.write_all(&one.bytes).await
-        } else {
-            let total = batch.iter().map(|o| o.bytes.len()).sum();
-            let mut joined = BytesMut::with_capacity(total);
-            for outbound in batch.iter() {
-                joined.extend_from_slice(&outbound.bytes);
-            }
-            socket.write_all(&joined).await
+impl<S> WsPeer<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Handles one message from the client.
+    async fn on_message(
+        &mut self,
+        connection: &mut Connection,
+        message: Message,
+    ) -> Result<(), Ending> {
+        let text = match message {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+            // tungstenite answers pings itself (on the next write or flush); pongs only prove
+            // life.
+            Message::Ping(_) => return self.ws.flush().await.map_err(|_| Ending::Gone),
+            Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Close(_) => return Err(Ending::Gone),
         };
-        batch.clear();
-        result.map_err(|_| ())
-    };
-    // A write that waits on a client who stopped reading is abandoned as soon as its queue
-    // overflows: the client is cut off now, not when the write timeout fires.
-    let overflow = async {
-        while connection.closed().await != Closing::SlowConsumer {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        written = chat_runtime::within(timeout, write) => match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(())) => Err(End::Gone),
-            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
-        },
-        // Part of a frame may be written: no close frame can follow it.
-        () = overflow => Err(End::Gone),
-    }
-}
-
-async fn send_now(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), End> {
-    match tokio::time::timeout(timeout, ws.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(End::Gone),
+        let decoded = text.as_ref().map(|text| decode(text.as_str()));
+        let (error, reference) = match (connection.admit(), decoded) {
+            (Admission::Flooding, _) => return Err(Ending::Flood),
+            (Admission::Limited, decoded) => {
+                // The refused frame's error still carries its ref, if it had a valid one.
+                let reference = match decoded {
+                    Some(Ok((_, reference))) => reference,
+                    Some(Err(rejected)) => rejected.reference,
+                    None => None,
+                };
+                (ChatError::RateLimited, reference)
+            }
+            (Admission::Allowed, Some(Ok((command, reference)))) => {
+                return Ok(connection.send(command, reference).await?);
+            }
+            (Admission::Allowed, Some(Err(rejected))) => (rejected.error, rejected.reference),
+            (Admission::Allowed, None) => (
+                ChatError::BadFrame(
+                    "binary frames are not part of the protocol; send JSON text".into(),
+                ),
+                None,
+            ),
+        };
+        // Through the outbox, in order with earlier replies and paced like them.
+        Ok(connection.reply(Event::error(&error), reference).await?)
     }
 }

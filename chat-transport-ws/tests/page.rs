@@ -1,5 +1,5 @@
-//! The browser client's page, served by the WebSocket listener on plain HTTP GETs, while
-//! upgrades on `/chat` keep working on the same port.
+//! The browser client's page, served by the WebSocket listener's HTTP stack on plain GETs,
+//! while upgrades on `/chat` keep working on the same port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use chat_core::{Command, Config, Event};
 use chat_runtime::{Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
-use chat_transport_ws::page::MAX_HEAD;
 use chat_transport_ws::{Incoming, WsClient, WsConfig, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,8 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn server(ws: WsConfig) -> (SocketAddr, Runtime) {
+    server_with(ws, RuntimeConfig::default()).await
+}
+
+async fn server_with(ws: WsConfig, limits: RuntimeConfig) -> (SocketAddr, Runtime) {
     let store = Arc::new(MemoryStore::new());
-    let runtime = Runtime::start(Config::default(), store, RuntimeConfig::default())
+    let runtime = Runtime::start(Config::default(), store, limits)
         .await
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,8 +83,10 @@ async fn ask(addr: SocketAddr, parts: &[&[u8]]) -> Answer {
     }
 }
 
+/// A GET that asks the server to close the connection after its answer.
 fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n").into_bytes()
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+        .into_bytes()
 }
 
 #[tokio::test]
@@ -117,7 +122,11 @@ async fn the_page_and_its_files_are_served_on_the_websocket_port() {
     }
     let missing = ask(addr, &[&get("/nothing-here")]).await;
     assert_eq!(missing.status, 404);
-    let head = ask(addr, &[b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
+    let head = ask(
+        addr,
+        &[b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+    )
+    .await;
     assert_eq!(head.status, 200);
     assert_eq!(head.body, "", "HEAD has no body");
     assert_eq!(
@@ -162,17 +171,49 @@ async fn a_head_in_pieces_is_still_a_page_and_upgrades_still_work() {
 }
 
 #[tokio::test]
-async fn what_is_not_a_plain_get_is_left_to_the_handshake() {
+async fn a_plain_get_on_the_chat_path_is_told_to_upgrade_and_a_huge_head_is_refused() {
     let (addr, _runtime) = server(WsConfig::default()).await;
-    // A plain GET on the WebSocket path is the handshake's to refuse, as before.
-    assert_not_a_page(addr, &get("/chat")).await;
-    // So is a head larger than the page server looks at.
+    let plain = ask(addr, &[&get("/chat")]).await;
+    assert_eq!(plain.status, 426, "Upgrade Required");
+    assert_eq!(plain.header("upgrade"), Some("websocket"));
+    // A head larger than the HTTP stack reads is refused, never served.
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
-    while huge.len() <= MAX_HEAD {
+    while huge.len() <= 1 << 20 {
         huge.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
     }
     huge.extend_from_slice(b"\r\n");
     assert_not_a_page(addr, &huge).await;
+}
+
+#[tokio::test]
+async fn a_page_request_takes_no_connection_slot() {
+    let limits = RuntimeConfig {
+        max_connections: 1,
+        ..RuntimeConfig::default()
+    };
+    let (addr, _runtime) = server_with(WsConfig::default(), limits).await;
+    // The one slot is taken by a chat client...
+    let mut client = WsClient::connect(&format!("ws://{addr}/chat"))
+        .await
+        .unwrap();
+    let login = Command::Login {
+        name: "alice".into(),
+    };
+    client.send(&login, None).await.unwrap();
+    tokio::time::timeout(PATIENCE, client.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // ...and the page is still served, while a second chat client is refused with 503.
+    let index = ask(addr, &[&get("/")]).await;
+    assert_eq!(index.status, 200);
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/chat")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("a second chat client got in: {other:?}"),
+    }
 }
 
 /// The server does not answer `request` with a page (it refuses or closes), in time.

@@ -1342,28 +1342,28 @@ async fn a_client_that_does_not_log_in_in_time_is_closed_with_1008() {
     punctual.quiet().await;
 }
 
-/// A TCP connection that never sends its upgrade request holds a place among `max_connections`
-/// (the runtime counts it before the handshake); it must not hold it forever. The login timeout
-/// covers it: it has not logged in.
+/// A TCP connection that never sends its upgrade request is not a chat connection: it takes no
+/// place among `max_connections` (the one place goes to a client that logs in meanwhile), and
+/// it is dropped when the handshake timeout passes.
 #[tokio::test]
-async fn a_connection_that_never_completes_the_handshake_is_closed_at_the_login_timeout() {
-    let chat = Config {
-        login_timeout: Some(Duration::from_millis(200)),
-        ..Config::default()
-    };
+async fn a_connection_that_never_completes_the_handshake_takes_no_place_and_is_dropped() {
     let limits = RuntimeConfig {
         max_connections: 1,
         ..RuntimeConfig::default()
     };
-    let server = Server::with(chat, limits, WsConfig::default()).await;
+    let ws = WsConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..WsConfig::default()
+    };
+    let server = Server::with(Config::default(), limits, ws).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut alice = server.raw_login("alice").await;
     let mut buffer = [0u8; 64];
     let ended = tokio::time::timeout(PATIENCE, silent.read(&mut buffer)).await;
     assert!(
         matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
         "the server should drop a connection that sends nothing: {ended:?}"
     );
-    let mut alice = server.raw_login("alice").await;
     alice.quiet().await;
 }
 

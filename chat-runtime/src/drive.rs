@@ -1,0 +1,176 @@
+//! [`drive`]: the one loop every transport runs per connection.
+//!
+//! A connection's task does four things, and only one at a time, so it needs no locks and
+//! every frame queued since the last write goes out with one flush: it **writes** what the
+//! runtime queued for the client (raced against an overflow, so a client whose queue overflows
+//! while a write to it is blocked is cut off at once, and bounded by the write timeout); it
+//! **reads** the client's next frame or line, but only while [`Connection::readable`] allows it
+//! (a client that asks faster than it reads is paced, never dropped for it); it **pings** an
+//! otherwise quiet client, where the transport has pings; and it **ends** the connection when
+//! the client goes, stays silent past the idle timeout, floods, or the runtime closes it.
+//!
+//! What differs between transports (how a frame is read, what it means, how a batch is written,
+//! the last words) is a [`Peer`]'s: the WebSocket transport's peer speaks frames, the line
+//! transport's lines, and both run on any byte stream.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::connection::{Connection, RuntimeStopped};
+use crate::deadline::within;
+use crate::outbox::{Closing, Outbound, Outgoing};
+
+/// Why a connection ends. The peer turns it into its last words (a close code, a last line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The client closed the connection, or the socket failed: nothing more can be sent.
+    Gone,
+    /// The runtime closed it (slow consumer, login timeout, shutdown).
+    Closed(Closing),
+    /// The client sent nothing for the idle timeout.
+    Idle,
+    /// The client stayed over its rate limit for the flood grace period.
+    Flood,
+    /// The client sent a frame over the size limit.
+    TooLarge,
+    /// The client asked to leave, and everything it was owed is written.
+    Quit,
+    /// A write to the client did not finish within the write timeout.
+    WriteTimedOut,
+    /// The runtime has stopped.
+    Stopped,
+}
+
+impl From<RuntimeStopped> for Ending {
+    fn from(_: RuntimeStopped) -> Self {
+        Ending::Stopped
+    }
+}
+
+/// What a batch write tells the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// End the connection this way (after the batch was written).
+    End(Ending),
+}
+
+/// A transport's side of one connection: the byte stream and what its frames mean.
+pub trait Peer: Send {
+    /// One unit read from the client: a frame, a line, or the read error that ended it.
+    type Item: Send;
+
+    /// Reads the client's next item; `None` once the client is gone. Must be cancel-safe: the
+    /// loop drops it whenever something else is ready first.
+    fn read(&mut self) -> impl Future<Output = Option<Self::Item>> + Send;
+
+    /// Acts on one item (checks it against the rate limit, decodes it, hands the command to
+    /// `connection`); `Err` ends the connection.
+    fn on_item(
+        &mut self,
+        item: Self::Item,
+        connection: &mut Connection,
+    ) -> impl Future<Output = Result<(), Ending>> + Send;
+
+    /// Writes every frame of `batch` and flushes once, emptying it. `connection` is there for a
+    /// peer whose state follows the events it writes and may answer them (the line session).
+    fn write(
+        &mut self,
+        batch: &mut Vec<Outbound>,
+        connection: &Connection,
+    ) -> impl Future<Output = io::Result<Flow>> + Send;
+
+    /// Sends a keep-alive probe (a WebSocket ping). Called only when [`Pacing::ping`] is set.
+    fn ping(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Whether to read more now (the line transport stops reading after `/quit`).
+    fn reading(&self) -> bool {
+        true
+    }
+
+    /// The last words: a close frame, a last line. The connection is closed after it.
+    fn finish(&mut self, ending: Ending) -> impl Future<Output = ()> + Send;
+}
+
+/// The timings of [`drive`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// How long one batched write may take before the client is treated as gone.
+    pub write_timeout: Duration,
+    /// A client that sends nothing (not even a pong) for this long is disconnected.
+    pub idle_timeout: Duration,
+    /// How often a quiet client is pinged; `None` for a transport without pings.
+    pub ping: Option<Duration>,
+}
+
+/// Runs one connection until it ends, then says the peer's last words. Dropping the
+/// connection afterwards tells the runtime it is gone.
+pub async fn drive<P: Peer>(mut peer: P, mut connection: Connection, pacing: Pacing) -> Ending {
+    let mut batch: Vec<Outbound> = Vec::new();
+    let idle = tokio::time::sleep(pacing.idle_timeout);
+    tokio::pin!(idle);
+    let period = pacing.ping.unwrap_or(Duration::from_secs(3600));
+    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let ending = loop {
+        tokio::select! {
+            biased;
+            outgoing = connection.next(&mut batch) => {
+                let written = write(&mut peer, &connection, &mut batch, pacing.write_timeout).await;
+                match (outgoing, written) {
+                    (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
+                    (Outgoing::Frames, Ok(Flow::Continue)) => {}
+                    (Outgoing::Close(reason), Ok(_)) => break Ending::Closed(reason),
+                }
+            }
+            item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
+                idle.as_mut().reset(Instant::now() + pacing.idle_timeout);
+                let Some(item) = item else { break Ending::Gone };
+                if let Err(ending) = peer.on_item(item, &mut connection).await {
+                    break ending;
+                }
+            }
+            _ = ping.tick(), if pacing.ping.is_some() => {
+                match within(pacing.write_timeout, peer.ping()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break Ending::Gone,
+                    Err(_) => break Ending::WriteTimedOut,
+                }
+            }
+            () = &mut idle => break Ending::Idle,
+        }
+    };
+    peer.finish(ending).await;
+    ending
+}
+
+/// Writes a batch, giving up when the write timeout fires or, at once, when the client's queue
+/// overflows while the write waits on it (part of a frame may be written then, so the peer
+/// sends nothing more: the connection just ends).
+async fn write<P: Peer>(
+    peer: &mut P,
+    connection: &Connection,
+    batch: &mut Vec<Outbound>,
+    timeout: Duration,
+) -> Result<Flow, Ending> {
+    if batch.is_empty() {
+        return Ok(Flow::Continue);
+    }
+    let overflow = async {
+        while connection.closed().await != Closing::SlowConsumer {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        written = within(timeout, peer.write(batch, connection)) => match written {
+            Ok(Ok(flow)) => Ok(flow),
+            Ok(Err(_)) => Err(Ending::Gone),
+            Err(_) => Err(Ending::WriteTimedOut),
+        },
+        () = overflow => Err(Ending::Gone),
+    }
+}
