@@ -1106,14 +1106,58 @@ async fn a_full_mailbox_is_mailbox_full_and_keeps_nothing() {
     bob.quiet().await;
 }
 
-#[tokio::test]
+/// A WebSocket client on an in-memory stream, attached with the transport's own session: no
+/// sockets, so a test can run on tokio's paused clock and let virtual time pass.
+struct InMemory {
+    ws: tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
+    _runtime: chat_runtime::Runtime,
+}
+
+impl InMemory {
+    async fn start(limits: RuntimeConfig) -> InMemory {
+        let store = Arc::new(chat_store::MemoryStore::new());
+        let runtime = chat_runtime::Runtime::start(Config::default(), store, limits)
+            .await
+            .unwrap();
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let connection = chat_transport_ws::connect(&runtime.handle()).await.unwrap();
+        tokio::spawn(async move {
+            chat_transport_ws::run(server, connection, &WsConfig::default()).await;
+        });
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            client,
+            tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        InMemory {
+            ws,
+            _runtime: runtime,
+        }
+    }
+
+    async fn send_json(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn json(&mut self) -> Value {
+        match self.ws.next().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).unwrap(),
+            other => panic!("expected a JSON frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn frames_over_the_rate_limit_are_rate_limited_and_the_connection_stays() {
     let limits = RuntimeConfig {
         rate_limit: 2,
         ..RuntimeConfig::default()
     };
-    let server = Server::with(Config::default(), limits, WsConfig::default()).await;
-    let mut alice = server.raw().await;
+    let mut alice = InMemory::start(limits).await;
     // The bucket starts full (2 × 2 = 4 frames); ten frames at once overflow it.
     for n in 0..10 {
         alice.send_json(json!({"type": "ping", "ref": n})).await;
@@ -1141,7 +1185,8 @@ async fn frames_over_the_rate_limit_are_rate_limited_and_the_connection_stays() 
         limited >= 1,
         "10 frames at once are over a limit of 2/s with bursts of 4"
     );
-    // The limit is about time: half a second brings a token back (2 per second).
+    // The limit is about time: half a second brings a token back (2 per second). The clock is
+    // paused, so this passes at once.
     tokio::time::sleep(Duration::from_millis(600)).await;
     alice
         .send_json(json!({"type": "ping", "ref": "after"}))
@@ -1223,16 +1268,17 @@ async fn a_frame_over_max_frame_closes_the_connection_with_1009() {
     assert_eq!(carol.closed().await, Some(1009));
 }
 
-#[tokio::test]
+// On the paused clock: the 3 s of refusals pass in virtual time.
+#[tokio::test(start_paused = true)]
 async fn a_sustained_flood_is_closed_with_1008() {
     let limits = RuntimeConfig {
         rate_limit: 2,
         ..RuntimeConfig::default()
     };
-    let server = Server::with(Config::default(), limits, WsConfig::default()).await;
-    let raw = server.raw().await;
-    let (mut sink, mut stream) = raw.ws.split();
-    let started = Instant::now();
+    let client = InMemory::start(limits).await;
+    let _runtime = client._runtime;
+    let (mut sink, mut stream) = client.ws.split();
+    let started = tokio::time::Instant::now();
     let finished = Arc::new(AtomicBool::new(false));
     let reader = tokio::spawn({
         let finished = finished.clone();
