@@ -1,7 +1,7 @@
 //! `chat-load`: drives a running chat server over either transport and reports what one room's
 //! fan-out costs: deliveries per second, delivery latency percentiles, lost, duplicated and
-//! reordered messages, and the server's memory and CPU. `--idle N` measures memory per idle
-//! connection instead.
+//! reordered messages, the server's memory and CPU, and its own CPU (a figure set by a saturated
+//! load tool is not the server's). `--idle N` measures memory per idle connection instead.
 //!
 //! ```sh
 //! cargo run --release -p chat-load -- --receivers 1000 --senders 10 --duration 10 --pid PID

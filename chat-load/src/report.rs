@@ -32,6 +32,9 @@ pub(crate) struct LoadReport {
     pub(crate) stalled_closed: usize,
     pub(crate) server_rss_kib: Option<u64>,
     pub(crate) server_cpu_percent: Option<f64>,
+    /// chat-load's own CPU over the same interval, in % of one core: near 100 on its core means
+    /// the tool, not the server, may have set the figures.
+    pub(crate) load_cpu_percent: Option<f64>,
 }
 
 /// The result of an idle run.
@@ -99,6 +102,9 @@ impl LoadReport {
         }
         if let Some(cpu) = self.server_cpu_percent {
             row("server CPU", format!("{cpu:.0}% of one core"));
+        }
+        if let Some(cpu) = self.load_cpu_percent {
+            row("chat-load CPU", format!("{cpu:.0}% of one core"));
         }
         out
     }

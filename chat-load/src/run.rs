@@ -255,6 +255,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     });
 
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
+    let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -308,6 +309,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         }
         _ => None,
     };
+    let load_cpu = own_cpu_before.and_then(|before| {
+        let after = probe::cpu_seconds(std::process::id()).ok()?;
+        Some(100.0 * (after - before) / elapsed.as_secs_f64())
+    });
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     tasks.abort_all();
 
@@ -336,6 +341,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         stalled_closed,
         server_rss_kib: rss,
         server_cpu_percent: cpu,
+        load_cpu_percent: load_cpu,
         ..LoadReport::default()
     };
     for stats in &all_stats {
