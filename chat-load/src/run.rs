@@ -13,6 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Options;
 use crate::client::{self, Reader, Stamp, Target, Writer};
+use crate::pager::Pager;
 use crate::probe;
 use crate::report::{IdleReport, LoadReport};
 
@@ -190,6 +191,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     if options.receivers == 0 || options.senders == 0 {
         return Err("a load needs at least one receiver and one sender".into());
     }
+    if let Some(room) = &options.pager {
+        if transport != "ws" {
+            return Err("--pager speaks WebSocket only".into());
+        }
+        if room.eq_ignore_ascii_case(&options.room) {
+            return Err("--pager needs a room other than --room".into());
+        }
+    }
     let receivers = connect_all(target, Some(&options.room), "r", options.receivers, 0).await?;
     let stalled = connect_all(
         target,
@@ -207,6 +216,13 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         options.receivers + options.stalled,
     )
     .await?;
+    let pager = match &options.pager {
+        Some(room) => {
+            let index = options.receivers + options.stalled + options.senders;
+            Some(Pager::connect(target, source(index), "pager", room, &options.room).await?)
+        }
+        None => None,
+    };
 
     let closed_loop = options.rate == 0;
     let ring_len = (options.window.max(1) * 4).next_power_of_two().max(1 << 16);
@@ -261,6 +277,8 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let global = Arc::new(AtomicU64::new(0));
     let writers_done = Arc::new(AtomicUsize::new(0));
+    // The pager runs for the sending period and stops on its own at its end.
+    let pager = pager.map(|pager| tokio::spawn(pager.run(deadline)));
     for (index, (writer, mut reader)) in senders.into_iter().enumerate() {
         // A sender's own connection receives the room too; read it so it is never slow.
         tasks.spawn(async move { while reader.next().await.is_some() {} });
@@ -291,6 +309,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sending = sending_started.elapsed();
+    let pager = match pager {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     let drain_deadline = Instant::now() + DRAIN;
     let total = |stats: &[Arc<Mutex<ReceiverStats>>]| -> u64 {
         stats
@@ -342,6 +364,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         server_rss_kib: rss,
         server_cpu_percent: cpu,
         load_cpu_percent: load_cpu,
+        pager_room: options.pager.clone(),
+        pager_pages: pager.map(|p| p.pages),
+        pager_messages: pager.map(|p| p.messages),
+        pager_refused: pager.map(|p| p.refused),
         ..LoadReport::default()
     };
     for stats in &all_stats {
