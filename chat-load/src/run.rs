@@ -106,6 +106,15 @@ async fn connect_all(
     Ok(connected)
 }
 
+/// A token that differs between runs: the process id and the clock's nanoseconds.
+fn run_token() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::process::id().rotate_left(16) ^ nanos
+}
+
 /// One receiver's view of the run.
 struct ReceiverStats {
     latency: Histogram<u64>,
@@ -119,6 +128,8 @@ struct ReceiverStats {
 
 /// What every task shares.
 struct Shared {
+    /// This run's token in every stamp; stamps with another one are an earlier run's.
+    run: u32,
     start: Instant,
     receivers: u32,
     /// Per message (by global sequence, modulo the ring's size): receivers that have it.
@@ -148,6 +159,7 @@ impl Shared {
 async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<ReceiverStats>>) {
     while let Some(stamp) = reader.next().await {
         let Some(Stamp {
+            run,
             sender,
             seq,
             global,
@@ -156,6 +168,9 @@ async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<Recei
         else {
             continue;
         };
+        if run != shared.run {
+            continue;
+        }
         let now = shared.nanos();
         {
             let mut guard = stats
@@ -227,6 +242,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let closed_loop = options.rate == 0;
     let ring_len = (options.window.max(1) * 4).next_power_of_two().max(1 << 16);
     let shared = Arc::new(Shared {
+        run: run_token(),
         start: Instant::now(),
         receivers: u32::try_from(options.receivers)?,
         ring: (0..ring_len).map(|_| AtomicU32::new(0)).collect(),
@@ -438,6 +454,7 @@ impl Sender {
             }
             seq += 1;
             let stamp = Stamp {
+                run: self.shared.run,
                 sender: u32::try_from(self.index)?,
                 seq,
                 global: self.global.fetch_add(1, Ordering::AcqRel),
