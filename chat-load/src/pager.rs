@@ -7,8 +7,9 @@
 //! `before`, each next one before the oldest id of the last, and after an empty page from the
 //! newest again. It waits for each answer (matched by `ref`) before it asks again, so at most
 //! one page is in flight. An `unavailable` or `rate_limited` error is counted and the same page
-//! asked again after a short pause; any other error, or the connection's end, fails the run.
-//! It stops at the end of the sending period; a page still in flight then is not counted.
+//! asked again after a short pause; any other error, a room without history, or the
+//! connection's end fails the run. It stops at the end of the sending period; a page still in
+//! flight then is not counted.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -107,6 +108,12 @@ impl Pager {
                 Err(_) => return Ok(stats),
             };
             match page {
+                Some(ids) if ids.is_empty() && before.is_none() => {
+                    return Err(io::Error::other(format!(
+                        "#{} has no history for the pager to read",
+                        self.room
+                    )));
+                }
                 Some(ids) => {
                     stats.pages += 1;
                     stats.messages += ids.len() as u64;
