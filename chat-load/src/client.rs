@@ -136,7 +136,13 @@ pub(crate) async fn connect(
             let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
             writer.text(join.as_bytes()).await?;
             let joined = format!(r#"{{"type":"joined","room":"{room}""#);
-            next_ws_text(&mut reader, |t| t.starts_with(joined.as_bytes())).await?;
+            let reply = next_ws_text(&mut reader, |t| {
+                t.starts_with(joined.as_bytes()) || t.starts_with(br#"{"type":"error""#)
+            })
+            .await?;
+            if reply.starts_with(r#"{"type":"error""#) {
+                return Err(other(format!("{name} cannot join {room}: {reply}")));
+            }
             Ok((Writer::Ws(writer), Reader::Ws(reader)))
         }
         Target::Tcp(addr) => {
@@ -166,7 +172,16 @@ pub(crate) async fn connect(
                     .write_all(format!("/join {room}\n").as_bytes())
                     .await?;
                 let joined = format!("* You are now in #{room}");
-                next_line(&mut read, &mut line, |l| l.starts_with(joined.as_bytes())).await?;
+                next_line(&mut read, &mut line, |l| {
+                    l.starts_with(joined.as_bytes()) || l.starts_with(b"! ")
+                })
+                .await?;
+                if line.starts_with(b"! ") {
+                    return Err(other(format!(
+                        "{name} cannot join {room}: {}",
+                        String::from_utf8_lossy(&line)
+                    )));
+                }
             }
             Ok((Writer::Tcp(write), Reader::Tcp(read, line)))
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat_core::RoomName;
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -62,7 +63,21 @@ fn target(options: &Options) -> Result<Target> {
     Ok(target)
 }
 
-pub(crate) async fn run(options: Options) -> Result<()> {
+/// `name` as the server writes it (lower case), or why it is no room name.
+fn room_name(option: &str, name: &str) -> Result<String> {
+    match RoomName::parse(name) {
+        Ok(room) => Ok(room.as_str().to_owned()),
+        Err(error) => Err(format!("{option} {name}: {error}").into()),
+    }
+}
+
+pub(crate) async fn run(mut options: Options) -> Result<()> {
+    // Replies name rooms the way the server writes them; waiting for another spelling hangs.
+    options.room = room_name("--room", &options.room)?;
+    options.pager = match &options.pager {
+        Some(room) => Some(room_name("--pager", room)?),
+        None => None,
+    };
     let target = target(&options)?;
     if let Some(n) = options.idle {
         return idle(&options, &target, n).await;
@@ -210,7 +225,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         if transport != "ws" {
             return Err("--pager speaks WebSocket only".into());
         }
-        if room.eq_ignore_ascii_case(&options.room) {
+        if *room == options.room {
             return Err("--pager needs a room other than --room".into());
         }
     }
