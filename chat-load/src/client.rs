@@ -1,9 +1,11 @@
 //! One load connection over either transport: log in, join, send stamped texts, and read the
 //! stamps of the messages that arrive.
 //!
-//! A stamp is the text `~s<sender>:<seq>:<nanos>:` padded to the message size. `~` appears
-//! nowhere else in what the server sends (names, rooms and timestamps cannot contain it), so the
-//! reader finds the stamp with one byte search in the raw frame or line, without parsing JSON.
+//! A stamp is the text `~s<run>:<sender>:<seq>:<global>:<nanos>:` padded to the message size.
+//! `~` appears nowhere else in what the server sends (names, rooms and timestamps cannot contain
+//! it), so the reader finds the stamp with one byte search in the raw frame or line, without
+//! parsing JSON. `run` tells this run's messages from an earlier run's against the same server,
+//! which arrive too, in the history a join sends.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +28,8 @@ pub(crate) enum Target {
 /// What a received message says about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp {
+    /// Which run of chat-load sent it.
+    pub(crate) run: u32,
     /// Which sender.
     pub(crate) sender: u32,
     /// The sender's own sequence number, from 1.
@@ -39,8 +43,8 @@ pub(crate) struct Stamp {
 /// The text for a message: its stamp, padded with `x` to `size` bytes (longer if the stamp is).
 pub(crate) fn stamped_text(stamp: Stamp, size: usize) -> String {
     let mut text = format!(
-        "~s{}:{}:{}:{}:",
-        stamp.sender, stamp.seq, stamp.global, stamp.nanos
+        "~s{}:{}:{}:{}:{}:",
+        stamp.run, stamp.sender, stamp.seq, stamp.global, stamp.nanos
     );
     while text.len() < size {
         text.push('x');
@@ -63,6 +67,7 @@ pub(crate) fn find_stamp(bytes: &[u8]) -> Option<Stamp> {
         })
     };
     Some(Stamp {
+        run: u32::try_from(number()?).ok()?,
         sender: u32::try_from(number()?).ok()?,
         seq: number()?,
         global: number()?,
@@ -131,7 +136,13 @@ pub(crate) async fn connect(
             let join = format!(r#"{{"type":"join","room":"{room}"}}"#);
             writer.text(join.as_bytes()).await?;
             let joined = format!(r#"{{"type":"joined","room":"{room}""#);
-            next_ws_text(&mut reader, |t| t.starts_with(joined.as_bytes())).await?;
+            let reply = next_ws_text(&mut reader, |t| {
+                t.starts_with(joined.as_bytes()) || t.starts_with(br#"{"type":"error""#)
+            })
+            .await?;
+            if reply.starts_with(r#"{"type":"error""#) {
+                return Err(other(format!("{name} cannot join {room}: {reply}")));
+            }
             Ok((Writer::Ws(writer), Reader::Ws(reader)))
         }
         Target::Tcp(addr) => {
@@ -161,7 +172,16 @@ pub(crate) async fn connect(
                     .write_all(format!("/join {room}\n").as_bytes())
                     .await?;
                 let joined = format!("* You are now in #{room}");
-                next_line(&mut read, &mut line, |l| l.starts_with(joined.as_bytes())).await?;
+                next_line(&mut read, &mut line, |l| {
+                    l.starts_with(joined.as_bytes()) || l.starts_with(b"! ")
+                })
+                .await?;
+                if line.starts_with(b"! ") {
+                    return Err(other(format!(
+                        "{name} cannot join {room}: {}",
+                        String::from_utf8_lossy(&line)
+                    )));
+                }
             }
             Ok((Writer::Tcp(write), Reader::Tcp(read, line)))
         }
@@ -260,6 +280,7 @@ mod tests {
     #[test]
     fn stamps_survive_both_wire_formats() {
         let stamp = Stamp {
+            run: 77,
             sender: 3,
             seq: 17,
             global: 40,

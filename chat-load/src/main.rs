@@ -1,20 +1,23 @@
 //! `chat-load`: drives a running chat server over either transport and reports what one room's
 //! fan-out costs: deliveries per second, delivery latency percentiles, lost, duplicated and
-//! reordered messages, and the server's memory and CPU. `--idle N` measures memory per idle
-//! connection instead.
+//! reordered messages, the server's memory and CPU, and its own CPU (a figure set by a saturated
+//! load tool is not the server's). `--idle N` measures memory per idle connection instead.
 //!
 //! ```sh
 //! cargo run --release -p chat-load -- --receivers 1000 --senders 10 --duration 10 --pid PID
 //! cargo run --release -p chat-load -- --tcp 127.0.0.1:9999 --rate 2000 --duration 10
 //! cargo run --release -p chat-load -- --idle 10000 --pid PID
+//! cargo run --release -p chat-load -- --rate 200 --duration 10 --pid PID --pager archive
 //! ```
 //!
 //! Every text carries its sender, a per-sender sequence number and the instant it was sent, so
 //! each receiver measures latency and checks order on its own; the load is closed-loop by default
 //! (at most `--window` messages not yet delivered to every receiver) or a fixed `--rate`. Only
-//! loopback addresses are accepted, and every run is bounded by `--duration`.
+//! loopback addresses are accepted, and every run is bounded by `--duration`. `--pager ROOM`
+//! adds one client that pages through a room's stored history meanwhile (see `pager.rs`).
 
 mod client;
+mod pager;
 mod probe;
 mod report;
 mod run;
@@ -70,6 +73,11 @@ pub(crate) struct Options {
     /// logins do not fill the idle clients' queues with presence).
     #[arg(long, value_name = "N")]
     pub(crate) idle: Option<usize>,
+    /// During the load, one more client (`pager`) reads this room's whole history, page by page
+    /// from the newest to the oldest and round again (WebSocket only; the room needs history
+    /// and must differ from --room).
+    #[arg(long, value_name = "ROOM")]
+    pub(crate) pager: Option<String>,
     /// A label for this run, copied into the JSON line (for plots).
     #[arg(long, default_value = "")]
     pub(crate) label: String,

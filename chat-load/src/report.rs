@@ -32,6 +32,15 @@ pub(crate) struct LoadReport {
     pub(crate) stalled_closed: usize,
     pub(crate) server_rss_kib: Option<u64>,
     pub(crate) server_cpu_percent: Option<f64>,
+    /// chat-load's own CPU over the same interval, in % of one core: near 100 on its core means
+    /// the tool, not the server, may have set the figures.
+    pub(crate) load_cpu_percent: Option<f64>,
+    /// `--pager`: its room, and the history pages and messages it read during the run, and the
+    /// pages the server refused for now (`unavailable`, `rate_limited`).
+    pub(crate) pager_room: Option<String>,
+    pub(crate) pager_pages: Option<u64>,
+    pub(crate) pager_messages: Option<u64>,
+    pub(crate) pager_refused: Option<u64>,
 }
 
 /// The result of an idle run.
@@ -99,6 +108,21 @@ impl LoadReport {
         }
         if let Some(cpu) = self.server_cpu_percent {
             row("server CPU", format!("{cpu:.0}% of one core"));
+        }
+        if let Some(cpu) = self.load_cpu_percent {
+            row("chat-load CPU", format!("{cpu:.0}% of one core"));
+        }
+        if let (Some(room), Some(pages), Some(messages)) =
+            (&self.pager_room, self.pager_pages, self.pager_messages)
+        {
+            row(
+                "pager",
+                format!(
+                    "#{room}: {pages} pages, {messages} messages ({:.0}/s), {} refused",
+                    messages as f64 / self.seconds.max(1e-9),
+                    self.pager_refused.unwrap_or(0)
+                ),
+            );
         }
         out
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat_core::RoomName;
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -13,6 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Options;
 use crate::client::{self, Reader, Stamp, Target, Writer};
+use crate::pager::Pager;
 use crate::probe;
 use crate::report::{IdleReport, LoadReport};
 
@@ -61,7 +63,21 @@ fn target(options: &Options) -> Result<Target> {
     Ok(target)
 }
 
-pub(crate) async fn run(options: Options) -> Result<()> {
+/// `name` as the server writes it (lower case), or why it is no room name.
+fn room_name(option: &str, name: &str) -> Result<String> {
+    match RoomName::parse(name) {
+        Ok(room) => Ok(room.as_str().to_owned()),
+        Err(error) => Err(format!("{option} {name}: {error}").into()),
+    }
+}
+
+pub(crate) async fn run(mut options: Options) -> Result<()> {
+    // Replies name rooms the way the server writes them; waiting for another spelling hangs.
+    options.room = room_name("--room", &options.room)?;
+    options.pager = match &options.pager {
+        Some(room) => Some(room_name("--pager", room)?),
+        None => None,
+    };
     let target = target(&options)?;
     if let Some(n) = options.idle {
         return idle(&options, &target, n).await;
@@ -105,6 +121,15 @@ async fn connect_all(
     Ok(connected)
 }
 
+/// A token that differs between runs: the process id and the clock's nanoseconds.
+fn run_token() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::process::id().rotate_left(16) ^ nanos
+}
+
 /// One receiver's view of the run.
 struct ReceiverStats {
     latency: Histogram<u64>,
@@ -118,6 +143,8 @@ struct ReceiverStats {
 
 /// What every task shares.
 struct Shared {
+    /// This run's token in every stamp; stamps with another one are an earlier run's.
+    run: u32,
     start: Instant,
     receivers: u32,
     /// Per message (by global sequence, modulo the ring's size): receivers that have it.
@@ -147,6 +174,7 @@ impl Shared {
 async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<ReceiverStats>>) {
     while let Some(stamp) = reader.next().await {
         let Some(Stamp {
+            run,
             sender,
             seq,
             global,
@@ -155,6 +183,9 @@ async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<Recei
         else {
             continue;
         };
+        if run != shared.run {
+            continue;
+        }
         let now = shared.nanos();
         {
             let mut guard = stats
@@ -190,6 +221,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     if options.receivers == 0 || options.senders == 0 {
         return Err("a load needs at least one receiver and one sender".into());
     }
+    if let Some(room) = &options.pager {
+        if transport != "ws" {
+            return Err("--pager speaks WebSocket only".into());
+        }
+        if *room == options.room {
+            return Err("--pager needs a room other than --room".into());
+        }
+    }
     let receivers = connect_all(target, Some(&options.room), "r", options.receivers, 0).await?;
     let stalled = connect_all(
         target,
@@ -207,10 +246,18 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         options.receivers + options.stalled,
     )
     .await?;
+    let pager = match &options.pager {
+        Some(room) => {
+            let index = options.receivers + options.stalled + options.senders;
+            Some(Pager::connect(target, source(index), "pager", room, &options.room).await?)
+        }
+        None => None,
+    };
 
     let closed_loop = options.rate == 0;
     let ring_len = (options.window.max(1) * 4).next_power_of_two().max(1 << 16);
     let shared = Arc::new(Shared {
+        run: run_token(),
         start: Instant::now(),
         receivers: u32::try_from(options.receivers)?,
         ring: (0..ring_len).map(|_| AtomicU32::new(0)).collect(),
@@ -255,11 +302,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     });
 
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
+    let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
     let global = Arc::new(AtomicU64::new(0));
     let writers_done = Arc::new(AtomicUsize::new(0));
+    // The pager runs for the sending period and stops on its own at its end.
+    let pager = pager.map(|pager| tokio::spawn(pager.run(deadline)));
     for (index, (writer, mut reader)) in senders.into_iter().enumerate() {
         // A sender's own connection receives the room too; read it so it is never slow.
         tasks.spawn(async move { while reader.next().await.is_some() {} });
@@ -290,6 +340,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sending = sending_started.elapsed();
+    let pager = match pager {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
     let drain_deadline = Instant::now() + DRAIN;
     let total = |stats: &[Arc<Mutex<ReceiverStats>>]| -> u64 {
         stats
@@ -308,6 +362,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         }
         _ => None,
     };
+    let load_cpu = own_cpu_before.and_then(|before| {
+        let after = probe::cpu_seconds(std::process::id()).ok()?;
+        Some(100.0 * (after - before) / elapsed.as_secs_f64())
+    });
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     tasks.abort_all();
 
@@ -336,6 +394,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         stalled_closed,
         server_rss_kib: rss,
         server_cpu_percent: cpu,
+        load_cpu_percent: load_cpu,
+        pager_room: options.pager.clone(),
+        pager_pages: pager.map(|p| p.pages),
+        pager_messages: pager.map(|p| p.messages),
+        pager_refused: pager.map(|p| p.refused),
         ..LoadReport::default()
     };
     for stats in &all_stats {
@@ -406,6 +469,7 @@ impl Sender {
             }
             seq += 1;
             let stamp = Stamp {
+                run: self.shared.run,
                 sender: u32::try_from(self.index)?,
                 seq,
                 global: self.global.fetch_add(1, Ordering::AcqRel),
