@@ -7,21 +7,15 @@
 //! [`chat_protocol::json`]; [`frame`] puts the WebSocket header in front, with [`JsonFormat`] as
 //! the runtime's [`WireFormat`](chat_runtime::WireFormat) so a broadcast is serialised and
 //! framed once for every WebSocket recipient. [`page`] serves the browser client (a static
-//! page) to plain HTTP `GET`s on the same listener. [`WsClient`] is a small client for tests,
-//! bots and the terminal client; [`client_session`] is the terminal client's library layer (a
-//! session that reconnects, speaking the line protocol's [`chat_protocol::line::LineSession`] to
-//! its user).
+//! page) to plain HTTP `GET`s on the same listener. This crate is the server side only: the
+//! WebSocket client and the terminal client's session are in the `chat-client` crate.
 
 #![warn(missing_docs, unreachable_pub)]
 
-mod client;
-pub mod client_session;
 pub mod frame;
 pub mod page;
 mod server;
 mod session;
 
-pub use client::{ClientError, Incoming, WsClient};
-pub use client_session::{ClientSession, SessionConfig, Typist, Update};
 pub use frame::JsonFormat;
 pub use server::{WsConfig, serve};
