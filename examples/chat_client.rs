@@ -14,8 +14,8 @@
 //! back-off, logs in again and goes back to its room; a refused name asks for another. Ctrl-C or
 //! Ctrl-D leave like `/quit`. Without a terminal (input from a pipe) it reads plain lines.
 //!
-//! The session logic lives in the library (`chat_engine::ws::client_session`, tested there);
-//! this program is the terminal around it.
+//! The session logic lives in the library (`chat_engine::client`, the `chat-client` crate,
+//! tested there); this program is the terminal around it.
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
@@ -23,10 +23,10 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chat_engine::client::{ClientSession, SessionConfig, Typist, Update};
 use chat_engine::core::{Command, Event};
 use chat_engine::protocol::line::render::render;
 use chat_engine::protocol::line::{Action, LineSession, NAME_PROMPT, Slash, parse_line};
-use chat_engine::ws::{ClientSession, SessionConfig, Typist, Update};
 use clap::Parser;
 use reedline::{ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal};
 

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::Event;
-use chat_engine::ws::{Incoming, WsClient};
 use clap::Parser;
 use futures_util::SinkExt;
 use serde_json::json;

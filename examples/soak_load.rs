@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::Event;
-use chat_engine::ws::{Incoming, WsClient};
 use clap::Parser;
 use serde_json::json;
 use tokio::sync::{Barrier, OwnedSemaphorePermit, Semaphore, watch};

@@ -7,6 +7,7 @@
 
 pub mod server;
 
+pub use chat_client as client;
 pub use chat_core as core;
 pub use chat_protocol as protocol;
 pub use chat_runtime as runtime;

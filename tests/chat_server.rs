@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
+use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::{ErrorCode, Event};
-use chat_engine::ws::{Incoming, WsClient};
 use serde_json::json;
 
 use support::{PATIENCE, ServerProcess, server_binary};

@@ -16,8 +16,8 @@ mod support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::{Event, RoomMessage};
-use chat_engine::ws::{Incoming, WsClient};
 use serde_json::json;
 use tokio::sync::watch;
 

@@ -16,10 +16,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::{Config, Event};
 use chat_engine::runtime::{Handle, Runtime, RuntimeConfig};
 use chat_engine::store::MemoryStore;
-use chat_engine::ws::{Incoming, WsClient, WsConfig, serve};
+use chat_engine::ws::{WsConfig, serve};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpSocket};

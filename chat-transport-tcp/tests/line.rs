@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_client::{Incoming, WsClient};
 use chat_core::{Command, Config, Event};
 use chat_runtime::{Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
 use chat_transport_tcp::TcpConfig;
-use chat_transport_ws::{Incoming, WsClient, WsConfig};
+use chat_transport_ws::WsConfig;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};

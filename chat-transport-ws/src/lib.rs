@@ -15,11 +15,15 @@
 //! - [`frame`]: the WebSocket header in front of [`chat_protocol::json`]'s payloads;
 //!   [`JsonFormat`] is the runtime's wire format, so a broadcast is serialised and framed once
 //!   for every WebSocket recipient.
+//!
+//! This crate is the server side only: the WebSocket client and the terminal client's session
+//! are in the `chat-client` crate.
 
 #![warn(missing_docs, unreachable_pub)]
 
 #[cfg(feature = "axum")]
 pub mod axum;
+
 pub mod frame;
 mod handshake;
 mod http;
@@ -31,8 +35,3 @@ pub use frame::JsonFormat;
 pub use handshake::upgrade;
 pub use server::{WsConfig, serve};
 pub use session::{connect, run};
-
-mod client;
-pub mod client_session;
-pub use client::{ClientError, Incoming, WsClient};
-pub use client_session::{ClientSession, SessionConfig, Typist, Update};

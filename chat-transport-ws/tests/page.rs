@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_client::{Incoming, WsClient};
 use chat_core::{Command, Config, Event};
 use chat_runtime::{Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
-use chat_transport_ws::{Incoming, WsClient, WsConfig, serve};
+use chat_transport_ws::{WsConfig, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

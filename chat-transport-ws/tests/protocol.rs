@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chat_client::WsClient;
 use chat_core::{Config, RoomName};
 use chat_runtime::RuntimeConfig;
-use chat_transport_ws::{WsClient, WsConfig};
+use chat_transport_ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{PATIENCE, Raw, Server, check_error, check_ts, dm_frame, message_frame, without_ref};
@@ -762,7 +763,7 @@ async fn a_binary_frame_is_bad_frame_and_the_connection_stays() {
     assert!(
         matches!(
             reply,
-            chat_transport_ws::Incoming::Event {
+            chat_client::Incoming::Event {
                 event: chat_core::Event::Pong,
                 ..
             }

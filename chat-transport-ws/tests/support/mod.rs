@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chat_client::{Incoming, WsClient};
 use chat_core::{Command, Config, ErrorCode, Event, Ref};
 use chat_runtime::{Handle, Runtime, RuntimeConfig};
 use chat_store::{MemoryStore, Store};
-use chat_transport_ws::{Incoming, WsClient, WsConfig, serve};
+use chat_transport_ws::{WsConfig, serve};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};

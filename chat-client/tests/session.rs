@@ -1,4 +1,4 @@
-//! The terminal client's library layer (`client_session`) against a real server on a loopback
+//! The terminal client's session layer (`ClientSession`) against a real server on a loopback
 //! port: two users talk, a refused name and a lost connection are said clearly, and a session
 //! comes back by itself after the server restarts.
 
@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_client::{Backoff, ClientSession, Notice, SessionConfig, Update};
 use chat_core::{Config, ErrorCode, Event, PresenceChange, SendKind};
 use chat_protocol::line::render::render;
 use chat_runtime::{Runtime, RuntimeConfig};
 use chat_store::{JsonFileStore, MemoryStore, Store};
-use chat_transport_ws::client_session::{Backoff, Notice};
-use chat_transport_ws::{ClientSession, SessionConfig, Update, WsConfig, serve};
+use chat_transport_ws::{WsConfig, serve};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

@@ -1,322 +1,25 @@
-//! The terminal client's library layer: a session that stays connected, speaking the line
-//! protocol to its user.
-//!
-//! [`ClientSession`] runs one user's connection in a task: it connects, logs in, feeds typed
-//! lines to a [`LineSession`], the line protocol's state machine that the line TCP transport
-//! uses too, so the slash commands (`/join`, `/leave`, `/dm`, `/who`, `/rooms`, `/history`,
-//! `/quit`), their one-room-at-a-time meaning and their texts are the same as over `nc`. It
-//! reports everything as [`Update`]s. When the connection is lost (the server restarts, the
-//! network breaks) it says so and reconnects with exponential [`Backoff`], logs in again under the
-//! same name and goes back to the room the user was in, without repeating the history lines
-//! already shown. A refused name ends the session with [`Update::Refused`], so the program can
-//! ask for another.
-//!
-//! Server events are reported with the [`SendKind`] a line client would have seen them with, so a
-//! terminal renders them in the line transport's style (`[HH:MM:SS] #room <alice> text`) with
-//! [`chat_protocol::line::render::render`]; the client's own updates render with
-//! [`Update::render`], in the same `* ` / `! ` style.
+//! The session's task. It owns the connection and the [`LineSession`]; the program talks to it
+//! over two bounded channels, typed lines in and [`Update`]s out. One loop runs connections one
+//! after another (connect, log in, chat, wait out the back-off); while chatting, a `select!` waits
+//! on the socket, the typed lines and a keepalive tick. The task waits for room in the updates
+//! channel before it reads the socket again, so a program that falls behind slows the session
+//! down instead of growing a queue, and a server that keeps sending eventually drops it as too
+//! slow.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chat_core::{Command, ErrorCode, Event, Ref, RoomName, SendKind};
-use chat_protocol::line::{Action, BYE, LineSession, render};
+use chat_protocol::line::{Action, BYE, LineSession};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
+use crate::backoff::mix;
 use crate::client::{ClientError, Incoming, WsClient};
-
-/// A line the client itself tells the user, not something the server sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    /// Information, shown as `* text`.
-    Info(String),
-    /// A problem, shown as `! text`.
-    Problem(String),
-}
-
-impl Notice {
-    fn render(&self, out: &mut String) {
-        match self {
-            Notice::Info(text) => render::info(out, text),
-            Notice::Problem(text) => render::error(out, text),
-        }
-    }
-}
-
-/// How long to wait before each reconnection attempt: `first`, doubling up to `max`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// The wait before the first retry (500 ms).
-    pub first: Duration,
-    /// The longest wait (15 s).
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            first: Duration::from_millis(500),
-            max: Duration::from_secs(15),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (1 for the first), without jitter.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(20);
-        self.first.saturating_mul(1 << doublings).min(self.max)
-    }
-
-    /// [`delay`](Self::delay) spread by ±20 % with `seed`, so that clients the same restart
-    /// dropped do not all come back in the same millisecond.
-    pub fn jittered(&self, attempt: u32, seed: u64) -> Duration {
-        let base = self.delay(attempt);
-        // 0.8 ..= 1.2 of the base, in steps of 0.1 %.
-        let permille = 800 + (mix(seed ^ u64::from(attempt)) % 401);
-        base.mul_f64(permille as f64 / 1000.0)
-    }
-}
-
-/// A 64-bit mixer (splitmix64's finaliser): spreads a seed's bits for the jitter.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// A [`ClientSession`]'s settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionConfig {
-    /// The server, e.g. `ws://127.0.0.1:8765/chat`.
-    pub url: String,
-    /// The name to log in with.
-    pub name: String,
-    /// The waits between reconnection attempts.
-    pub backoff: Backoff,
-    /// How long connecting and logging in may take before the attempt counts as failed (10 s).
-    pub connect_timeout: Duration,
-    /// After this long without a frame from the server the session pings it, and after twice
-    /// this long it treats the connection as lost (30 s).
-    pub keepalive: Duration,
-}
-
-impl SessionConfig {
-    /// The defaults, for `name` at `url`.
-    pub fn new(url: impl Into<String>, name: impl Into<String>) -> Self {
-        SessionConfig {
-            url: url.into(),
-            name: name.into(),
-            backoff: Backoff::default(),
-            connect_timeout: Duration::from_secs(10),
-            keepalive: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Something for the user to see, in the order it happened.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Update {
-    /// A connection attempt begins (number 1 at start, counting up while retries fail).
-    Connecting {
-        /// The server's URL.
-        url: String,
-        /// The attempt's number since the last successful login.
-        attempt: u32,
-    },
-    /// A server frame.
-    Server {
-        /// The event.
-        event: Event,
-        /// It answers a command the session sent (a `joined` after `/join`, not the one at login).
-        answers_command: bool,
-        /// How a line client would have been sent it: [`SendKind::Echo`] is the user's own
-        /// message coming back, [`SendKind::Backlog`] history, [`SendKind::Push`] someone else's
-        /// doing, [`SendKind::Reply`] an answer.
-        kind: SendKind,
-    },
-    /// The client's own information or complaint (help, usage, "not connected").
-    Notice(Notice),
-    /// The server refused the name. The session has ended; start another with another name.
-    Refused {
-        /// `name_taken` or `invalid_name`.
-        code: ErrorCode,
-        /// The server's sentence, for a person.
-        message: String,
-    },
-    /// The connection was lost after login; a reconnection follows.
-    Lost {
-        /// Why, for a person.
-        reason: String,
-    },
-    /// An attempt failed or the connection was lost; the next attempt starts after `delay`.
-    Retrying {
-        /// Why the last attempt failed, for a person; `None` right after [`Update::Lost`], which
-        /// said why.
-        why: Option<String>,
-        /// The wait.
-        delay: Duration,
-        /// The number of the attempt that follows.
-        attempt: u32,
-    },
-    /// The session is over (the user quit, or the server cannot be reached at that URL at all).
-    Ended {
-        /// Why, for a person.
-        reason: String,
-    },
-}
-
-impl Update {
-    /// The update as terminal lines in the line transport's style (`* …` information, `! …`
-    /// problems), each ending in `\n`; `None` for [`Update::Server`] (render those with the line
-    /// transport's renderer) and for retries' repeated connection attempts.
-    pub fn render(&self) -> Option<String> {
-        let mut out = String::new();
-        match self {
-            Update::Connecting { url, attempt: 1 } => {
-                render::info(&mut out, &format!("connecting to {url} …"));
-            }
-            Update::Connecting { .. } | Update::Server { .. } => return None,
-            Update::Notice(notice) => notice.render(&mut out),
-            Update::Refused { message, .. } => {
-                render::error(&mut out, &format!("login refused: {message}"));
-            }
-            Update::Lost { reason } => {
-                render::error(&mut out, &format!("connection lost: {reason}"));
-            }
-            Update::Retrying {
-                why,
-                delay,
-                attempt,
-            } => {
-                let wait = seconds(*delay);
-                let text = match why {
-                    None => format!("reconnecting in {wait} …"),
-                    Some(why) => format!("{why}; retrying in {wait} (attempt {attempt}) …"),
-                };
-                render::info(&mut out, &text);
-            }
-            Update::Ended { reason } => render::info(&mut out, reason),
-        }
-        Some(out)
-    }
-
-    /// Whether this is the session's last update.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Update::Refused { .. } | Update::Ended { .. })
-    }
-}
-
-fn seconds(delay: Duration) -> String {
-    format!("{:.1} s", delay.as_secs_f64())
-}
-
-/// The session is over: nothing typed reaches a server any more.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the chat session has ended")]
-pub struct SessionEnded;
-
-/// Feeds typed lines to a [`ClientSession`]; cheap to clone, usable from a blocking thread (a
-/// line editor's) as well as from async code.
-#[derive(Clone, Debug)]
-pub struct Typist {
-    lines: mpsc::Sender<String>,
-}
-
-impl Typist {
-    /// Hands the session a typed line (without its line end).
-    pub async fn line(&self, line: &str) -> Result<(), SessionEnded> {
-        self.lines
-            .send(line.to_owned())
-            .await
-            .map_err(|_| SessionEnded)
-    }
-
-    /// [`line`](Self::line) for a thread outside the runtime; blocks while the session is busy.
-    ///
-    /// # Panics
-    ///
-    /// If called from inside an async task (use [`line`](Self::line) there).
-    pub fn line_blocking(&self, line: &str) -> Result<(), SessionEnded> {
-        self.lines
-            .blocking_send(line.to_owned())
-            .map_err(|_| SessionEnded)
-    }
-}
-
-/// One user's chat session: connects, logs in, sends what is typed, reconnects when the
-/// connection is lost. Dropping it ends the session.
-#[derive(Debug)]
-pub struct ClientSession {
-    updates: mpsc::Receiver<Update>,
-    typist: Typist,
-    task: JoinHandle<()>,
-}
-
-/// Typed lines waiting for the session; a person types far fewer.
-const TYPED: usize = 64;
-/// Updates waiting for the program to show them. When the program falls behind, the session stops
-/// reading the socket, and a server that keeps sending eventually drops it as too slow.
-const PENDING_UPDATES: usize = 1024;
-
-impl ClientSession {
-    /// Starts the session on the current tokio runtime.
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    pub fn start(config: SessionConfig) -> ClientSession {
-        let (line_tx, line_rx) = mpsc::channel(TYPED);
-        let (update_tx, update_rx) = mpsc::channel(PENDING_UPDATES);
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|t| t.as_nanos() as u64)
-            .unwrap_or_default()
-            ^ mix(config.name.len() as u64);
-        let driver = Driver {
-            config: Arc::new(config),
-            updates: update_tx,
-            lines: line_rx,
-            line: LineSession::chatting(),
-            logged_in_once: false,
-            newest: HashMap::new(),
-            next_ref: 0,
-            restoring: None,
-            seed,
-        };
-        ClientSession {
-            updates: update_rx,
-            typist: Typist { lines: line_tx },
-            task: tokio::spawn(driver.run()),
-        }
-    }
-
-    /// The next update; `None` once the session is over and every update was taken.
-    pub async fn next(&mut self) -> Option<Update> {
-        self.updates.recv().await
-    }
-
-    /// A handle to type lines with.
-    pub fn typist(&self) -> Typist {
-        self.typist.clone()
-    }
-
-    /// Types one line (without its line end), as [`Typist::line`].
-    pub async fn type_line(&self, line: &str) -> Result<(), SessionEnded> {
-        self.typist.line(line).await
-    }
-}
-
-impl Drop for ClientSession {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use crate::session::SessionConfig;
+use crate::update::{Notice, Update, seconds};
 
 /// How one connection ended.
 enum Outcome {
@@ -333,7 +36,7 @@ enum Outcome {
 }
 
 /// The session's task.
-struct Driver {
+pub(crate) struct Driver {
     config: Arc<SessionConfig>,
     updates: mpsc::Sender<Update>,
     lines: mpsc::Receiver<String>,
@@ -354,7 +57,32 @@ struct Driver {
 struct Gone;
 
 impl Driver {
-    async fn run(mut self) {
+    /// The task of a session with `config`, reporting on `updates` and reading `lines`.
+    pub(crate) fn new(
+        config: SessionConfig,
+        updates: mpsc::Sender<Update>,
+        lines: mpsc::Receiver<String>,
+    ) -> Driver {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|t| t.as_nanos() as u64)
+            .unwrap_or_default()
+            ^ mix(config.name.len() as u64);
+        Driver {
+            config: Arc::new(config),
+            updates,
+            lines,
+            line: LineSession::chatting(),
+            logged_in_once: false,
+            newest: HashMap::new(),
+            next_ref: 0,
+            restoring: None,
+            seed,
+        }
+    }
+
+    /// Runs the session to its end: connections one after the other, with waits between.
+    pub(crate) async fn run(mut self) {
         let mut attempt: u32 = 1;
         loop {
             let connecting = Update::Connecting {
@@ -823,58 +551,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_with_bounded_jitter() {
-        let backoff = Backoff::default();
-        let waits: Vec<u64> = (1..=7)
-            .map(|a| backoff.delay(a).as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 15000, 15000]);
-        assert_eq!(backoff.delay(u32::MAX), backoff.max);
-        for seed in 0..200 {
-            let wait = backoff.jittered(2, seed);
-            assert!(
-                (800..=1200).contains(&(wait.as_millis() as u64)),
-                "{wait:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn updates_read_as_lines_for_a_person() {
-        let lost = Update::Lost {
-            reason: describe_close(Some(1001), "server shutting down"),
-        };
+    fn close_frames_read_as_reasons_for_a_person() {
         assert_eq!(
-            lost.render().unwrap(),
-            "! connection lost: the server is shutting down\n"
+            describe_close(Some(1001), "server shutting down"),
+            "the server is shutting down"
         );
-        let retry = Update::Retrying {
-            why: Some("cannot connect to ws://x/chat: connection refused".into()),
-            delay: Duration::from_millis(2000),
-            attempt: 3,
-        };
-        assert_eq!(
-            retry.render().unwrap(),
-            "* cannot connect to ws://x/chat: connection refused; retrying in 2.0 s (attempt 3) …\n"
-        );
-        let refused = Update::Refused {
-            code: ErrorCode::NameTaken,
-            message: "the name alice is taken".into(),
-        };
-        assert_eq!(
-            refused.render().unwrap(),
-            "! login refused: the name alice is taken\n"
-        );
-        assert!(refused.is_final());
-        let after_lost = Update::Retrying {
-            why: None,
-            delay: Duration::from_millis(500),
-            attempt: 1,
-        };
-        assert_eq!(after_lost.render().unwrap(), "* reconnecting in 0.5 s …\n");
         assert_eq!(
             describe_close(Some(1008), "too slow: outbound queue full"),
             "the server closed the connection: too slow: outbound queue full (code 1008)"
         );
+        assert_eq!(describe_close(None, ""), "the server closed the connection");
     }
 }
