@@ -3,8 +3,11 @@
 //! The core decides; this crate does. One task owns the core (no lock around it) and feeds it
 //! every connection's commands; a second task carries out its outputs: it stores each burst of
 //! records in one write (group commit) and only then delivers, encoding every event once per
-//! wire format and pushing the same bytes to each recipient's bounded outbox. Transports attach
-//! connections through a [`Handle`] and drive each one with a single task.
+//! wire format and pushing the same bytes to each recipient's bounded outbox. What the store
+//! does not keep is delivered to nobody (its senders get `unavailable`), and the store is asked
+//! to recover until it does. Transports attach connections through a [`Handle`] and run each
+//! one with [`drive`], the one connection loop; in-process clients attach with
+//! [`Handle::connect_local`] and receive events as values.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -25,10 +28,20 @@
 //! # }
 //! ```
 //!
-//! Modules: [`Runtime`] and [`Handle`] (`runtime.rs`), [`Connection`] (`connection.rs`), the
-//! byte-bounded outbox (`outbox.rs`), the core and delivery tasks (`core_task.rs`,
-//! `delivery.rs`), [`WireFormat`] (`wire.rs`), the rate limiter (`rate_limit.rs`), counters
-//! (`metrics.rs`), settings (`config.rs`).
+//! # Layout
+//!
+//! - `runtime.rs`: [`Runtime`] (start, shutdown) and [`Handle`] (attach connections; wire
+//!   formats are registered by type).
+//! - `connection.rs`: [`Connection`], one client's attachment, bytes or values.
+//! - `outbox.rs`: the per-connection queue, bounded in bytes of pushes, and the pacing of reads
+//!   by replies ([`WINDOW`]).
+//! - `drive.rs`: [`drive`], the loop every connection runs, and the [`Peer`] a transport
+//!   supplies.
+//! - `core_task.rs`, `delivery.rs`: the task that owns the core, and the one that stores, then
+//!   delivers (history pages are read beside it).
+//! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop.
+//!   `deadline.rs`: timeouts that arm no timer for work that finishes at once. `metrics.rs`:
+//!   counters. `config.rs`: settings.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -51,7 +64,7 @@ pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
 pub use drive::{Ending, Flow, Pacing, Peer, drive};
 pub use metrics::MetricsSnapshot;
-pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW, Weigh};
+pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};
 pub use runtime::{ConnectError, Handle, Runtime, RuntimeError};
 pub use wire::WireFormat;

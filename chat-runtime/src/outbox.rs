@@ -58,7 +58,7 @@ impl Class {
 }
 
 /// What a queue holds must say how many bytes it stands for.
-pub trait Weigh {
+pub(crate) trait Weigh {
     /// The bytes this item costs in the queue.
     fn weight(&self) -> usize;
 }

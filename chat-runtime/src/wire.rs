@@ -2,8 +2,11 @@
 //!
 //! The runtime encodes each broadcast once per wire format and hands the same [`Bytes`] to every
 //! recipient that speaks it, so a message to 10,000 WebSocket clients is one `serde_json` call.
-//! A transport passes its format when it attaches a connection; formats are compared by
-//! identity (the same `Arc`), so a transport should create its format once and share it.
+//! A transport passes its format when it attaches a connection
+//! ([`Handle::connect`](crate::Handle::connect)); formats are told apart by type, and the first
+//! value of a type is the one the runtime keeps, so however a transport creates its values, a
+//! broadcast is encoded once per format and the format table never grows with the connections.
+//! A format should therefore hold no per-connection state.
 
 use bytes::Bytes;
 use chat_core::{Event, Ref, SendKind};
