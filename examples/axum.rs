@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
 use chat_engine::core::Config;
 use chat_engine::runtime::{Runtime, RuntimeConfig};
 use chat_engine::store::MemoryStore;
@@ -35,7 +36,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             WsConfig::default(),
         ));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    // Without TCP_NODELAY, small frames wait for delayed ACKs (40 ms on Linux).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     println!(
         "listening http://{}/ (chat at /chat)",
         listener.local_addr()?

@@ -90,13 +90,6 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         "off" => None,
         name => Some(RoomName::parse(name).map_err(|e| format!("--default-room: {e}"))?),
     };
-    if options.join_history > options.history {
-        return Err(format!(
-            "--join-history {} is more than --history {}: joiners get messages from memory",
-            options.join_history, options.history
-        )
-        .into());
-    }
     let listener = |addr: String| (addr != "off").then_some(addr);
     let config = ServerConfig {
         ws: listener(options.ws),

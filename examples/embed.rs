@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The bot attaches with `Handle::connect_local`: it sends commands like any client and receives
-//! events as values, under the same limits as every other connection.
+//! events as values, with an outbound queue bounded like every other connection's.
 
 use std::sync::Arc;
 
@@ -35,6 +35,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     bot.send(login, None).await?;
     let mut events = Vec::new();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             next = bot.next(&mut events) => {
@@ -49,10 +51,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
     }
     drop(bot);
+    let handle = runtime.handle();
+    // Store everything, close every client (1001), and give them a moment to go.
     runtime.shutdown().await?;
+    handle.wait_idle(std::time::Duration::from_secs(5)).await;
     Ok(())
 }

@@ -125,7 +125,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     if config.chat.join_history > config.chat.history {
         return Err(ServerError::Config(format!(
-            "join history ({}) is more than history ({}): joiners get messages from memory",
+            "join history ({}, --join-history) is more than history ({}, --history): joiners get \
+             messages from memory",
             config.chat.join_history, config.chat.history
         )));
     }

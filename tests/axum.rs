@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
 use chat_engine::core::Config;
 use chat_engine::runtime::{Runtime, RuntimeConfig};
 use chat_engine::store::MemoryStore;
@@ -29,7 +30,12 @@ async fn app(limits: RuntimeConfig, ws: WsConfig) -> (SocketAddr, Runtime) {
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .merge(chat_engine::ws::axum::router(runtime.handle(), ws));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, runtime)

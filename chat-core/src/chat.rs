@@ -150,6 +150,10 @@ impl Chat {
                 self.forget(&records);
                 Ok(())
             }
+            Input::Undelivered(messages) => {
+                self.requeue(messages);
+                Ok(())
+            }
             Input::Tick => Ok(()),
         }
     }
@@ -356,6 +360,19 @@ impl Chat {
                 }
                 Record::Delivered { .. } | Record::IdsReserved { .. } => {}
             }
+        }
+    }
+
+    /// Puts DMs whose delivery was not recorded back at the front of their owners' mailboxes,
+    /// in their order, before anything queued since. (The store still holds them: only the
+    /// record of their delivery failed.)
+    fn requeue(&mut self, messages: Vec<Arc<DirectMessage>>) {
+        for message in messages.into_iter().rev() {
+            self.mailboxes
+                .entry(message.owner())
+                .or_default()
+                .push_front(message);
+            self.queued += 1;
         }
     }
 

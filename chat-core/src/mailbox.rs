@@ -26,6 +26,11 @@ impl Mailbox {
         self.queue.push_back(message);
     }
 
+    /// Puts back a DM that was taken but not delivered, before the others.
+    pub(crate) fn push_front(&mut self, message: Arc<DirectMessage>) {
+        self.queue.push_front(message);
+    }
+
     /// Takes back a DM the store could not keep; `true` if it was here.
     pub(crate) fn remove(&mut self, id: MessageId) -> bool {
         match self.queue.iter().rposition(|m| m.id == id) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::command::{Command, Ref};
 use crate::event::Event;
 use crate::ids::{ConnectionId, MessageId};
+use crate::message::DirectMessage;
 use crate::persistence::Record;
 use crate::room_name::RoomName;
 
@@ -29,6 +30,10 @@ pub enum Input {
     /// among them, so nobody is later shown what was never stored. Reservations and deliveries
     /// are the runtime's to retry once the store recovers.
     Unstored(Vec<Record>),
+    /// These DMs were taken from their mailboxes at a login, but the store could not record
+    /// the delivery, so the runtime did not deliver them: the core puts them back at the front
+    /// of their owners' mailboxes, for the next login to deliver (once).
+    Undelivered(Vec<Arc<DirectMessage>>),
     /// Time passed: the runtime calls this when [`Chat::poll_timeout`](crate::Chat::poll_timeout)'s
     /// instant arrives.
     Tick,

@@ -44,6 +44,17 @@ pub enum Record {
     },
 }
 
+impl Record {
+    /// The id of the message or DM this record stores, if it stores one.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Record::Message(message) => Some(message.id),
+            Record::Queued(dm) => Some(dm.id),
+            Record::Delivered { .. } | Record::IdsReserved { .. } => None,
+        }
+    }
+}
+
 /// What a store hands back at start: enough to continue as if the server had never stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {

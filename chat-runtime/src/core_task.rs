@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use chat_core::{
-    Chat, Command, ConnectionId, Event, Input, Now, Output, Record, Ref, SendKind, Timestamp,
+    Chat, Command, ConnectionId, DirectMessage, Event, Input, Now, Output, Record, Ref, SendKind,
+    Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -40,6 +41,8 @@ pub(crate) enum ToCore {
     },
     /// From the delivery task: the store could not keep these records.
     Unstored(Vec<Record>),
+    /// From the delivery task: these queued DMs were not delivered after all.
+    Undelivered(Vec<Arc<DirectMessage>>),
 }
 
 pub(crate) struct CoreTask {
@@ -140,7 +143,14 @@ impl CoreTask {
                     kind: SendKind::Reply,
                 }],
             }),
-            ToCore::Unstored(records) => self.feed(Input::Unstored(records), None, work),
+            ToCore::Unstored(records) => {
+                let ids = records.iter().filter_map(Record::message_id).collect();
+                self.feed(Input::Unstored(records), None, work);
+                // From here on no output of the core shows them: the delivery task can stop
+                // filtering them out.
+                work.push(Work::Forgotten(ids));
+            }
+            ToCore::Undelivered(messages) => self.feed(Input::Undelivered(messages), None, work),
         }
     }
 

@@ -7,28 +7,39 @@
 //! to every recipient's outbox: the per-recipient work is a hash lookup and a reference-count
 //! increment.
 //!
-//! **When the store fails**, nothing of what it did not keep is delivered: every unit of work
-//! whose messages were in the failed write is replaced by an `unavailable` error to its sender,
-//! and the core is told to forget those messages ([`Input::Unstored`](chat_core::Input::Unstored)).
-//! The task then calls [`Store::recover`] with back-off (50 ms, doubling, at most 5 s), refusing
-//! new messages at once meanwhile, and serves again as soon as the store does. The records
-//! that only keep state (id reservations, mailbox deliveries) are kept and stored first then.
+//! **When the store fails**, nothing of what it did not keep is delivered:
 //!
-//! **History pages read from the store** are read by a task of their own, so a cold file never
-//! holds up a broadcast. While one connection's page is being read, the replies that follow it
-//! wait in that connection's own queue here, so each client still sees its answers in order.
+//! - every unit of work whose messages were in the failed write is replaced by an
+//!   `unavailable` error to its sender, and the core is told to forget those messages
+//!   ([`Input::Unstored`](chat_core::Input::Unstored)); until it confirms, the task strips them
+//!   from anything the core built before it knew (a `joined` frame's history, a page, a login's
+//!   DMs);
+//! - a login whose mailbox delivery could not be recorded gets no DMs: they go back to the
+//!   mailbox ([`Input::Undelivered`](chat_core::Input::Undelivered)), so a DM is still never
+//!   delivered twice;
+//! - while the store is down, online DMs are refused too, so that no id from an unrecorded
+//!   reservation is ever shown (reservations are stored first once the store is back).
+//!
+//! The task calls [`Store::recover`] with back-off (50 ms, doubling, at most 5 s), and serves
+//! again as soon as the store does.
+//!
+//! **History pages read from the store** are read by tasks of their own (at most
+//! [`PAGE_READS`] at once), so a cold file never holds up a broadcast. While one connection's
+//! page is being read, everything else for that connection waits in its own queue here, so
+//! each client still sees its room and its answers in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chat_core::{
-    ChatError, ConnectionId, Event, HistoryRequest, Output, Recipients, Record, Ref, SendKind,
+    ChatError, ConnectionId, DirectMessage, Event, HistoryRequest, MessageId, Output, Recipients,
+    Record, Ref, SendKind,
 };
 use chat_store::{Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::core_task::ToCore;
@@ -40,6 +51,8 @@ use crate::wire::WireFormat;
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest pause between two recovery attempts.
 const LAST_RETRY: Duration = Duration::from_secs(5);
+/// History pages read from the store at once; more wait for a turn.
+pub(crate) const PAGE_READS: usize = 4;
 
 /// Where a connection's events go.
 pub(crate) enum Sink {
@@ -70,6 +83,8 @@ pub(crate) enum Work {
     },
     /// The connection is gone; forget its sink.
     Unregister(ConnectionId),
+    /// The core has forgotten these unstored messages: no later output shows them.
+    Forgotten(Vec<MessageId>),
 }
 
 /// A reply that waits behind a history page being read for the same connection.
@@ -112,8 +127,12 @@ pub(crate) struct DeliveryTask {
     pages: mpsc::UnboundedReceiver<PageRead>,
     pages_tx: mpsc::UnboundedSender<PageRead>,
     down: Option<Down>,
-    /// State records (reservations, deliveries) of failed writes, stored first on recovery.
+    /// Id reservations of failed writes, stored first on recovery.
     pending: Vec<Record>,
+    /// Messages and DMs the store did not keep and the core has not yet forgotten.
+    refused: HashSet<MessageId>,
+    /// Turns for history page reads.
+    reads: Arc<Semaphore>,
 }
 
 impl DeliveryTask {
@@ -135,6 +154,8 @@ impl DeliveryTask {
             pages_tx,
             down: None,
             pending: Vec::new(),
+            refused: HashSet::new(),
+            reads: Arc::new(Semaphore::new(PAGE_READS)),
         }
     }
 
@@ -169,18 +190,19 @@ impl DeliveryTask {
         flushed
     }
 
-    /// One group commit: store every record of `units`, then carry them out, refusing the
-    /// units whose messages the store did not keep.
+    /// One group commit: store every record of `units`, then carry them out, refusing what
+    /// the store did not keep (see the module docs).
     async fn round(&mut self, mut units: Vec<Work>) {
         let mut records = Vec::new();
-        let mut holds_messages = vec![false; units.len()];
-        for (unit, holds) in units.iter_mut().zip(&mut holds_messages) {
+        let mut held = vec![Held::default(); units.len()];
+        for (unit, held) in units.iter_mut().zip(&mut held) {
             if let Work::Outputs { outputs, .. } = unit {
                 let all = std::mem::take(outputs);
                 for output in all {
                     match output {
                         Output::Persist(record) => {
-                            *holds |= matches!(record, Record::Message(_) | Record::Queued(_));
+                            held.messages |= record.message_id().is_some();
+                            held.delivery |= matches!(record, Record::Delivered { .. });
                             records.push(record);
                         }
                         other => outputs.push(other),
@@ -189,9 +211,13 @@ impl DeliveryTask {
             }
         }
         let stored = records.is_empty() || self.persist(records).await;
-        for (unit, holds) in units.into_iter().zip(holds_messages) {
-            if !stored && holds {
+        let down = self.down.is_some();
+        for (unit, held) in units.into_iter().zip(held) {
+            if (!stored && held.messages) || (down && is_online_dm(&unit)) {
                 self.refuse(unit);
+            } else if !stored && held.delivery {
+                let unit = self.without_queued_dms(unit);
+                self.apply(unit);
             } else {
                 self.apply(unit);
             }
@@ -199,7 +225,7 @@ impl DeliveryTask {
     }
 
     /// Stores `records`; `false` if the store did not keep them (the core is told to forget
-    /// them, and recovery begins).
+    /// the messages among them, and recovery begins).
     async fn persist(&mut self, records: Vec<Record>) -> bool {
         if self.down.is_none() {
             match self.store.append(&records).await {
@@ -222,18 +248,60 @@ impl DeliveryTask {
                 }
             }
         }
-        let (forget, keep): (Vec<Record>, Vec<Record>) = records
-            .into_iter()
-            .partition(|r| matches!(r, Record::Message(_) | Record::Queued(_)));
-        self.pending.extend(keep);
-        if !forget.is_empty() {
-            let message = ToCore::Unstored(forget);
-            if let Err(mpsc::error::TrySendError::Full(message)) = self.to_core.try_send(message) {
-                let to_core = self.to_core.clone();
-                tokio::spawn(async move { to_core.send(message).await });
+        let mut forget = Vec::new();
+        for record in records {
+            match record {
+                Record::Message(_) | Record::Queued(_) => forget.push(record),
+                Record::IdsReserved { .. } => self.pending.push(record),
+                // Its DMs go back to the mailbox (`without_queued_dms`): nothing to record.
+                Record::Delivered { .. } => {}
             }
         }
+        if !forget.is_empty() {
+            self.refused
+                .extend(forget.iter().filter_map(Record::message_id));
+            self.tell_core(ToCore::Unstored(forget));
+        }
         false
+    }
+
+    /// Sends the core news from the store without ever waiting on it (the core may be waiting
+    /// on this task).
+    fn tell_core(&self, message: ToCore) {
+        if let Err(mpsc::error::TrySendError::Full(message)) = self.to_core.try_send(message) {
+            let to_core = self.to_core.clone();
+            tokio::spawn(async move { to_core.send(message).await });
+        }
+    }
+
+    /// A login's unit without the queued DMs whose delivery the store did not record; the core
+    /// puts them back in their mailboxes.
+    fn without_queued_dms(&self, unit: Work) -> Work {
+        let Work::Outputs { origin, outputs } = unit else {
+            return unit;
+        };
+        let mut undelivered: Vec<Arc<DirectMessage>> = Vec::new();
+        let outputs = outputs
+            .into_iter()
+            .filter(|output| match output {
+                Output::Send {
+                    event,
+                    kind: SendKind::Backlog,
+                    ..
+                } => match &**event {
+                    Event::Dm { message, .. } => {
+                        undelivered.push(message.clone());
+                        false
+                    }
+                    _ => true,
+                },
+                _ => true,
+            })
+            .collect();
+        if !undelivered.is_empty() {
+            self.tell_core(ToCore::Undelivered(undelivered));
+        }
+        Work::Outputs { origin, outputs }
     }
 
     /// Asks the store to recover and stores the pending state records; on failure, waits
@@ -296,6 +364,11 @@ impl DeliveryTask {
             Work::Unregister(conn) => {
                 self.recipients.remove(&conn);
             }
+            Work::Forgotten(ids) => {
+                for id in ids {
+                    self.refused.remove(&id);
+                }
+            }
             Work::Outputs { origin, outputs } => {
                 for output in outputs {
                     self.carry_out(output);
@@ -351,6 +424,10 @@ impl DeliveryTask {
         reference: Option<Ref>,
         kind: SendKind,
     ) {
+        let event = match without_refused(&self.refused, event) {
+            Some(event) => event,
+            None => return,
+        };
         let Some(recipient) = self.recipients.get_mut(&to) else {
             return;
         };
@@ -381,9 +458,18 @@ impl DeliveryTask {
             if Some(conn) == except {
                 continue;
             }
-            let Some(recipient) = self.recipients.get(&conn) else {
+            let Some(recipient) = self.recipients.get_mut(&conn) else {
                 continue;
             };
+            if let Some(waiting) = &mut recipient.waiting {
+                // Behind a page being read for it: in its turn, like everything for it.
+                waiting.push_back(Deferred::Send {
+                    event: event.clone(),
+                    reference: None,
+                    kind: SendKind::Push,
+                });
+                continue;
+            }
             let pushed = match &recipient.sink {
                 Sink::Wire { outbox, format, .. } => {
                     let bytes = encoded[*format].get_or_insert_with(|| {
@@ -491,12 +577,68 @@ impl DeliveryTask {
     fn fetch_now(&mut self, request: HistoryRequest) {
         let store = self.store.clone();
         let pages = self.pages_tx.clone();
+        let reads = self.reads.clone();
         tokio::spawn(async move {
+            // The semaphore is never closed, so a turn always comes.
+            let _turn = reads.acquire_owned().await;
             let page = store
                 .history(&request.room, request.before, request.limit)
                 .await;
             let _ = pages.send(PageRead { request, page });
         });
+    }
+}
+
+/// What a unit of work held among its records.
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    /// A room message or a queued DM.
+    messages: bool,
+    /// The record of a login's mailbox delivery.
+    delivery: bool,
+}
+
+/// Whether `unit` is a DM to someone online (the sender's copy is its echo).
+fn is_online_dm(unit: &Work) -> bool {
+    let Work::Outputs { outputs, .. } = unit else {
+        return false;
+    };
+    outputs.iter().any(|output| {
+        matches!(output, Output::Send { event, kind: SendKind::Echo, .. }
+            if matches!(&**event, Event::Dm { queued: false, .. }))
+    })
+}
+
+/// `event` without the messages the store refused (`None`: nothing of it is left to send).
+fn without_refused(refused: &HashSet<MessageId>, event: Arc<Event>) -> Option<Arc<Event>> {
+    if refused.is_empty() {
+        return Some(event);
+    }
+    let kept = |messages: &[Arc<chat_core::RoomMessage>]| -> Vec<Arc<chat_core::RoomMessage>> {
+        messages
+            .iter()
+            .filter(|m| !refused.contains(&m.id))
+            .cloned()
+            .collect()
+    };
+    match &*event {
+        Event::Joined {
+            room,
+            members,
+            history,
+        } if history.iter().any(|m| refused.contains(&m.id)) => Some(Arc::new(Event::Joined {
+            room: room.clone(),
+            members: members.clone(),
+            history: kept(history),
+        })),
+        Event::History { room, messages } if messages.iter().any(|m| refused.contains(&m.id)) => {
+            Some(Arc::new(Event::History {
+                room: room.clone(),
+                messages: kept(messages),
+            }))
+        }
+        Event::Dm { message, .. } if refused.contains(&message.id) => None,
+        _ => Some(event),
     }
 }
 

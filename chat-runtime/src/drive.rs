@@ -2,12 +2,13 @@
 //!
 //! A connection's task does four things, and only one at a time, so it needs no locks and
 //! every frame queued since the last write goes out with one flush: it **writes** what the
-//! runtime queued for the client (raced against an overflow, so a client whose queue overflows
-//! while a write to it is blocked is cut off at once, and bounded by the write timeout); it
-//! **reads** the client's next frame or line, but only while [`Connection::readable`] allows it
-//! (a client that asks faster than it reads is paced, never dropped for it); it **pings** an
-//! otherwise quiet client, where the transport has pings; and it **ends** the connection when
-//! the client goes, stays silent past the idle timeout, floods, or the runtime closes it.
+//! runtime queued for the client (every write, pings included, raced against an overflow, so a
+//! client whose queue overflows while a write to it is blocked is cut off at once, and bounded
+//! by the write timeout: [`guarded`]); it **reads** the client's next frame or line, but only
+//! while [`Connection::readable`] allows it (a client that asks faster than it reads is paced,
+//! never dropped for it); it **pings** the client at a fixed interval, where the transport has
+//! pings; and it **ends** the connection when the client goes, stays silent past the idle
+//! timeout, floods, or the runtime closes it.
 //!
 //! What differs between transports (how a frame is read, what it means, how a batch is written,
 //! the last words) is a [`Peer`]'s: the WebSocket transport's peer speaks frames, the line
@@ -38,7 +39,8 @@ pub enum Ending {
     TooLarge,
     /// The client asked to leave, and everything it was owed is written.
     Quit,
-    /// A write to the client did not finish within the write timeout.
+    /// A write to the client did not finish within the write timeout (part of a frame may have
+    /// been written: nothing more can be sent).
     WriteTimedOut,
     /// The runtime has stopped.
     Stopped,
@@ -111,16 +113,23 @@ pub struct Pacing {
 /// connection afterwards tells the runtime it is gone.
 pub async fn drive<P: Peer>(mut peer: P, mut connection: Connection, pacing: Pacing) -> Ending {
     let mut batch: Vec<Outbound> = Vec::new();
-    let idle = tokio::time::sleep(pacing.idle_timeout);
+    // The idle timer is moved only when it fires: a read just notes the time.
+    let mut heard = Instant::now();
+    let idle = tokio::time::sleep_until(heard + pacing.idle_timeout);
     tokio::pin!(idle);
-    let period = pacing.ping.unwrap_or(Duration::from_secs(3600));
-    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ping = pacing.ping.map(|period| {
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ping
+    });
+    // What happens after a wake-up (a write, a read's handling, a ping) is boxed: the task of
+    // an idle connection then holds only what it waits on, not the largest of those states.
     let ending = loop {
         tokio::select! {
             biased;
             outgoing = connection.next(&mut batch) => {
-                let written = write(&mut peer, &connection, &mut batch, pacing.write_timeout).await;
+                let timeout = pacing.write_timeout;
+                let written = Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
                 match (outgoing, written) {
                     (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
                     (Outgoing::Frames, Ok(Flow::Continue)) => {}
@@ -128,29 +137,44 @@ pub async fn drive<P: Peer>(mut peer: P, mut connection: Connection, pacing: Pac
                 }
             }
             item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
-                idle.as_mut().reset(Instant::now() + pacing.idle_timeout);
+                heard = Instant::now();
                 let Some(item) = item else { break Ending::Gone };
-                if let Err(ending) = peer.on_item(item, &mut connection).await {
+                if let Err(ending) = Box::pin(peer.on_item(item, &mut connection)).await {
                     break ending;
                 }
             }
-            _ = ping.tick(), if pacing.ping.is_some() => {
-                match within(pacing.write_timeout, peer.ping()).await {
+            () = tick(&mut ping) => {
+                let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
+                match pinged {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break Ending::Gone,
-                    Err(_) => break Ending::WriteTimedOut,
+                    Err(ending) => break ending,
                 }
             }
-            () = &mut idle => break Ending::Idle,
+            () = &mut idle => {
+                let deadline = heard + pacing.idle_timeout;
+                if Instant::now() >= deadline {
+                    break Ending::Idle;
+                }
+                idle.as_mut().reset(deadline);
+            }
         }
     };
-    peer.finish(ending).await;
+    Box::pin(peer.finish(ending)).await;
     ending
 }
 
-/// Writes a batch, giving up when the write timeout fires or, at once, when the client's queue
-/// overflows while the write waits on it (part of a frame may be written then, so the peer
-/// sends nothing more: the connection just ends).
+/// The next ping time, or never for a transport without pings.
+async fn tick(ping: &mut Option<tokio::time::Interval>) {
+    match ping {
+        Some(ping) => {
+            ping.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes a batch (see [`guarded`]).
 async fn write<P: Peer>(
     peer: &mut P,
     connection: &Connection,
@@ -160,17 +184,29 @@ async fn write<P: Peer>(
     if batch.is_empty() {
         return Ok(Flow::Continue);
     }
+    match guarded(connection, timeout, peer.write(batch, connection)).await {
+        Ok(Ok(flow)) => Ok(flow),
+        Ok(Err(_)) => Err(Ending::Gone),
+        Err(ending) => Err(ending),
+    }
+}
+
+/// Runs one write to the client, giving up when `timeout` passes
+/// ([`Ending::WriteTimedOut`]) or, at once, when the client's queue overflows while the write
+/// waits on it ([`Ending::Gone`]). Either way part of a frame may have been written, so the
+/// peer must send nothing more. Every write of a transport goes through here.
+pub async fn guarded<F: Future>(
+    connection: &Connection,
+    timeout: Duration,
+    write: F,
+) -> Result<F::Output, Ending> {
     let overflow = async {
         while connection.closed().await != Closing::SlowConsumer {
             std::future::pending::<()>().await;
         }
     };
     tokio::select! {
-        written = within(timeout, peer.write(batch, connection)) => match written {
-            Ok(Ok(flow)) => Ok(flow),
-            Ok(Err(_)) => Err(Ending::Gone),
-            Err(_) => Err(Ending::WriteTimedOut),
-        },
+        written = within(timeout, write) => written.map_err(|_| Ending::WriteTimedOut),
         () = overflow => Err(Ending::Gone),
     }
 }

@@ -62,7 +62,7 @@ pub use accept::accept_until_closing;
 pub use config::RuntimeConfig;
 pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
-pub use drive::{Ending, Flow, Pacing, Peer, drive};
+pub use drive::{Ending, Flow, Pacing, Peer, drive, guarded};
 pub use metrics::MetricsSnapshot;
 pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};

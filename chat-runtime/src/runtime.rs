@@ -172,7 +172,8 @@ impl Handle {
     }
 
     /// Attaches an in-process client (a bot, a game server's player) that receives events as
-    /// values ([`Delivery`]) rather than bytes, under the same limits as any other connection.
+    /// values ([`Delivery`]) rather than bytes. Its outbound queue is bounded like any other
+    /// connection's; it is trusted code, so nothing rate-limits what it sends.
     pub async fn connect_local(&self) -> Result<LocalConnection, ConnectError> {
         let (producer, receiver) = outbox::<Delivery>(self.shared.config.outbox_bytes);
         self.attach(Sink::Local(producer), receiver).await

@@ -17,7 +17,7 @@ use chat_store::{MemoryStore, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-/// A JSON wire format like the WebSocket transport's: the event, plus `ref` when there is one.
+/// The protocol's JSON payloads (the WebSocket transport's, without the WebSocket header).
 struct Json;
 
 impl WireFormat for Json {
@@ -26,11 +26,7 @@ impl WireFormat for Json {
     }
 
     fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
-        let mut value = serde_json::to_value(event).unwrap();
-        if let Some(reference) = reference {
-            value["ref"] = serde_json::to_value(reference).unwrap();
-        }
-        Some(Bytes::from(serde_json::to_vec(&value).unwrap()))
+        Some(chat_protocol::json::encode(event, reference))
     }
 }
 
@@ -237,7 +233,7 @@ async fn a_history_page_bigger_than_the_outbox_is_not_slowness() {
 
 /// A store that counts and keeps appends, and can hold them until the test lets them through.
 struct GatedStore {
-    inner: MemoryStore,
+    inner: Arc<dyn Store>,
     gate: Semaphore,
     appends: AtomicUsize,
     started: mpsc::UnboundedSender<usize>,
@@ -246,9 +242,14 @@ struct GatedStore {
 
 impl GatedStore {
     fn new(permits: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<usize>) {
+        Self::over(Arc::new(MemoryStore::new()), permits)
+    }
+
+    /// A gate in front of `inner`.
+    fn over(inner: Arc<dyn Store>, permits: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<usize>) {
         let (started, calls) = mpsc::unbounded_channel();
         let store = GatedStore {
-            inner: MemoryStore::new(),
+            inner,
             gate: Semaphore::new(permits),
             appends: AtomicUsize::new(0),
             started,
@@ -289,6 +290,9 @@ impl Store for GatedStore {
     }
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
+    }
+    async fn recover(&self) -> Result<(), StoreError> {
+        self.inner.recover().await
     }
 }
 
@@ -755,5 +759,129 @@ async fn formats_are_told_apart_by_type_not_by_value() {
         2,
         "one broadcast, one echo"
     );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_message_reaches_nobody_even_through_what_the_core_built_before_it_knew() {
+    let failing = chat_store::FailingStore::new(Arc::new(MemoryStore::new()));
+    let switch = failing.switch();
+    let (store, mut started) = GatedStore::over(Arc::new(failing), 0);
+    let runtime = Runtime::start(Config::default(), store.clone(), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    alice
+        .send(say("refused"), Some(Ref::number(1)))
+        .await
+        .unwrap();
+    // The write is under way (held at the gate) when carol logs in: the core, not knowing yet,
+    // puts the message in her `joined` history.
+    started.recv().await.unwrap();
+    let mut carol = handle.connect(json()).await.unwrap();
+    let login = Command::Login {
+        name: "carol".into(),
+    };
+    carol.send(login, None).await.unwrap();
+    // Only now does the write fail.
+    switch.fail_appends(true);
+    store.gate.add_permits(1000);
+    assert_eq!(expect(&mut alice, "error").await["code"], "unavailable");
+    let joined = expect(&mut carol, "joined").await;
+    assert_eq!(
+        joined["history"],
+        json!([]),
+        "the refused message is not shown to a joiner"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+// On the paused clock: the recovery back-off passes without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn queued_dms_whose_delivery_cannot_be_recorded_stay_queued_and_come_once() {
+    let (runtime, switch) = start_failing(1000).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let dm = Command::Dm {
+        to: "dave".into(),
+        text: "for later".into(),
+    };
+    alice.send(dm, None).await.unwrap();
+    assert_eq!(expect(&mut alice, "dm").await["queued"], true);
+
+    // Dave logs in while the store fails: the delivery cannot be recorded, so no DM comes.
+    switch.fail_appends(true);
+    let mut dave = handle.connect(json()).await.unwrap();
+    let login = Command::Login {
+        name: "dave".into(),
+    };
+    dave.send(login.clone(), None).await.unwrap();
+    expect(&mut dave, "joined").await;
+    dave.send(Command::Ping, None).await.unwrap();
+    let after: Vec<Value> = recv(&mut dave).await;
+    assert!(
+        after.iter().all(|f| f["type"] != "dm"),
+        "a DM whose delivery is not recorded is not delivered: {after:?}"
+    );
+    // While the store is down, a DM to someone online is refused too.
+    let online = Command::Dm {
+        to: "dave".into(),
+        text: "now?".into(),
+    };
+    alice.send(online, None).await.unwrap();
+    assert_eq!(expect(&mut alice, "error").await["code"], "unavailable");
+
+    // Once the store is back, dave's next login brings the DM, once.
+    switch.fail_appends(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    drop(dave);
+    let mut dave = handle.connect(json()).await.unwrap();
+    dave.send(login.clone(), None).await.unwrap();
+    let dm = expect(&mut dave, "dm").await;
+    assert_eq!(dm["text"], "for later");
+    drop(dave);
+    let mut dave = handle.connect(json()).await.unwrap();
+    dave.send(login, None).await.unwrap();
+    expect(&mut dave, "joined").await;
+    dave.send(Command::Ping, None).await.unwrap();
+    let again: Vec<Value> = recv(&mut dave).await;
+    assert!(
+        again.iter().all(|f| f["type"] != "dm"),
+        "delivered once: {again:?}"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn room_messages_wait_behind_a_page_being_read_for_the_same_client() {
+    let config = Config {
+        history: 2,
+        ..Config::default()
+    };
+    let runtime = start(config, RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let mut alice = login(&handle, "alice").await;
+    let bob = login(&handle, "bob").await;
+    expect(&mut alice, "presence").await;
+    for n in 0..6 {
+        alice.send(say(&format!("m{n}")), None).await.unwrap();
+        expect(&mut alice, "message").await;
+    }
+    // Alice's page (read from the store) is asked for before bob speaks: she sees it first.
+    let page = Command::History {
+        room: "general".into(),
+        before: None,
+        limit: Some(6),
+    };
+    alice.send(page, Some(Ref::number(1))).await.unwrap();
+    bob.send(say("after the page"), None).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        for frame in recv(&mut alice).await {
+            kinds.push(frame["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(kinds, ["history", "message"]);
     runtime.shutdown().await.unwrap();
 }

@@ -112,9 +112,13 @@ where
         if shown.is_empty() {
             return Ok(());
         }
-        self.write_now(shown.as_bytes())
-            .await
-            .map_err(|_| Ending::Gone)
+        let timeout = self.config.write_timeout;
+        let write = self.lines.get_mut().write_all(shown.as_bytes());
+        match chat_runtime::guarded(connection, timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::Gone),
+            Err(ending) => Err(ending),
+        }
     }
 
     /// Writes every frame of `batch` with one write, with what the line session adds after the

@@ -7,10 +7,17 @@
 //! use chat_transport_ws::WsConfig;
 //!
 //! # async fn example(handle: chat_runtime::Handle) -> std::io::Result<()> {
+//! use axum::serve::ListenerExt;
+//!
 //! let app = axum::Router::new()
 //!     .route("/health", axum::routing::get(|| async { "ok" }))
 //!     .merge(chat_transport_ws::axum::router(handle, WsConfig::default()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // Without TCP_NODELAY, small frames wait for delayed ACKs (40 ms on Linux).
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(listener, app).await
 //! # }
 //! ```
@@ -36,31 +43,17 @@ struct Chat {
 }
 
 /// A router with the chat's WebSocket endpoint at [`WsConfig::path`] and the browser page at
-/// `/` (its script and style beside it). Merge it into your app's router, or nest it under a
-/// prefix (the page finds the endpoint by the configured path, so set `path` to the full path
-/// when nesting).
+/// `/` (with its script and style). Merge it into your app's router: the page is its fallback,
+/// so your own routes take precedence, and paths the page does not know get 404.
 pub fn router(handle: Handle, config: WsConfig) -> Router {
+    let path = config.path.clone();
     let chat = Chat {
         handle,
         config: Arc::new(config),
     };
     Router::new()
-        .route(&chat.config.path.clone(), get(endpoint))
-        .route("/", get(page))
-        .route("/index.html", get(page))
-        .route("/app.js", get(page))
-        .route("/app.css", get(page))
-        .with_state(chat)
-}
-
-/// A router with only the WebSocket endpoint, at [`WsConfig::path`].
-pub fn endpoint_router(handle: Handle, config: WsConfig) -> Router {
-    let chat = Chat {
-        handle,
-        config: Arc::new(config),
-    };
-    Router::new()
-        .route(&chat.config.path.clone(), get(endpoint))
+        .route(&path, get(endpoint))
+        .fallback(page)
         .with_state(chat)
 }
 

@@ -24,6 +24,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use crate::frame::JsonFormat;
 use crate::server::WsConfig;
 
+/// How long the server waits to send its close frame, and for the client's answer to it.
+const CLOSE_REPLY: Duration = Duration::from_secs(2);
+
 /// Attaches a new WebSocket connection to the runtime behind `handle`, before its handshake
 /// completes: a full server answers the upgrade with HTTP 503 instead.
 pub async fn connect(handle: &Handle) -> Result<Connection, ConnectError> {
@@ -103,7 +106,9 @@ where
 
     async fn finish(&mut self, ending: Ending) {
         let (code, reason) = match ending {
-            Ending::Gone | Ending::Quit => return,
+            // After a write that did not finish, part of a frame may be on the wire: no close
+            // frame can follow it.
+            Ending::Gone | Ending::Quit | Ending::WriteTimedOut => return,
             Ending::Closed(Closing::Shutdown) | Ending::Stopped => {
                 (CloseCode::Away, "server shutting down")
             }
@@ -114,7 +119,6 @@ where
             Ending::Idle => (CloseCode::Normal, "idle timeout"),
             Ending::Flood => (CloseCode::Policy, "flood: rate limit exceeded for 3 s"),
             Ending::TooLarge => (CloseCode::Size, "frame too large"),
-            Ending::WriteTimedOut => (CloseCode::Policy, "too slow: write timed out"),
         };
         let frame = CloseFrame {
             code,
@@ -127,7 +131,7 @@ where
                 while let Some(Ok(_)) = ws.next().await {}
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+        let _ = tokio::time::timeout(CLOSE_REPLY, closing).await;
     }
 }
 
@@ -144,11 +148,14 @@ where
         let text = match message {
             Message::Text(text) => Some(text),
             Message::Binary(_) => None,
-            // tungstenite answers pings itself (on the next write or flush); pongs only prove
-            // life.
-            Message::Ping(_) => return self.ws.flush().await.map_err(|_| Ending::Gone),
-            Message::Pong(_) | Message::Frame(_) => return Ok(()),
-            Message::Close(_) => return Err(Ending::Gone),
+            // tungstenite queues the pong itself and sends it with the next read or write,
+            // without waiting on the socket; pongs only prove life.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Close(_) => {
+                // Send tungstenite's close reply, briefly, so the client sees a clean close.
+                let _ = chat_runtime::guarded(connection, CLOSE_REPLY, self.ws.flush()).await;
+                return Err(Ending::Gone);
+            }
         };
         let decoded = text.as_ref().map(|text| decode(text.as_str()));
         let (error, reference) = match (connection.admit(), decoded) {

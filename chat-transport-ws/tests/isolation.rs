@@ -287,11 +287,10 @@ async fn clients_that_vanish_without_a_close_handshake_leave_and_free_their_name
     assert_eq!(alice.json().await["text"], "still here?");
 }
 
-/// Errors for undecodable or rate-limited frames are written by the connection's task directly,
-/// outside the bounded outbox and without the write timeout. A client that keeps sending bad
-/// frames and never reads must still be disconnected (1008 where possible), like any client that
-/// lets its outbound queue fill, rather than holding its connection (and its place among
-/// `max_connections`) forever.
+/// Errors for undecodable or rate-limited frames are replies: they never make a client slow, but
+/// they pace its reading like any reply. A client that keeps sending bad frames and never reads
+/// must still be disconnected (by the write timeout, once its socket is full), rather than
+/// holding its connection (and its place among `max_connections`) forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_bad_frames_and_never_reads_is_still_disconnected() {
     let ws = WsConfig {

@@ -10,8 +10,8 @@
 //! once, here; sockets, refs, timers and reconnection stay with the drivers.
 //!
 //! A line client is in one room at a time. `/join rust` validates the name with the core's
-//! rules, then sends `join rust` and `leave` of the old room (in that order, so a refused join
-//! leaves the user where they were on the server), and makes `#rust` current at once, so the
+//! rules, then sends `join rust` and `leave` of the old room (in that order, so the user is never
+//! in no room on the server between the two), and makes `#rust` current at once, so the
 //! next line typed is said there. The `leave` of such a move goes without a `ref`
 //! ([`Action::SendQuietly`]), so its `left` is not announced; the one `/leave` sends is
 //! (`* You left #rust`, by [`render`](super::render::render)).
