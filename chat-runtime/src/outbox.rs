@@ -4,7 +4,8 @@
 //! consumer. The queue is a vector behind a lock that neither side holds for more than a push or
 //! a swap, and the driver is woken only when the queue goes from empty to non-empty: a broadcast
 //! to 10,000 connections costs each of them one short lock and, if it was idle, one wake-up, and
-//! the driver takes everything queued with one swap.
+//! the driver takes everything queued with one swap. The driver's waits (for items, for room
+//! to read, for a close) share one `Notify`, to keep an idle connection small.
 //!
 //! What is queued comes in two classes. A **push** is something the client did not ask for
 //! (others' messages, presence, a DM from someone else): pushes count against the bound, and a
@@ -129,14 +130,12 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     limit: usize,
     closing: OnceLock<Closing>,
-    /// Wakes the driver: items queued, or closing.
-    notify: Notify,
-    /// Wakes everything waiting for the connection to close (a write in progress).
-    closed: Notify,
+    /// Wakes whatever the driver waits on (items queued, room to read again, closing): one
+    /// task waits, on up to three conditions at once, and each re-checks its own after a
+    /// wake-up. Every waiter registers before it checks, so no wake-up is lost.
+    wake: Notify,
     /// The client's frames read and not yet answered.
     in_flight: AtomicUsize,
-    /// Wakes a driver waiting to read again.
-    room: Notify,
 }
 
 impl<T> Shared<T> {
@@ -179,10 +178,8 @@ pub(crate) fn outbox<T>(limit: usize) -> (Outbox<T>, OutboxReceiver<T>) {
         }),
         limit,
         closing: OnceLock::new(),
-        notify: Notify::new(),
-        closed: Notify::new(),
+        wake: Notify::new(),
         in_flight: AtomicUsize::new(0),
-        room: Notify::new(),
     });
     let outbox = Outbox {
         shared: shared.clone(),
@@ -212,7 +209,7 @@ impl<T: Weigh> Outbox<T> {
         queue.items.push(item);
         drop(queue);
         if was_empty {
-            self.shared.notify.notify_one();
+            self.shared.wake.notify_waiters();
         }
         Ok(())
     }
@@ -222,8 +219,7 @@ impl<T> Outbox<T> {
     /// Asks the connection to close; the first reason given wins.
     pub(crate) fn close(&self, reason: Closing) {
         if self.shared.closing.set(reason).is_ok() {
-            self.shared.notify.notify_one();
-            self.shared.closed.notify_waiters();
+            self.shared.wake.notify_waiters();
         }
     }
 
@@ -232,7 +228,7 @@ impl<T> Outbox<T> {
         let before = self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "answered more frames than were read");
         if before == WINDOW {
-            self.shared.room.notify_waiters();
+            self.shared.wake.notify_waiters();
         }
     }
 
@@ -258,6 +254,9 @@ impl<T> OutboxReceiver<T> {
     /// driver can write them all and flush once), or reports that the connection must close.
     pub(crate) async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
         loop {
+            let notified = self.shared.wake.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
             if let Some(&reason) = self.shared.closing.get() {
                 // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
                 if reason != Closing::SlowConsumer {
@@ -268,9 +267,7 @@ impl<T> OutboxReceiver<T> {
             if self.drain(batch) > 0 {
                 return Outgoing::Frames;
             }
-            // A push or close between the check above and this wait leaves a permit behind, so
-            // no wake-up is lost.
-            self.shared.notify.notified().await;
+            notified.await;
         }
     }
 
@@ -301,7 +298,7 @@ impl<T> OutboxReceiver<T> {
     /// cut off at once.
     pub(crate) async fn closed(&self) -> Closing {
         loop {
-            let notified = self.shared.closed.notified();
+            let notified = self.shared.wake.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             if let Some(&reason) = self.shared.closing.get() {
@@ -329,7 +326,7 @@ impl<T> OutboxReceiver<T> {
     /// Resolves once the driver may read the client's next frame.
     pub(crate) async fn readable(&self) {
         loop {
-            let notified = self.shared.room.notified();
+            let notified = self.shared.wake.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             if self.shared.may_read() {

@@ -33,7 +33,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
-    let connection = match handle.connect(LineFormat).await {
+    // The transient steps before the loop are boxed, so that an idle connection's task holds
+    // only the loop's state.
+    let connection = match Box::pin(handle.connect(LineFormat)).await {
         Ok(connection) => connection,
         Err(error) => {
             let line = format!("! {error}\n");
@@ -53,10 +55,9 @@ where
         quitting: false,
     };
     let mut opening = String::new();
-    let opened = peer
-        .carry_out(peer.session.opening(), &connection, &mut opening)
-        .await;
-    if opened.is_err() || peer.write_now(opening.as_bytes()).await.is_err() {
+    let actions = peer.session.opening();
+    let opened = Box::pin(peer.carry_out(actions, &connection, &mut opening)).await;
+    if opened.is_err() || Box::pin(peer.write_now(opening.as_bytes())).await.is_err() {
         return;
     }
     let pacing = Pacing {
@@ -64,7 +65,7 @@ where
         idle_timeout: config.idle_timeout,
         ping: None,
     };
-    chat_runtime::drive(peer, connection, pacing).await;
+    Box::pin(chat_runtime::drive(peer, connection, pacing)).await;
     tracing::debug!(%conn, "line client detached");
 }
 
