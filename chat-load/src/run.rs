@@ -229,11 +229,21 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             return Err("--pager needs a room other than --room".into());
         }
     }
-    let receivers = connect_all(target, Some(&options.room), "r", options.receivers, 0).await?;
+    // Names carry the run's token too: a run that starts while the server still holds the last
+    // run's names (their disconnects not yet handled) would otherwise find them taken.
+    let run = run_token();
+    let receivers = connect_all(
+        target,
+        Some(&options.room),
+        &format!("r{run:x}-"),
+        options.receivers,
+        0,
+    )
+    .await?;
     let stalled = connect_all(
         target,
         Some(&options.room),
-        "z",
+        &format!("z{run:x}-"),
         options.stalled,
         options.receivers,
     )
@@ -241,7 +251,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let senders = connect_all(
         target,
         Some(&options.room),
-        "s",
+        &format!("s{run:x}-"),
         options.senders,
         options.receivers + options.stalled,
     )
@@ -249,7 +259,8 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let pager = match &options.pager {
         Some(room) => {
             let index = options.receivers + options.stalled + options.senders;
-            Some(Pager::connect(target, source(index), "pager", room, &options.room).await?)
+            let name = format!("pager{run:x}");
+            Some(Pager::connect(target, source(index), &name, room, &options.room).await?)
         }
         None => None,
     };
@@ -257,7 +268,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let closed_loop = options.rate == 0;
     let ring_len = (options.window.max(1) * 4).next_power_of_two().max(1 << 16);
     let shared = Arc::new(Shared {
-        run: run_token(),
+        run,
         start: Instant::now(),
         receivers: u32::try_from(options.receivers)?,
         ring: (0..ring_len).map(|_| AtomicU32::new(0)).collect(),
