@@ -7,7 +7,7 @@
 //!   (`http.rs`): an upgrade on [`WsConfig::path`] becomes a chat connection, a plain `GET` gets
 //!   the browser page ([`page`]), embedded in the binary.
 //! - `handshake.rs`: the WebSocket opening handshake on plain `http` requests, shared by the
-//!   listener and the [`axum`](crate::axum) integration (feature `axum`): a full server answers
+//!   listener and the `axum` module (feature `axum`): a full server answers
 //!   503 before any WebSocket exists.
 //! - [`connect`] and [`run`] (`session.rs`): one connection after its handshake, on any byte
 //!   stream (an upgrade from hyper or axum, a TLS stream, an in-memory duplex in tests), run by
