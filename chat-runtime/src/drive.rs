@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::connection::{Connection, RuntimeStopped};
@@ -200,12 +201,19 @@ pub async fn guarded<F: Future>(
     timeout: Duration,
     write: F,
 ) -> Result<F::Output, Ending> {
+    // Most writes finish at once (the kernel has room): they need neither a timer nor a
+    // watch on the queue.
+    let mut write = std::pin::pin!(write);
+    if let Some(done) = (&mut write).now_or_never() {
+        return Ok(done);
+    }
     let overflow = async {
         while connection.closed().await != Closing::SlowConsumer {
             std::future::pending::<()>().await;
         }
     };
     tokio::select! {
+        biased;
         written = within(timeout, write) => written.map_err(|_| Ending::WriteTimedOut),
         () = overflow => Err(Ending::Gone),
     }

@@ -254,9 +254,6 @@ impl<T> OutboxReceiver<T> {
     /// driver can write them all and flush once), or reports that the connection must close.
     pub(crate) async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
         loop {
-            let notified = self.shared.wake.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
             if let Some(&reason) = self.shared.closing.get() {
                 // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
                 if reason != Closing::SlowConsumer {
@@ -266,6 +263,14 @@ impl<T> OutboxReceiver<T> {
             }
             if self.drain(batch) > 0 {
                 return Outgoing::Frames;
+            }
+            // Nothing now: register, then look again, so that a push in between is not missed
+            // (the fast path above never touches the `Notify`).
+            let notified = self.shared.wake.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.closing.get().is_some() || !self.shared.queue().items.is_empty() {
+                continue;
             }
             notified.await;
         }
@@ -325,6 +330,9 @@ impl<T> OutboxReceiver<T> {
 
     /// Resolves once the driver may read the client's next frame.
     pub(crate) async fn readable(&self) {
+        if self.shared.may_read() {
+            return;
+        }
         loop {
             let notified = self.shared.wake.notified();
             let mut notified = std::pin::pin!(notified);
