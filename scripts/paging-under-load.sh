@@ -9,7 +9,8 @@
 # `--pager archive` (one more client reading `archive` 500 messages a page, newest to oldest and
 # round again). The page cache is dropped before each run where that is allowed. It prints both
 # runs' JSON lines, then both p99s, their ratio, the pages read and each run's CPU shares
-# (chat-load's own: near 100% means the tool, not the server, set the figures).
+# (chat-load's own: near 100% means the tool, not the server, set the figures). SERVER=PATH runs
+# another server binary instead (an older build, to compare).
 #
 #   scripts/paging-under-load.sh
 #   MESSAGES=10000 RECEIVERS=100 DURATION=3 scripts/paging-under-load.sh   # a quick check
@@ -49,7 +50,7 @@ trap cleanup EXIT
 
 "$bin/examples/fill_history" --data "$work/data" --room archive --messages "$messages"
 
-"${pin_server[@]}" "$bin/examples/chat_server" --data "$work/data" --rate-limit 0 --tcp off \
+"${pin_server[@]}" "${SERVER:-$bin/examples/chat_server}" --data "$work/data" --rate-limit 0 --tcp off \
   --ws 127.0.0.1:0 --max-connections $((receivers + senders + 100)) > "$work/out" 2> "$work/err" &
 server_pid=$!
 url=
