@@ -65,7 +65,7 @@ where
         idle_timeout: config.idle_timeout,
         ping: None,
     };
-    Box::pin(chat_runtime::drive(peer, connection, pacing)).await;
+    chat_runtime::drive(peer, connection, pacing).await;
     tracing::debug!(%conn, "line client detached");
 }
 
