@@ -66,6 +66,24 @@ pub(crate) enum Sink {
     Local(Outbox<Delivery>),
 }
 
+impl Sink {
+    /// Asks the connection to close.
+    fn close(&self, reason: Closing) {
+        match self {
+            Sink::Wire { outbox, .. } => outbox.close(reason),
+            Sink::Local(outbox) => outbox.close(reason),
+        }
+    }
+
+    /// Counts one of the client's frames as answered.
+    fn answered(&self) {
+        match self {
+            Sink::Wire { outbox, .. } => outbox.answered(),
+            Sink::Local(outbox) => outbox.answered(),
+        }
+    }
+}
+
 /// The client frame a unit of work answers.
 pub(crate) struct Origin {
     pub(crate) conn: ConnectionId,
@@ -182,10 +200,7 @@ impl DeliveryTask {
         }
         let flushed = self.store.flush().await;
         for recipient in self.recipients.values() {
-            match &recipient.sink {
-                Sink::Wire { outbox, .. } => outbox.close(Closing::Shutdown),
-                Sink::Local(outbox) => outbox.close(Closing::Shutdown),
-            }
+            recipient.sink.close(Closing::Shutdown)
         }
         flushed
     }
@@ -392,10 +407,7 @@ impl DeliveryTask {
             Output::FetchHistory(request) => self.fetch(request),
             Output::Close { conn, .. } => {
                 if let Some(recipient) = self.recipients.get(&conn) {
-                    match &recipient.sink {
-                        Sink::Wire { outbox, .. } => outbox.close(Closing::LoginTimeout),
-                        Sink::Local(outbox) => outbox.close(Closing::LoginTimeout),
-                    }
+                    recipient.sink.close(Closing::LoginTimeout)
                 }
             }
             // Taken out and stored before delivery.
@@ -410,10 +422,7 @@ impl DeliveryTask {
         };
         match &mut recipient.waiting {
             Some(waiting) => waiting.push_back(Deferred::Answered),
-            None => match &recipient.sink {
-                Sink::Wire { outbox, .. } => outbox.answered(),
-                Sink::Local(outbox) => outbox.answered(),
-            },
+            None => recipient.sink.answered(),
         }
     }
 
@@ -556,10 +565,7 @@ impl DeliveryTask {
                     reference,
                     kind,
                 ),
-                Deferred::Answered => match &recipient.sink {
-                    Sink::Wire { outbox, .. } => outbox.answered(),
-                    Sink::Local(outbox) => outbox.answered(),
-                },
+                Deferred::Answered => recipient.sink.answered(),
                 Deferred::Fetch(request) => {
                     // The rest waits for this page in turn.
                     self.recipients
