@@ -46,9 +46,7 @@ fn chat_with(members: u64) -> Chat {
         let conn = ConnectionId(i);
         chat.handle(Input::Connect(conn), now)
             .expect("a new connection");
-        let login = Command::Login {
-            name: format!("u{i}"),
-        };
+        let login = Command::login(format!("u{i}"));
         chat.handle(
             Input::Command {
                 conn,
@@ -160,9 +158,7 @@ fn runtime_fanout(c: &mut Criterion) {
             let mut sender = None;
             for i in 0..members {
                 let conn = handle.connect(JsonFormat).await.expect("room for it");
-                let login = Command::Login {
-                    name: format!("u{i}"),
-                };
+                let login = Command::login(format!("u{i}"));
                 conn.send(login, None).await.expect("the runtime runs");
                 if i == 0 {
                     sender = Some(conn);

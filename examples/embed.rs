@@ -30,9 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A bot: it answers "!time" in any room it shares with you.
     let bot = runtime.handle().connect_local().await?;
-    let login = Command::Login {
-        name: "clockbot".into(),
-    };
+    let login = Command::login("clockbot");
     bot.send(login, None).await?;
     let mut events = Vec::new();
     let stop = tokio::signal::ctrl_c();

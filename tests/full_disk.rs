@@ -52,7 +52,7 @@ async fn next(client: &mut WsClient) -> (Event, Option<Ref>) {
 
 async fn login(url: &str, name: &str) -> WsClient {
     let mut client = WsClient::connect(url).await.unwrap();
-    let login = ChatCommand::Login { name: name.into() };
+    let login = ChatCommand::login(name);
     client.send(&login, None).await.unwrap();
     while !matches!(next(&mut client).await.0, Event::Joined { .. }) {}
     client

@@ -188,9 +188,7 @@ impl Driver {
                 };
             }
         };
-        let login = Command::Login {
-            name: config.name.clone(),
-        };
+        let login = Command::login(config.name.clone());
         if let Err(error) = client.send(&login, None).await {
             return Outcome::Retry {
                 why: describe(&error),

@@ -13,6 +13,7 @@ use crate::config::{Config, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::{ChatError, InputError, RestoreError};
 use crate::event::{Event, PresenceChange, RoomSummary};
 use crate::history::{History, Page};
+use crate::identity::{Account, AuthError, Identity, LoginAttempt, PasswordHash, Secret};
 use crate::ids::{ConnectionId, MessageId};
 use crate::mailbox::Mailbox;
 use crate::message::{DirectMessage, RoomMessage};
@@ -33,6 +34,11 @@ pub struct Chat {
     online: HashMap<UserKey, ConnectionId>,
     rooms: BTreeMap<RoomName, Room>,
     mailboxes: HashMap<UserKey, Mailbox>,
+    /// Every account's name, as registered.
+    accounts: HashMap<UserKey, UserName>,
+    /// Connections whose login or registration the runtime is checking, with the commands they
+    /// sent since (answered once the check is back, in order).
+    checking: HashMap<ConnectionId, Checking>,
     /// DMs waiting in all mailboxes together.
     queued: usize,
     next_id: MessageId,
@@ -43,6 +49,19 @@ pub struct Chat {
     login_deadlines: VecDeque<(Duration, ConnectionId)>,
     outputs: VecDeque<Output>,
 }
+
+/// A login or registration out for checking.
+#[derive(Debug)]
+struct Checking {
+    /// The `ref` of the `login` or `register` frame.
+    reference: Option<Ref>,
+    /// Commands the connection sent since, in order.
+    waiting: VecDeque<(Command, Option<Ref>)>,
+}
+
+/// The most commands a connection may send while its login is checked (a runtime that paces
+/// reads, as chat-runtime does, never gets near it); past it they are refused as a flood.
+const MAX_WAITING: usize = 256;
 
 #[derive(Debug)]
 struct Connection {
@@ -109,6 +128,8 @@ impl Chat {
             config,
             connections: HashMap::new(),
             online: HashMap::new(),
+            accounts: snapshot.accounts.into_iter().collect(),
+            checking: HashMap::new(),
             rooms,
             queued: mailboxes.values().map(Mailbox::len).sum(),
             mailboxes,
@@ -140,9 +161,15 @@ impl Chat {
                 if connection.closing {
                     return Ok(());
                 }
-                if let Err(error) = self.command(conn, command, reference.clone(), now.wall) {
-                    self.send(conn, Event::error(&error), reference, SendKind::Reply);
-                }
+                self.dispatch(conn, command, reference, now.wall);
+                Ok(())
+            }
+            Input::Authenticated { conn, outcome } => {
+                self.authenticated(conn, outcome, now.wall);
+                Ok(())
+            }
+            Input::PasswordHashed { conn, outcome } => {
+                self.password_hashed(conn, outcome, now.wall);
                 Ok(())
             }
             Input::Disconnect(conn) => self.disconnect(conn),
@@ -188,6 +215,16 @@ impl Chat {
     /// Logged-in users.
     pub fn online_count(&self) -> usize {
         self.online.len()
+    }
+
+    /// Whether `name` is an account's (case-insensitively).
+    pub fn is_account(&self, name: &UserKey) -> bool {
+        self.accounts.contains_key(name)
+    }
+
+    /// How many accounts there are.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
     }
 
     /// The connection logged in under `name` (case-insensitively), if any.
@@ -253,6 +290,7 @@ impl Chat {
             .connections
             .remove(&conn)
             .ok_or(InputError::UnknownConnection(conn))?;
+        self.checking.remove(&conn);
         if let Some(user) = connection.user {
             let key = user.key();
             self.online.remove(&key);
@@ -283,6 +321,28 @@ impl Chat {
         }
     }
 
+    /// One command of a connection: handled now, or held while its login is checked.
+    fn dispatch(
+        &mut self,
+        conn: ConnectionId,
+        command: Command,
+        reference: Option<Ref>,
+        now: Timestamp,
+    ) {
+        if let Some(checking) = self.checking.get_mut(&conn) {
+            if checking.waiting.len() < MAX_WAITING {
+                checking.waiting.push_back((command, reference));
+            } else {
+                let error = Event::error(&ChatError::RateLimited);
+                self.send(conn, error, reference, SendKind::Reply);
+            }
+            return;
+        }
+        if let Err(error) = self.command(conn, command, reference.clone(), now) {
+            self.send(conn, Event::error(&error), reference, SendKind::Reply);
+        }
+    }
+
     fn command(
         &mut self,
         conn: ConnectionId,
@@ -291,16 +351,27 @@ impl Chat {
         now: Timestamp,
     ) -> Result<(), ChatError> {
         let user = self.connections.get(&conn).and_then(|c| c.user.clone());
-        let user = match (&command, user) {
+        let user = match (command, user) {
             (Command::Ping, _) => {
                 self.send(conn, Event::Pong, reference, SendKind::Reply);
                 return Ok(());
             }
-            (Command::Login { name }, None) => return self.login(conn, name, reference),
+            (
+                Command::Login {
+                    name,
+                    password,
+                    token,
+                },
+                None,
+            ) => return self.login_attempt(conn, name, password, token, reference),
             (Command::Login { .. }, Some(user)) => return Err(ChatError::AlreadyLoggedIn(user)),
             (_, None) => return Err(ChatError::NotLoggedIn),
-            (_, Some(user)) => user,
+            (Command::Register { password }, Some(user)) => {
+                return self.register(conn, user, password, reference);
+            }
+            (command, Some(user)) => (command, user),
         };
+        let (command, user) = user;
         match command {
             Command::Join { room } => {
                 let room = RoomName::parse(&room)?;
@@ -328,8 +399,8 @@ impl Chat {
                 Ok(())
             }
             Command::Who { room } => self.who(conn, &room, reference),
-            // Both were answered above, whatever the connection's state.
-            Command::Login { .. } | Command::Ping => Ok(()),
+            // Answered above, whatever the connection's state.
+            Command::Login { .. } | Command::Register { .. } | Command::Ping => Ok(()),
         }
     }
 
@@ -358,6 +429,9 @@ impl Chat {
                         }
                     }
                 }
+                Record::Account(account) => {
+                    self.accounts.remove(&account.name.key());
+                }
                 Record::Delivered { .. } | Record::IdsReserved { .. } => {}
             }
         }
@@ -378,16 +452,138 @@ impl Chat {
 
     // ---- commands -----------------------------------------------------------------------
 
+    /// A `login` frame: a guest login is decided here; one with a password or a token (or any,
+    /// with [`Config::authenticate_guests`]) goes to the runtime to check, and the connection's
+    /// later commands wait for the answer.
+    fn login_attempt(
+        &mut self,
+        conn: ConnectionId,
+        name: Option<String>,
+        password: Option<Secret>,
+        token: Option<Secret>,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let name = match (&token, name) {
+            // A token names its user; whatever else the frame says is ignored.
+            (Some(_), _) => None,
+            (None, Some(name)) => Some(UserName::parse(&name)?),
+            (None, None) => {
+                return Err(ChatError::BadFrame(
+                    "a login needs a \"name\" (or a \"token\")".into(),
+                ));
+            }
+        };
+        let attempt = LoginAttempt {
+            name,
+            password,
+            token,
+        };
+        if !attempt.has_credentials() && !self.config.authenticate_guests {
+            let name = attempt
+                .name
+                .expect("a login without a token has a name, checked above");
+            return self.login(conn, Identity::Guest(name), reference);
+        }
+        self.check(conn, reference);
+        self.outputs
+            .push_back(Output::Authenticate { conn, attempt });
+        Ok(())
+    }
+
+    /// Holds the connection's next commands until the runtime answers a check.
+    fn check(&mut self, conn: ConnectionId, reference: Option<Ref>) {
+        self.checking.insert(
+            conn,
+            Checking {
+                reference,
+                waiting: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Ends a check: the answer first (`answer` runs with the frame's `ref`), then the commands
+    /// that waited for it, in order (one of them may start a check of its own: the rest then
+    /// wait for that one).
+    fn checked(
+        &mut self,
+        conn: ConnectionId,
+        now: Timestamp,
+        answer: impl FnOnce(&mut Self, Option<Ref>) -> Result<(), ChatError>,
+    ) {
+        let Some(checking) = self.checking.remove(&conn) else {
+            // The connection left (or was never checked): nothing to answer.
+            return;
+        };
+        if !self.connections.get(&conn).is_some_and(|c| !c.closing) {
+            return;
+        }
+        if let Err(error) = answer(self, checking.reference.clone()) {
+            self.send(conn, Event::error(&error), checking.reference, SendKind::Reply);
+        }
+        let mut waiting = checking.waiting;
+        while let Some((command, reference)) = waiting.pop_front() {
+            self.dispatch(conn, command, reference, now);
+            if let Some(next) = self.checking.get_mut(&conn) {
+                next.waiting.extend(waiting);
+                return;
+            }
+        }
+    }
+
+    fn authenticated(
+        &mut self,
+        conn: ConnectionId,
+        outcome: Result<Identity, AuthError>,
+        now: Timestamp,
+    ) {
+        self.checked(conn, now, |chat, reference| {
+            chat.login(conn, outcome?, reference)
+        });
+    }
+
+    /// Logs `conn` in as `identity`, verified: a guest may not take an account's name (nor log
+    /// in at all with guests off); an account's first login makes its name one.
     fn login(
         &mut self,
         conn: ConnectionId,
-        name: &str,
+        identity: Identity,
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
-        let user = UserName::parse(name)?;
+        // A login that waited for another one's check finds the connection logged in.
+        if let Some(user) = self.connections.get(&conn).and_then(|c| c.user.clone()) {
+            return Err(ChatError::AlreadyLoggedIn(user));
+        }
+        let (user, account) = match identity {
+            Identity::Guest(name) => {
+                if !self.config.guests {
+                    return Err(ChatError::AuthRequired(
+                        "this server admits registered users only: log in with a password or a \
+                         token"
+                            .into(),
+                    ));
+                }
+                if self.accounts.contains_key(&name.key()) {
+                    return Err(ChatError::AuthRequired(format!(
+                        "{name} is registered: log in with its password or a token"
+                    )));
+                }
+                (name, false)
+            }
+            Identity::Account(name) => match self.accounts.get(&name.key()) {
+                Some(registered) => (registered.clone(), true),
+                None => (name, true),
+            },
+        };
         let key = user.key();
         if self.online.contains_key(&key) {
             return Err(ChatError::NameTaken(user));
+        }
+        if account && !self.accounts.contains_key(&key) {
+            self.accounts.insert(key.clone(), user.clone());
+            self.outputs.push_back(Output::Persist(Record::Account(Account {
+                name: user.clone(),
+                hash: None,
+            })));
         }
         self.online.insert(key.clone(), conn);
         if let Some(connection) = self.connections.get_mut(&conn) {
@@ -399,6 +595,7 @@ impl Chat {
             Event::Welcome {
                 name: user.clone(),
                 rooms: rooms.clone(),
+                account,
             },
             reference,
             SendKind::Reply,
@@ -406,26 +603,88 @@ impl Chat {
         for room in rooms {
             self.join(conn, &user, room, None);
         }
-        if let Some(mut mailbox) = self.mailboxes.remove(&key) {
-            let queued = mailbox.take();
-            self.queued -= queued.len();
-            if let Some(last) = queued.back() {
-                // Durable before delivery: a crash may lose this login's burst, but a DM is
-                // never delivered twice.
-                self.outputs.push_back(Output::Persist(Record::Delivered {
-                    owner: key,
-                    through: last.id,
-                }));
-            }
-            for message in queued {
-                let event = Event::Dm {
-                    message,
-                    queued: false,
-                };
-                self.send(conn, event, None, SendKind::Backlog);
-            }
+        // A guest never gets a mailbox: what an older server queued for its name waits for the
+        // name's owner.
+        if account {
+            self.deliver_mailbox(conn, key);
         }
         Ok(())
+    }
+
+    /// Hands `owner`'s queued DMs to `conn`, once.
+    fn deliver_mailbox(&mut self, conn: ConnectionId, owner: UserKey) {
+        let Some(mut mailbox) = self.mailboxes.remove(&owner) else {
+            return;
+        };
+        let queued = mailbox.take();
+        self.queued -= queued.len();
+        if let Some(last) = queued.back() {
+            // Durable before delivery: a crash may lose this login's burst, but a DM is never
+            // delivered twice.
+            self.outputs.push_back(Output::Persist(Record::Delivered {
+                owner,
+                through: last.id,
+            }));
+        }
+        for message in queued {
+            let event = Event::Dm {
+                message,
+                queued: false,
+            };
+            self.send(conn, event, None, SendKind::Backlog);
+        }
+    }
+
+    /// A `register` frame from a guest: checks the password's rules, then has the runtime hash
+    /// it; the later commands wait.
+    fn register(
+        &mut self,
+        conn: ConnectionId,
+        user: UserName,
+        password: Secret,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        if self.accounts.contains_key(&user.key()) {
+            return Err(ChatError::AlreadyRegistered(user));
+        }
+        password.check_password()?;
+        self.check(conn, reference);
+        self.outputs.push_back(Output::HashPassword {
+            conn,
+            name: user,
+            password,
+        });
+        Ok(())
+    }
+
+    fn password_hashed(
+        &mut self,
+        conn: ConnectionId,
+        outcome: Result<PasswordHash, AuthError>,
+        now: Timestamp,
+    ) {
+        self.checked(conn, now, |chat, reference| {
+            let hash = outcome?;
+            let user = chat
+                .connections
+                .get(&conn)
+                .and_then(|c| c.user.clone())
+                .ok_or(ChatError::NotLoggedIn)?;
+            let key = user.key();
+            if chat.accounts.contains_key(&key) {
+                return Err(ChatError::AlreadyRegistered(user));
+            }
+            chat.accounts.insert(key.clone(), user.clone());
+            chat.outputs.push_back(Output::Persist(Record::Account(Account {
+                name: user.clone(),
+                hash: Some(hash),
+            })));
+            chat.send(conn, Event::Registered { name: user }, reference, SendKind::Reply);
+            // What waited for this name (from an older server that kept DMs for anyone) is the
+            // new owner's.
+            chat.deliver_mailbox(conn, key);
+            Ok(())
+        });
     }
 
     fn join(
@@ -584,6 +843,9 @@ impl Chat {
             return Err(ChatError::InvalidTarget);
         }
         let online = self.online.get(&owner).copied();
+        if online.is_none() && self.config.guests && !self.accounts.contains_key(&owner) {
+            return Err(ChatError::UserOffline(to));
+        }
         let server_full = self.queued >= self.config.max_queued;
         if online.is_none() && (self.mailbox_len(&owner) >= self.config.mailbox || server_full) {
             return Err(ChatError::MailboxFull(to));

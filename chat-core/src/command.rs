@@ -9,14 +9,29 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::identity::Secret;
+
 /// A client's request, one per frame or line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
-    /// Take a name for this connection.
+    /// Take a name for this connection: as a guest (a name alone), with the name's password, or
+    /// with a token (which names the user; `name` and `password` are then ignored).
     Login {
         /// The name wanted.
-        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The account's password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        /// A signed token (a JWT for the bundled server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+    },
+    /// Make the guest name this connection is logged in with an account, with this password.
+    Register {
+        /// The password (8–256 bytes of UTF-8).
+        password: Secret,
     },
     /// Join a room (and receive its members and recent history).
     Join {
@@ -67,14 +82,24 @@ pub enum Command {
 impl Command {
     /// Every `type` a client frame may have. A transport that meets another `type` answers
     /// `unknown_type`; a known type with a missing or mistyped field is `bad_frame`.
-    pub const TYPES: [&'static str; 9] = [
-        "login", "join", "leave", "say", "dm", "history", "rooms", "who", "ping",
+    pub const TYPES: [&'static str; 10] = [
+        "login", "register", "join", "leave", "say", "dm", "history", "rooms", "who", "ping",
     ];
+
+    /// A guest login: `name` alone.
+    pub fn login(name: impl Into<String>) -> Self {
+        Command::Login {
+            name: Some(name.into()),
+            password: None,
+            token: None,
+        }
+    }
 
     /// The protocol `type` of this command.
     pub fn kind(&self) -> &'static str {
         match self {
             Command::Login { .. } => "login",
+            Command::Register { .. } => "register",
             Command::Join { .. } => "join",
             Command::Leave { .. } => "leave",
             Command::Say { .. } => "say",
@@ -158,8 +183,28 @@ mod tests {
         let cases = [
             (
                 json!({"type":"login","name":"alice"}),
+                Command::login("alice"),
+            ),
+            (
+                json!({"type":"login","name":"alice","password":"correct horse"}),
                 Command::Login {
-                    name: "alice".into(),
+                    name: Some("alice".into()),
+                    password: Some(Secret::new("correct horse")),
+                    token: None,
+                },
+            ),
+            (
+                json!({"type":"login","token":"a.b.c"}),
+                Command::Login {
+                    name: None,
+                    password: None,
+                    token: Some(Secret::new("a.b.c")),
+                },
+            ),
+            (
+                json!({"type":"register","password":"correct horse"}),
+                Command::Register {
+                    password: Secret::new("correct horse"),
                 },
             ),
             (

@@ -31,6 +31,14 @@ pub struct Config {
     /// How many ids one [`Record::IdsReserved`](crate::Record::IdsReserved) reserves (1024):
     /// larger blocks mean fewer store writes and larger gaps after a crash.
     pub id_block: u64,
+    /// Whether a name without an account may log in (`--guests`, on). Off, every login needs a
+    /// password or a token, and offline DMs are kept for any name.
+    pub guests: bool,
+    /// Whether logins without a password or token go to the runtime's authenticator too
+    /// ([`Output::Authenticate`](crate::Output::Authenticate)), for an app that knows its users
+    /// by something else the transport saw (a session cookie). Off (the default), the core
+    /// admits them as guests itself.
+    pub authenticate_guests: bool,
 }
 
 /// The default room's name.
@@ -56,6 +64,8 @@ impl Default for Config {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             login_timeout: Some(Duration::from_secs(60)),
             id_block: 1024,
+            guests: true,
+            authenticate_guests: false,
         }
     }
 }

@@ -44,6 +44,18 @@ pub enum ErrorCode {
     /// The server cannot store or read messages right now (its store failed); nothing of the
     /// frame was delivered. Try again.
     Unavailable,
+    /// The name is an account's (or the server admits only accounts): log in with its password
+    /// or a token.
+    AuthRequired,
+    /// A wrong password, a password for a name without an account, or a bad token (one message
+    /// for all of them).
+    AuthFailed,
+    /// A password outside the rules (8–256 bytes of UTF-8).
+    InvalidPassword,
+    /// `register` by a connection whose name is an account already.
+    AlreadyRegistered,
+    /// A DM to a name that is neither online nor an account: nothing was kept.
+    UserOffline,
 }
 
 impl ErrorCode {
@@ -64,6 +76,11 @@ impl ErrorCode {
             ErrorCode::MailboxFull => "mailbox_full",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::InvalidPassword => "invalid_password",
+            ErrorCode::AlreadyRegistered => "already_registered",
+            ErrorCode::UserOffline => "user_offline",
         }
     }
 }
@@ -122,6 +139,22 @@ pub enum ChatError {
     /// nothing of the frame reached anyone.
     #[error("the server cannot store or read messages right now; try again")]
     Unavailable,
+    /// The login needs a password or a token; the text says why.
+    #[error("{0}")]
+    AuthRequired(String),
+    /// The password or token did not prove the name (the text is the same whatever failed, see
+    /// [`AUTH_FAILED`](crate::AUTH_FAILED), unless the server does not offer what was asked).
+    #[error("{0}")]
+    AuthFailed(String),
+    /// The password breaks the password rules; the text says which.
+    #[error("invalid password: {0}")]
+    InvalidPassword(String),
+    /// The name is an account already.
+    #[error("{0} is registered already")]
+    AlreadyRegistered(UserName),
+    /// The DM's recipient is not online and has no account, so nothing would ever deliver it.
+    #[error("{0} is not online and has no account; the message was not kept")]
+    UserOffline(UserName),
 }
 
 impl ChatError {
@@ -142,6 +175,11 @@ impl ChatError {
             ChatError::MailboxFull(_) => ErrorCode::MailboxFull,
             ChatError::RateLimited => ErrorCode::RateLimited,
             ChatError::Unavailable => ErrorCode::Unavailable,
+            ChatError::AuthRequired(_) => ErrorCode::AuthRequired,
+            ChatError::AuthFailed(_) => ErrorCode::AuthFailed,
+            ChatError::InvalidPassword(_) => ErrorCode::InvalidPassword,
+            ChatError::AlreadyRegistered(_) => ErrorCode::AlreadyRegistered,
+            ChatError::UserOffline(_) => ErrorCode::UserOffline,
         }
     }
 }
@@ -206,6 +244,11 @@ mod tests {
             ErrorCode::MailboxFull,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
+            ErrorCode::AuthRequired,
+            ErrorCode::AuthFailed,
+            ErrorCode::InvalidPassword,
+            ErrorCode::AlreadyRegistered,
+            ErrorCode::UserOffline,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -21,10 +21,17 @@ use crate::user_name::UserName;
 pub enum Event {
     /// The login succeeded; `rooms` are the rooms joined at login.
     Welcome {
-        /// The name as the user gave it.
+        /// The name: as the user gave it for a guest, as it was registered for an account.
         name: UserName,
-        /// The rooms joined at login (the default room, if any).
+        /// The rooms joined at login (the default room, if any), sorted.
         rooms: Vec<RoomName>,
+        /// Whether the name is an account's (`false`: a guest's).
+        account: bool,
+    },
+    /// The guest name of this connection is now an account.
+    Registered {
+        /// The name, as it was registered.
+        name: UserName,
     },
     /// The user is in `room`: its members (sorted case-insensitively) and recent history.
     Joined {
@@ -105,6 +112,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Welcome { .. } => "welcome",
+            Event::Registered { .. } => "registered",
             Event::Joined { .. } => "joined",
             Event::Left { .. } => "left",
             Event::Presence { .. } => "presence",
@@ -187,8 +195,15 @@ mod tests {
             Event::Welcome {
                 name: alice.clone(),
                 rooms: vec![RoomName::parse("general").unwrap()],
+                account: false,
             },
-            json!({"type":"welcome","name":"alice","rooms":["general"]}),
+            json!({"type":"welcome","name":"alice","rooms":["general"],"account":false}),
+        );
+        round_trip(
+            Event::Registered {
+                name: alice.clone(),
+            },
+            json!({"type":"registered","name":"alice"}),
         );
         round_trip(
             Event::Joined {

@@ -17,7 +17,7 @@
 //! let alice = ConnectionId(1);
 //! let inputs = [
 //!     Input::Connect(alice),
-//!     Input::Command { conn: alice, command: Command::Login { name: "alice".into() }, reference: None },
+//!     Input::Command { conn: alice, command: Command::login("alice"), reference: None },
 //!     Input::Command {
 //!         conn: alice,
 //!         command: Command::Say { room: "general".into(), text: "hello".into() },
@@ -34,6 +34,9 @@
 //!             Output::Persist(record) => println!("store {record:?}"),
 //!             Output::FetchHistory(request) => println!("read a page from the store: {request:?}"),
 //!             Output::Close { conn, reason } => println!("close {conn}: {reason:?}"),
+//!             // Logins with a password or token, and registrations, are checked off the core.
+//!             Output::Authenticate { conn, .. } => println!("verify the login of {conn}"),
+//!             Output::HashPassword { conn, .. } => println!("hash the password of {conn}"),
 //!         }
 //!     }
 //! }
@@ -61,8 +64,6 @@
 //!
 //! - *Resuming from a last-seen id*: history is kept in id order and paged by id, so a
 //!   `history` with an `after` bound is a query on the same ring.
-//! - *Authentication*: a runtime can check credentials before it feeds [`Command::Login`]; the
-//!   core needs only the resulting name.
 //! - *Rate limits* count frames the core never sees (undecodable ones too), so they belong to
 //!   the runtime, which answers with [`ChatError::RateLimited`].
 //! - *Several nodes*: all state is keyed by [`RoomName`] and [`UserKey`], and every effect is an
@@ -77,6 +78,7 @@ mod error;
 mod event;
 mod history;
 mod identifier;
+mod identity;
 mod ids;
 mod mailbox;
 mod message;
@@ -94,6 +96,10 @@ pub use command::{Command, MAX_REF_LEN, Ref, RefError};
 pub use config::{Config, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
 pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};
+pub use identity::{
+    AUTH_FAILED, Account, AuthError, Identity, LoginAttempt, MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_BYTES, PasswordHash, Secret,
+};
 pub use ids::{ConnectionId, MessageId};
 pub use message::{DirectMessage, RoomMessage};
 pub use now::Now;

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use crate::command::{Command, Ref};
 use crate::event::Event;
+use crate::identity::{AuthError, Identity, LoginAttempt, PasswordHash, Secret};
 use crate::ids::{ConnectionId, MessageId};
 use crate::message::DirectMessage;
 use crate::persistence::Record;
 use crate::room_name::RoomName;
+use crate::user_name::UserName;
 
 /// Something that happened, fed to [`Chat::handle`](crate::Chat::handle) with the current time.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +36,22 @@ pub enum Input {
     /// the delivery, so the runtime did not deliver them: the core puts them back at the front
     /// of their owners' mailboxes, for the next login to deliver (once).
     Undelivered(Vec<Arc<DirectMessage>>),
+    /// The runtime's answer to [`Output::Authenticate`]: who the login is, or why not. The
+    /// connection's commands sent after the login waited in the core, and are handled now.
+    Authenticated {
+        /// The connection that asked to log in.
+        conn: ConnectionId,
+        /// The verified identity, or the refusal.
+        outcome: Result<Identity, AuthError>,
+    },
+    /// The runtime's answer to [`Output::HashPassword`]: the hash to keep for the account, or
+    /// why not.
+    PasswordHashed {
+        /// The connection that asked to register.
+        conn: ConnectionId,
+        /// The hash, or the refusal.
+        outcome: Result<PasswordHash, AuthError>,
+    },
     /// Time passed: the runtime calls this when [`Chat::poll_timeout`](crate::Chat::poll_timeout)'s
     /// instant arrives.
     Tick,
@@ -73,6 +91,25 @@ pub enum Output {
     /// A history page reaches past what the core keeps in memory: answer it from the store
     /// with `Event::History` (once every record before this output is stored).
     FetchHistory(HistoryRequest),
+    /// Verify a login off the core's task (a password hash is slow, a token needs keys) and
+    /// answer with [`Input::Authenticated`]. Until then the core holds the connection's later
+    /// commands, so they are answered in order, after the login.
+    Authenticate {
+        /// Who asks.
+        conn: ConnectionId,
+        /// What the client sent.
+        attempt: LoginAttempt,
+    },
+    /// Hash the password a guest registers its name with, off the core's task, and answer with
+    /// [`Input::PasswordHashed`]. The connection's later commands wait as for a login.
+    HashPassword {
+        /// Who asks.
+        conn: ConnectionId,
+        /// The name being registered.
+        name: UserName,
+        /// The password (already checked against the password rules).
+        password: Secret,
+    },
     /// Close the connection; a [`Input::Disconnect`] for it follows once it is closed.
     Close {
         /// The connection.

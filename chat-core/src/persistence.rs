@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Account;
 use crate::ids::MessageId;
 use crate::message::{DirectMessage, RoomMessage};
 use crate::room_name::RoomName;
-use crate::user_name::UserKey;
+use crate::user_name::{UserKey, UserName};
 
 /// A change the store must make durable. Records come out in the order they happened; a store
 /// applies them in that order.
@@ -36,6 +37,9 @@ pub enum Record {
         /// The last id delivered.
         through: MessageId,
     },
+    /// A name became an account (registered with a password, or first logged in with a token):
+    /// from now on only its owner may use it. Stored once per account.
+    Account(Account),
     /// The core may hand out ids below `until`; a restored counter must start at `until` or
     /// above it.
     IdsReserved {
@@ -50,7 +54,7 @@ impl Record {
         match self {
             Record::Message(message) => Some(message.id),
             Record::Queued(dm) => Some(dm.id),
-            Record::Delivered { .. } | Record::IdsReserved { .. } => None,
+            Record::Delivered { .. } | Record::IdsReserved { .. } | Record::Account(_) => None,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct Snapshot {
     pub rooms: BTreeMap<RoomName, RoomTail>,
     /// Undelivered DMs by recipient, oldest first.
     pub mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
+    /// Every account's name, as it was registered (the core needs no password hash).
+    pub accounts: BTreeMap<UserKey, UserName>,
 }
 
 /// The newest stored messages of one room.

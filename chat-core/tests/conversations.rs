@@ -31,9 +31,7 @@ fn login_welcomes_joins_the_default_room_and_tells_its_members() {
     let alice = sim.connect();
     sim.command_with_ref(
         alice,
-        Command::Login {
-            name: "Alice".into(),
-        },
+        Command::login("Alice"),
         Ref::number(1),
     );
 
@@ -74,9 +72,7 @@ fn without_a_default_room_login_joins_nothing() {
     let alice = sim.connect();
     sim.command(
         alice,
-        Command::Login {
-            name: "alice".into(),
-        },
+        Command::login("alice"),
     );
     assert_eq!(
         sim.events(alice),
@@ -95,9 +91,7 @@ fn names_are_unique_case_insensitively_and_freed_on_disconnect() {
     let imposter = sim.connect();
     sim.command(
         imposter,
-        Command::Login {
-            name: "ALICE".into(),
-        },
+        Command::login("ALICE"),
     );
     assert_eq!(sim.error_code(imposter), ErrorCode::NameTaken);
     assert_eq!(sim.chat.online_count(), 1);
@@ -105,9 +99,7 @@ fn names_are_unique_case_insensitively_and_freed_on_disconnect() {
     sim.disconnect(alice);
     sim.command(
         imposter,
-        Command::Login {
-            name: "ALICE".into(),
-        },
+        Command::login("ALICE"),
     );
     assert!(matches!(sim.events(imposter)[0], Event::Welcome { .. }));
     assert_eq!(sim.chat.online(&user("alice").key()), Some(imposter));
@@ -378,7 +370,7 @@ fn joiners_get_the_last_n_messages_oldest_first() {
         sim.say(alice, "general", &format!("m{n}"));
     }
     let bob = sim.connect();
-    sim.command(bob, Command::Login { name: "bob".into() });
+    sim.command(bob, Command::login("bob"));
     let replies = sim.take(bob);
     let Event::Joined { history, .. } = &*replies[1].event else {
         panic!("{replies:?}")
@@ -404,7 +396,7 @@ fn join_history_is_capped_at_what_memory_holds() {
         sim.say(alice, "general", &format!("m{n}"));
     }
     let bob = sim.connect();
-    sim.command(bob, Command::Login { name: "bob".into() });
+    sim.command(bob, Command::login("bob"));
     let events = sim.events(bob);
     let Event::Joined { history, .. } = &events[1] else {
         panic!("{events:?}")
@@ -570,7 +562,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
     sim.advance(Duration::from_secs(30));
 
     let bob = sim.connect();
-    sim.command(bob, Command::Login { name: "Bob".into() });
+    sim.command(bob, Command::login("Bob"));
     let replies = sim.take(bob);
     let kinds: Vec<&str> = replies.iter().map(|r| r.event.kind()).collect();
     assert_eq!(kinds, ["welcome", "joined", "dm", "dm"]);
@@ -605,7 +597,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
 
     sim.disconnect(bob);
     let again = sim.connect();
-    sim.command(again, Command::Login { name: "bob".into() });
+    sim.command(again, Command::login("bob"));
     assert!(
         sim.events(again).iter().all(|e| e.kind() != "dm"),
         "never delivered twice"
@@ -749,7 +741,7 @@ fn a_restored_chat_continues_history_mailboxes_and_ids() {
     let mut sim = Sim::with_chat(chat);
 
     let bob = sim.connect();
-    sim.command(bob, Command::Login { name: "bob".into() });
+    sim.command(bob, Command::login("bob"));
     let events = sim.events(bob);
     let Event::Joined { history, .. } = &events[1] else {
         panic!("{events:?}")
@@ -838,9 +830,7 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     let quick = sim.connect();
     sim.command(
         quick,
-        Command::Login {
-            name: "quick".into(),
-        },
+        Command::login("quick"),
     );
     assert_eq!(
         sim.chat.poll_timeout(),
@@ -855,9 +845,7 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     // Once closing, the connection is ignored until the runtime reports the disconnect.
     sim.command(
         lurker,
-        Command::Login {
-            name: "late".into(),
-        },
+        Command::login("late"),
     );
     assert!(sim.events(lurker).is_empty());
     sim.disconnect(lurker);
@@ -951,7 +939,7 @@ fn what_the_store_could_not_keep_is_forgotten() {
     sim.quiet();
     // A later joiner sees only what was kept, and bob's login brings no DM.
     let bob = sim.connect();
-    sim.command(bob, Command::Login { name: "bob".into() });
+    sim.command(bob, Command::login("bob"));
     let history: Vec<String> = sim
         .events(bob)
         .into_iter()

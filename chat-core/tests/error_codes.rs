@@ -45,26 +45,22 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         (anon, Command::Rooms, ErrorCode::NotLoggedIn),
         (
             anon,
-            Command::Login {
-                name: "no spaces".into(),
-            },
+            Command::login("no spaces"),
             ErrorCode::InvalidName,
         ),
         (
             anon,
-            Command::Login { name: "".into() },
+            Command::login(""),
             ErrorCode::InvalidName,
         ),
         (
             anon,
-            Command::Login { name: "BOB".into() },
+            Command::login("BOB"),
             ErrorCode::NameTaken,
         ),
         (
             alice,
-            Command::Login {
-                name: "carol".into(),
-            },
+            Command::login("carol"),
             ErrorCode::AlreadyLoggedIn,
         ),
         (

@@ -202,7 +202,7 @@ mod tests {
     fn command() -> impl Strategy<Value = Command> {
         let s = "\\PC{0,12}";
         prop_oneof![
-            s.prop_map(|name| Command::Login { name }),
+            s.prop_map(Command::login),
             s.prop_map(|room| Command::Join { room }),
             s.prop_map(|room| Command::Leave { room }),
             (s, s).prop_map(|(room, text)| Command::Say { room, text }),

@@ -85,7 +85,7 @@ fn json() -> Json {
 
 async fn login(handle: &Handle, name: &str) -> Connection {
     let mut conn = handle.connect(json()).await.unwrap();
-    conn.send(Command::Login { name: name.into() }, None)
+    conn.send(Command::login(name), None)
         .await
         .unwrap();
     expect(&mut conn, "joined").await;
@@ -137,9 +137,7 @@ async fn a_broadcast_is_encoded_once_per_wire_format() {
     for i in 0..50 {
         let conn = handle.connect(Plain).await.unwrap();
         conn.send(
-            Command::Login {
-                name: format!("p{i}"),
-            },
+            Command::login(format!("p{i}")),
             None,
         )
         .await
@@ -560,9 +558,7 @@ async fn nothing_unstored_is_delivered_and_the_runtime_serves_again_once_the_sto
     let mut carol = handle.connect(json()).await.unwrap();
     carol
         .send(
-            Command::Login {
-                name: "carol".into(),
-            },
+            Command::login("carol"),
             None,
         )
         .await
@@ -708,7 +704,7 @@ async fn an_in_process_client_receives_events_as_values() {
     let runtime = start(Config::default(), RuntimeConfig::default()).await;
     let handle = runtime.handle();
     let bot = handle.connect_local().await.unwrap();
-    bot.send(Command::Login { name: "bot".into() }, Some(Ref::number(1)))
+    bot.send(Command::login("bot"), Some(Ref::number(1)))
         .await
         .unwrap();
     let alice = login(&handle, "alice").await;
@@ -780,9 +776,7 @@ async fn a_refused_message_reaches_nobody_even_through_what_the_core_built_befor
     // puts the message in her `joined` history.
     started.recv().await.unwrap();
     let mut carol = handle.connect(json()).await.unwrap();
-    let login = Command::Login {
-        name: "carol".into(),
-    };
+    let login = Command::login("carol");
     carol.send(login, None).await.unwrap();
     // Only now does the write fail.
     switch.fail_appends(true);
@@ -813,9 +807,7 @@ async fn queued_dms_whose_delivery_cannot_be_recorded_stay_queued_and_come_once(
     // Dave logs in while the store fails: the delivery cannot be recorded, so no DM comes.
     switch.fail_appends(true);
     let mut dave = handle.connect(json()).await.unwrap();
-    let login = Command::Login {
-        name: "dave".into(),
-    };
+    let login = Command::login("dave");
     dave.send(login.clone(), None).await.unwrap();
     expect(&mut dave, "joined").await;
     dave.send(Command::Ping, None).await.unwrap();

@@ -82,7 +82,7 @@ impl Server {
 
     async fn ws_login(&self, name: &str) -> WsClient {
         let mut ws = WsClient::connect(&self.ws).await.unwrap();
-        ws.send(&Command::Login { name: name.into() }, None)
+        ws.send(&Command::login(name), None)
             .await
             .unwrap();
         assert!(matches!(ws_event(&mut ws).await, Event::Welcome { .. }));

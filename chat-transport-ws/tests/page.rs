@@ -148,9 +148,7 @@ async fn a_head_in_pieces_is_still_a_page_and_upgrades_still_work() {
         .unwrap();
     client
         .send(
-            &Command::Login {
-                name: "alice".into(),
-            },
+            &Command::login("alice"),
             None,
         )
         .await
@@ -197,9 +195,7 @@ async fn a_page_request_takes_no_connection_slot() {
     let mut client = WsClient::connect(&format!("ws://{addr}/chat"))
         .await
         .unwrap();
-    let login = Command::Login {
-        name: "alice".into(),
-    };
+    let login = Command::login("alice");
     client.send(&login, None).await.unwrap();
     tokio::time::timeout(PATIENCE, client.recv())
         .await

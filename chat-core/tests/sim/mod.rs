@@ -179,7 +179,7 @@ impl Sim {
     /// Connects and logs in; panics unless the login succeeded. Clears the inbox.
     pub fn login(&mut self, name: &str) -> ConnectionId {
         let conn = self.connect();
-        self.command(conn, Command::Login { name: name.into() });
+        self.command(conn, Command::login(name));
         let first = self
             .take(conn)
             .into_iter()

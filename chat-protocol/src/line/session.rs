@@ -205,9 +205,7 @@ impl LineSession {
             return vec![Action::Quit];
         }
         match UserName::parse(name) {
-            Ok(_) => vec![Action::Send(Command::Login {
-                name: name.to_owned(),
-            })],
+            Ok(_) => vec![Action::Send(Command::login(name))],
             Err(error) => vec![Action::refused(&error)],
         }
     }
@@ -391,9 +389,7 @@ mod tests {
         assert_eq!(shown(&session.opening()), "Enter your name:\n");
         assert_eq!(
             session.on_line("  alice  "),
-            [Action::Send(Command::Login {
-                name: "alice".into()
-            })],
+            [Action::Send(Command::login("alice"))],
             "the name is trimmed"
         );
         assert!(session.is_naming(), "until the welcome");
@@ -629,7 +625,7 @@ mod tests {
         );
         assert_eq!(
             sends(&session.on_input(&Line::Text(Bytes::from_static(b"bob")))),
-            [Command::Login { name: "bob".into() }]
+            [Command::login("bob")]
         );
     }
 

@@ -80,7 +80,7 @@ impl Server {
     /// A client logged in as `name`, its welcome and joined frames consumed.
     pub async fn login(&self, name: &str) -> Client {
         let mut client = self.client().await;
-        client.send(Command::Login { name: name.into() }).await;
+        client.send(Command::login(name)).await;
         assert!(matches!(client.event().await, Event::Welcome { .. }));
         assert!(matches!(client.event().await, Event::Joined { .. }));
         client
