@@ -171,7 +171,11 @@ fn main() -> ExitCode {
         };
         // The line protocol's naming rules: a name the server would refuse is refused here.
         let name = match LineSession::new().on_line(&typed).as_slice() {
-            [Action::Send(Command::Login { name: Some(name), .. })] => name.clone(),
+            [
+                Action::Send(Command::Login {
+                    name: Some(name), ..
+                }),
+            ] => name.clone(),
             [Action::Quit] => return ExitCode::SUCCESS,
             refused => {
                 for text in refused.iter().filter_map(Action::render) {

@@ -518,7 +518,12 @@ impl Chat {
             return;
         }
         if let Err(error) = answer(self, checking.reference.clone()) {
-            self.send(conn, Event::error(&error), checking.reference, SendKind::Reply);
+            self.send(
+                conn,
+                Event::error(&error),
+                checking.reference,
+                SendKind::Reply,
+            );
         }
         let mut waiting = checking.waiting;
         while let Some((command, reference)) = waiting.pop_front() {
@@ -580,10 +585,11 @@ impl Chat {
         }
         if account && !self.accounts.contains_key(&key) {
             self.accounts.insert(key.clone(), user.clone());
-            self.outputs.push_back(Output::Persist(Record::Account(Account {
-                name: user.clone(),
-                hash: None,
-            })));
+            self.outputs
+                .push_back(Output::Persist(Record::Account(Account {
+                    name: user.clone(),
+                    hash: None,
+                })));
         }
         self.online.insert(key.clone(), conn);
         if let Some(connection) = self.connections.get_mut(&conn) {
@@ -675,11 +681,17 @@ impl Chat {
                 return Err(ChatError::AlreadyRegistered(user));
             }
             chat.accounts.insert(key.clone(), user.clone());
-            chat.outputs.push_back(Output::Persist(Record::Account(Account {
-                name: user.clone(),
-                hash: Some(hash),
-            })));
-            chat.send(conn, Event::Registered { name: user }, reference, SendKind::Reply);
+            chat.outputs
+                .push_back(Output::Persist(Record::Account(Account {
+                    name: user.clone(),
+                    hash: Some(hash),
+                })));
+            chat.send(
+                conn,
+                Event::Registered { name: user },
+                reference,
+                SendKind::Reply,
+            );
             // What waited for this name (from an older server that kept DMs for anyone) is the
             // new owner's.
             chat.deliver_mailbox(conn, key);

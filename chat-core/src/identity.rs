@@ -152,9 +152,9 @@ pub enum AuthError {
 impl From<AuthError> for ChatError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Required => ChatError::AuthRequired(
-                "log in with the password of this name, or a token".into(),
-            ),
+            AuthError::Required => {
+                ChatError::AuthRequired("log in with the password of this name, or a token".into())
+            }
             AuthError::Failed => ChatError::AuthFailed(AUTH_FAILED.into()),
             AuthError::Throttled => ChatError::RateLimited,
             AuthError::Unavailable => ChatError::Unavailable,

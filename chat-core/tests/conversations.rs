@@ -29,18 +29,15 @@ fn login_welcomes_joins_the_default_room_and_tells_its_members() {
     let mut sim = Sim::new(Config::default());
     let bob = sim.login("bob");
     let alice = sim.connect();
-    sim.command_with_ref(
-        alice,
-        Command::login("Alice"),
-        Ref::number(1),
-    );
+    sim.command_with_ref(alice, Command::login("Alice"), Ref::number(1));
 
     let replies = sim.take(alice);
     assert_eq!(
         *replies[0].event,
         Event::Welcome {
             name: user("Alice"),
-            rooms: vec![room("general")]
+            rooms: vec![room("general")],
+            account: false,
         }
     );
     assert_eq!(replies[0].reference, Some(Ref::number(1)));
@@ -70,15 +67,13 @@ fn without_a_default_room_login_joins_nothing() {
         ..Config::default()
     });
     let alice = sim.connect();
-    sim.command(
-        alice,
-        Command::login("alice"),
-    );
+    sim.command(alice, Command::login("alice"));
     assert_eq!(
         sim.events(alice),
         [Event::Welcome {
             name: user("alice"),
-            rooms: vec![]
+            rooms: vec![],
+            account: false,
         }]
     );
     assert_eq!(sim.chat.rooms().count(), 0);
@@ -89,18 +84,12 @@ fn names_are_unique_case_insensitively_and_freed_on_disconnect() {
     let mut sim = Sim::new(Config::default());
     let alice = sim.login("alice");
     let imposter = sim.connect();
-    sim.command(
-        imposter,
-        Command::login("ALICE"),
-    );
+    sim.command(imposter, Command::login("ALICE"));
     assert_eq!(sim.error_code(imposter), ErrorCode::NameTaken);
     assert_eq!(sim.chat.online_count(), 1);
 
     sim.disconnect(alice);
-    sim.command(
-        imposter,
-        Command::login("ALICE"),
-    );
+    sim.command(imposter, Command::login("ALICE"));
     assert!(matches!(sim.events(imposter)[0], Event::Welcome { .. }));
     assert_eq!(sim.chat.online(&user("alice").key()), Some(imposter));
 }
@@ -153,6 +142,7 @@ fn ids_strictly_increase_across_rooms_and_dms() {
     let mut sim = Sim::new(Config::default());
     let alice = sim.login("alice");
     let _bob = sim.login("bob");
+    sim.make_account("zed");
     sim.say(alice, "general", "one");
     sim.dm(alice, "bob", "two");
     sim.dm(alice, "zed", "three");
@@ -547,6 +537,7 @@ fn a_dm_to_an_online_user_is_delivered_with_a_copy_for_the_sender() {
 #[test]
 fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
     let mut sim = Sim::new(Config::default());
+    sim.make_account("bob");
     let alice = sim.login("alice");
     sim.dm(alice, "bob", "first");
     sim.dm(alice, "BOB", "second");
@@ -562,7 +553,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
     sim.advance(Duration::from_secs(30));
 
     let bob = sim.connect();
-    sim.command(bob, Command::login("Bob"));
+    sim.command(bob, Sim::token_login("Bob"));
     let replies = sim.take(bob);
     let kinds: Vec<&str> = replies.iter().map(|r| r.event.kind()).collect();
     assert_eq!(kinds, ["welcome", "joined", "dm", "dm"]);
@@ -597,7 +588,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
 
     sim.disconnect(bob);
     let again = sim.connect();
-    sim.command(again, Command::login("bob"));
+    sim.command(again, Sim::token_login("bob"));
     assert!(
         sim.events(again).iter().all(|e| e.kind() != "dm"),
         "never delivered twice"
@@ -610,6 +601,7 @@ fn a_full_mailbox_refuses_and_keeps_nothing() {
         mailbox: 2,
         ..Config::default()
     });
+    sim.make_account("bob");
     let alice = sim.login("alice");
     sim.dm(alice, "bob", "1");
     sim.dm(alice, "bob", "2");
@@ -627,6 +619,9 @@ fn all_mailboxes_together_are_bounded_too() {
         max_queued: 3,
         ..Config::default()
     });
+    for name in ["b1", "b2", "b3", "b4"] {
+        sim.make_account(name);
+    }
     let alice = sim.login("alice");
     for name in ["b1", "b2", "b3"] {
         sim.dm(alice, name, "hi");
@@ -635,7 +630,7 @@ fn all_mailboxes_together_are_bounded_too() {
     sim.dm(alice, "b4", "hi");
     assert_eq!(sim.error_code(alice), ErrorCode::MailboxFull);
     assert_eq!(sim.chat.queued_total(), 3);
-    let b1 = sim.login("b1");
+    let b1 = sim.login_account("b1");
     let _ = sim.take(b1);
     assert_eq!(sim.chat.queued_total(), 2, "a delivered mailbox makes room");
     sim.quiet();
@@ -725,6 +720,7 @@ fn a_restored_chat_continues_history_mailboxes_and_ids() {
             ts: Timestamp::from_unix_millis(20),
         }],
     );
+    snapshot.accounts.insert(user("bob").key(), user("bob"));
     let chat = Chat::restore(
         Config {
             join_history: 2,
@@ -741,7 +737,7 @@ fn a_restored_chat_continues_history_mailboxes_and_ids() {
     let mut sim = Sim::with_chat(chat);
 
     let bob = sim.connect();
-    sim.command(bob, Command::login("bob"));
+    sim.command(bob, Sim::token_login("bob"));
     let events = sim.events(bob);
     let Event::Joined { history, .. } = &events[1] else {
         panic!("{events:?}")
@@ -828,10 +824,7 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     });
     let lurker = sim.connect();
     let quick = sim.connect();
-    sim.command(
-        quick,
-        Command::login("quick"),
-    );
+    sim.command(quick, Command::login("quick"));
     assert_eq!(
         sim.chat.poll_timeout(),
         Some(Now::from(sim.now).monotonic + Duration::from_secs(10))
@@ -843,10 +836,7 @@ fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
     assert_eq!(sim.closed, [(lurker, CloseReason::LoginTimeout)]);
 
     // Once closing, the connection is ignored until the runtime reports the disconnect.
-    sim.command(
-        lurker,
-        Command::login("late"),
-    );
+    sim.command(lurker, Command::login("late"));
     assert!(sim.events(lurker).is_empty());
     sim.disconnect(lurker);
     assert_eq!(sim.chat.connection_count(), 1);
@@ -917,6 +907,7 @@ fn ping_is_answered_before_and_after_login() {
 #[test]
 fn what_the_store_could_not_keep_is_forgotten() {
     let mut sim = Sim::new(Config::default());
+    sim.make_account("bob");
     let alice = sim.login("alice");
     sim.say(alice, "general", "kept");
     sim.say(alice, "general", "lost");
@@ -939,7 +930,7 @@ fn what_the_store_could_not_keep_is_forgotten() {
     sim.quiet();
     // A later joiner sees only what was kept, and bob's login brings no DM.
     let bob = sim.connect();
-    sim.command(bob, Command::login("bob"));
+    sim.command(bob, Sim::token_login("bob"));
     let history: Vec<String> = sim
         .events(bob)
         .into_iter()

@@ -3,7 +3,7 @@
 
 mod sim;
 
-use chat_core::{ChatError, Command, Config, ErrorCode, Event, Ref};
+use chat_core::{ChatError, Command, Config, ErrorCode, Event, Ref, Secret};
 use sim::Sim;
 
 fn cmd_say(room: &str, text: &str) -> Command {
@@ -30,8 +30,11 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
     let anon = sim.connect();
     let alice = sim.login("alice");
     let _bob = sim.login("bob");
+    sim.make_account("offline");
+    let dora = sim.login_account("dora");
     sim.dm(alice, "offline", "fill");
     sim.quiet();
+    let password = |p: &str| Secret::new(p);
 
     let cases: Vec<(_, Command, ErrorCode)> = vec![
         (
@@ -43,26 +46,10 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         ),
         (anon, cmd_say("general", "hi"), ErrorCode::NotLoggedIn),
         (anon, Command::Rooms, ErrorCode::NotLoggedIn),
-        (
-            anon,
-            Command::login("no spaces"),
-            ErrorCode::InvalidName,
-        ),
-        (
-            anon,
-            Command::login(""),
-            ErrorCode::InvalidName,
-        ),
-        (
-            anon,
-            Command::login("BOB"),
-            ErrorCode::NameTaken,
-        ),
-        (
-            alice,
-            Command::login("carol"),
-            ErrorCode::AlreadyLoggedIn,
-        ),
+        (anon, Command::login("no spaces"), ErrorCode::InvalidName),
+        (anon, Command::login(""), ErrorCode::InvalidName),
+        (anon, Command::login("BOB"), ErrorCode::NameTaken),
+        (alice, Command::login("carol"), ErrorCode::AlreadyLoggedIn),
         (
             alice,
             Command::Join {
@@ -101,6 +88,57 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         (alice, cmd_dm("b o b", "hi"), ErrorCode::InvalidName),
         (alice, cmd_dm("ALICE", "hi"), ErrorCode::InvalidTarget),
         (alice, cmd_dm("Offline", "hi"), ErrorCode::MailboxFull),
+        (alice, cmd_dm("nobody", "hi"), ErrorCode::UserOffline),
+        (alice, cmd_dm("nobody", ""), ErrorCode::InvalidText),
+        (anon, Command::login("Dora"), ErrorCode::AuthRequired),
+        (
+            anon,
+            Command::Login {
+                name: Some("offline".into()),
+                password: Some(password("not the one")),
+                token: None,
+            },
+            ErrorCode::AuthFailed,
+        ),
+        (
+            anon,
+            Command::Login {
+                name: None,
+                password: None,
+                token: Some(password("forged")),
+            },
+            ErrorCode::AuthFailed,
+        ),
+        (
+            anon,
+            Command::Login {
+                name: None,
+                password: Some(password("no name at all")),
+                token: None,
+            },
+            ErrorCode::BadFrame,
+        ),
+        (
+            anon,
+            Command::Register {
+                password: password("long enough"),
+            },
+            ErrorCode::NotLoggedIn,
+        ),
+        (
+            alice,
+            Command::Register {
+                password: password("short"),
+            },
+            ErrorCode::InvalidPassword,
+        ),
+        (
+            dora,
+            Command::Register {
+                password: password("long enough"),
+            },
+            ErrorCode::AlreadyRegistered,
+        ),
     ];
     for (n, (conn, command, code)) in cases.into_iter().enumerate() {
         let label = format!("{command:?}");

@@ -432,7 +432,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     model.tell(conn.0, Seen::Error(code));
                 }
                 let command = match op {
-                    Op::Login(_, n) => Command::login(NAMES[*n].into()),
+                    Op::Login(_, n) => Command::login(NAMES[*n]),
                     Op::Join(_, r) => Command::Join {
                         room: ROOMS[*r].into(),
                     },

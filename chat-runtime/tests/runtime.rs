@@ -85,9 +85,7 @@ fn json() -> Json {
 
 async fn login(handle: &Handle, name: &str) -> Connection {
     let mut conn = handle.connect(json()).await.unwrap();
-    conn.send(Command::login(name), None)
-        .await
-        .unwrap();
+    conn.send(Command::login(name), None).await.unwrap();
     expect(&mut conn, "joined").await;
     conn
 }
@@ -136,12 +134,9 @@ async fn a_broadcast_is_encoded_once_per_wire_format() {
     let mut plain_clients = Vec::new();
     for i in 0..50 {
         let conn = handle.connect(Plain).await.unwrap();
-        conn.send(
-            Command::login(format!("p{i}")),
-            None,
-        )
-        .await
-        .unwrap();
+        conn.send(Command::login(format!("p{i}")), None)
+            .await
+            .unwrap();
         plain_clients.push(conn);
     }
     // Everyone is in: the last login's presence reached the first client.
@@ -556,13 +551,7 @@ async fn nothing_unstored_is_delivered_and_the_runtime_serves_again_once_the_sto
 
     // A joiner's history and carol's login hold only what was stored.
     let mut carol = handle.connect(json()).await.unwrap();
-    carol
-        .send(
-            Command::login("carol"),
-            None,
-        )
-        .await
-        .unwrap();
+    carol.send(Command::login("carol"), None).await.unwrap();
     let joined = expect(&mut carol, "joined").await;
     let texts: Vec<&str> = joined["history"]
         .as_array()

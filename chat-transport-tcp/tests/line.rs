@@ -82,9 +82,7 @@ impl Server {
 
     async fn ws_login(&self, name: &str) -> WsClient {
         let mut ws = WsClient::connect(&self.ws).await.unwrap();
-        ws.send(&Command::login(name), None)
-            .await
-            .unwrap();
+        ws.send(&Command::login(name), None).await.unwrap();
         assert!(matches!(ws_event(&mut ws).await, Event::Welcome { .. }));
         assert!(matches!(ws_event(&mut ws).await, Event::Joined { .. }));
         ws

@@ -146,13 +146,7 @@ async fn a_head_in_pieces_is_still_a_page_and_upgrades_still_work() {
     let mut client = WsClient::connect(&format!("ws://{addr}/chat"))
         .await
         .unwrap();
-    client
-        .send(
-            &Command::login("alice"),
-            None,
-        )
-        .await
-        .unwrap();
+    client.send(&Command::login("alice"), None).await.unwrap();
     let welcome = tokio::time::timeout(PATIENCE, client.recv())
         .await
         .unwrap()

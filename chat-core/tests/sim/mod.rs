@@ -2,7 +2,10 @@
 //! inputs to a [`Chat`] and drains its outputs, as a runtime would.
 //!
 //! Every delivery lands in the recipient's inbox; records, history fetches and closes are kept
-//! for inspection. The harness also checks the core's delivery promises as it goes: nothing is
+//! for inspection. Logins with a password or token and registrations are answered by a fake
+//! authenticator, at once unless `hold_checks` is set (then they wait in `checks` until
+//! [`Sim::answer_checks`]): a token `token:NAME` proves NAME, a password is right when it is
+//! the one the name was registered with (the fake hash is `fake:PASSWORD`). The harness also checks the core's delivery promises as it goes: nothing is
 //! ever addressed to a connection that is not open, and every id the core hands out was reserved
 //! by an earlier record.
 
@@ -12,10 +15,26 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use chat_core::{
-    Chat, CloseReason, Command, Config, ConnectionId, ErrorCode, Event, HistoryRequest, Input,
-    MessageId, Output, Record, Ref, SendKind, Timestamp,
+    AuthError, Chat, CloseReason, Command, Config, ConnectionId, ErrorCode, Event, HistoryRequest,
+    Identity, Input, MessageId, Output, PasswordHash, Record, Ref, Secret, SendKind, Timestamp,
+    UserKey, UserName,
 };
+
+/// A check the core asked of the runtime.
+#[derive(Clone, Debug)]
+pub enum Check {
+    Login {
+        conn: ConnectionId,
+        attempt: chat_core::LoginAttempt,
+    },
+    Hash {
+        conn: ConnectionId,
+        password: Secret,
+    },
+}
 
 /// One delivered event as a connection sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +57,11 @@ pub struct Sim {
     pub broadcasts: usize,
     pub sends: usize,
     reserved_until: u64,
+    /// Checks asked for and not answered yet (only while `hold_checks`).
+    pub checks: VecDeque<Check>,
+    pub hold_checks: bool,
+    /// The fake authenticator's accounts: the hash stored for each, from the records.
+    hashes: HashMap<UserKey, String>,
 }
 
 impl Sim {
@@ -60,6 +84,9 @@ impl Sim {
             broadcasts: 0,
             sends: 0,
             reserved_until,
+            checks: VecDeque::new(),
+            hold_checks: false,
+            hashes: HashMap::new(),
         }
     }
 
@@ -68,6 +95,53 @@ impl Sim {
             .handle(input, self.now)
             .expect("the simulated runtime is consistent");
         self.drain();
+        if !self.hold_checks {
+            self.answer_checks();
+        }
+    }
+
+    /// Answers every check asked for so far (and those the answers lead to), in order.
+    pub fn answer_checks(&mut self) {
+        while let Some(check) = self.checks.pop_front() {
+            let input = match check {
+                Check::Hash { conn, password } => Input::PasswordHashed {
+                    conn,
+                    outcome: Ok(PasswordHash::new(format!("fake:{}", password.expose()))),
+                },
+                Check::Login { conn, attempt } => Input::Authenticated {
+                    conn,
+                    outcome: self.verify(&attempt),
+                },
+            };
+            self.chat
+                .handle(input, self.now)
+                .expect("the simulated runtime is consistent");
+            self.drain();
+        }
+    }
+
+    fn verify(&self, attempt: &chat_core::LoginAttempt) -> Result<Identity, AuthError> {
+        if let Some(token) = &attempt.token {
+            let name = token
+                .expose()
+                .strip_prefix("token:")
+                .ok_or(AuthError::Failed)?;
+            return UserName::parse(name)
+                .map(Identity::Account)
+                .map_err(|_| AuthError::Failed);
+        }
+        let name = attempt.name.clone().ok_or(AuthError::Failed)?;
+        match &attempt.password {
+            None => Ok(Identity::Guest(name)),
+            Some(password) => {
+                let stored = self.hashes.get(&name.key()).ok_or(AuthError::Failed)?;
+                if *stored == format!("fake:{}", password.expose()) {
+                    Ok(Identity::Account(name))
+                } else {
+                    Err(AuthError::Failed)
+                }
+            }
+        }
     }
 
     fn drain(&mut self) {
@@ -109,9 +183,20 @@ impl Sim {
                         assert!(until.get() > self.reserved_until, "reservations only grow");
                         self.reserved_until = until.get();
                     }
+                    if let Record::Account(account) = &record {
+                        let hash = account.hash.as_ref().map(|h| h.as_str().to_owned());
+                        self.hashes
+                            .insert(account.name.key(), hash.unwrap_or_default());
+                    }
                     self.records.push(record);
                 }
                 Output::FetchHistory(request) => self.fetches.push(request),
+                Output::Authenticate { conn, attempt } => {
+                    self.checks.push_back(Check::Login { conn, attempt });
+                }
+                Output::HashPassword { conn, password, .. } => {
+                    self.checks.push_back(Check::Hash { conn, password });
+                }
                 Output::Close { conn, reason } => {
                     assert!(
                         self.open.contains(&conn),
@@ -190,6 +275,39 @@ impl Sim {
             "login of {name} failed: {first:?}"
         );
         conn
+    }
+
+    /// The fake authenticator's token login for `name`.
+    pub fn token_login(name: &str) -> Command {
+        Command::Login {
+            name: None,
+            password: None,
+            token: Some(Secret::new(format!("token:{name}"))),
+        }
+    }
+
+    /// Connects and logs in as the owner of account `name` (by the fake token), making it an
+    /// account if it was not one; panics unless the login succeeded. Clears the inbox.
+    pub fn login_account(&mut self, name: &str) -> ConnectionId {
+        let conn = self.connect();
+        self.command(conn, Self::token_login(name));
+        let first = self
+            .take(conn)
+            .into_iter()
+            .next()
+            .expect("a reply to login");
+        assert!(
+            matches!(&*first.event, Event::Welcome { account: true, .. }),
+            "account login of {name} failed: {first:?}"
+        );
+        conn
+    }
+
+    /// Makes `name` an account (with a token login that ends at once), so DMs to it are kept
+    /// while it is offline.
+    pub fn make_account(&mut self, name: &str) {
+        let conn = self.login_account(name);
+        self.disconnect(conn);
     }
 
     pub fn join(&mut self, conn: ConnectionId, room: &str) {
