@@ -3,7 +3,9 @@
 //! the protocol's rules. After every step each connection must have received exactly what the
 //! model says, and the invariants hold: room messages reach exactly the members of that moment,
 //! ids strictly increase, nothing goes to a closed connection (the harness checks), online names
-//! are unique case-insensitively, mailboxes are FIFO and bounded, history is bounded.
+//! are unique case-insensitively, mailboxes are FIFO and bounded, history is bounded. Logins
+//! are as guests or with a token (the simulated authenticator's); a token makes its name an
+//! account, which guests can no longer take and whose offline DMs are kept.
 
 mod sim;
 
@@ -26,7 +28,8 @@ const MAX_TEXT: usize = 10;
 #[derive(Clone, Debug)]
 enum Op {
     Connect,
-    Login(usize, usize),
+    /// Connection, name, and whether with a token.
+    Login(usize, usize, bool),
     Join(usize, usize),
     Leave(usize, usize),
     Say(usize, usize, usize),
@@ -39,7 +42,8 @@ fn op() -> impl Strategy<Value = Op> {
     let conn = 0..6usize;
     prop_oneof![
         2 => Just(Op::Connect),
-        3 => (conn.clone(), 0..NAMES.len()).prop_map(|(c, n)| Op::Login(c, n)),
+        3 => (conn.clone(), 0..NAMES.len(), proptest::bool::weighted(0.3))
+            .prop_map(|(c, n, t)| Op::Login(c, n, t)),
         2 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Join(c, r)),
         1 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Leave(c, r)),
         4 => (conn.clone(), 0..ROOMS.len(), 0..TEXTS.len()).prop_map(|(c, r, t)| Op::Say(c, r, t)),
@@ -124,6 +128,8 @@ struct Model {
     members: BTreeMap<String, BTreeSet<u64>>,
     /// Room → every message id ever said there.
     said: BTreeMap<String, Vec<u64>>,
+    /// Lower-case name → the account's name as registered.
+    accounts: BTreeMap<String, String>,
     /// Lower-case name → queued DMs (id, sender), oldest first.
     mailboxes: BTreeMap<String, VecDeque<(u64, String)>>,
     next_id: u64,
@@ -228,22 +234,37 @@ impl Model {
     fn apply(&mut self, conn: u64, op: &Op) -> Result<(), ErrorCode> {
         let me = self.name(conn);
         match (op, me) {
-            (Op::Login(_, n), None) => {
+            (Op::Login(_, n, token), None) => {
                 let name = NAMES[*n];
+                let key = name.to_lowercase();
                 if !valid_name(name) {
-                    return Err(ErrorCode::InvalidName);
+                    // The token of an invalid name proves nothing.
+                    return Err(match token {
+                        true => ErrorCode::AuthFailed,
+                        false => ErrorCode::InvalidName,
+                    });
                 }
-                if self.online(&name.to_lowercase()).is_some() {
+                if !token && self.accounts.contains_key(&key) {
+                    return Err(ErrorCode::AuthRequired);
+                }
+                if self.online(&key).is_some() {
                     return Err(ErrorCode::NameTaken);
                 }
-                self.conns.insert(conn, Some(name.into()));
-                self.tell(conn, Seen::Welcome(name.into()));
+                let shown = match token {
+                    true => self
+                        .accounts
+                        .entry(key.clone())
+                        .or_insert(name.into())
+                        .clone(),
+                    false => name.into(),
+                };
+                self.conns.insert(conn, Some(shown.clone()));
+                self.tell(conn, Seen::Welcome(shown));
                 self.join(conn, "general");
-                for (id, from) in self
-                    .mailboxes
-                    .remove(&name.to_lowercase())
-                    .unwrap_or_default()
-                {
+                if !token {
+                    return Ok(());
+                }
+                for (id, from) in self.mailboxes.remove(&key).unwrap_or_default() {
                     self.tell(
                         conn,
                         Seen::Dm {
@@ -328,6 +349,9 @@ impl Model {
                         );
                     }
                     None => {
+                        if !self.accounts.contains_key(&key) {
+                            return Err(ErrorCode::UserOffline);
+                        }
                         let mailbox = self.mailboxes.entry(key).or_default();
                         if mailbox.len() >= MAILBOX {
                             return Err(ErrorCode::MailboxFull);
@@ -423,7 +447,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             _ => {
                 let index = match op {
-                    Op::Login(i, _) | Op::Join(i, _) | Op::Leave(i, _) | Op::Say(i, _, _) => *i,
+                    Op::Login(i, _, _) | Op::Join(i, _) | Op::Leave(i, _) | Op::Say(i, _, _) => *i,
                     Op::Dm(i, _, _) | Op::History(i, _, _, _) => *i,
                     Op::Connect | Op::Disconnect(_) => unreachable!(),
                 };
@@ -432,7 +456,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     model.tell(conn.0, Seen::Error(code));
                 }
                 let command = match op {
-                    Op::Login(_, n) => Command::login(NAMES[*n]),
+                    Op::Login(_, n, false) => Command::login(NAMES[*n]),
+                    Op::Login(_, n, true) => Sim::token_login(NAMES[*n]),
                     Op::Join(_, r) => Command::Join {
                         room: ROOMS[*r].into(),
                     },
