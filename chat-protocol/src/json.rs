@@ -130,7 +130,7 @@ fn splice_ref(out: &mut Vec<u8>, reference: &Ref) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_core::ErrorCode;
+    use chat_core::{ErrorCode, Secret};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -203,6 +203,19 @@ mod tests {
         let s = "\\PC{0,12}";
         prop_oneof![
             s.prop_map(Command::login),
+            (
+                proptest::option::of(s),
+                proptest::option::of(s),
+                proptest::option::of(s)
+            )
+                .prop_map(|(name, password, token)| Command::Login {
+                    name,
+                    password: password.map(Secret::new),
+                    token: token.map(Secret::new),
+                }),
+            s.prop_map(|password| Command::Register {
+                password: Secret::new(password)
+            }),
             s.prop_map(|room| Command::Join { room }),
             s.prop_map(|room| Command::Leave { room }),
             (s, s).prop_map(|(room, text)| Command::Say { room, text }),
@@ -270,6 +283,43 @@ mod tests {
             let (decoded, decoded_ref) = decode(&value.to_string()).unwrap();
             prop_assert_eq!(decoded, command);
             prop_assert_eq!(decoded_ref, reference.map(Ref::number));
+        }
+
+        #[test]
+        fn login_and_register_frames_decode_or_are_bad_frames(
+            kind in prop_oneof![Just("login"), Just("register")],
+            name in prop_oneof![Just(json!(null)), Just(json!(7)), Just(json!(["x"])), "\\PC{0,40}".prop_map(Value::from)],
+            password in prop_oneof![Just(json!(null)), Just(json!(false)), Just(json!({"a":1})), "\\PC{0,300}".prop_map(Value::from)],
+            token in prop_oneof![Just(json!(null)), Just(json!(1.5)), "[A-Za-z0-9._-]{0,80}".prop_map(Value::from)],
+        ) {
+            let frame = json!({"type": kind, "name": name, "password": password, "token": token});
+            match decode(&frame.to_string()) {
+                Ok((Command::Login { name: n, password: p, token: t }, None)) => {
+                    prop_assert_eq!(kind, "login");
+                    prop_assert_eq!(n.map(Value::from), name.as_str().map(Value::from));
+                    prop_assert_eq!(p.map(|p| p.expose().to_owned()), password.as_str().map(str::to_owned));
+                    prop_assert_eq!(t.map(|t| t.expose().to_owned()), token.as_str().map(str::to_owned));
+                }
+                Ok((Command::Register { password: p }, None)) => {
+                    prop_assert_eq!(kind, "register");
+                    prop_assert_eq!(Some(p.expose()), password.as_str());
+                }
+                Ok(other) => prop_assert!(false, "{:?}", other),
+                Err(rejected) => {
+                    prop_assert_eq!(rejected.error.code(), ErrorCode::BadFrame);
+                    // A mistyped field, or a register without a password.
+                    let mistyped = |v: &Value| !(v.is_null() || v.is_string());
+                    prop_assert!(
+                        mistyped(&password)
+                            || (kind == "login" && (mistyped(&name) || mistyped(&token)))
+                            || (kind == "register" && password.is_null())
+                    );
+                    // What the client sent never shows in the error.
+                    if let Some(secret) = password.as_str().filter(|p| p.len() > 3) {
+                        prop_assert!(!rejected.error.to_string().contains(secret));
+                    }
+                }
+            }
         }
 
         #[test]

@@ -18,7 +18,7 @@ use chat_core::{DirectMessage, Event, PresenceChange, RoomMessage, SendKind, Tim
 pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<String> {
     let mut out = String::new();
     match event {
-        Event::Welcome { name, rooms } => match rooms.first() {
+        Event::Welcome { name, rooms, .. } => match rooms.first() {
             Some(room) => info(
                 &mut out,
                 &format!("Welcome, {name}! You are in #{room}. Type /help for commands."),
@@ -28,6 +28,7 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
                 &format!("Welcome, {name}! Type /join ROOM to enter a room, /help for commands."),
             ),
         },
+        Event::Registered { name } => info(&mut out, &format!("{name} is now registered")),
         Event::Joined { room, history, .. } => {
             if answers_command {
                 info(&mut out, &format!("You are now in #{room}"));
@@ -203,6 +204,7 @@ mod tests {
         let welcome = Event::Welcome {
             name: UserName::parse("alice").unwrap(),
             rooms: vec![general.clone()],
+            account: false,
         };
         assert_eq!(
             shown(&welcome, SendKind::Reply).unwrap(),

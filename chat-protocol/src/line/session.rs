@@ -9,6 +9,12 @@
 //! one per `nc` client, the terminal client one per user, so the rules and their texts exist
 //! once, here; sockets, refs, timers and reconnection stay with the drivers.
 //!
+//! Naming: a line is a name to log in with as a guest, or `/token TOKEN`. When the server
+//! answers a name with `auth_required` (the name is an account's, or the server admits accounts
+//! only), the session asks `Password:` instead of showing the error, and logs in with the next
+//! line as the name's password; a failure shows its `! ` line and asks for the name again.
+//! Once in, `/register PASSWORD` makes the name an account.
+//!
 //! A line client is in one room at a time. `/join rust` validates the name with the core's
 //! rules, then sends `join rust` and `leave` of the old room (in that order, so the user is never
 //! in no room on the server between the two), and makes `#rust` current at once, so the
@@ -16,7 +22,7 @@
 //! ([`Action::SendQuietly`]), so its `left` is not announced; the one `/leave` sends is
 //! (`* You left #rust`, by [`render`](super::render::render)).
 
-use chat_core::{ChatError, Command, ErrorCode, Event, RoomName, UserName};
+use chat_core::{ChatError, Command, ErrorCode, Event, RoomName, Secret, UserName};
 
 use super::render;
 use super::slash::{HELP, Slash, parse_line};
@@ -24,6 +30,8 @@ use super::split::Line;
 
 /// The name prompt, on a line of its own.
 pub const NAME_PROMPT: &str = "Enter your name:";
+/// The password prompt, on a line of its own, after a name that needs one.
+pub const PASSWORD_PROMPT: &str = "Password:";
 /// The last line a session shows when the person quits (as information: `* Bye!`).
 pub const BYE: &str = "Bye!";
 
@@ -57,6 +65,8 @@ pub enum Action {
     },
     /// Ask for the name: [`NAME_PROMPT`] on a line of its own.
     Prompt,
+    /// Ask for the password of the name just tried: [`PASSWORD_PROMPT`] on a line of its own.
+    PasswordPrompt,
     /// Leave, once the answers to the lines typed before have been shown; then say [`BYE`].
     Quit,
 }
@@ -71,6 +81,10 @@ impl Action {
             Action::Problem { text, .. } => render::error(&mut out, text),
             Action::Prompt => {
                 out.push_str(NAME_PROMPT);
+                out.push('\n');
+            }
+            Action::PasswordPrompt => {
+                out.push_str(PASSWORD_PROMPT);
                 out.push('\n');
             }
             Action::Send(_) | Action::SendQuietly(_) | Action::Quit => return None,
@@ -93,8 +107,10 @@ impl Action {
 /// Where the person is in the conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
-    /// Every line is a name to try.
-    Naming,
+    /// Every line is a name to try; `asked` is the name of the login out, if any.
+    Naming { asked: Option<String> },
+    /// The server wants the password of `name`: the next line is it.
+    Password { name: String },
     /// Logged in (or logging in by other means): lines are said in `room`, if any.
     Chatting { room: Option<RoomName> },
 }
@@ -117,7 +133,7 @@ impl LineSession {
     /// until the server's `welcome`.
     pub fn new() -> Self {
         LineSession {
-            state: State::Naming,
+            state: State::Naming { asked: None },
         }
     }
 
@@ -129,16 +145,31 @@ impl LineSession {
         }
     }
 
-    /// Whether lines are still names to try.
+    /// Whether the person is still logging in (lines are names, or a password).
     pub fn is_naming(&self) -> bool {
-        self.state == State::Naming
+        !matches!(self.state, State::Chatting { .. })
+    }
+
+    /// Whether the driver should show `event` at all: not the `auth_required` that answers a
+    /// name, which [`on_event`](Self::on_event) turns into the password prompt.
+    pub fn shows(&self, event: &Event) -> bool {
+        !matches!(
+            (&self.state, event),
+            (
+                State::Naming { asked: Some(_) },
+                Event::Error {
+                    code: ErrorCode::AuthRequired,
+                    ..
+                }
+            )
+        )
     }
 
     /// The room lines are said in, if any.
     pub fn room(&self) -> Option<&RoomName> {
         match &self.state {
             State::Chatting { room } => room.as_ref(),
-            State::Naming => None,
+            State::Naming { .. } | State::Password { .. } => None,
         }
     }
 
@@ -146,7 +177,7 @@ impl LineSession {
     #[must_use]
     pub fn opening(&self) -> Vec<Action> {
         match self.state {
-            State::Naming => vec![Action::Prompt],
+            State::Naming { .. } | State::Password { .. } => vec![Action::Prompt],
             State::Chatting { .. } => Vec::new(),
         }
     }
@@ -172,7 +203,11 @@ impl LineSession {
     #[must_use]
     pub fn on_line(&mut self, line: &str) -> Vec<Action> {
         match &self.state {
-            State::Naming => self.on_name(line.trim()),
+            State::Naming { .. } => self.on_name(line.trim()),
+            State::Password { name } => {
+                let name = name.clone();
+                self.on_password(name, line)
+            }
             State::Chatting { room } => {
                 let room = room.clone();
                 self.on_chat(line, room)
@@ -195,19 +230,66 @@ impl LineSession {
     pub fn on_event(&mut self, event: &Event) -> Vec<Action> {
         match event {
             Event::Welcome { rooms, .. } => self.welcomed(rooms),
-            Event::Error { .. } if self.is_naming() => vec![Action::Prompt],
+            Event::Error { code, .. } if self.is_naming() => {
+                let asked = match &mut self.state {
+                    State::Naming { asked } => asked.take(),
+                    _ => None,
+                };
+                match (code, asked) {
+                    (ErrorCode::AuthRequired, Some(name)) => {
+                        self.state = State::Password { name };
+                        vec![Action::PasswordPrompt]
+                    }
+                    _ => {
+                        self.state = State::Naming { asked: None };
+                        vec![Action::Prompt]
+                    }
+                }
+            }
             _ => Vec::new(),
         }
     }
 
     fn on_name(&mut self, name: &str) -> Vec<Action> {
-        if parse_line(name) == Slash::Quit {
-            return vec![Action::Quit];
+        match parse_line(name) {
+            Slash::Quit => return vec![Action::Quit],
+            Slash::Token(token) => {
+                self.state = State::Naming { asked: None };
+                return vec![Action::Send(Command::Login {
+                    name: None,
+                    password: None,
+                    token: Some(Secret::new(token)),
+                })];
+            }
+            Slash::Usage(usage) => return vec![Action::problem(ErrorCode::BadFrame, usage)],
+            _ => {}
         }
         match UserName::parse(name) {
-            Ok(_) => vec![Action::Send(Command::login(name))],
+            Ok(_) => {
+                self.state = State::Naming {
+                    asked: Some(name.to_owned()),
+                };
+                vec![Action::Send(Command::login(name))]
+            }
             Err(error) => vec![Action::refused(&error)],
         }
+    }
+
+    /// The line after `Password:`: the password of `name` (an empty line goes back to the
+    /// name prompt).
+    fn on_password(&mut self, name: String, line: &str) -> Vec<Action> {
+        self.state = State::Naming { asked: None };
+        if line.is_empty() {
+            return vec![Action::Prompt];
+        }
+        if line.trim() == "/quit" {
+            return vec![Action::Quit];
+        }
+        vec![Action::Send(Command::Login {
+            name: Some(name),
+            password: Some(Secret::new(line)),
+            token: None,
+        })]
     }
 
     fn on_chat(&mut self, line: &str, current: Option<RoomName>) -> Vec<Action> {
@@ -262,6 +344,13 @@ impl LineSession {
                 }),
                 None => vec![Action::problem(ErrorCode::NotInRoom, NO_ROOM)],
             },
+            Slash::Register(password) => send(Command::Register {
+                password: Secret::new(password),
+            }),
+            Slash::Token(_) => vec![Action::problem(
+                ErrorCode::AlreadyLoggedIn,
+                "you are logged in already; /token works at the name prompt",
+            )],
             Slash::Help => vec![Action::Info(HELP.join("\n"))],
             Slash::Quit => vec![Action::Quit],
             Slash::Unknown(command) => vec![Action::problem(
@@ -329,6 +418,7 @@ mod tests {
         Event::Welcome {
             name: UserName::parse("alice").unwrap(),
             rooms: rooms.iter().map(|r| room(r)).collect(),
+            account: false,
         }
     }
 
@@ -434,6 +524,87 @@ mod tests {
         assert_eq!(
             shown(&after),
             "! invalid name: a name needs at least one character\nEnter your name:\n"
+        );
+    }
+
+    #[test]
+    fn a_name_that_needs_a_password_gets_the_password_prompt() {
+        let mut session = LineSession::new();
+        assert_eq!(
+            session.on_line("alice"),
+            [Action::Send(Command::login("alice"))]
+        );
+        let required = Event::Error {
+            code: ErrorCode::AuthRequired,
+            message: "alice is registered: log in with its password or a token".into(),
+        };
+        assert!(!session.shows(&required), "the prompt replaces the error");
+        let actions = session.on_event(&required);
+        assert_eq!(shown(&actions), "Password:\n");
+        assert!(session.is_naming());
+        assert_eq!(
+            session.on_line("correct horse "),
+            [Action::Send(Command::Login {
+                name: Some("alice".into()),
+                password: Some(Secret::new("correct horse ")),
+                token: None,
+            })],
+            "the password is the line as typed"
+        );
+        // A wrong password is shown, then the name is asked again.
+        let failed = Event::Error {
+            code: ErrorCode::AuthFailed,
+            message: "login failed: wrong name, password or token".into(),
+        };
+        assert!(session.shows(&failed));
+        assert_eq!(session.on_event(&failed), [Action::Prompt]);
+        assert_eq!(
+            session.on_line("bob"),
+            [Action::Send(Command::login("bob"))]
+        );
+    }
+
+    #[test]
+    fn an_empty_password_line_goes_back_to_the_name_prompt() {
+        let mut session = LineSession::new();
+        let _ = session.on_line("alice");
+        let _ = session.on_event(&Event::Error {
+            code: ErrorCode::AuthRequired,
+            message: "needs a password".into(),
+        });
+        assert_eq!(session.on_line(""), [Action::Prompt]);
+        assert_eq!(
+            session.on_line("carol"),
+            [Action::Send(Command::login("carol"))]
+        );
+    }
+
+    #[test]
+    fn a_token_logs_in_at_the_name_prompt_and_register_needs_a_login() {
+        let mut session = LineSession::new();
+        assert_eq!(
+            session.on_line("/token a.b.c"),
+            [Action::Send(Command::Login {
+                name: None,
+                password: None,
+                token: Some(Secret::new("a.b.c")),
+            })]
+        );
+        let _ = session.on_event(&welcome(&["general"]));
+        assert_eq!(
+            sends(&session.on_line("/register correct horse")),
+            [Command::Register {
+                password: Secret::new("correct horse")
+            }]
+        );
+        assert_eq!(
+            render_event(
+                &Event::Registered {
+                    name: UserName::parse("alice").unwrap()
+                },
+                true
+            ),
+            "* alice is now registered\n"
         );
     }
 

@@ -27,6 +27,11 @@ pub enum Slash<'a> {
     },
     /// `/history [N]`: the current room's last N messages (50 by default).
     History(Option<i64>),
+    /// `/register PASSWORD`: make the name one is logged in with an account. The password is
+    /// the rest of the line, without the spaces around it.
+    Register(&'a str),
+    /// `/token TOKEN`, at the name prompt: log in with a signed token.
+    Token(&'a str),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -38,13 +43,14 @@ pub enum Slash<'a> {
 }
 
 /// The help text, one line per command.
-pub const HELP: [&str; 9] = [
+pub const HELP: [&str; 10] = [
     "/join ROOM        move to ROOM (leaving the room you are in)",
     "/leave [ROOM]     leave ROOM (default: your room)",
     "/rooms            list the rooms and how many are in each",
     "/who [ROOM]       who is in ROOM (default: your room)",
     "/dm USER TEXT     a direct message (also /msg); kept for USER if offline",
     "/history [N]      the last N messages of your room (default 50)",
+    "/register PASSWORD  make your name yours: from then on it needs the password",
     "/help             this list",
     "/quit             leave",
     "anything else     is said in your room (start it with // to say a line that begins with /)",
@@ -92,6 +98,14 @@ pub fn parse_line(line: &str) -> Slash<'_> {
             },
             _ => Slash::Usage("usage: /history [N]"),
         },
+        "register" => match args {
+            "" => Slash::Usage("usage: /register PASSWORD"),
+            password => Slash::Register(password),
+        },
+        "token" => match (words.next(), words.next()) {
+            (Some(token), None) => Slash::Token(token),
+            _ => Slash::Usage("usage: /token TOKEN"),
+        },
         "help" | "?" => Slash::Help,
         "quit" | "exit" => Slash::Quit,
         other => Slash::Unknown(other),
@@ -111,6 +125,13 @@ mod tests {
         assert_eq!(parse_line("/leave"), Slash::Leave(None));
         assert_eq!(parse_line("/leave rust"), Slash::Leave(Some("rust")));
         assert_eq!(parse_line("/rooms"), Slash::Rooms);
+        assert_eq!(
+            parse_line("/register  correct horse "),
+            Slash::Register("correct horse")
+        );
+        assert_eq!(parse_line("/token a.b.c"), Slash::Token("a.b.c"));
+        assert!(matches!(parse_line("/register"), Slash::Usage(_)));
+        assert!(matches!(parse_line("/token"), Slash::Usage(_)));
         assert_eq!(parse_line("/who"), Slash::Who(None));
         assert_eq!(parse_line("/who rust"), Slash::Who(Some("rust")));
         assert_eq!(
