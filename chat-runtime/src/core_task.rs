@@ -6,25 +6,42 @@
 //! outputs of a batch of inputs to the delivery task in one piece, which stores their records in
 //! one write (group commit) before it delivers anything. While the store writes, this task goes
 //! on with the next inputs.
+//!
+//! Logins with credentials and registrations the core asks to check
+//! ([`Output::Authenticate`], [`Output::HashPassword`]) are handed to the [`Authenticator`] on
+//! tasks of their own, after the login throttle had its say; their verdicts come back on a
+//! channel of their own and are fed to the core like any input.
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chat_core::{
-    Chat, Command, ConnectionId, DirectMessage, Event, Input, Now, Output, Record, Ref, SendKind,
-    Timestamp,
+    AuthError, Chat, Command, ConnectionId, DirectMessage, Event, Identity, Input, LoginAttempt,
+    Now, Output, PasswordHash, Record, Ref, SendKind, Timestamp, UserKey,
 };
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticator, ClientInfo};
 use crate::delivery::{Origin, Sink, Work};
+use crate::metrics::Metrics;
+use crate::throttle::LoginThrottle;
+
+/// How long an authenticator may take over one check before the client is told `unavailable`.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A message from a connection (or the runtime) to the core task.
 pub(crate) enum ToCore {
     Connect {
         conn: ConnectionId,
         sink: Sink,
+        client: ClientInfo,
     },
     Command {
         conn: ConnectionId,
@@ -45,8 +62,153 @@ pub(crate) enum ToCore {
     Undelivered(Vec<Arc<DirectMessage>>),
 }
 
+/// An authenticator's verdict, back from its task.
+pub(crate) enum Checked {
+    Login {
+        conn: ConnectionId,
+        outcome: Result<Identity, AuthError>,
+        /// What the throttle counts a failure against: the name (not for a token: it names its
+        /// user itself) and the client's address.
+        name: Option<UserKey>,
+        addr: Option<IpAddr>,
+    },
+    Hash {
+        conn: ConnectionId,
+        outcome: Result<PasswordHash, AuthError>,
+    },
+}
+
+/// The core task's side of authentication: the authenticator, what each connection's
+/// transport knew of it, and the throttle.
+pub(crate) struct Checks {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) clients: HashMap<ConnectionId, Arc<ClientInfo>>,
+    pub(crate) throttle: LoginThrottle,
+    pub(crate) verdicts: mpsc::UnboundedReceiver<Checked>,
+    pub(crate) verdicts_tx: mpsc::UnboundedSender<Checked>,
+    /// Verdicts known at once (a throttled login), fed after the input that asked.
+    pub(crate) immediate: VecDeque<Checked>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Checks {
+    pub(crate) fn new(authenticator: Arc<dyn Authenticator>, metrics: Arc<Metrics>) -> Self {
+        let (verdicts_tx, verdicts) = mpsc::unbounded_channel();
+        Checks {
+            authenticator,
+            clients: HashMap::new(),
+            throttle: LoginThrottle::default(),
+            verdicts,
+            verdicts_tx,
+            immediate: VecDeque::new(),
+            metrics,
+        }
+    }
+
+    fn connected(&mut self, conn: ConnectionId, mut client: ClientInfo) {
+        if !self.authenticator.wants_headers() {
+            client.headers = Default::default();
+        }
+        if client.addr.is_some() || !client.headers.is_empty() {
+            self.clients.insert(conn, Arc::new(client));
+        }
+    }
+
+    /// Hands a login to the authenticator, unless the throttle refuses it unchecked.
+    fn authenticate(&mut self, conn: ConnectionId, attempt: LoginAttempt) {
+        let client = self.clients.get(&conn).cloned().unwrap_or_default();
+        let addr = client.addr.map(|a| a.ip());
+        let name = match attempt.token {
+            Some(_) => None,
+            None => attempt.name.as_ref().map(|n| n.key()),
+        };
+        if attempt.has_credentials()
+            && self
+                .throttle
+                .is_locked(name.as_ref(), addr, Instant::now())
+        {
+            Metrics::add(&self.metrics.logins_throttled, 1);
+            self.immediate.push_back(Checked::Login {
+                conn,
+                outcome: Err(AuthError::Throttled),
+                name: None,
+                addr: None,
+            });
+            return;
+        }
+        let authenticator = self.authenticator.clone();
+        let verdicts = self.verdicts_tx.clone();
+        tokio::spawn(async move {
+            let outcome = guarded(authenticator.authenticate(&attempt, &client)).await;
+            let name = name.filter(|_| attempt.has_credentials());
+            let _ = verdicts.send(Checked::Login {
+                conn,
+                outcome,
+                name,
+                addr: addr.filter(|_| attempt.has_credentials()),
+            });
+        });
+    }
+
+    fn hash(&mut self, conn: ConnectionId, name: chat_core::UserName, password: chat_core::Secret) {
+        let authenticator = self.authenticator.clone();
+        let verdicts = self.verdicts_tx.clone();
+        tokio::spawn(async move {
+            let outcome = guarded(authenticator.hash_password(&name, &password)).await;
+            let _ = verdicts.send(Checked::Hash { conn, outcome });
+        });
+    }
+
+    /// The input a verdict is for the core, after the throttle counted a failure.
+    fn verdict(&mut self, checked: Checked) -> Input {
+        match checked {
+            Checked::Login {
+                conn,
+                outcome,
+                name,
+                addr,
+            } => {
+                if outcome == Err(AuthError::Failed) {
+                    Metrics::add(&self.metrics.logins_failed, 1);
+                    let locked = self.throttle.failed(name.as_ref(), addr, Instant::now());
+                    if locked.name {
+                        let name = name.as_ref().map(|n| n.as_str()).unwrap_or_default();
+                        tracing::warn!(%name, "too many failed logins for this name: locked for a minute");
+                    }
+                    if locked.addr {
+                        let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+                        tracing::warn!(%addr, "too many failed logins from this address: locked for a minute");
+                    }
+                }
+                Input::Authenticated { conn, outcome }
+            }
+            Checked::Hash { conn, outcome } => Input::PasswordHashed { conn, outcome },
+        }
+    }
+}
+
+/// Runs one authenticator call, turning a panic or a hang into `unavailable`, so a client never
+/// waits for an answer that cannot come.
+async fn guarded<T>(check: impl Future<Output = Result<T, AuthError>>) -> Result<T, AuthError> {
+    match tokio::time::timeout(CHECK_TIMEOUT, AssertUnwindSafe(check).catch_unwind()).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => {
+            tracing::error!("the authenticator panicked; the client is told to try again");
+            Err(AuthError::Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!(
+                seconds = CHECK_TIMEOUT.as_secs(),
+                "the authenticator took too long; the client is told to try again"
+            );
+            Err(AuthError::Unavailable)
+        }
+    }
+}
+
 pub(crate) struct CoreTask {
     pub(crate) chat: Chat,
+    pub(crate) checks: Checks,
     pub(crate) inbox: mpsc::Receiver<ToCore>,
     pub(crate) delivery: mpsc::Sender<Vec<Work>>,
     pub(crate) batch: usize,
@@ -70,6 +232,9 @@ impl CoreTask {
                         break;
                     }
                 }
+                Some(checked) = self.checks.verdicts.recv() => {
+                    self.checks.immediate.push_back(checked);
+                }
                 () = sleep_until(deadline) => {}
             }
             if stopping {
@@ -86,7 +251,9 @@ impl CoreTask {
             let mut work = Vec::with_capacity(inputs.len() + 1);
             for message in inputs.drain(..) {
                 self.handle(message, &mut work);
+                self.feed_verdicts(&mut work);
             }
+            self.feed_verdicts(&mut work);
             // Deadlines that passed while the inputs waited (or the timer fired).
             self.feed(Input::Tick, None, &mut work);
             if !work.is_empty() && self.delivery.send(work).await.is_err() {
@@ -101,9 +268,10 @@ impl CoreTask {
 
     fn handle(&mut self, message: ToCore, work: &mut Vec<Work>) {
         match message {
-            ToCore::Connect { conn, sink } => {
+            ToCore::Connect { conn, sink, client } => {
                 // Registered before any output can name the connection.
                 work.push(Work::Register { conn, sink });
+                self.checks.connected(conn, client);
                 self.feed(Input::Connect(conn), None, work);
             }
             ToCore::Command {
@@ -123,6 +291,7 @@ impl CoreTask {
                 self.feed(input, Some(origin), work);
             }
             ToCore::Disconnect(conn) => {
+                self.checks.clients.remove(&conn);
                 self.feed(Input::Disconnect(conn), None, work);
                 work.push(Work::Unregister(conn));
             }
@@ -164,9 +333,30 @@ impl CoreTask {
         if let Err(error) = self.chat.handle(input, now) {
             tracing::error!(%error, "the runtime fed the core an inconsistent input");
         }
-        let outputs: Vec<Output> = std::iter::from_fn(|| self.chat.poll_output()).collect();
+        let mut outputs: Vec<Output> = Vec::new();
+        while let Some(output) = self.chat.poll_output() {
+            match output {
+                Output::Authenticate { conn, attempt } => self.checks.authenticate(conn, attempt),
+                Output::HashPassword {
+                    conn,
+                    name,
+                    password,
+                } => self.checks.hash(conn, name, password),
+                output => outputs.push(output),
+            }
+        }
         if !outputs.is_empty() || origin.is_some() {
             work.push(Work::Outputs { origin, outputs });
+        }
+    }
+}
+
+impl CoreTask {
+    /// Feeds the verdicts that are in, each as one unit of work.
+    fn feed_verdicts(&mut self, work: &mut Vec<Work>) {
+        while let Some(checked) = self.checks.immediate.pop_front() {
+            let input = self.checks.verdict(checked);
+            self.feed(input, None, work);
         }
     }
 }

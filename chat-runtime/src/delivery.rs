@@ -216,7 +216,11 @@ impl DeliveryTask {
                 for output in all {
                     match output {
                         Output::Persist(record) => {
-                            held.messages |= record.message_id().is_some();
+                            // A registration the store did not keep is refused like a message;
+                            // an account a token login made is only forgotten (the login stands).
+                            let registration =
+                                matches!(&record, Record::Account(a) if a.hash.is_some());
+                            held.messages |= record.message_id().is_some() || registration;
                             held.delivery |= matches!(record, Record::Delivered { .. });
                             records.push(record);
                         }
@@ -266,7 +270,7 @@ impl DeliveryTask {
         let mut forget = Vec::new();
         for record in records {
             match record {
-                Record::Message(_) | Record::Queued(_) => forget.push(record),
+                Record::Message(_) | Record::Queued(_) | Record::Account(_) => forget.push(record),
                 Record::IdsReserved { .. } => self.pending.push(record),
                 // Its DMs go back to the mailbox (`without_queued_dms`): nothing to record.
                 Record::Delivered { .. } => {}

@@ -39,6 +39,8 @@
 //!   supplies.
 //! - `core_task.rs`, `delivery.rs`: the task that owns the core, and the one that stores, then
 //!   delivers (history pages are read beside it).
+//! - `auth.rs`: [`Authenticator`], who may log in, and [`ClientInfo`], what a transport knows
+//!   of a client. `throttle.rs`: failed logins lock a name or an address for a minute.
 //! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop.
 //!   `deadline.rs`: timeouts that arm no timer for work that finishes at once. `metrics.rs`:
 //!   counters. `config.rs`: settings.
@@ -46,6 +48,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod accept;
+mod auth;
 mod config;
 mod connection;
 mod core_task;
@@ -56,9 +59,11 @@ mod metrics;
 mod outbox;
 mod rate_limit;
 mod runtime;
+mod throttle;
 mod wire;
 
 pub use accept::accept_until_closing;
+pub use auth::{Authenticator, ClientInfo, GuestsOnly};
 pub use config::RuntimeConfig;
 pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
@@ -67,4 +72,5 @@ pub use metrics::MetricsSnapshot;
 pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};
 pub use runtime::{ConnectError, Handle, Runtime, RuntimeError};
+pub use throttle::{FAILURES as LOGIN_FAILURES, LOCK as LOGIN_LOCK, WINDOW as LOGIN_WINDOW};
 pub use wire::WireFormat;

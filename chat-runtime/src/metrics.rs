@@ -15,6 +15,8 @@ pub(crate) struct Metrics {
     pub(crate) store_records: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
+    pub(crate) logins_failed: AtomicU64,
+    pub(crate) logins_throttled: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +37,8 @@ impl Metrics {
             store_records: get(&self.store_records),
             store_errors: get(&self.store_errors),
             slow_consumers: get(&self.slow_consumers),
+            logins_failed: get(&self.logins_failed),
+            logins_throttled: get(&self.logins_throttled),
         }
     }
 }
@@ -62,4 +66,8 @@ pub struct MetricsSnapshot {
     pub store_errors: u64,
     /// Connections closed for letting their outbound queue fill.
     pub slow_consumers: u64,
+    /// Logins the authenticator refused as wrong (`auth_failed`).
+    pub logins_failed: u64,
+    /// Logins refused unchecked because their name or address was locked after failures.
+    pub logins_throttled: u64,
 }

@@ -11,9 +11,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticator, ClientInfo, GuestsOnly};
 use crate::config::RuntimeConfig;
 use crate::connection::{Connection, LocalConnection};
-use crate::core_task::{CoreTask, ToCore};
+use crate::core_task::{Checks, CoreTask, ToCore};
 use crate::delivery::{DeliveryTask, Sink};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbox::{Delivery, Outbound, outbox};
@@ -82,19 +83,37 @@ pub struct Runtime {
 
 impl Runtime {
     /// Loads the store's snapshot, restores a [`Chat`] from it with `chat`, and starts the
-    /// runtime. Must be called inside a tokio runtime.
+    /// runtime, admitting guests only ([`GuestsOnly`]). Must be called inside a tokio runtime.
     pub async fn start(
         chat: Config,
         store: Arc<dyn Store>,
         config: RuntimeConfig,
     ) -> Result<Runtime, RuntimeError> {
+        Self::start_with(chat, store, config, Arc::new(GuestsOnly)).await
+    }
+
+    /// [`Runtime::start`], with `authenticator` deciding the logins that carry a password or a
+    /// token (or all of them, with
+    /// [`Config::authenticate_guests`](chat_core::Config::authenticate_guests)) and the
+    /// registrations.
+    pub async fn start_with(
+        chat: Config,
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<Runtime, RuntimeError> {
         let snapshot = store.load(chat.history).await?;
         let chat = Chat::restore(chat, snapshot)?;
-        Ok(Self::with_chat(chat, store, config))
+        Ok(Self::with_chat(chat, store, config, authenticator))
     }
 
     /// Starts a runtime around a chat you built yourself.
-    pub fn with_chat(chat: Chat, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
+    pub fn with_chat(
+        chat: Chat,
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Runtime {
         let (to_core, inbox) = mpsc::channel(INBOX);
         let (to_delivery, work) = mpsc::channel(DELIVERY_QUEUE);
         let metrics = Arc::new(Metrics::default());
@@ -102,6 +121,7 @@ impl Runtime {
         let core = tokio::spawn(
             CoreTask {
                 chat,
+                checks: Checks::new(authenticator, metrics.clone()),
                 inbox,
                 delivery: to_delivery,
                 batch: config.batch.max(1),
@@ -161,6 +181,17 @@ impl Handle {
     /// one the runtime keeps and encodes with for every connection of that type, so a broadcast
     /// is encoded once per format however the transports create their values.
     pub async fn connect<F: WireFormat>(&self, format: F) -> Result<Connection, ConnectError> {
+        self.connect_from(format, ClientInfo::default()).await
+    }
+
+    /// [`Handle::connect`] for a client the transport knows something of (its address; the
+    /// WebSocket handshake's headers), which the [`Authenticator`] may judge its logins by and
+    /// the login throttle counts failures against.
+    pub async fn connect_from<F: WireFormat>(
+        &self,
+        format: F,
+        client: ClientInfo,
+    ) -> Result<Connection, ConnectError> {
         let (index, codec) = self.register(format);
         let (producer, receiver) = outbox::<Outbound>(self.shared.config.outbox_bytes);
         let sink = Sink::Wire {
@@ -168,7 +199,7 @@ impl Handle {
             format: index,
             codec,
         };
-        self.attach(sink, receiver).await
+        self.attach(sink, receiver, client).await
     }
 
     /// Attaches an in-process client (a bot, a game server's player) that receives events as
@@ -176,7 +207,8 @@ impl Handle {
     /// connection's; it is trusted code, so nothing rate-limits what it sends.
     pub async fn connect_local(&self) -> Result<LocalConnection, ConnectError> {
         let (producer, receiver) = outbox::<Delivery>(self.shared.config.outbox_bytes);
-        self.attach(Sink::Local(producer), receiver).await
+        let client = ClientInfo::default();
+        self.attach(Sink::Local(producer), receiver, client).await
     }
 
     /// The format table's index for `format`'s type, registering it on first use.
@@ -199,6 +231,7 @@ impl Handle {
         &self,
         sink: Sink,
         receiver: crate::outbox::OutboxReceiver<T>,
+        client: ClientInfo,
     ) -> Result<Connection<T>, ConnectError> {
         let shared = &self.shared;
         if shared.closing.is_cancelled() {
@@ -226,7 +259,8 @@ impl Handle {
             self.clone(),
             RateLimiter::new(shared.config.rate_limit, tokio::time::Instant::now()),
         );
-        match shared.to_core.send(ToCore::Connect { conn, sink }).await {
+        let connect = ToCore::Connect { conn, sink, client };
+        match shared.to_core.send(connect).await {
             Ok(()) => Ok(connection),
             Err(_) => Err(ConnectError::ShuttingDown),
         }
