@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat_core::{
-    Command, Config, DirectMessage, Event, MessageId, Record, Ref, RoomMessage, RoomName, SendKind,
-    Snapshot, UserKey,
+    Account, Command, Config, DirectMessage, Event, MessageId, Record, Ref, RoomMessage, RoomName,
+    SendKind, Snapshot, UserKey,
 };
 use chat_runtime::{
     Closing, ConnectError, Connection, Handle, Outgoing, Runtime, RuntimeConfig, WireFormat,
@@ -277,6 +277,9 @@ impl Store for GatedStore {
     }
     async fn mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError> {
         self.inner.mailbox(owner).await
+    }
+    async fn account(&self, name: &UserKey) -> Result<Option<Account>, StoreError> {
+        self.inner.account(name).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush().await

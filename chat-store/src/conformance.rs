@@ -19,7 +19,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chat_core::{
-    DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, Text, Timestamp, UserKey,
+    Account, DirectMessage, MessageId, PasswordHash, Record, RoomMessage, RoomName, Snapshot, Text,
+    Timestamp, UserKey, UserName,
 };
 
 use crate::store::{Store, StoreError};
@@ -44,6 +45,18 @@ pub fn direct(id: u64, to: &str, text: &str) -> Arc<DirectMessage> {
         text: Text::parse(text, usize::MAX).expect("fixture texts are valid"),
         ts: Timestamp::from_unix_millis(1_764_000_000_000 + id),
     })
+}
+
+/// Fixture: an argon2id PHC string, shaped like the bundled authenticator's hashes.
+pub const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
+/// Fixture: the account `name` (as spelled) with the password hash `hash`, if any.
+pub fn account(name: &str, hash: Option<&str>) -> Account {
+    Account {
+        name: UserName::parse(name).expect("fixture user names are valid"),
+        hash: hash.map(PasswordHash::new),
+    }
 }
 
 /// Fixture: the id `n` (positive).
@@ -88,6 +101,9 @@ where
     mailboxes_queue_and_deliver(&fresh().await).await;
     records_apply_in_order_within_a_call(&fresh().await).await;
     take_mailbox_delivers_once(&fresh().await).await;
+    accounts_are_found_by_key_as_stored(&fresh().await).await;
+    a_later_account_record_replaces_the_stored_one(&fresh().await).await;
+    an_account_in_a_refused_call_is_not_stored(&fresh().await).await;
     id_counter_covers_everything(&fresh().await).await;
     texts_are_kept_verbatim(&fresh().await).await;
     concurrent_appends_all_land(Arc::new(fresh().await)).await;
@@ -107,6 +123,7 @@ pub async fn empty_store<S: Store + ?Sized>(store: &S) {
             .is_empty()
     );
     assert!(store.mailbox(&key("bob")).await.unwrap().is_empty());
+    assert_eq!(store.account(&key("bob")).await.unwrap(), None);
     store.flush().await.unwrap();
     store.close().await.unwrap();
 }
@@ -359,6 +376,119 @@ pub async fn take_mailbox_delivers_once<S: Store + ?Sized>(store: &S) {
     store.close().await.unwrap();
 }
 
+/// An account is found by the key of its name (`ALICE` finds `Alice`), with its spelling and
+/// its hash exactly as stored, and `load` lists it; accounts touch no id.
+pub async fn accounts_are_found_by_key_as_stored<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Account(account("Alice", Some(HASH))),
+            Record::Account(account("token.user", None)),
+        ],
+    )
+    .await;
+    let alice = Some(account("Alice", Some(HASH)));
+    assert_eq!(store.account(&key("alice")).await.unwrap(), alice);
+    assert_eq!(store.account(&key("ALICE")).await.unwrap(), alice);
+    assert_eq!(store.account(&key("aLiCe")).await.unwrap(), alice);
+    let found = store.account(&key("Alice")).await.unwrap().unwrap();
+    assert_eq!(found.name.as_str(), "Alice", "the spelling is kept");
+    assert_eq!(found.hash.as_ref().map(PasswordHash::as_str), Some(HASH));
+    assert_eq!(
+        store.account(&key("TOKEN.user")).await.unwrap(),
+        Some(account("token.user", None))
+    );
+    assert_eq!(store.account(&key("bob")).await.unwrap(), None);
+
+    let snapshot = store.load(10).await.unwrap();
+    assert_eq!(
+        snapshot.accounts.into_iter().collect::<Vec<_>>(),
+        vec![
+            (key("alice"), UserName::parse("Alice").unwrap()),
+            (key("token.user"), UserName::parse("token.user").unwrap()),
+        ]
+    );
+    assert_eq!(snapshot.next_id, None, "accounts touch no id");
+    store.close().await.unwrap();
+}
+
+/// A second record for an account (its key, whatever the spelling) replaces the stored one
+/// whole, across calls and within one call; there is still one account.
+pub async fn a_later_account_record_replaces_the_stored_one<S: Store + ?Sized>(store: &S) {
+    append(store, &[Record::Account(account("Alice", None))]).await;
+    // A password set later.
+    append(store, &[Record::Account(account("alice", Some(HASH)))]).await;
+    assert_eq!(
+        store.account(&key("alice")).await.unwrap(),
+        Some(account("alice", Some(HASH)))
+    );
+    let snapshot = store.load(1).await.unwrap();
+    assert_eq!(snapshot.accounts.len(), 1);
+    assert_eq!(snapshot.accounts[&key("alice")].as_str(), "alice");
+
+    // Within one call, the last record wins.
+    append(
+        store,
+        &[
+            Record::Account(account("ALICE", Some("$argon2id$first"))),
+            Record::Account(account("bob", None)),
+            Record::Account(account("Alice", Some("$argon2id$second"))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.account(&key("alice")).await.unwrap(),
+        Some(account("Alice", Some("$argon2id$second")))
+    );
+    assert_eq!(
+        store.account(&key("bob")).await.unwrap(),
+        Some(account("bob", None))
+    );
+    let snapshot = store.load(1).await.unwrap();
+    assert_eq!(snapshot.accounts.len(), 2);
+    assert_eq!(snapshot.accounts[&key("alice")].as_str(), "Alice");
+    store.close().await.unwrap();
+}
+
+/// An account in a call refused for [`StoreError::OutOfOrder`] is not stored, and neither is
+/// the replacement of an existing one.
+pub async fn an_account_in_a_refused_call_is_not_stored<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Message(message("general", 5, "five")),
+            Record::Account(account("carol", None)),
+        ],
+    )
+    .await;
+    let before = store.load(10).await.unwrap();
+    let refused = store
+        .append(&[
+            Record::Account(account("Dave", Some(HASH))),
+            Record::Account(account("Carol", Some(HASH))),
+            Record::Message(message("general", 4, "stale")),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::OutOfOrder { id, .. }) if id == id_of(4)),
+        "{refused:?}"
+    );
+    assert_eq!(store.account(&key("dave")).await.unwrap(), None);
+    assert_eq!(
+        store.account(&key("carol")).await.unwrap(),
+        Some(account("carol", None)),
+        "the stored account is not replaced"
+    );
+    assert_eq!(store.load(10).await.unwrap(), before);
+    // The store carries on.
+    append(store, &[Record::Account(account("Dave", Some(HASH)))]).await;
+    assert_eq!(
+        store.account(&key("dave")).await.unwrap(),
+        Some(account("Dave", Some(HASH)))
+    );
+    store.close().await.unwrap();
+}
+
 /// `next_id` covers reservations, messages, queued and delivered DMs, and never goes down.
 pub async fn id_counter_covers_everything<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::IdsReserved { until: id_of(50) }]).await;
@@ -446,6 +576,7 @@ pub async fn recover_keeps_a_healthy_store<S: Store + ?Sized>(store: &S) {
         &[
             Record::Message(message("general", 1, "before")),
             Record::Queued(direct(2, "bob", "psst")),
+            Record::Account(account("Bob", Some(HASH))),
             Record::IdsReserved { until: id_of(10) },
         ],
     )
@@ -458,6 +589,10 @@ pub async fn recover_keeps_a_healthy_store<S: Store + ?Sized>(store: &S) {
     assert_eq!(
         ids(&store.history(&room("general"), None, 10).await.unwrap()),
         vec![1, 10]
+    );
+    assert_eq!(
+        store.account(&key("bob")).await.unwrap(),
+        Some(account("Bob", Some(HASH)))
     );
     store.close().await.unwrap();
 }
@@ -478,6 +613,10 @@ pub async fn closed_store_refuses<S: Store + ?Sized>(store: &S) {
     assert!(matches!(store.rooms().await, Err(StoreError::Closed)));
     assert!(matches!(
         store.mailbox(&key("bob")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.account(&key("bob")).await,
         Err(StoreError::Closed)
     ));
     assert!(matches!(store.flush().await, Err(StoreError::Closed)));
@@ -510,7 +649,11 @@ where
     records.push(Record::Queued(direct(41, "Bob", "one")));
     records.push(Record::Queued(direct(42, "carol", "two")));
     records.push(Record::Queued(direct(43, "bob", "three")));
+    records.push(Record::Account(account("Alice", None)));
+    records.push(Record::Account(account("token.user", None)));
     append(&store, &records).await;
+    // A password set later replaces the first record.
+    append(&store, &[Record::Account(account("alice", Some(HASH)))]).await;
     append(
         &store,
         &[Record::Delivered {
@@ -545,6 +688,16 @@ where
     );
     assert_eq!(dm_ids(&store.mailbox(&bob).await.unwrap()), vec![43]);
     assert_eq!(before.next_id, Some(id_of(64)), "the reservation survives");
+    assert_eq!(
+        store.account(&key("ALICE")).await.unwrap(),
+        Some(account("alice", Some(HASH))),
+        "the account survives, replaced"
+    );
+    assert_eq!(
+        store.account(&key("token.user")).await.unwrap(),
+        Some(account("token.user", None))
+    );
+    assert_eq!(before.accounts.len(), 2);
 
     // Ids continue; then a drop without close still keeps what was acknowledged.
     append(
@@ -556,6 +709,7 @@ where
                 through: id_of(43),
             },
             Record::IdsReserved { until: id_of(200) },
+            Record::Account(account("Bob", Some(HASH))),
         ],
     )
     .await;
@@ -573,6 +727,14 @@ where
     assert!(
         !snapshot.mailboxes.contains_key(&bob),
         "delivered DMs stay delivered"
+    );
+    assert_eq!(
+        snapshot.accounts.keys().collect::<Vec<_>>(),
+        vec![&key("alice"), &bob, &key("token.user")]
+    );
+    assert_eq!(
+        store.account(&bob).await.unwrap(),
+        Some(account("Bob", Some(HASH)))
     );
     store.close().await.unwrap();
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey};
+use chat_core::{
+    Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey,
+};
 
 use crate::store::{Store, StoreError};
 
@@ -156,6 +158,10 @@ impl Store for FailingStore {
 
     async fn mailbox(&self, owner: &UserKey) -> Result<Vec<DirectMessage>, StoreError> {
         self.inner.mailbox(owner).await
+    }
+
+    async fn account(&self, name: &UserKey) -> Result<Option<Account>, StoreError> {
+        self.inner.account(name).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

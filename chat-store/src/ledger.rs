@@ -1,24 +1,30 @@
-//! The bookkeeping every backend shares: each room's last id, the mailboxes, the id floor, and
-//! the validation of a call's records against them.
+//! The bookkeeping every backend shares: each room's last id, the mailboxes, the accounts, the id
+//! floor, and the validation of a call's records against them.
 //!
 //! Both backends run every `append` through one [`Ledger`], so they accept and reject exactly the
 //! same calls and compute the same [`Snapshot::next_id`](chat_core::Snapshot::next_id). Mailboxes
 //! live here in full: they are bounded by the core's mailbox limit and the core keeps all of them
-//! in memory anyway. Room history does not: only each room's last id is kept.
+//! in memory anyway. Accounts live here in full too, as the index [`Store::account`] reads (a
+//! name and a hash each; the core keeps every account's name in memory as well). Room history
+//! does not: only each room's last id is kept.
+//!
+//! [`Store::account`]: crate::Store::account
 
 use std::collections::{BTreeMap, HashMap};
 
-use chat_core::{DirectMessage, MessageId, Record, RoomName, UserKey};
+use chat_core::{Account, DirectMessage, MessageId, Record, RoomName, UserKey, UserName};
 
 use crate::store::StoreError;
 
-/// Last ids, mailboxes and the id floor, as of the records applied so far.
+/// Last ids, mailboxes, accounts and the id floor, as of the records applied so far.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
     /// The last stored id of every room with history.
     pub(crate) room_last: HashMap<RoomName, MessageId>,
     /// The undelivered DMs of every non-empty mailbox, oldest first.
     pub(crate) mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
+    /// Every account, by the key of its name; the last record for a key wins.
+    pub(crate) accounts: BTreeMap<UserKey, Account>,
     /// The least id the core may hand out, or `None` if no id was ever stored.
     pub(crate) floor: Option<MessageId>,
 }
@@ -29,8 +35,17 @@ impl Ledger {
         self.floor = Some(self.floor.map_or(id, |f| f.max(id)));
     }
 
+    /// Every account's name as stored, for [`Snapshot::accounts`](chat_core::Snapshot::accounts).
+    pub(crate) fn account_names(&self) -> BTreeMap<UserKey, UserName> {
+        self.accounts
+            .iter()
+            .map(|(key, account)| (key.clone(), account.name.clone()))
+            .collect()
+    }
+
     /// Checks that applying `records` in order keeps every room and mailbox in strictly
-    /// increasing id order, without changing anything.
+    /// increasing id order, without changing anything. (Account records are always valid: a
+    /// later one for a stored name replaces it.)
     pub(crate) fn check(&self, records: &[Record]) -> Result<(), StoreError> {
         // The last id of each room and mailbox touched so far by `records`.
         let mut rooms: HashMap<&RoomName, MessageId> = HashMap::new();
@@ -78,7 +93,7 @@ impl Ledger {
                     let left = mailbox_last(&mailboxes, owner).filter(|&last| last > *through);
                     mailboxes.insert(owner.clone(), left);
                 }
-                Record::IdsReserved { .. } => {}
+                Record::IdsReserved { .. } | Record::Account(_) => {}
             }
         }
         Ok(())
@@ -108,6 +123,9 @@ impl Ledger {
                 }
             }
             Record::IdsReserved { until } => self.raise_floor(*until),
+            Record::Account(account) => {
+                self.accounts.insert(account.name.key(), account.clone());
+            }
         }
     }
 }

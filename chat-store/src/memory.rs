@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chat_core::{
-    DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
+    Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
 };
 
 use crate::ledger::Ledger;
@@ -102,7 +102,12 @@ impl Store for MemoryStore {
             next_id: inner.ledger.floor,
             rooms,
             mailboxes: inner.ledger.mailboxes.clone(),
+            accounts: inner.ledger.account_names(),
         })
+    }
+
+    async fn account(&self, name: &UserKey) -> Result<Option<Account>, StoreError> {
+        Ok(self.open()?.ledger.accounts.get(name).cloned())
     }
 
     async fn history(

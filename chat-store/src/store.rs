@@ -6,12 +6,15 @@
 //! at start it builds the core from [`Store::load`]. History pages that reach past what the core
 //! keeps in memory ([`Output::FetchHistory`](chat_core::Output::FetchHistory)) are answered with
 //! [`Store::history`]. When an append fails on I/O, the runtime calls [`Store::recover`] (with
-//! back-off) until the store accepts appends again.
+//! back-off) until the store accepts appends again. The authenticator reads an account's
+//! password hash with [`Store::account`].
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey};
+use chat_core::{
+    Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey,
+};
 
 /// A durable home for what chat-core asks to persist; [`conformance`](crate::conformance) checks
 /// the semantics below.
@@ -35,6 +38,14 @@ use chat_core::{DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapsho
 ///   and otherwise the least id above every stored message and DM, every delivered `through`,
 ///   and at least every reserved `until`. It never goes down: a failed call may leave it raised
 ///   (which only skips ids), never lowered.
+/// - **Accounts**: [`Record::Account`] stores an account under the key of its name
+///   ([`UserName::key`](chat_core::UserName::key)), so `Alice` and `ALICE` are one account. An
+///   account is stored once: a later record for a key already stored **replaces** the stored
+///   account whole, its spelling and its hash (a password set later, say; a record without a
+///   hash removes the stored one). [`Store::account`] reads an account back and
+///   [`Snapshot::accounts`] lists every account's name as last stored. Account records follow
+///   the rules above like every other record: in order, all or nothing per call (an account in
+///   a refused call is not stored), and rolled back with a failed call. They touch no id.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies `records` in order. When it returns `Ok`, they are durable (for a persistent
@@ -66,8 +77,18 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// What the core needs at start: for every room with history, its newest `history` messages
-    /// (oldest first) and whether older ones exist; every non-empty mailbox; and the id counter.
+    /// (oldest first) and whether older ones exist; every non-empty mailbox; every account's
+    /// name; and the id counter.
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError>;
+
+    /// The account stored under `name` (a key, so the lookup is case-insensitive), with its
+    /// name spelled as stored and its password hash, or `None` if `name` is no account. Only
+    /// acknowledged records count: an account in an `append` still in flight, or one that
+    /// failed, is not there.
+    ///
+    /// The authenticator calls it for every password login, so a backend answers it from
+    /// memory (or an index), without reading a file per call.
+    async fn account(&self, name: &UserKey) -> Result<Option<Account>, StoreError>;
 
     /// Up to `limit` messages of `room` with an id below `before` (`None`: from the newest),
     /// oldest first. The page is short only when no more such messages exist. A room without

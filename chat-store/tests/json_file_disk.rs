@@ -1,13 +1,14 @@
-//! JsonFileStore's on-disk behaviour: the layout a person reads, torn tails repaired at open,
-//! damage in the middle reported with file and line, leftovers of interrupted replacements, and
-//! paging through files much larger than one read.
+//! JsonFileStore's on-disk behaviour: the layout a person reads (accounts included, and no file
+//! that says "password"), torn tails repaired at open, damage in the middle reported with file
+//! and line, leftovers of interrupted replacements, and paging through files much larger than
+//! one read.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chat_core::Record;
-use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, id_of, key, message};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 
 async fn open(dir: &Path) -> JsonFileStore {
@@ -295,6 +296,146 @@ async fn leftovers_of_interrupted_replacements_are_removed_and_strangers_left_al
     );
     assert!(dir.join("rooms/General.jsonl").exists());
     store.close().await.unwrap();
+}
+
+/// Every file under `dir`, recursively, with its contents.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(all_files(&path));
+        } else {
+            let contents = fs::read(&path).unwrap();
+            files.push((path, contents));
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn accounts_are_json_lines_and_no_file_says_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[
+            Record::Message(message("general", 1, "hello")),
+            Record::Queued(direct(2, "Bob", "psst")),
+            Record::Account(account("Alice", Some(HASH))),
+            Record::Account(account("token.user", None)),
+            Record::IdsReserved { until: id_of(100) },
+        ])
+        .await
+        .unwrap();
+    // A password set later is appended, and wins.
+    store
+        .append(&[Record::Account(account("TOKEN.user", Some(HASH)))])
+        .await
+        .unwrap();
+    let accounts = fs::read_to_string(dir.join("accounts.jsonl")).unwrap();
+    assert_eq!(
+        accounts,
+        format!(
+            "{{\"name\":\"Alice\",\"hash\":\"{HASH}\"}}\n\
+             {{\"name\":\"token.user\"}}\n\
+             {{\"name\":\"TOKEN.user\",\"hash\":\"{HASH}\"}}\n"
+        )
+    );
+    store.close().await.unwrap();
+
+    // `grep -ri password DIR` finds nothing: no file content, no file name.
+    let files = all_files(dir);
+    assert!(files.len() >= 4, "{files:?}");
+    for (path, contents) in &files {
+        let text = String::from_utf8_lossy(contents).to_lowercase();
+        assert!(!text.contains("password"), "{}: {text}", path.display());
+        let name = path
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase();
+        assert!(!name.contains("password"), "{name}");
+    }
+
+    let store = open(dir).await;
+    assert_eq!(
+        store.account(&key("token.user")).await.unwrap(),
+        Some(account("TOKEN.user", Some(HASH)))
+    );
+    assert_eq!(store.load(1).await.unwrap().accounts.len(), 2);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_account_line_is_dropped_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[Record::Account(account("Alice", Some(HASH)))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let path = dir.join("accounts.jsonl");
+    let good = fs::read(&path).unwrap();
+
+    // Cut short, without a newline.
+    append_bytes(&path, b"{\"name\":\"Mallory\",\"ha");
+    let store = open(dir).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+    assert_eq!(store.account(&key("mallory")).await.unwrap(), None);
+    assert_eq!(
+        store.account(&key("alice")).await.unwrap(),
+        Some(account("Alice", Some(HASH)))
+    );
+    store.close().await.unwrap();
+
+    // Garbage with a newline (a grown size persisted before the data).
+    append_bytes(&path, b"\0\0\0\0\n");
+    let store = open(dir).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+    store
+        .append(&[Record::Account(account("Mallory", None))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let store = open(dir).await;
+    assert_eq!(store.load(1).await.unwrap().accounts.len(), 2);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_account_line_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    for name in ["alice", "bob", "carol"] {
+        store
+            .append(&[Record::Account(account(name, Some(HASH)))])
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+    let path = dir.join("accounts.jsonl");
+    replace_line(&path, 2, "{\"name\":\"not a valid name\"}");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    match &err {
+        StoreError::Corrupt { path: at, line, .. } => assert_eq!((at, *line), (&path, 2)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("accounts.jsonl:2: corrupt record"), "{text}");
+
+    // Two bad lines at the end are not a torn tail either.
+    replace_line(&path, 2, "{\"name\":\"bob\"}");
+    replace_line(&path, 3, "not json");
+    append_bytes(&path, b"{\"torn");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { line: 3, path: p, .. } if *p == path),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

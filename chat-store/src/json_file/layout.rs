@@ -4,9 +4,12 @@
 //! ```text
 //! DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
 //! DIR/mailboxes/<user>.jsonl    one DirectMessage per line, the undelivered DMs of <user>
+//! DIR/accounts.jsonl            one Account per line ({"name":..,"hash":..}), append-only
 //! DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
 //! DIR/write-probe.tmp           briefly, while a recovery checks that the disk takes writes
 //! ```
+//!
+//! `accounts.jsonl` has a fixed name, so no user name ever becomes part of a path through it.
 //!
 //! Room and user names are validated by chat-core (`[a-z0-9_.-]`, never starting with `.`), so
 //! they are file names as they are. The store encodes them anyway, so that no name, however it
@@ -53,6 +56,11 @@ impl Layout {
     pub(crate) fn mailbox(&self, owner: &UserKey) -> PathBuf {
         self.mailboxes
             .join(format!("{}{EXTENSION}", encode(owner.as_str())))
+    }
+
+    /// The accounts file.
+    pub(crate) fn accounts(&self) -> PathBuf {
+        self.dir.join("accounts.jsonl")
     }
 
     /// The id counter file.

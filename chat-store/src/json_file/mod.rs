@@ -3,8 +3,10 @@
 //! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
 //! commit and rollback ([`writer`]), reading a directory at open and recovery ([`scan`]),
 //! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`room_log`]),
-//! mailbox files ([`mailbox_file`]) and the id counter ([`ids_file`]).
+//! mailbox files ([`mailbox_file`]), the accounts file ([`accounts_file`]) and the id counter
+//! ([`ids_file`]).
 
+mod accounts_file;
 mod durable;
 mod ids_file;
 mod layout;
@@ -24,7 +26,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chat_core::{
-    DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
+    Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -41,6 +43,7 @@ use crate::store::{Store, StoreError};
 /// ```text
 /// DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
 /// DIR/mailboxes/<user>.jsonl    the undelivered DMs of <user> (lower-cased), one per line
+/// DIR/accounts.jsonl            one Account per line, append-only: the last line for a name wins
 /// DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
 /// ```
 ///
@@ -49,6 +52,11 @@ use crate::store::{Store, StoreError};
 /// Texts are verbatim UTF-8 (JSON escapes only quotes, backslashes and control characters such as
 /// newline), so `grep -r 'grüß' DIR` finds them. File names are the names themselves, encoded
 /// defensively so that no name can leave the directory.
+///
+/// An account's line is `{"name":"Alice","hash":"$argon2id$v=19$…"}` (no `hash` for an account
+/// made by a token): the name as registered and the password's salted hash, never the password.
+/// A later record for the same name (compared case-insensitively) is appended too and replaces
+/// the earlier one when the file is read, so the file is never rewritten.
 ///
 /// # Durability
 ///
@@ -66,12 +74,13 @@ use crate::store::{Store, StoreError};
 ///
 /// A failed write or fsync fails every append of its batch with [`StoreError::Io`] and leaves no
 /// trace of the batch: the writer knows the length of every file before it, and at once cuts
-/// each file it appended to back to that length (ftruncate and fsync, which needs no free
+/// each file it appended to (room files, mailboxes, the accounts file) back to that length (ftruncate and fsync, which needs no free
 /// space; a file the batch created is removed) and puts each mailbox it began to replace or
 /// remove back to its acknowledged DMs. Readers never saw the batch. From then on appends fail
 /// at once with [`StoreError::Halted`] until [`Store::recover`] succeeds. `recover` rolls every
 /// file back to the acknowledged state again (in case the first rollback failed too), re-reads
-/// the directory as opening does (torn tails, lengths, last ids, mailboxes, the id counter),
+/// the directory as opening does (torn tails, lengths, last ids, mailboxes, accounts, the id
+/// counter),
 /// checks that the disk takes a write and an fsync again (a small probe file, written and
 /// removed), and only then accepts appends; while the disk is still full or unwritable it
 /// fails, and the runtime tries again later. `ids.json` is not rolled back: a failed
@@ -83,11 +92,12 @@ use crate::store::{Store, StoreError};
 ///
 /// [`JsonFileStore::open`] creates the directory if needed, removes leftovers of replacements a
 /// crash interrupted (`*.tmp`, whose originals are still intact), and checks the last line of
-/// every room and mailbox file: a torn or garbage last line, which can only be an append that was
-/// never acknowledged, is logged and truncated away. Files that are not the store's
-/// are logged and left alone. Room files are not read further: start-up costs one read of the
-/// last line per room, whatever the size of the history. Mailboxes (small, bounded by the core)
-/// are read whole. The leftover of a recovery's probe (`write-probe.tmp`) is removed too.
+/// every room, mailbox and accounts file: a torn or garbage last line, which can only be an
+/// append that was never acknowledged, is logged and truncated away. Files that are not the
+/// store's are logged and left alone. Room files are not read further: start-up costs one read
+/// of the last line per room, whatever the size of the history. Mailboxes (small, bounded by
+/// the core) and the accounts file are read whole, so [`Store::account`] answers from memory.
+/// The leftover of a recovery's probe (`write-probe.tmp`) is removed too.
 ///
 /// # Reading
 ///
@@ -113,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) ledger: Ledger,
     /// The committed length of every room file (0 for an empty one).
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The committed length of the accounts file (0 if there is none).
+    pub(crate) accounts_len: u64,
     pub(crate) closed: bool,
     /// Why the writer stopped, until it recovers: appends fail fast with it.
     pub(crate) halted: Option<String>,
@@ -121,7 +133,7 @@ pub(crate) struct Shared {
 /// Appends `value`'s JSON and a newline to `out`.
 pub(crate) fn encode_line(out: &mut Vec<u8>, value: &impl Serialize) {
     serde_json::to_writer(&mut *out, value)
-        .expect("chat-core's messages serialise to JSON without fail");
+        .expect("chat-core's records serialise to JSON without fail");
     out.push(b'\n');
 }
 
@@ -160,6 +172,7 @@ impl JsonFileStore {
         let shared = Arc::new(Mutex::new(Shared {
             ledger: scan.ledger.clone(),
             room_len: scan.room_len.clone(),
+            accounts_len: scan.accounts_len,
             closed: false,
             halted: None,
         }));
@@ -168,6 +181,7 @@ impl JsonFileStore {
             ledger: scan.ledger,
             room_len: scan.room_len,
             mailbox_files: scan.mailbox_files,
+            accounts_len: scan.accounts_len,
             ids_on_disk: scan.ids_on_disk,
             shared: shared.clone(),
             files: HashMap::new(),
@@ -244,7 +258,7 @@ impl Store for JsonFileStore {
     }
 
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {
-        let (rooms, mailboxes, next_id) = {
+        let (rooms, mailboxes, accounts, next_id) = {
             let shared = self.shared()?;
             let rooms: Vec<(RoomName, PathBuf, u64)> = shared
                 .room_len
@@ -252,7 +266,12 @@ impl Store for JsonFileStore {
                 .filter(|&(_, &len)| len > 0)
                 .map(|(room, &len)| (room.clone(), self.layout.room(room), len))
                 .collect();
-            (rooms, shared.ledger.mailboxes.clone(), shared.ledger.floor)
+            (
+                rooms,
+                shared.ledger.mailboxes.clone(),
+                shared.ledger.account_names(),
+                shared.ledger.floor,
+            )
         };
         let rooms = blocking(move || {
             rooms
@@ -274,6 +293,7 @@ impl Store for JsonFileStore {
             next_id,
             rooms,
             mailboxes,
+            accounts,
         })
     }
 
@@ -310,6 +330,11 @@ impl Store for JsonFileStore {
             .get(owner)
             .cloned()
             .unwrap_or_default())
+    }
+
+    /// From memory: the accounts file is read whole at open and kept up to date by the writer.
+    async fn account(&self, name: &UserKey) -> Result<Option<Account>, StoreError> {
+        Ok(self.shared()?.ledger.accounts.get(name).cloned())
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -2,16 +2,16 @@
 //! recovers from a failed write.
 //!
 //! Both read the directory the same way: leftovers of interrupted replacements are removed, the
-//! tail of every room and mailbox file is repaired ([`repair`](super::repair)), each room's
-//! length and last id and every mailbox are read, and the id counter is restored. Recovery
-//! ([`Committed`] given) first puts every file back to the state the writer last committed,
-//! which is what readers were shown and callers were told: a room file is cut back to its
-//! committed length (or removed if the failed batch created it) and a mailbox is restored to its
-//! committed DMs. So after recovery the writer's state is exactly what a restart would read, and
-//! holds no record of a failed batch.
+//! tail of every room, mailbox and accounts file is repaired ([`repair`](super::repair)), each
+//! room's length and last id, every mailbox and every account are read, and the id counter is
+//! restored. Recovery ([`Committed`] given) first puts every file back to the state the writer
+//! last committed, which is what readers were shown and callers were told: a room file and the
+//! accounts file are cut back to their committed length (or removed if the failed batch created
+//! them) and a mailbox is restored to its committed DMs. So after recovery the writer's state is
+//! exactly what a restart would read, and holds no record of a failed batch.
 //!
 //! The cost is that of opening: one read of the last line per room, whatever the size of its
-//! history, and every mailbox (small, bounded by the core) read whole.
+//! history, and every mailbox (small, bounded by the core) and the accounts file read whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chat_core::{MessageId, RoomName, UserKey};
 
 use super::layout::{Entry, Layout, classify};
-use super::{durable, ids_file, mailbox_file, room_log};
+use super::{accounts_file, durable, ids_file, mailbox_file, room_log};
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -32,6 +32,8 @@ pub(crate) struct Scan {
     pub(crate) room_len: HashMap<RoomName, u64>,
     /// The mailboxes that have a file.
     pub(crate) mailbox_files: HashSet<UserKey>,
+    /// The length of the accounts file (0 if there is none).
+    pub(crate) accounts_len: u64,
     /// What `ids.json` says.
     pub(crate) ids_on_disk: Option<MessageId>,
 }
@@ -42,6 +44,8 @@ pub(crate) struct Committed {
     pub(crate) ledger: Ledger,
     /// The committed length of every room file.
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The committed length of the accounts file (0: it has no committed line).
+    pub(crate) accounts_len: u64,
 }
 
 /// Reads the store in `layout` (see the module docs), first rolling every file back to
@@ -71,7 +75,7 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
         };
         if let Some(committed) = committed {
             match committed.room_len.get(&room) {
-                Some(&len) => roll_back_room(&path, len)?,
+                Some(&len) => roll_back_append(&path, len)?,
                 None => {
                     tracing::warn!(
                         path = %path.display(),
@@ -144,19 +148,47 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
         }
     }
 
+    let accounts_path = layout.accounts();
+    if let Some(committed) = committed {
+        match committed.accounts_len {
+            0 if accounts_path.exists() => {
+                tracing::warn!(
+                    path = %accounts_path.display(),
+                    "removing an accounts file a failed write created"
+                );
+                durable::remove(&accounts_path)?;
+            }
+            0 => {}
+            len => roll_back_append(&accounts_path, len)?,
+        }
+    }
+    let accounts = accounts_file::open(&accounts_path)?;
+    ledger.accounts = accounts.accounts;
+
     Ok(Scan {
         ledger,
         room_len,
         mailbox_files,
+        accounts_len: accounts.len,
         ids_on_disk,
     })
 }
 
-/// Cuts a room file back to its committed length `len`, dropping what a failed batch appended.
-fn roll_back_room(path: &Path, len: u64) -> Result<(), StoreError> {
-    let on_disk = fs::metadata(path)
-        .map_err(|e| StoreError::io(path, e))?
-        .len();
+/// Cuts an append-only file (a room's, the accounts) back to its committed length `len`,
+/// dropping what a failed batch appended.
+fn roll_back_append(path: &Path, len: u64) -> Result<(), StoreError> {
+    let on_disk = match fs::metadata(path) {
+        Ok(metadata) => metadata.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::error!(
+                path = %path.display(),
+                committed = len,
+                "a file with acknowledged records is gone"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
     if on_disk > len {
         tracing::warn!(
             path = %path.display(),
@@ -169,7 +201,7 @@ fn roll_back_room(path: &Path, len: u64) -> Result<(), StoreError> {
             path = %path.display(),
             committed = len,
             on_disk,
-            "a room file is shorter than what was acknowledged"
+            "a file is shorter than what was acknowledged"
         );
     }
     Ok(())

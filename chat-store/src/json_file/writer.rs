@@ -8,14 +8,15 @@
 //!
 //! 1. `ids.json` is replaced if a reservation or delivery raised the counter (first, so that a
 //!    crash later in the batch leaves more ids reserved, never fewer);
-//! 2. each touched room and mailbox file gets one `write` of all its new lines, and then one
-//!    fsync (the fsyncs of different files run in parallel, so the file system can merge them
-//!    into one journal commit), plus one fsync of each directory that gained a file;
+//! 2. each touched room and mailbox file, and the accounts file, gets one `write` of all its new
+//!    lines, and then one fsync (the fsyncs of different files run in parallel, so the file
+//!    system can merge them into one journal commit), plus one fsync of each directory that
+//!    gained a file;
 //! 3. each delivered mailbox is removed or replaced atomically ([`mailbox_file`]).
 //!
-//! Only then are the new file lengths and mailboxes published to readers, and every request of
-//! the batch answered. So a burst of concurrent appends costs one fsync per touched file, not one
-//! per append, and nothing is acknowledged before it is on disk.
+//! Only then are the new file lengths, mailboxes and accounts published to readers, and every
+//! request of the batch answered. So a burst of concurrent appends costs one fsync per touched
+//! file, not one per append, and nothing is acknowledged before it is on disk.
 //!
 //! If a write or fsync fails, the batch is undone: while writing, the writer notes the length
 //! of every file before its append ([`Undo`]); on failure it cuts each back (removing the files
@@ -80,6 +81,8 @@ pub(crate) struct Writer {
     pub(crate) room_len: HashMap<RoomName, u64>,
     /// The mailboxes that have a file.
     pub(crate) mailbox_files: HashSet<UserKey>,
+    /// The length of the accounts file (0 if there is none).
+    pub(crate) accounts_len: u64,
     /// What `ids.json` says.
     pub(crate) ids_on_disk: Option<MessageId>,
     pub(crate) shared: Arc<Mutex<Shared>>,
@@ -105,6 +108,10 @@ struct Pending {
     mailbox_appends: BTreeMap<UserKey, Vec<u8>>,
     /// Mailboxes that had a delivery: their file is rewritten from the ledger instead.
     mailbox_rewrites: BTreeSet<UserKey>,
+    /// The lines to append to the accounts file.
+    accounts: Vec<u8>,
+    /// The accounts those lines store or replace.
+    account_keys: BTreeSet<UserKey>,
     /// A reservation or delivery may have raised the id floor.
     ids: bool,
 }
@@ -130,6 +137,10 @@ impl Pending {
                 self.ids = true;
             }
             Record::IdsReserved { .. } => self.ids = true,
+            Record::Account(account) => {
+                encode_line(&mut self.accounts, account);
+                self.account_keys.insert(account.name.key());
+            }
         }
     }
 
@@ -137,6 +148,7 @@ impl Pending {
         self.rooms.is_empty()
             && self.mailbox_appends.is_empty()
             && self.mailbox_rewrites.is_empty()
+            && self.accounts.is_empty()
             && !self.ids
     }
 }
@@ -277,6 +289,7 @@ impl Writer {
             Committed {
                 ledger: shared.ledger.clone(),
                 room_len: shared.room_len.clone(),
+                accounts_len: shared.accounts_len,
             }
         };
         let scan = scan::scan(&self.layout, Some(&committed))?;
@@ -285,11 +298,13 @@ impl Writer {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             shared.ledger = scan.ledger.clone();
             shared.room_len = scan.room_len.clone();
+            shared.accounts_len = scan.accounts_len;
             shared.halted = None;
         }
         self.ledger = scan.ledger;
         self.room_len = scan.room_len;
         self.mailbox_files = scan.mailbox_files;
+        self.accounts_len = scan.accounts_len;
         self.ids_on_disk = scan.ids_on_disk;
         self.halted = None;
         tracing::info!("the store accepts appends again");
@@ -323,6 +338,15 @@ impl Writer {
             self.append(&path, lines, undo)?;
             touched.push(path);
         }
+        if !pending.accounts.is_empty() {
+            let path = self.layout.accounts();
+            if self.accounts_len == 0 {
+                // The file may be new.
+                new_dirs.insert(self.layout.dir.clone());
+            }
+            self.append(&path, &pending.accounts, undo)?;
+            touched.push(path);
+        }
         self.sync(&touched)?;
         for dir in &new_dirs {
             durable::sync_dir(dir)?;
@@ -330,6 +354,7 @@ impl Writer {
         for (room, lines) in &pending.rooms {
             *self.room_len.entry(room.clone()).or_default() += lines.len() as u64;
         }
+        self.accounts_len += pending.accounts.len() as u64;
         for owner in &pending.mailbox_rewrites {
             let path = self.layout.mailbox(owner);
             // The handle would keep appending to the replaced file.
@@ -417,6 +442,12 @@ impl Writer {
                 None => shared.ledger.mailboxes.remove(owner),
             };
         }
+        for key in &pending.account_keys {
+            if let Some(account) = self.ledger.accounts.get(key) {
+                shared.ledger.accounts.insert(key.clone(), account.clone());
+            }
+        }
+        shared.accounts_len = self.accounts_len;
         shared.ledger.floor = self.ledger.floor;
     }
 }
