@@ -483,7 +483,11 @@ fn notice(action: Action) -> Option<Notice> {
         Action::Info(text) => Some(Notice::Info(text)),
         Action::Problem { text, .. } => Some(Notice::Problem(text)),
         // The session logs in with the name it was given: it never asks for one.
-        Action::Prompt | Action::Send(_) | Action::SendQuietly(_) | Action::Quit => None,
+        Action::Prompt
+        | Action::PasswordPrompt
+        | Action::Send(_)
+        | Action::SendQuietly(_)
+        | Action::Quit => None,
     }
 }
 

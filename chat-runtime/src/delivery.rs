@@ -416,6 +416,8 @@ impl DeliveryTask {
             }
             // Taken out and stored before delivery.
             Output::Persist(_) => {}
+            // The core task hands these to the authenticator; they never reach this task.
+            Output::Authenticate { .. } | Output::HashPassword { .. } => {}
         }
     }
 

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::Handle;
+use chat_runtime::{ClientInfo, Handle};
 use tokio::net::TcpListener;
 
 use crate::session;
@@ -42,7 +42,7 @@ pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> 
             // Without it, small lines wait for delayed ACKs (40 ms on Linux).
             let _ = stream.set_nodelay(true);
             tracing::debug!(%peer, "line client connected");
-            session::run(stream, &handle, config).await;
+            session::run(stream, &handle, config, ClientInfo::from_addr(peer)).await;
         }
     })
     .await

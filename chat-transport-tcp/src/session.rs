@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
 use chat_protocol::line::{Action, BYE, Line, LineSession, render};
 use chat_runtime::{
-    Admission, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer, RuntimeStopped,
+    Admission, ClientInfo, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer, RuntimeStopped,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -27,15 +27,16 @@ use crate::server::TcpConfig;
 const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
 /// Runs a line client on `stream` until it leaves: attaches it to the runtime behind `handle`
-/// (a full server gets a `! ` line and the close), asks for its name, and chats.
-pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>)
+/// (a full server gets a `! ` line and the close), asks for its name, and chats. `client` is
+/// what the listener knows of it (its address, which the login throttle counts failures by).
+pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>, client: ClientInfo)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
     // The transient steps before the loop are boxed, so that an idle connection's task holds
     // only the loop's state.
-    let connection = match Box::pin(handle.connect(LineFormat)).await {
+    let connection = match Box::pin(handle.connect_from(LineFormat, client)).await {
         Ok(connection) => connection,
         Err(error) => {
             let line = format!("! {error}\n");
@@ -137,8 +138,11 @@ where
                 flow = Flow::End(Ending::Quit);
                 break;
             }
-            out.extend_from_slice(&outbound.bytes);
-            if let Some(event) = outbound.event.as_deref() {
+            let event = outbound.event.as_deref();
+            if event.is_none_or(|event| self.session.shows(event)) {
+                out.extend_from_slice(&outbound.bytes);
+            }
+            if let Some(event) = event {
                 let actions = self.session.on_event(event);
                 if self
                     .carry_out(actions, connection, &mut shown)
@@ -213,7 +217,9 @@ where
                     self.send(connection, Command::Ping).await?;
                     self.quitting = true;
                 }
-                Action::Info(_) | Action::Prompt => shown.extend(action.render()),
+                Action::Info(_) | Action::Prompt | Action::PasswordPrompt => {
+                    shown.extend(action.render())
+                }
             }
         }
         Ok(())

@@ -25,15 +25,17 @@
 //! The upgrade is answered by the same code as the bundled listener's (`handshake.rs`), so a
 //! full server answers 503, and every connection is paced, pinged and closed the same way.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use chat_runtime::Handle;
 
+use crate::handshake::PeerAddr;
 use crate::server::WsConfig;
 
 #[derive(Clone)]
@@ -57,7 +59,15 @@ pub fn router(handle: Handle, config: WsConfig) -> Router {
         .with_state(chat)
 }
 
-async fn endpoint(State(chat): State<Chat>, request: Request) -> Response {
+async fn endpoint(State(chat): State<Chat>, mut request: Request) -> Response {
+    // The client's address, when the app serves with `into_make_service_with_connect_info`.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| PeerAddr(info.0));
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(peer);
+    }
     crate::handshake::upgrade(request, &chat.handle, chat.config)
         .await
         .map(Body::new)

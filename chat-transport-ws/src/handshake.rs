@@ -6,10 +6,11 @@
 //! connection to the runtime (or answers 503 when the server is full), and once the HTTP
 //! library hands over the upgraded stream, runs the chat on it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chat_runtime::{ConnectError, Handle};
+use chat_runtime::{ClientInfo, ConnectError, Handle};
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,6 +18,11 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::server::WsConfig;
+
+/// The client's address, as the listener that accepted it knows it: a request extension, so
+/// the handshake can tell the runtime who is connecting (the login throttle counts by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// An HTTP answer with a small, complete body.
 pub(crate) type Answer = Response<Full<Bytes>>;
@@ -83,7 +89,11 @@ pub async fn upgrade<B>(mut request: Request<B>, handle: &Handle, config: Arc<Ws
         return text(StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let connection = match crate::session::connect(handle).await {
+    let client = ClientInfo {
+        addr: request.extensions().get::<PeerAddr>().map(|peer| peer.0),
+        headers: headers.clone(),
+    };
+    let connection = match crate::session::connect_from(handle, client).await {
         Ok(connection) => connection,
         Err(ConnectError::TooManyConnections) => {
             return text(

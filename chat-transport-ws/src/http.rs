@@ -16,11 +16,12 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::handshake::{Answer, is_upgrade, text, upgrade};
+use crate::handshake::{Answer, PeerAddr, is_upgrade, text, upgrade};
 use crate::page;
 use crate::server::WsConfig;
 
@@ -36,7 +37,8 @@ pub(crate) async fn serve_socket(
     let _ = stream.set_nodelay(true);
     let closing = handle.closing();
     let head_timeout = config.handshake_timeout;
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(PeerAddr(peer));
         let (handle, config) = (handle.clone(), config.clone());
         async move { Ok::<_, Infallible>(respond(request, &handle, config).await) }
     });

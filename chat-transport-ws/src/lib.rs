@@ -32,6 +32,6 @@ mod server;
 mod session;
 
 pub use frame::JsonFormat;
-pub use handshake::upgrade;
+pub use handshake::{PeerAddr, upgrade};
 pub use server::{WsConfig, serve};
-pub use session::{connect, run};
+pub use session::{connect, connect_from, run};

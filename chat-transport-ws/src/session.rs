@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
 use chat_protocol::json::decode;
 use chat_runtime::{
-    Admission, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
+    Admission, ClientInfo, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -31,6 +31,13 @@ const CLOSE_REPLY: Duration = Duration::from_secs(2);
 /// completes: a full server answers the upgrade with HTTP 503 instead.
 pub async fn connect(handle: &Handle) -> Result<Connection, ConnectError> {
     handle.connect(JsonFormat).await
+}
+
+/// [`connect`] for a client whose address and handshake headers the caller knows: an
+/// authenticator may judge its logins by them, and the login throttle counts failures by its
+/// address.
+pub async fn connect_from(handle: &Handle, client: ClientInfo) -> Result<Connection, ConnectError> {
+    handle.connect_from(JsonFormat, client).await
 }
 
 /// Runs the chat on `stream`, a byte stream whose WebSocket handshake is done, until the
