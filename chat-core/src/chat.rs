@@ -514,7 +514,7 @@ impl Chat {
             // The connection left (or was never checked): nothing to answer.
             return;
         };
-        if !self.connections.get(&conn).is_some_and(|c| !c.closing) {
+        if self.connections.get(&conn).is_none_or(|c| c.closing) {
             return;
         }
         if let Err(error) = answer(self, checking.reference.clone()) {

@@ -177,7 +177,7 @@ impl Store for FailingStore {
 mod tests {
     use super::*;
     use crate::MemoryStore;
-    use crate::conformance::{direct, id_of, key, message};
+    use crate::conformance::{account, direct, id_of, key, message};
 
     fn failing() -> (FailingStore, FailureSwitch) {
         let store = FailingStore::new(Arc::new(MemoryStore::new()));
@@ -197,6 +197,7 @@ mod tests {
             .append(&[
                 Record::Message(message("general", 1, "hi")),
                 Record::Queued(direct(2, "bob", "psst")),
+                Record::Account(account("Bob", None)),
             ])
             .await
             .unwrap();
@@ -212,6 +213,10 @@ mod tests {
             1
         );
         assert_eq!(store.mailbox(&key("bob")).await.unwrap().len(), 1);
+        assert_eq!(
+            store.account(&key("bob")).await.unwrap(),
+            Some(account("Bob", None))
+        );
         assert_eq!(
             store.load(5).await.unwrap(),
             store.inner().load(5).await.unwrap()

@@ -5,7 +5,9 @@
 //! the events that followed them only once it returns; at start it builds the core from
 //! [`Store::load`]; and it answers history pages the core cannot serve from memory with
 //! [`Store::history`]. When an append fails on I/O, nothing of it is stored, and the runtime
-//! calls [`Store::recover`] with back-off until the store accepts appends again.
+//! calls [`Store::recover`] with back-off until the store accepts appends again. Accounts are
+//! records like the others ([`Record::Account`](chat_core::Record::Account)); the authenticator
+//! reads one, with its password hash, through [`Store::account`].
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! A crash test: a child process appends with several concurrent writers and reports every
 //! acknowledged record on stdout; the parent kills it (SIGKILL) mid-stream, reopens the store and
-//! checks that everything acknowledged is there, that a delivery was all or nothing, and that
-//! ids continue above everything acknowledged.
+//! checks that everything acknowledged is there (accounts included), that a delivery was all or
+//! nothing, and that ids continue above everything acknowledged.
 //!
 //! The child is this test binary itself, re-invoked with `--exact crash_child` and an environment
 //! variable naming the store directory. Synchronisation is by reading the child's output; there
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use chat_core::{MessageId, Record};
-use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, id_of, key, message};
 use chat_store::{JsonFileStore, Store};
 use tokio::sync::Mutex;
 
@@ -98,6 +98,9 @@ fn crash_child() {
                 };
                 store.append(&[record]).await.expect("delivering");
                 println!("{MARK}delivered {through}");
+                let record = Record::Account(account(&format!("User{round}"), Some(HASH)));
+                store.append(&[record]).await.expect("storing an account");
+                println!("{MARK}account {round}");
             }
         }));
         for task in tasks {
@@ -114,6 +117,7 @@ struct Reports {
     delivered: u64,
     delivering: u64,
     reserved: u64,
+    accounts: BTreeSet<u64>,
     count: usize,
 }
 
@@ -137,6 +141,9 @@ impl Reports {
             ["delivering", id] => self.delivering = self.delivering.max(number(id)),
             ["delivered", id] => self.delivered = self.delivered.max(number(id)),
             ["reserved", until] => self.reserved = self.reserved.max(number(until)),
+            ["account", round] => {
+                self.accounts.insert(number(round));
+            }
             other => panic!("unexpected report {other:?}"),
         }
         self.count += 1;
@@ -196,6 +203,10 @@ fn a_killed_writer_loses_nothing_it_acknowledged() {
         reports.delivered > 0,
         "deliveries were exercised: {reports:?}"
     );
+    assert!(
+        !reports.accounts.is_empty(),
+        "accounts were exercised: {reports:?}"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -244,6 +255,26 @@ fn a_killed_writer_loses_nothing_it_acknowledged() {
         assert!(
             in_doubt.iter().all(|&b| b) || in_doubt.iter().all(|&b| !b),
             "a delivery was applied in part: {in_doubt:?}"
+        );
+
+        // Every acknowledged account is there, spelled and hashed as stored; at most the one in
+        // flight is there unreported.
+        for round in &reports.accounts {
+            let name = format!("User{round}");
+            assert_eq!(
+                store.account(&key(&name)).await.unwrap(),
+                Some(account(&name, Some(HASH))),
+                "account {name} was lost"
+            );
+        }
+        let stored: Vec<&str> = snapshot.accounts.values().map(|n| n.as_str()).collect();
+        let next_round = reports.accounts.last().map_or(0, |last| last + 1);
+        assert!(
+            stored.len() == reports.accounts.len()
+                || (stored.len() == reports.accounts.len() + 1
+                    && stored.contains(&format!("User{next_round}").as_str())),
+            "accounts {stored:?}, acknowledged {:?}",
+            reports.accounts
         );
 
         let next_id = snapshot.next_id.expect("ids were stored").get();

@@ -2,8 +2,8 @@
 //! [`MemoryStore`] (the reference) and [`JsonFileStore`] (in a fresh directory per case, and
 //! reopened at random points).
 
-use chat_core::{DirectMessage, Record, RoomMessage, RoomName, Snapshot, UserKey};
-use chat_store::conformance::{direct, id_of, key, message};
+use chat_core::{Account, DirectMessage, Record, RoomMessage, RoomName, Snapshot, UserKey};
+use chat_store::conformance::{account, direct, id_of, key, message};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 use proptest::prelude::*;
 
@@ -21,6 +21,13 @@ enum Rec {
     Deliver { owner: usize, back: u64 },
     /// A reservation `ahead` ids past the next one.
     Reserve { ahead: u64 },
+    /// An account for a user (`shout`: spelled in upper case), with hash number `hash` if any;
+    /// a second one for the same user replaces the first.
+    Register {
+        user: usize,
+        shout: bool,
+        hash: Option<u8>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +47,9 @@ enum Op {
     Take {
         owner: usize,
     },
+    Account {
+        user: usize,
+    },
     /// Close and reopen the file store (the memory store carries on).
     Reopen,
 }
@@ -51,6 +61,8 @@ fn rec() -> impl Strategy<Value = Rec> {
         3 => (0..USERS.len(), any::<bool>()).prop_map(|(to, shout)| Rec::Queue { to, shout }),
         1 => (0..USERS.len(), 0..6u64).prop_map(|(owner, back)| Rec::Deliver { owner, back }),
         1 => (0..40u64).prop_map(|ahead| Rec::Reserve { ahead }),
+        1 => (0..USERS.len(), any::<bool>(), prop::option::of(0..3u8))
+            .prop_map(|(user, shout, hash)| Rec::Register { user, shout, hash }),
     ]
 }
 
@@ -62,6 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..6usize).prop_map(|history| Op::Load { history }),
         1 => (0..USERS.len()).prop_map(|owner| Op::Mailbox { owner }),
         1 => (0..USERS.len()).prop_map(|owner| Op::Take { owner }),
+        1 => (0..USERS.len()).prop_map(|user| Op::Account { user }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -73,6 +86,7 @@ enum Seen {
     Page(Result<Vec<RoomMessage>, String>),
     Snapshot(Result<Snapshot, String>),
     Mailbox(Result<Vec<DirectMessage>, String>),
+    Account(Result<Option<Account>, String>),
 }
 
 fn text(e: StoreError) -> String {
@@ -103,6 +117,7 @@ async fn observe<S: Store>(store: &S, op: &Op, records: &[Record]) -> Seen {
         Op::Load { history } => Seen::Snapshot(store.load(*history).await.map_err(text)),
         Op::Mailbox { owner } => Seen::Mailbox(store.mailbox(&user(*owner)).await.map_err(text)),
         Op::Take { owner } => Seen::Mailbox(store.take_mailbox(&user(*owner)).await.map_err(text)),
+        Op::Account { user: u } => Seen::Account(store.account(&user(*u)).await.map_err(text)),
         Op::Reopen => Seen::Appended(Ok(())),
     }
 }
@@ -112,6 +127,13 @@ fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
     fn take(next: &mut u64) -> chat_core::MessageId {
         *next += 1;
         id_of(*next - 1)
+    }
+    fn spelled(i: usize, shout: bool) -> String {
+        if shout {
+            USERS[i].to_ascii_uppercase()
+        } else {
+            USERS[i].to_owned()
+        }
     }
     recs.iter()
         .map(|rec| match *rec {
@@ -123,12 +145,7 @@ fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
                 Record::Message(message(ROOMS[room], id.get(), "hi there"))
             }
             Rec::Queue { to, shout } => {
-                let name = if shout {
-                    USERS[to].to_ascii_uppercase()
-                } else {
-                    USERS[to].to_owned()
-                };
-                Record::Queued(direct(take(next).get(), &name, "psst"))
+                Record::Queued(direct(take(next).get(), &spelled(to, shout), "psst"))
             }
             Rec::Deliver { owner, back } => Record::Delivered {
                 owner: user(owner),
@@ -137,6 +154,10 @@ fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
             Rec::Reserve { ahead } => Record::IdsReserved {
                 until: id_of(*next + ahead),
             },
+            Rec::Register { user, shout, hash } => {
+                let hash = hash.map(|n| format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${n}"));
+                Record::Account(account(&spelled(user, shout), hash.as_deref()))
+            }
         })
         .collect()
 }

@@ -1,6 +1,6 @@
-//! A failed append followed by `recover` leaves exactly the acknowledged records: through a
-//! [`FailingStore`] over both backends, through a JSON store whose mailbox replacement fails in
-//! the middle of a batch, and for real, on a full file system.
+//! A failed append followed by `recover` leaves exactly the acknowledged records, accounts
+//! included: through a [`FailingStore`] over both backends, through a JSON store whose mailbox
+//! replacement fails in the middle of a batch, and for real, on a full file system.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use chat_core::{Record, RoomMessage, RoomName, Snapshot};
-use chat_store::conformance::{direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, id_of, key, message};
 use chat_store::{FailingStore, JsonFileStore, MemoryStore, Store, StoreError};
 
 fn room(name: &str) -> RoomName {
@@ -32,6 +32,7 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
         .append(&[
             Record::Message(message("general", 1, "one")),
             Record::Queued(direct(2, "bob", "psst")),
+            Record::Account(account("Bob", None)),
         ])
         .await
         .unwrap();
@@ -47,6 +48,8 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
                     owner: key("bob"),
                     through: id_of(2),
                 },
+                Record::Account(account("carol", Some(HASH))),
+                Record::Account(account("bob", Some(HASH))),
             ])
             .await;
         assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
@@ -61,6 +64,12 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
     store.recover().await.unwrap();
     assert_eq!(store.load(100).await.unwrap(), acknowledged);
     assert_eq!(store.rooms().await.unwrap(), vec![room("general")]);
+    assert_eq!(store.account(&key("carol")).await.unwrap(), None);
+    assert_eq!(
+        store.account(&key("bob")).await.unwrap(),
+        Some(account("Bob", None)),
+        "the failed replacement is not stored"
+    );
     // The failed call's ids were never stored, so they can be used now.
     store
         .append(&[Record::Message(message("general", 3, "three"))])
@@ -119,6 +128,7 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     let general = dir.join("rooms/general.jsonl");
     let bob = dir.join("mailboxes/bob.jsonl");
     let carol = dir.join("mailboxes/carol.jsonl");
+    let accounts = dir.join("accounts.jsonl");
     let files_before: Vec<Vec<u8>> = [&general, &bob, &carol]
         .iter()
         .map(|p| fs::read(p).unwrap())
@@ -132,6 +142,7 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
         Record::Message(message("general", 5, "rolled back")),
         Record::Message(message("fresh", 6, "rolled back")),
         Record::Queued(direct(7, "carol", "rolled back")),
+        Record::Account(account("Dave", Some(HASH))),
         Record::Delivered {
             owner: key("bob"),
             through: id_of(2),
@@ -148,6 +159,11 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
         .collect();
     assert!(files_after == files_before, "the batch left no trace");
     assert!(!dir.join("rooms/fresh.jsonl").exists());
+    assert!(
+        !accounts.exists(),
+        "the accounts file the batch created is removed"
+    );
+    assert_eq!(store.account(&key("dave")).await.unwrap(), None);
     assert_eq!(store.load(100).await.unwrap(), acknowledged);
 
     // Until a recovery, appends are refused without trying.
@@ -163,20 +179,34 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
         Err(StoreError::Halted { .. })
     ));
 
-    // The disk takes writes, so recovery succeeds; the blocked replacement fails again.
+    // The disk takes writes, so recovery succeeds; the blocked replacement fails again, and
+    // this time the accounts file it appended to is cut back to its acknowledged line.
     store.recover().await.unwrap();
+    store
+        .append(&[Record::Account(account("Erin", None))])
+        .await
+        .unwrap();
+    let acknowledged = store.load(100).await.unwrap();
+    let accounts_before = fs::read(&accounts).unwrap();
     assert!(matches!(
         store.append(&batch).await,
         Err(StoreError::Io { .. })
     ));
+    assert_eq!(fs::read(&accounts).unwrap(), accounts_before);
+    assert_eq!(store.account(&key("dave")).await.unwrap(), None);
     fs::remove_dir(&blocker).unwrap();
     store.recover().await.unwrap();
     store.recover().await.unwrap();
     assert_eq!(store.load(100).await.unwrap(), acknowledged);
+    assert_eq!(fs::read(&accounts).unwrap(), accounts_before);
     store.append(&batch).await.unwrap();
     let at_end = store.load(100).await.unwrap();
     assert_eq!(history_ids(&store, "general").await, vec![1, 5]);
     assert_eq!(history_ids(&store, "fresh").await, vec![6]);
+    assert_eq!(
+        store.account(&key("dave")).await.unwrap(),
+        Some(account("Dave", Some(HASH)))
+    );
     store.close().await.unwrap();
 
     let reopened = JsonFileStore::open(dir).await.unwrap();
@@ -263,13 +293,17 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     let filler = mount_point.join("filler");
     fs::write(&filler, vec![0u8; 64 * 1024]).unwrap();
 
-    // Fill the disk with appends of about 2 KiB each.
+    // Fill the disk with appends of about 2 KiB each, each with an account.
     let text = "x".repeat(2000);
+    let user = |id: u64| format!("user{id}");
     let mut acknowledged = Vec::new();
     let mut failed_id = None;
     for id in 2..1000 {
         match store
-            .append(&[Record::Message(message("general", id, &text))])
+            .append(&[
+                Record::Message(message("general", id, &text)),
+                Record::Account(account(&user(id), Some(HASH))),
+            ])
             .await
         {
             Ok(()) => acknowledged.push(id),
@@ -295,6 +329,21 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     let room_file = fs::read_to_string(dir.join("rooms/general.jsonl")).unwrap();
     assert_eq!(room_file.lines().count(), acknowledged.len());
     assert!(room_file.ends_with('\n'), "no torn line left behind");
+    let acknowledged_users: Vec<String> = acknowledged.iter().map(|&id| user(id)).collect();
+    let stored_users = |snapshot: &Snapshot| -> Vec<String> {
+        let mut users: Vec<String> = snapshot
+            .accounts
+            .values()
+            .map(|name| name.to_string())
+            .collect();
+        users.sort_by_key(|name| name[4..].parse::<u64>().unwrap());
+        users
+    };
+    assert_eq!(stored_users(&snapshot), acknowledged_users);
+    assert_eq!(store.account(&key(&user(failed_id))).await.unwrap(), None);
+    let accounts_file = fs::read_to_string(dir.join("accounts.jsonl")).unwrap();
+    assert_eq!(accounts_file.lines().count(), acknowledged.len());
+    assert!(accounts_file.ends_with('\n'), "no torn line left behind");
 
     // Refused at once while halted; recovery fails while the disk is full.
     let refused = store
@@ -335,6 +384,11 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     let snapshot = reopened.load(1).await.unwrap();
     assert_eq!(snapshot.next_id, Some(id_of(failed_id + 1)));
     assert_eq!(snapshot.mailboxes[&key("bob")].len(), 1);
+    assert_eq!(stored_users(&snapshot), acknowledged_users);
+    assert_eq!(
+        reopened.account(&key(&user(2))).await.unwrap(),
+        Some(account(&user(2), Some(HASH)))
+    );
     reopened
         .append(&[Record::Message(message("general", failed_id + 1, "more"))])
         .await
