@@ -122,9 +122,10 @@ mod tests {
     #[test]
     fn cookies_are_found_by_name_across_headers() {
         let mut client = ClientInfo::default();
-        client
-            .headers
-            .append(COOKIE, HeaderValue::from_static("theme=dark; session=abc123"));
+        client.headers.append(
+            COOKIE,
+            HeaderValue::from_static("theme=dark; session=abc123"),
+        );
         client
             .headers
             .append(COOKIE, HeaderValue::from_static("other=\"quoted\""));

@@ -122,10 +122,7 @@ impl Checks {
             Some(_) => None,
             None => attempt.name.as_ref().map(|n| n.key()),
         };
-        if attempt.has_credentials()
-            && self
-                .throttle
-                .is_locked(name.as_ref(), addr, Instant::now())
+        if attempt.has_credentials() && self.throttle.is_locked(name.as_ref(), addr, Instant::now())
         {
             Metrics::add(&self.metrics.logins_throttled, 1);
             self.immediate.push_back(Checked::Login {

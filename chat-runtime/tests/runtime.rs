@@ -1,5 +1,7 @@
 //! The runtime with in-process connections: what transports rely on.
 
+mod tokens;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -505,7 +507,8 @@ async fn start_failing(history: usize) -> (Runtime, chat_store::FailureSwitch) {
         history,
         ..Config::default()
     };
-    let runtime = Runtime::start(config, Arc::new(store), RuntimeConfig::default())
+    let tokens = Arc::new(tokens::Tokens::default());
+    let runtime = Runtime::start_with(config, Arc::new(store), RuntimeConfig::default(), tokens)
         .await
         .unwrap();
     (runtime, switch)
@@ -519,6 +522,15 @@ async fn nothing_unstored_is_delivered_and_the_runtime_serves_again_once_the_sto
     let mut alice = login(&handle, "alice").await;
     let mut bob = login(&handle, "bob").await;
     expect(&mut alice, "presence").await;
+
+    // Carol's first login makes her name an account, so DMs to her are kept while she is away.
+    let mut carol = handle.connect(json()).await.unwrap();
+    carol
+        .send(tokens::token_login("carol"), None)
+        .await
+        .unwrap();
+    expect(&mut carol, "joined").await;
+    drop(carol);
 
     switch.fail_appends(true);
     alice
@@ -554,7 +566,10 @@ async fn nothing_unstored_is_delivered_and_the_runtime_serves_again_once_the_sto
 
     // A joiner's history and carol's login hold only what was stored.
     let mut carol = handle.connect(json()).await.unwrap();
-    carol.send(Command::login("carol"), None).await.unwrap();
+    carol
+        .send(tokens::token_login("carol"), None)
+        .await
+        .unwrap();
     let joined = expect(&mut carol, "joined").await;
     let texts: Vec<&str> = joined["history"]
         .as_array()
@@ -788,6 +803,10 @@ async fn a_refused_message_reaches_nobody_even_through_what_the_core_built_befor
 async fn queued_dms_whose_delivery_cannot_be_recorded_stay_queued_and_come_once() {
     let (runtime, switch) = start_failing(1000).await;
     let handle = runtime.handle();
+    let mut dave = handle.connect(json()).await.unwrap();
+    dave.send(tokens::token_login("dave"), None).await.unwrap();
+    expect(&mut dave, "joined").await;
+    drop(dave);
     let mut alice = login(&handle, "alice").await;
     let dm = Command::Dm {
         to: "dave".into(),
@@ -799,7 +818,7 @@ async fn queued_dms_whose_delivery_cannot_be_recorded_stay_queued_and_come_once(
     // Dave logs in while the store fails: the delivery cannot be recorded, so no DM comes.
     switch.fail_appends(true);
     let mut dave = handle.connect(json()).await.unwrap();
-    let login = Command::login("dave");
+    let login = tokens::token_login("dave");
     dave.send(login.clone(), None).await.unwrap();
     expect(&mut dave, "joined").await;
     dave.send(Command::Ping, None).await.unwrap();

@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
 use chat_protocol::line::{Action, BYE, Line, LineSession, render};
 use chat_runtime::{
-    Admission, ClientInfo, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer, RuntimeStopped,
+    Admission, ClientInfo, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
+    RuntimeStopped,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};

@@ -12,7 +12,8 @@ use bytes::{Bytes, BytesMut};
 use chat_core::{ChatError, Event};
 use chat_protocol::json::decode;
 use chat_runtime::{
-    Admission, ClientInfo, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
+    Admission, ClientInfo, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound,
+    Pacing, Peer,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};

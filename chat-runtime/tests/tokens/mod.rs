@@ -1,0 +1,81 @@
+//! A test authenticator: the token `token:NAME` proves NAME, the password `pw:NAME` too; it
+//! counts its calls, sees each client's address, and can be held until a test lets it answer.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chat_core::{AuthError, Command, Identity, LoginAttempt, Secret, UserName};
+use chat_runtime::{Authenticator, ClientInfo};
+use tokio::sync::Semaphore;
+
+#[derive(Default)]
+pub struct Tokens {
+    pub calls: AtomicUsize,
+    /// When set, each check waits for a permit: a test releases them one by one.
+    pub gate: Option<Semaphore>,
+    /// The address of each client checked, in order.
+    pub seen: Mutex<Vec<Option<SocketAddr>>>,
+}
+
+impl Tokens {
+    pub fn gated() -> Self {
+        Tokens {
+            gate: Some(Semaphore::new(0)),
+            ..Tokens::default()
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Authenticator for Tokens {
+    async fn authenticate(
+        &self,
+        attempt: &LoginAttempt,
+        client: &ClientInfo,
+    ) -> Result<Identity, AuthError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(client.addr);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        let claimed = match (&attempt.token, &attempt.password, &attempt.name) {
+            (Some(token), _, _) => token.expose().strip_prefix("token:"),
+            (None, Some(password), Some(name)) => password
+                .expose()
+                .strip_prefix("pw:")
+                .filter(|claimed| claimed.eq_ignore_ascii_case(name.as_str())),
+            (None, None, Some(name)) => return Ok(Identity::Guest(name.clone())),
+            _ => None,
+        };
+        let name = claimed.ok_or(AuthError::Failed)?;
+        UserName::parse(name)
+            .map(Identity::Account)
+            .map_err(|_| AuthError::Failed)
+    }
+}
+
+/// A login with the token of `name`.
+pub fn token_login(name: &str) -> Command {
+    Command::Login {
+        name: None,
+        password: None,
+        token: Some(Secret::new(format!("token:{name}"))),
+    }
+}
+
+/// A login as `name` with `password`.
+pub fn password_login(name: &str, password: &str) -> Command {
+    Command::Login {
+        name: Some(name.into()),
+        password: Some(Secret::new(password)),
+        token: None,
+    }
+}
