@@ -1,5 +1,9 @@
 //! The line transport over loopback, with raw `TcpStream` clients doing what `nc` does.
 
+// The runtime's test authenticator: the password `pw:NAME` and the token `token:NAME` prove NAME.
+#[path = "../../chat-runtime/tests/tokens/mod.rs"]
+mod tokens;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +37,11 @@ impl Server {
     }
 
     async fn with(chat: Config, limits: RuntimeConfig, tcp: TcpConfig) -> Server {
-        let runtime = Runtime::start(chat, Arc::new(MemoryStore::new()), limits)
+        let tokens = Arc::new(tokens::Tokens {
+            registers: true,
+            ..tokens::Tokens::default()
+        });
+        let runtime = Runtime::start_with(chat, Arc::new(MemoryStore::new()), limits, tokens)
             .await
             .unwrap();
         let line_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,6 +288,18 @@ async fn dms_online_and_offline() {
         "the next line is said"
     );
     bob.send("/msg carol see you\tlater").await;
+    assert_eq!(
+        bob.line().await,
+        "! carol is not online and has no account; the message was not kept"
+    );
+    // Carol's token makes her name an account: from then on DMs wait for her.
+    let mut carol = server.nc().await;
+    carol.send("/token token:Carol").await;
+    assert!(carol.line().await.starts_with("* Welcome, Carol!"));
+    bob.until("* Carol joined").await;
+    carol.send("/quit").await;
+    bob.until("* Carol left").await;
+    bob.send("/msg carol see you\tlater").await;
     assert_eq!(bob.line().await, "* carol is offline; message queued");
     bob.send("/dm alice").await;
     assert_eq!(bob.line().await, "! usage: /dm USER TEXT");
@@ -290,11 +310,36 @@ async fn dms_online_and_offline() {
     );
 
     let mut carol = server.nc().await;
-    carol.send("Carol").await;
-    assert!(carol.line().await.starts_with("* Welcome, Carol!"));
+    carol.send("carol").await;
+    assert_eq!(carol.line().await, "Password:", "an account's name needs its password");
+    carol.send("pw:carol").await;
+    assert!(carol.line().await.starts_with("* Welcome, Carol!"), "as registered");
     // After the welcome: the room's recent history, then the queued DMs.
     assert_eq!(unstamped(&carol.line().await), "#general <alice> second");
     assert_eq!(unstamped(&carol.line().await), "[dm] <bob> see you\tlater");
+}
+
+#[tokio::test]
+async fn a_registered_name_asks_for_its_password_and_a_wrong_one_asks_for_the_name_again() {
+    let server = Server::start().await;
+    let mut dave = server.login("dave").await;
+    dave.send("/register correct horse").await;
+    assert_eq!(dave.until("* dave is").await, "* dave is now registered");
+    dave.send("/quit").await;
+
+    let mut again = server.nc().await;
+    again.send("Dave").await;
+    assert_eq!(again.line().await, "Password:");
+    again.send("wrong horse").await;
+    assert_eq!(
+        again.line().await,
+        "! login failed: wrong name, password or token"
+    );
+    assert_eq!(again.line().await, "Enter your name:");
+    again.send("dave").await;
+    assert_eq!(again.line().await, "Password:");
+    again.send("pw:dave").await;
+    assert!(again.line().await.starts_with("* Welcome, dave!"));
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! A test authenticator: the token `token:NAME` proves NAME, the password `pw:NAME` too; it
 //! counts its calls, sees each client's address, and can be held until a test lets it answer.
+//! With `registers` set it registers anyone (the hash is a fixed string).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use chat_core::{AuthError, Command, Identity, LoginAttempt, Secret, UserName};
+use chat_core::{AuthError, Command, Identity, LoginAttempt, PasswordHash, Secret, UserName};
 use chat_runtime::{Authenticator, ClientInfo};
 use tokio::sync::Semaphore;
 
@@ -19,6 +20,8 @@ pub struct Tokens {
     pub gate: Option<Semaphore>,
     /// The address of each client checked, in order.
     pub seen: Mutex<Vec<Option<SocketAddr>>>,
+    /// Whether `register` works.
+    pub registers: bool,
 }
 
 impl Tokens {
@@ -59,6 +62,17 @@ impl Authenticator for Tokens {
         UserName::parse(name)
             .map(Identity::Account)
             .map_err(|_| AuthError::Failed)
+    }
+
+    async fn hash_password(
+        &self,
+        _name: &UserName,
+        _password: &Secret,
+    ) -> Result<PasswordHash, AuthError> {
+        match self.registers {
+            true => Ok(PasswordHash::new("not a real hash")),
+            false => Err(AuthError::NotOffered("no registering here".into())),
+        }
     }
 }
 
