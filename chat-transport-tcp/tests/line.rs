@@ -311,9 +311,16 @@ async fn dms_online_and_offline() {
 
     let mut carol = server.nc().await;
     carol.send("carol").await;
-    assert_eq!(carol.line().await, "Password:", "an account's name needs its password");
+    assert_eq!(
+        carol.line().await,
+        "Password:",
+        "an account's name needs its password"
+    );
     carol.send("pw:carol").await;
-    assert!(carol.line().await.starts_with("* Welcome, Carol!"), "as registered");
+    assert!(
+        carol.line().await.starts_with("* Welcome, Carol!"),
+        "as registered"
+    );
     // After the welcome: the room's recent history, then the queued DMs.
     assert_eq!(unstamped(&carol.line().await), "#general <alice> second");
     assert_eq!(unstamped(&carol.line().await), "[dm] <bob> see you\tlater");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chat_core::{Config, Event};
 use chat_runtime::RuntimeConfig;
+use chat_store::MemoryStore;
 use chat_transport_ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -388,7 +389,8 @@ async fn a_client_that_pipelines_big_frames_and_reads_is_never_a_slow_consumer()
         rate_limit: 0,
         ..RuntimeConfig::default()
     };
-    let server = Server::with(Config::default(), limits, WsConfig::default()).await;
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::vouching(store, Config::default(), limits).await;
     let mut alice = server.raw_login("alice").await;
     // 20 DMs of 1 KB (to bob, offline: they are queued for him) and 10 says of 3 KB, all sent
     // before reading anything.

@@ -9,19 +9,13 @@ use std::sync::Arc;
 use chat_core::Config;
 use chat_runtime::RuntimeConfig;
 use chat_store::JsonFileStore;
-use chat_transport_ws::WsConfig;
 use serde_json::{Value, json};
 use support::{PATIENCE, Raw, Server, check_ts, dm_frame, without_ref};
 
 async fn start(dir: &Path, chat: Config) -> Server {
     let store = JsonFileStore::open(dir).await.expect("the store opens");
-    Server::with_store(
-        Arc::new(store),
-        chat,
-        RuntimeConfig::default(),
-        WsConfig::default(),
-    )
-    .await
+    // Every name is an account (the app vouches for it), so DMs to offline names are kept.
+    Server::vouching(Arc::new(store), chat, RuntimeConfig::default()).await
 }
 
 /// Shuts `server` down gracefully while `clients` read their close frames (1001).
@@ -56,7 +50,7 @@ async fn login(server: &Server, name: &str) -> (Raw, Value) {
         .await;
     assert_eq!(
         client.json().await,
-        json!({"type": "welcome", "name": name, "rooms": ["general"]})
+        json!({"type": "welcome", "name": name, "rooms": ["general"], "account": true})
     );
     let joined = client.json().await;
     assert_eq!(joined["type"], "joined", "{joined}");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chat_client::WsClient;
 use chat_core::{Config, RoomName};
 use chat_runtime::RuntimeConfig;
+use chat_store::MemoryStore;
 use chat_transport_ws::WsConfig;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -119,7 +120,7 @@ async fn login_is_welcomed_by_the_name_as_given_and_joins_the_default_room() {
         .await;
     assert_eq!(
         alice.json().await,
-        json!({"type": "welcome", "name": "Alice_1.x", "rooms": ["general"], "ref": "l1"})
+        json!({"type": "welcome", "name": "Alice_1.x", "rooms": ["general"], "account": false, "ref": "l1"})
     );
     assert_eq!(
         alice.json().await,
@@ -131,7 +132,7 @@ async fn login_is_welcomed_by_the_name_as_given_and_joins_the_default_room() {
     bob.send_json(json!({"type": "login", "name": "bob"})).await;
     assert_eq!(
         bob.json().await,
-        json!({"type": "welcome", "name": "bob", "rooms": ["general"]})
+        json!({"type": "welcome", "name": "bob", "rooms": ["general"], "account": false})
     );
     assert_eq!(
         bob.json().await,
@@ -159,7 +160,7 @@ async fn login_joins_the_configured_default_room_or_none() {
         .await;
     assert_eq!(
         alice.json().await,
-        json!({"type": "welcome", "name": "alice", "rooms": ["lobby"]})
+        json!({"type": "welcome", "name": "alice", "rooms": ["lobby"], "account": false})
     );
     assert_eq!(
         alice.json().await,
@@ -179,7 +180,7 @@ async fn login_joins_the_configured_default_room_or_none() {
         .await;
     assert_eq!(
         alice.json().await,
-        json!({"type": "welcome", "name": "alice", "rooms": []})
+        json!({"type": "welcome", "name": "alice", "rooms": [], "account": false})
     );
     alice.quiet().await;
     alice.send_json(json!({"type": "rooms"})).await;
@@ -403,7 +404,9 @@ async fn a_dm_to_an_online_user_reaches_them_and_the_sender_gets_it_back_with_th
 
 #[tokio::test]
 async fn a_dm_to_an_offline_user_is_queued_and_delivered_once_at_their_next_login() {
-    let server = Server::start().await;
+    // An app that vouches for its users: every name is an account, so DMs to it are kept.
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::vouching(store, Config::default(), RuntimeConfig::default()).await;
     let mut alice = server.raw_login("alice").await;
 
     let mut queued = Vec::new();
@@ -433,7 +436,7 @@ async fn a_dm_to_an_offline_user_is_queued_and_delivered_once_at_their_next_logi
         .await;
     assert_eq!(
         bob.json().await,
-        json!({"type": "welcome", "name": "bob", "rooms": ["general"], "ref": "in"})
+        json!({"type": "welcome", "name": "bob", "rooms": ["general"], "account": true, "ref": "in"})
     );
     assert_eq!(
         bob.json().await,
@@ -462,7 +465,8 @@ async fn a_dm_to_an_offline_user_is_queued_and_delivered_once_at_their_next_logi
     bob.send_json(json!({"type": "login", "name": "BOB"})).await;
     assert_eq!(
         bob.json().await,
-        json!({"type": "welcome", "name": "BOB", "rooms": ["general"]})
+        json!({"type": "welcome", "name": "bob", "rooms": ["general"], "account": true}),
+        "an account's name is shown as it was first spelled"
     );
     assert_eq!(bob.json().await["type"], "joined");
     bob.quiet().await;
@@ -1074,7 +1078,8 @@ async fn a_full_mailbox_is_mailbox_full_and_keeps_nothing() {
         mailbox: 2,
         ..Config::default()
     };
-    let server = Server::with(chat, RuntimeConfig::default(), WsConfig::default()).await;
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::vouching(store, chat, RuntimeConfig::default()).await;
     let mut alice = server.raw_login("alice").await;
     let mut kept = Vec::new();
     for text in ["one", "two"] {

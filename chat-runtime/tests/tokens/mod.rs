@@ -1,6 +1,8 @@
 //! A test authenticator: the token `token:NAME` proves NAME, the password `pw:NAME` too; it
 //! counts its calls, sees each client's address, and can be held until a test lets it answer.
-//! With `registers` set it registers anyone (the hash is a fixed string).
+//! With `registers` set it registers anyone (the hash is a fixed string). [`vouching`] is an
+//! app that knows its users (by a cookie, say): every name is an account, as the core is told
+//! to ask about plain logins too and to admit no guests.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -22,6 +24,23 @@ pub struct Tokens {
     pub seen: Mutex<Vec<Option<SocketAddr>>>,
     /// Whether `register` works.
     pub registers: bool,
+    /// Whether a login without credentials is an account's (the app vouches for it).
+    pub vouches: bool,
+}
+
+/// The chat settings and authenticator of an app that vouches for every name it lets in:
+/// every login is an account's, so DMs to any offline name are kept.
+pub fn vouching(chat: chat_core::Config) -> (chat_core::Config, Tokens) {
+    let chat = chat_core::Config {
+        guests: false,
+        authenticate_guests: true,
+        ..chat
+    };
+    let tokens = Tokens {
+        vouches: true,
+        ..Tokens::default()
+    };
+    (chat, tokens)
 }
 
 impl Tokens {
@@ -55,6 +74,7 @@ impl Authenticator for Tokens {
                 .expose()
                 .strip_prefix("pw:")
                 .filter(|claimed| claimed.eq_ignore_ascii_case(name.as_str())),
+            (None, None, Some(name)) if self.vouches => return Ok(Identity::Account(name.clone())),
             (None, None, Some(name)) => return Ok(Identity::Guest(name.clone())),
             _ => None,
         };

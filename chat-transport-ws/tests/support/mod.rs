@@ -2,6 +2,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+// The runtime's test authenticator: the password `pw:NAME` and the token `token:NAME` prove NAME.
+#[path = "../../../chat-runtime/tests/tokens/mod.rs"]
+pub mod tokens;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,13 +47,34 @@ impl Server {
         Self::with_store(Arc::new(MemoryStore::new()), chat, limits, ws).await
     }
 
+    /// A server whose app vouches for every name (every login is an account's, so DMs to any
+    /// offline name are kept), as an app that knows its users does.
+    pub async fn vouching(store: Arc<dyn Store>, chat: Config, limits: RuntimeConfig) -> Server {
+        let (chat, tokens) = tokens::vouching(chat);
+        Self::with_auth(store, chat, limits, WsConfig::default(), Arc::new(tokens)).await
+    }
+
     pub async fn with_store(
         store: Arc<dyn Store>,
         chat: Config,
         limits: RuntimeConfig,
         ws: WsConfig,
     ) -> Server {
-        let runtime = Runtime::start(chat, store, limits)
+        let tokens = Arc::new(tokens::Tokens {
+            registers: true,
+            ..tokens::Tokens::default()
+        });
+        Self::with_auth(store, chat, limits, ws, tokens).await
+    }
+
+    pub async fn with_auth(
+        store: Arc<dyn Store>,
+        chat: Config,
+        limits: RuntimeConfig,
+        ws: WsConfig,
+        authenticator: Arc<dyn chat_runtime::Authenticator>,
+    ) -> Server {
+        let runtime = Runtime::start_with(chat, store, limits, authenticator)
             .await
             .expect("the runtime starts");
         let listener = TcpListener::bind("127.0.0.1:0")
