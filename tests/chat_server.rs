@@ -64,7 +64,11 @@ async fn register(url: &str, name: &str, password: &str) {
 
 /// Logs in as `name` with `password` (an account's).
 async fn login_password(url: &str, name: &str, password: &str) -> (WsClient, Event) {
-    login_with(url, json!({"type": "login", "name": name, "password": password})).await
+    login_with(
+        url,
+        json!({"type": "login", "name": name, "password": password}),
+    )
+    .await
 }
 
 async fn login_with(url: &str, frame: Value) -> (WsClient, Event) {
