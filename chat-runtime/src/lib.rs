@@ -39,7 +39,8 @@
 //!   supplies.
 //! - `core_task.rs`, `delivery.rs`: the task that owns the core, and the one that stores, then
 //!   delivers (history pages are read beside it).
-//! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop.
+//! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop
+//!   (with an optional [`Handshake`], e.g. TLS, in each connection's task).
 //!   `deadline.rs`: timeouts that arm no timer for work that finishes at once. `metrics.rs`:
 //!   counters. `config.rs`: settings.
 
@@ -58,7 +59,7 @@ mod rate_limit;
 mod runtime;
 mod wire;
 
-pub use accept::accept_until_closing;
+pub use accept::{Handshake, accept_until_closing, accept_with_handshake_until_closing};
 pub use config::RuntimeConfig;
 pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
