@@ -60,11 +60,9 @@ pub async fn serve_tls(
     acceptor: TlsAcceptor,
 ) -> io::Result<()> {
     let config = Arc::new(config);
-    let handshake = Handshake {
-        name: "TLS",
-        timeout: config.handshake_timeout,
-        run: move |stream| acceptor.accept(stream),
-    };
+    let handshake = Handshake::tls(config.handshake_timeout, move |stream| {
+        acceptor.accept(stream)
+    });
     let sessions = handle.clone();
     chat_runtime::accept_with_handshake_until_closing(
         listener,
