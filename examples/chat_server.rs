@@ -11,6 +11,7 @@ use chat_engine::core::{Config, RoomName};
 use chat_engine::runtime::RuntimeConfig;
 use chat_engine::server::{self, ServerConfig, StoreChoice};
 use chat_engine::tcp::TcpConfig;
+use chat_engine::tls::TlsFiles;
 use chat_engine::ws::WsConfig;
 use clap::Parser;
 
@@ -54,6 +55,12 @@ struct Options {
     /// Open connections, both transports together.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
+    /// TLS certificate chain (PEM); with --tls-key, both listeners speak TLS (wss://, TLS lines).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, RSA or SEC1) of the --tls-cert certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +97,14 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         "off" => None,
         name => Some(RoomName::parse(name).map_err(|e| format!("--default-room: {e}"))?),
     };
+    let tls = match (options.tls_cert, options.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }.load()?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err("--tls-cert needs --tls-key (the certificate's private key)".into());
+        }
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate chain)".into()),
+    };
     let listener = |addr: String| (addr != "off").then_some(addr);
     let config = ServerConfig {
         ws: listener(options.ws),
@@ -120,6 +135,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             max_line: options.max_frame,
             ..TcpConfig::default()
         },
+        tls,
         announce: true,
         ..ServerConfig::default()
     };
