@@ -551,3 +551,19 @@ async fn a_client_in_its_handshake_takes_no_connection_slot() {
     let _alice = line_login(tls_connect(&certificate, line, "localhost").await, "alice").await;
     runtime.shutdown().await.unwrap();
 }
+
+#[test]
+fn help_lists_the_tls_options() {
+    let output = Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "--help exits 0");
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    for option in ["--tls-cert <FILE>", "--tls-key <FILE>"] {
+        assert!(
+            help.contains(option),
+            "{option} is missing from --help:\n{help}"
+        );
+    }
+}
