@@ -95,7 +95,7 @@ async fn a_slow_check_holds_up_only_the_client_being_checked_and_its_frames_keep
     let tokens = Arc::new(Tokens::gated());
     let runtime = start(tokens.clone()).await;
     let handle = runtime.handle();
-    let mut alice = guest(&handle, "alice").await;
+    let alice = guest(&handle, "alice").await;
 
     let mut carol = handle.connect(Json).await.unwrap();
     carol
