@@ -69,8 +69,8 @@ pub(crate) enum Checked {
     Login {
         conn: ConnectionId,
         outcome: Result<Identity, AuthError>,
-        /// What the throttle counts a failure against: the name (not for a token: it names its
-        /// user itself) and the client's address.
+        /// What the throttle counts a failure against: the name the login claimed (a token's,
+        /// as the authenticator read it) and the client's address.
         name: Option<UserKey>,
         addr: Option<IpAddr>,
     },
@@ -172,10 +172,7 @@ impl Checks {
     fn authenticate(&mut self, conn: ConnectionId, attempt: LoginAttempt) {
         let client = self.client(conn);
         let addr = client.addr.map(|a| a.ip());
-        let name = match attempt.token {
-            Some(_) => None,
-            None => attempt.name.as_ref().map(|n| n.key()),
-        };
+        let name = self.authenticator.claimed_name(&attempt).map(|n| n.key());
         if attempt.has_credentials() && self.throttle.is_locked(name.as_ref(), addr, Instant::now())
         {
             Metrics::add(&self.metrics.logins_throttled, 1);
