@@ -32,6 +32,7 @@ use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -126,13 +127,36 @@ impl Input {
     /// line from a pipe. `Leave` on Ctrl-C, Ctrl-D or the end of the input.
     fn password(&mut self, prompt: &str) -> Typed {
         match self {
-            Input::Terminal(_) => match rpassword::prompt_password(prompt) {
-                Ok(password) => Typed::Line(password),
-                Err(_) => Typed::Leave,
-            },
+            Input::Terminal(_) => {
+                READING_PASSWORD.store(true, Ordering::SeqCst);
+                let read = rpassword::prompt_password(prompt);
+                READING_PASSWORD.store(false, Ordering::SeqCst);
+                match read {
+                    Ok(password) => Typed::Line(password),
+                    Err(_) => Typed::Leave,
+                }
+            }
             Input::Piped(_) => self.read(prompt),
         }
     }
+}
+
+/// Whether a password is being read. rpassword turns off the terminal's echo and its Ctrl-C
+/// signal, reads Ctrl-C as a key and raises SIGINT itself before it turns echo back on; the
+/// default SIGINT would end the program with the terminal still silent. So the program takes
+/// SIGINT ([`leave_on_ctrl_c`]) and lets rpassword finish while this is set.
+static READING_PASSWORD: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C (SIGINT) ends the program as before, except during a password prompt, which ends by
+/// itself (its terminal settings restored) and then leaves like Ctrl-D.
+fn leave_on_ctrl_c(runtime: &tokio::runtime::Runtime) {
+    runtime.spawn(async {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if !READING_PASSWORD.load(Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        }
+    });
 }
 
 /// Where output goes: above the line being edited, or plainly to standard output.
@@ -203,6 +227,7 @@ fn main() -> ExitCode {
     } else {
         (Input::Piped(std::io::stdin().lines()), Output::Plain)
     };
+    leave_on_ctrl_c(&runtime);
     let token = match options.token_file.as_deref().map(read_token).transpose() {
         Ok(token) => token,
         Err(why) => {
