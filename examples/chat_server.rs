@@ -54,6 +54,21 @@ struct Options {
     /// Open connections, both transports together.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
+    /// Whether a name without an account may log in.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off)]
+    guests: bool,
+    /// HS256 secret (the file's content without its trailing newline); enables token logins.
+    #[arg(long, value_name = "FILE")]
+    jwt_secret_file: Option<PathBuf>,
+}
+
+/// `on` or `off`.
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?} is neither on nor off")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -104,8 +119,10 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             history: options.history,
             join_history: options.join_history,
             mailbox: options.mailbox,
+            guests: options.guests,
             ..Config::default()
         },
+        jwt_secret_file: options.jwt_secret_file,
         limits: RuntimeConfig {
             outbox_bytes: options.outbox,
             max_connections: options.max_connections,

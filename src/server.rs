@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chat_auth::Accounts;
 use chat_core::Config;
 use chat_runtime::{Runtime, RuntimeConfig, RuntimeError};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
@@ -52,6 +53,10 @@ pub struct ServerConfig {
     pub tcp: Option<String>,
     /// The store.
     pub store: StoreChoice,
+    /// The HS256 secret for token logins is the content of this file, without its trailing
+    /// newline (`--jwt-secret-file`); `None`: no token logins. Accounts with passwords are
+    /// always on; whether guests may log in is [`Config::guests`] (`--guests`).
+    pub jwt_secret_file: Option<PathBuf>,
     /// The chat's rules (history, mailboxes, default room, …).
     pub chat: Config,
     /// Per-connection limits.
@@ -74,6 +79,7 @@ impl Default for ServerConfig {
             ws: Some("127.0.0.1:8765".into()),
             tcp: Some("127.0.0.1:9999".into()),
             store: StoreChoice::JsonFile("./chat-data".into()),
+            jwt_secret_file: None,
             chat: Config::default(),
             limits: RuntimeConfig::default(),
             ws_config: WsConfig::default(),
@@ -135,11 +141,22 @@ pub async fn run(
     if ws.is_none() && tcp.is_none() {
         return Err(ServerError::NoListener);
     }
+    let jwt_secret = match &config.jwt_secret_file {
+        Some(path) => {
+            Some(chat_auth::read_jwt_secret(path).map_err(|e| ServerError::Config(e.to_string()))?)
+        }
+        None => None,
+    };
     let store: Arc<dyn Store> = match &config.store {
         StoreChoice::Memory => Arc::new(MemoryStore::new()),
         StoreChoice::JsonFile(dir) => Arc::new(JsonFileStore::open(dir).await?),
     };
-    let runtime = Runtime::start(config.chat, store, config.limits).await?;
+    let mut accounts = Accounts::new(store.clone());
+    if let Some(secret) = jwt_secret {
+        accounts = accounts.with_jwt_secret(secret);
+    }
+    let runtime =
+        Runtime::start_with(config.chat, store, config.limits, Arc::new(accounts)).await?;
     let handle = runtime.handle();
 
     let mut listeners = Vec::new();

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use chat_engine::client::{Incoming, WsClient};
 use chat_engine::core::{ErrorCode, Event};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use support::{PATIENCE, ServerProcess, server_binary};
 
@@ -43,13 +43,41 @@ async fn closed(client: &mut WsClient) -> Option<u16> {
 
 /// Connects and logs in; returns the client and the welcome's rooms and the joined frame.
 async fn login(url: &str, name: &str) -> (WsClient, Event) {
+    login_with(url, json!({"type": "login", "name": name})).await
+}
+
+/// Makes `name` an account with `password`: logs in as a guest, registers, leaves.
+async fn register(url: &str, name: &str, password: &str) {
+    let (mut client, _) = login(url, name).await;
+    let frame = json!({"type": "register", "password": password});
+    client.send_text(&frame.to_string()).await.unwrap();
+    loop {
+        match event(&mut client).await {
+            Event::Registered { .. } => break,
+            Event::Error { code, message } => panic!("{name} not registered: {code:?} {message}"),
+            _ => {}
+        }
+    }
+    // Waits for the server's side of the close, so the connection no longer counts.
+    client.close().await.unwrap();
+}
+
+/// Logs in as `name` with `password` (an account's).
+async fn login_password(url: &str, name: &str, password: &str) -> (WsClient, Event) {
+    login_with(
+        url,
+        json!({"type": "login", "name": name, "password": password}),
+    )
+    .await
+}
+
+async fn login_with(url: &str, frame: Value) -> (WsClient, Event) {
+    let name = frame["name"].as_str().unwrap().to_owned();
     let mut client = WsClient::connect(url).await.expect("the client connects");
-    client
-        .send_text(&json!({"type": "login", "name": name}).to_string())
-        .await
-        .unwrap();
+    client.send_text(&frame.to_string()).await.unwrap();
     match event(&mut client).await {
         Event::Welcome { name: welcomed, .. } => assert_eq!(welcomed.as_str(), name),
+        Event::Error { code, message } => panic!("{name} was refused: {code:?} {message}"),
         other => panic!("expected a welcome, got {other:?}"),
     }
     let joined = event(&mut client).await;
@@ -109,6 +137,7 @@ async fn the_server_chats_stops_on_sigterm_with_1001_and_exit_0_and_keeps_its_hi
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
     let mut server = ServerProcess::start(&["--data", data_dir]);
+    register(&server.url, "bob", "bob's password").await;
     let (mut alice, _) = login(&server.url, "alice").await;
     let (mut bob, _) = login(&server.url, "bob").await;
     for text in ["one", "two", "three"] {
@@ -189,7 +218,7 @@ async fn a_killed_server_keeps_everything_it_acknowledged() {
     assert!(!status.success(), "SIGKILL is not a clean exit: {status}");
 
     let server = ServerProcess::start(&["--data", data_dir, "--join-history", "50"]);
-    let (mut bob, joined) = login(&server.url, "bob").await;
+    let (mut bob, joined) = login_password(&server.url, "bob", "bob's password").await;
     assert_eq!(
         history_texts(&joined),
         acknowledged,
@@ -218,6 +247,8 @@ async fn the_command_line_options_reach_the_server() {
         "--max-connections",
         "2",
     ]);
+    // Carol's name is an account, so DMs wait for her (and fill her mailbox of one).
+    register(&server.url, "carol", "carol's password").await;
     let mut alice = WsClient::connect(&server.url).await.unwrap();
     alice
         .send_text(r#"{"type":"login","name":"alice"}"#)
