@@ -11,6 +11,7 @@ use chat_engine::core::{Config, RoomName};
 use chat_engine::runtime::RuntimeConfig;
 use chat_engine::server::{self, ServerConfig, StoreChoice};
 use chat_engine::tcp::TcpConfig;
+use chat_engine::tls::TlsFiles;
 use chat_engine::ws::WsConfig;
 use clap::Parser;
 
@@ -60,6 +61,12 @@ struct Options {
     /// HS256 secret (the file's content without its trailing newline); enables token logins.
     #[arg(long, value_name = "FILE")]
     jwt_secret_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key, both listeners speak TLS (wss://, TLS lines).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, RSA or SEC1) of the --tls-cert certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `on` or `off`.
@@ -105,6 +112,14 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         "off" => None,
         name => Some(RoomName::parse(name).map_err(|e| format!("--default-room: {e}"))?),
     };
+    let tls = match (options.tls_cert, options.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }.load()?),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err("--tls-cert needs --tls-key (the certificate's private key)".into());
+        }
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert (the certificate chain)".into()),
+    };
     let listener = |addr: String| (addr != "off").then_some(addr);
     let config = ServerConfig {
         ws: listener(options.ws),
@@ -137,6 +152,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             max_line: options.max_frame,
             ..TcpConfig::default()
         },
+        tls,
         announce: true,
         ..ServerConfig::default()
     };

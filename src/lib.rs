@@ -6,6 +6,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod server;
+pub mod tls;
 
 pub use chat_client as client;
 pub use chat_core as core;

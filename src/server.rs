@@ -34,6 +34,7 @@ use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 use chat_transport_tcp::TcpConfig;
 use chat_transport_ws::WsConfig;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// Where the server keeps what must survive a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +68,14 @@ pub struct ServerConfig {
     pub tcp_config: TcpConfig,
     /// How long shutdown waits for clients to take their last frames (5 s).
     pub drain: Duration,
-    /// Print `listening ws://HOST:PORT/chat` and `listening tcp://HOST:PORT` on standard output
-    /// once each listener accepts connections, as the bundled server does for scripts to wait
-    /// on.
+    /// TLS on both listeners (`--tls-cert`, `--tls-key`), or `None` for plain TCP. With it the
+    /// WebSocket listener serves `wss://HOST:PORT/chat` and the page over `https://`, the line
+    /// listener lines inside TLS, and a client that does not speak TLS is disconnected.
+    /// [`TlsFiles::load`](crate::tls::TlsFiles::load) makes one from PEM files.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Print `listening ws://HOST:PORT/chat` and `listening tcp://HOST:PORT` (`wss://` and
+    /// `tls://` with TLS) on standard output once each listener accepts connections, as the
+    /// bundled server does for scripts to wait on.
     pub announce: bool,
 }
 
@@ -85,6 +91,7 @@ impl Default for ServerConfig {
             ws_config: WsConfig::default(),
             tcp_config: TcpConfig::default(),
             drain: Duration::from_secs(5),
+            tls: None,
             announce: false,
         }
     }
@@ -159,17 +166,40 @@ pub async fn run(
         Runtime::start_with(config.chat, store, config.limits, Arc::new(accounts)).await?;
     let handle = runtime.handle();
 
+    let acceptor = config.tls.map(TlsAcceptor::from);
     let mut listeners = Vec::new();
     if let Some(listener) = ws {
-        let url = format!("ws://{}/chat", display(listener.local_addr()?));
-        let serving = chat_transport_ws::serve(listener, handle.clone(), config.ws_config);
-        listeners.push(tokio::spawn(serving));
+        let addr = listener.local_addr()?;
+        let scheme = if acceptor.is_some() { "wss" } else { "ws" };
+        let url = format!("{scheme}://{}/chat", display(addr));
+        let (handle, ws_config) = (handle.clone(), config.ws_config);
+        listeners.push(match &acceptor {
+            Some(tls) => tokio::spawn(chat_transport_ws::serve_tls(
+                listener,
+                handle,
+                ws_config,
+                tls.clone(),
+            )),
+            None => tokio::spawn(chat_transport_ws::serve(listener, handle, ws_config)),
+        });
+        warn_if_in_clear(addr, &url, acceptor.is_some());
         announced(config.announce, &url);
     }
     if let Some(listener) = tcp {
-        let url = format!("tcp://{}", display(listener.local_addr()?));
-        let serving = chat_transport_tcp::serve(listener, handle.clone(), config.tcp_config);
-        listeners.push(tokio::spawn(serving));
+        let addr = listener.local_addr()?;
+        let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
+        let url = format!("{scheme}://{}", display(addr));
+        let (handle, tcp_config) = (handle.clone(), config.tcp_config);
+        listeners.push(match &acceptor {
+            Some(tls) => tokio::spawn(chat_transport_tcp::serve_tls(
+                listener,
+                handle,
+                tcp_config,
+                tls.clone(),
+            )),
+            None => tokio::spawn(chat_transport_tcp::serve(listener, handle, tcp_config)),
+        });
+        warn_if_in_clear(addr, &url, acceptor.is_some());
         announced(config.announce, &url);
     }
 
@@ -196,6 +226,24 @@ async fn bind(addr: Option<&str>) -> Result<Option<TcpListener>, ServerError> {
         })
 }
 
+/// Warns (once, at start) about a listener that other machines can reach and that speaks no
+/// TLS: accounts and passwords are on by default, and they would cross the network in clear.
+fn warn_if_in_clear(addr: SocketAddr, url: &str, tls: bool) {
+    if in_clear(addr, tls) {
+        tracing::warn!(
+            %url,
+            "this listener is not on a loopback address and has no TLS: passwords and messages \
+             cross the network in clear; give the server a certificate (--tls-cert and \
+             --tls-key) or put a TLS proxy in front"
+        );
+    }
+}
+
+/// Whether a listener on `addr` would carry passwords in clear to other machines.
+fn in_clear(addr: SocketAddr, tls: bool) -> bool {
+    !tls && !addr.ip().to_canonical().is_loopback()
+}
+
 /// Logs the listener, and prints the `listening …` line scripts wait for when asked to.
 fn announced(print: bool, url: &str) {
     tracing::info!(%url, "listening");
@@ -211,5 +259,32 @@ fn display(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(v4) => v4.to_string(),
         SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listeners_beyond_loopback_without_tls_are_in_clear() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        for loopback in [
+            "127.0.0.1:9999",
+            "127.1.2.3:0",
+            "[::1]:8765",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(!in_clear(addr(loopback), false), "{loopback}");
+        }
+        for exposed in [
+            "0.0.0.0:9999",
+            "[::]:8765",
+            "192.0.2.7:80",
+            "[2001:db8::1]:443",
+        ] {
+            assert!(in_clear(addr(exposed), false), "{exposed}");
+            assert!(!in_clear(addr(exposed), true), "{exposed} with TLS");
+        }
     }
 }

@@ -137,7 +137,6 @@ async fn the_server_chats_stops_on_sigterm_with_1001_and_exit_0_and_keeps_its_hi
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
     let mut server = ServerProcess::start(&["--data", data_dir]);
-    register(&server.url, "bob", "bob's password").await;
     let (mut alice, _) = login(&server.url, "alice").await;
     let (mut bob, _) = login(&server.url, "bob").await;
     for text in ["one", "two", "three"] {
@@ -197,6 +196,7 @@ async fn a_killed_server_keeps_everything_it_acknowledged() {
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_str().unwrap();
     let mut server = ServerProcess::start(&["--data", data_dir]);
+    register(&server.url, "bob", "bob's password").await;
     let (mut alice, _) = login(&server.url, "alice").await;
     let mut acknowledged = Vec::new();
     for n in 0..20 {

@@ -226,6 +226,12 @@ fn token_failure(kind: &ErrorKind) -> &'static str {
     }
 }
 
+/// The name a token claims, read without checking it (for the login throttle only).
+fn claimed_by_token(token: &Secret) -> Option<UserName> {
+    let data = jsonwebtoken::dangerous::insecure_decode::<Claims>(token.expose()).ok()?;
+    UserName::parse(&data.claims.sub).ok()
+}
+
 impl fmt::Debug for Accounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accounts")
@@ -237,6 +243,15 @@ impl fmt::Debug for Accounts {
 
 #[async_trait]
 impl Authenticator for Accounts {
+    /// A token's login claims the token's `sub` (read unchecked), so failed and locked token
+    /// logins count against that name like password logins do.
+    fn claimed_name(&self, attempt: &LoginAttempt) -> Option<UserName> {
+        match &attempt.token {
+            Some(token) => claimed_by_token(token),
+            None => attempt.name.clone(),
+        }
+    }
+
     async fn authenticate(
         &self,
         attempt: &LoginAttempt,

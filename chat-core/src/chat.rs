@@ -484,9 +484,12 @@ impl Chat {
                 .expect("a login without a token has a name, checked above");
             return self.login(conn, Identity::Guest(name), reference);
         }
-        self.check(conn, reference);
-        self.outputs
-            .push_back(Output::Authenticate { conn, attempt });
+        self.check(conn, reference.clone());
+        self.outputs.push_back(Output::Authenticate {
+            conn,
+            attempt,
+            reference,
+        });
         Ok(())
     }
 
@@ -654,11 +657,12 @@ impl Chat {
             return Err(ChatError::AlreadyRegistered(user));
         }
         password.check_password()?;
-        self.check(conn, reference);
+        self.check(conn, reference.clone());
         self.outputs.push_back(Output::HashPassword {
             conn,
             name: user,
             password,
+            reference,
         });
         Ok(())
     }

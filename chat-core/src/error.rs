@@ -135,6 +135,11 @@ pub enum ChatError {
     /// The connection sends faster than its rate limit (raised by the runtime).
     #[error("too many messages; slow down")]
     RateLimited,
+    /// Too many failed logins for this name or from this address: a login with a password or
+    /// token is refused unchecked for a while (raised by the runtime's login throttle; the
+    /// code is `rate_limited`).
+    #[error("too many failed logins for this name or from this address; try again in a minute")]
+    LoginsThrottled,
     /// The store failed to keep a message or to read a history page (raised by the runtime);
     /// nothing of the frame reached anyone.
     #[error("the server cannot store or read messages right now; try again")]
@@ -173,7 +178,7 @@ impl ChatError {
             ChatError::TooLong { .. } => ErrorCode::TooLong,
             ChatError::InvalidTarget => ErrorCode::InvalidTarget,
             ChatError::MailboxFull(_) => ErrorCode::MailboxFull,
-            ChatError::RateLimited => ErrorCode::RateLimited,
+            ChatError::RateLimited | ChatError::LoginsThrottled => ErrorCode::RateLimited,
             ChatError::Unavailable => ErrorCode::Unavailable,
             ChatError::AuthRequired(_) => ErrorCode::AuthRequired,
             ChatError::AuthFailed(_) => ErrorCode::AuthFailed,

@@ -156,7 +156,7 @@ impl From<AuthError> for ChatError {
                 ChatError::AuthRequired("log in with the password of this name, or a token".into())
             }
             AuthError::Failed => ChatError::AuthFailed(AUTH_FAILED.into()),
-            AuthError::Throttled => ChatError::RateLimited,
+            AuthError::Throttled => ChatError::LoginsThrottled,
             AuthError::Unavailable => ChatError::Unavailable,
             AuthError::NotOffered(why) => ChatError::AuthFailed(why),
         }

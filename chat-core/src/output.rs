@@ -93,12 +93,16 @@ pub enum Output {
     FetchHistory(HistoryRequest),
     /// Verify a login off the core's task (a password hash is slow, a token needs keys) and
     /// answer with [`Input::Authenticated`]. Until then the core holds the connection's later
-    /// commands, so they are answered in order, after the login.
+    /// commands, so they are answered in order, after the login. (A runtime may hold them
+    /// itself instead, and feed them after the answer.)
     Authenticate {
         /// Who asks.
         conn: ConnectionId,
         /// What the client sent.
         attempt: LoginAttempt,
+        /// The `ref` of the `login` frame: the core puts it on its answer; a runtime that must
+        /// answer the frame itself (its store failed) uses it too.
+        reference: Option<Ref>,
     },
     /// Hash the password a guest registers its name with, off the core's task, and answer with
     /// [`Input::PasswordHashed`]. The connection's later commands wait as for a login.
@@ -109,6 +113,8 @@ pub enum Output {
         name: UserName,
         /// The password (already checked against the password rules).
         password: Secret,
+        /// The `ref` of the `register` frame (see [`Output::Authenticate`]).
+        reference: Option<Ref>,
     },
     /// Close the connection; a [`Input::Disconnect`] for it follows once it is closed.
     Close {

@@ -88,6 +88,17 @@ pub trait Authenticator: Send + Sync + 'static {
         ))
     }
 
+    /// The name a login claims before it is checked, which the login throttle locks and counts
+    /// failures against: the name sent; for a token, the name the token claims, unverified (an
+    /// authenticator that can read its tokens says so). The default: the name sent, or none for
+    /// a token.
+    fn claimed_name(&self, attempt: &LoginAttempt) -> Option<UserName> {
+        match attempt.token {
+            Some(_) => None,
+            None => attempt.name.clone(),
+        }
+    }
+
     /// Whether [`ClientInfo::headers`] should be kept for this authenticator (a cookie-based
     /// app's). The default is no, so an idle connection does not hold its handshake's headers.
     fn wants_headers(&self) -> bool {

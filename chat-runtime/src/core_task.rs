@@ -10,11 +10,13 @@
 //! Logins with credentials and registrations the core asks to check
 //! ([`Output::Authenticate`], [`Output::HashPassword`]) are handed to the [`Authenticator`] on
 //! tasks of their own, after the login throttle had its say; their verdicts come back on a
-//! channel of their own and are fed to the core like any input.
+//! channel of their own and are fed to the core like any input. While a connection's check is
+//! out, this task holds the connection's later frames and feeds them after the verdict, one
+//! unit of work each: every frame is answered (or refused, if the store fails) on its own.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -67,8 +69,8 @@ pub(crate) enum Checked {
     Login {
         conn: ConnectionId,
         outcome: Result<Identity, AuthError>,
-        /// What the throttle counts a failure against: the name (not for a token: it names its
-        /// user itself) and the client's address.
+        /// What the throttle counts a failure against: the name the login claimed (a token's,
+        /// as the authenticator read it) and the client's address.
         name: Option<UserKey>,
         addr: Option<IpAddr>,
     },
@@ -78,11 +80,27 @@ pub(crate) enum Checked {
     },
 }
 
+/// A connection whose login or registration is being checked.
+struct Pending {
+    /// The `ref` of the frame being checked, for the unit of work its verdict makes.
+    reference: Option<Ref>,
+    /// The connection's frames since, fed after the verdict.
+    held: VecDeque<ToCore>,
+}
+
+/// What a transport knew of a client, as kept while it is connected: its address only, unless
+/// the authenticator wants the handshake's headers too.
+enum Client {
+    Addr(SocketAddr),
+    Full(Arc<ClientInfo>),
+}
+
 /// The core task's side of authentication: the authenticator, what each connection's
-/// transport knew of it, and the throttle.
+/// transport knew of it, the checks out, and the throttle.
 pub(crate) struct Checks {
     pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) clients: HashMap<ConnectionId, Arc<ClientInfo>>,
+    clients: HashMap<ConnectionId, Client>,
+    pending: HashMap<ConnectionId, Pending>,
     pub(crate) throttle: LoginThrottle,
     pub(crate) verdicts: mpsc::UnboundedReceiver<Checked>,
     pub(crate) verdicts_tx: mpsc::UnboundedSender<Checked>,
@@ -97,6 +115,7 @@ impl Checks {
         Checks {
             authenticator,
             clients: HashMap::new(),
+            pending: HashMap::new(),
             throttle: LoginThrottle::default(),
             verdicts,
             verdicts_tx,
@@ -105,23 +124,55 @@ impl Checks {
         }
     }
 
-    fn connected(&mut self, conn: ConnectionId, mut client: ClientInfo) {
-        if !self.authenticator.wants_headers() {
-            client.headers = Default::default();
+    fn connected(&mut self, conn: ConnectionId, client: ClientInfo) {
+        let kept = match (client.addr, self.authenticator.wants_headers()) {
+            (_, true) => Client::Full(Arc::new(client)),
+            (Some(addr), false) => Client::Addr(addr),
+            (None, false) => return,
+        };
+        self.clients.insert(conn, kept);
+    }
+
+    fn disconnected(&mut self, conn: ConnectionId) {
+        self.clients.remove(&conn);
+        self.pending.remove(&conn);
+    }
+
+    /// What the transport knew of `conn`.
+    fn client(&self, conn: ConnectionId) -> Arc<ClientInfo> {
+        match self.clients.get(&conn) {
+            Some(Client::Full(client)) => client.clone(),
+            Some(Client::Addr(addr)) => Arc::new(ClientInfo::from_addr(*addr)),
+            None => Arc::default(),
         }
-        if client.addr.is_some() || !client.headers.is_empty() {
-            self.clients.insert(conn, Arc::new(client));
+    }
+
+    /// Holds `message` if its connection is being checked; gives it back otherwise.
+    fn hold(&mut self, message: ToCore) -> Option<ToCore> {
+        let conn = match &message {
+            ToCore::Command { conn, .. } | ToCore::Reply { conn, .. } => *conn,
+            _ => return Some(message),
+        };
+        match self.pending.get_mut(&conn) {
+            Some(pending) => {
+                pending.held.push_back(message);
+                None
+            }
+            None => Some(message),
         }
+    }
+
+    /// A check of `conn`'s frame with `reference` begins.
+    fn started(&mut self, conn: ConnectionId, reference: Option<Ref>) {
+        let held = VecDeque::new();
+        self.pending.insert(conn, Pending { reference, held });
     }
 
     /// Hands a login to the authenticator, unless the throttle refuses it unchecked.
     fn authenticate(&mut self, conn: ConnectionId, attempt: LoginAttempt) {
-        let client = self.clients.get(&conn).cloned().unwrap_or_default();
+        let client = self.client(conn);
         let addr = client.addr.map(|a| a.ip());
-        let name = match attempt.token {
-            Some(_) => None,
-            None => attempt.name.as_ref().map(|n| n.key()),
-        };
+        let name = self.authenticator.claimed_name(&attempt).map(|n| n.key());
         if attempt.has_credentials() && self.throttle.is_locked(name.as_ref(), addr, Instant::now())
         {
             Metrics::add(&self.metrics.logins_throttled, 1);
@@ -157,7 +208,7 @@ impl Checks {
     }
 
     /// The input a verdict is for the core, after the throttle counted a failure.
-    fn verdict(&mut self, checked: Checked) -> Input {
+    fn verdict(&mut self, checked: Checked) -> (ConnectionId, Input) {
         match checked {
             Checked::Login {
                 conn,
@@ -177,9 +228,9 @@ impl Checks {
                         tracing::warn!(%addr, "too many failed logins from this address: locked for a minute");
                     }
                 }
-                Input::Authenticated { conn, outcome }
+                (conn, Input::Authenticated { conn, outcome })
             }
-            Checked::Hash { conn, outcome } => Input::PasswordHashed { conn, outcome },
+            Checked::Hash { conn, outcome } => (conn, Input::PasswordHashed { conn, outcome }),
         }
     }
 }
@@ -247,7 +298,9 @@ impl CoreTask {
             }
             let mut work = Vec::with_capacity(inputs.len() + 1);
             for message in inputs.drain(..) {
-                self.handle(message, &mut work);
+                if let Some(message) = self.checks.hold(message) {
+                    self.handle(message, &mut work);
+                }
                 self.feed_verdicts(&mut work);
             }
             self.feed_verdicts(&mut work);
@@ -288,7 +341,7 @@ impl CoreTask {
                 self.feed(input, Some(origin), work);
             }
             ToCore::Disconnect(conn) => {
-                self.checks.clients.remove(&conn);
+                self.checks.disconnected(conn);
                 self.feed(Input::Disconnect(conn), None, work);
                 work.push(Work::Unregister(conn));
             }
@@ -331,14 +384,29 @@ impl CoreTask {
             tracing::error!(%error, "the runtime fed the core an inconsistent input");
         }
         let mut outputs: Vec<Output> = Vec::new();
+        let mut origin = origin;
         while let Some(output) = self.chat.poll_output() {
             match output {
-                Output::Authenticate { conn, attempt } => self.checks.authenticate(conn, attempt),
+                Output::Authenticate {
+                    conn,
+                    attempt,
+                    reference,
+                } => {
+                    self.checks.started(conn, reference);
+                    self.checks.authenticate(conn, attempt);
+                    // The frame is answered by its verdict's unit, not this one.
+                    origin = None;
+                }
                 Output::HashPassword {
                     conn,
                     name,
                     password,
-                } => self.checks.hash(conn, name, password),
+                    reference,
+                } => {
+                    self.checks.started(conn, reference);
+                    self.checks.hash(conn, name, password);
+                    origin = None;
+                }
                 output => outputs.push(output),
             }
         }
@@ -349,11 +417,26 @@ impl CoreTask {
 }
 
 impl CoreTask {
-    /// Feeds the verdicts that are in, each as one unit of work.
+    /// Feeds the verdicts that are in, each as the unit of work that answers its frame, then
+    /// the frames its connection sent meanwhile, one unit each.
     fn feed_verdicts(&mut self, work: &mut Vec<Work>) {
         while let Some(checked) = self.checks.immediate.pop_front() {
-            let input = self.checks.verdict(checked);
-            self.feed(input, None, work);
+            let (conn, input) = self.checks.verdict(checked);
+            let Some(pending) = self.checks.pending.remove(&conn) else {
+                // The connection left while it was checked.
+                continue;
+            };
+            let origin = Origin {
+                conn,
+                reference: pending.reference,
+            };
+            self.feed(input, Some(origin), work);
+            for message in pending.held {
+                // A held frame may start a check of its own: the rest then wait for that one.
+                if let Some(message) = self.checks.hold(message) {
+                    self.handle(message, work);
+                }
+            }
         }
     }
 }

@@ -233,6 +233,11 @@ impl DeliveryTask {
         let down = self.down.is_some();
         for (unit, held) in units.into_iter().zip(held) {
             if (!stored && held.messages) || (down && is_online_dm(&unit)) {
+                // A registration refused with a mailbox it was handed: the DMs go back.
+                let unit = match !stored && held.delivery {
+                    true => self.without_queued_dms(unit),
+                    false => unit,
+                };
                 self.refuse(unit);
             } else if !stored && held.delivery {
                 let unit = self.without_queued_dms(unit);

@@ -41,7 +41,8 @@
 //!   delivers (history pages are read beside it).
 //! - `auth.rs`: [`Authenticator`], who may log in, and [`ClientInfo`], what a transport knows
 //!   of a client. `throttle.rs`: failed logins lock a name or an address for a minute.
-//! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop.
+//! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop
+//!   (with an optional [`Handshake`], e.g. TLS, in each connection's task).
 //!   `deadline.rs`: timeouts that arm no timer for work that finishes at once. `metrics.rs`:
 //!   counters. `config.rs`: settings.
 
@@ -62,7 +63,7 @@ mod runtime;
 mod throttle;
 mod wire;
 
-pub use accept::accept_until_closing;
+pub use accept::{Handshake, accept_until_closing, accept_with_handshake_until_closing};
 pub use auth::{Authenticator, ClientInfo, GuestsOnly};
 pub use config::RuntimeConfig;
 pub use connection::{Connection, LocalConnection, RuntimeStopped};

@@ -95,7 +95,7 @@ async fn a_slow_check_holds_up_only_the_client_being_checked_and_its_frames_keep
     let tokens = Arc::new(Tokens::gated());
     let runtime = start(tokens.clone()).await;
     let handle = runtime.handle();
-    let mut alice = guest(&handle, "alice").await;
+    let alice = guest(&handle, "alice").await;
 
     let mut carol = handle.connect(Json).await.unwrap();
     carol
@@ -274,5 +274,74 @@ async fn an_authenticator_that_registers_nobody_refuses_register() {
     assert_eq!(frame["code"], "auth_failed");
     assert_eq!(frame["ref"], 9);
     assert!(frame["message"].as_str().unwrap().contains("register"));
+    runtime.shutdown().await.unwrap();
+}
+
+// On the paused clock: the store's recovery back-off passes without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn a_registration_the_store_refuses_is_unavailable_and_each_frame_behind_it_is_answered() {
+    let store = chat_store::FailingStore::new(Arc::new(MemoryStore::new()));
+    let switch = store.switch();
+    let tokens = Arc::new(Tokens {
+        registers: true,
+        ..Tokens::default()
+    });
+    let runtime = Runtime::start_with(
+        Config::default(),
+        Arc::new(store),
+        Default::default(),
+        tokens,
+    )
+    .await
+    .unwrap();
+    let handle = runtime.handle();
+    let mut alice = guest(&handle, "alice").await;
+    switch.fail_appends(true);
+    let register = Command::Register {
+        password: Secret::new("correct horse"),
+    };
+    alice
+        .send(register.clone(), Some(Ref::number(1)))
+        .await
+        .unwrap();
+    alice
+        .send(
+            say("general", "behind the registration"),
+            Some(Ref::number(2)),
+        )
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        answers.extend(recv(&mut alice).await);
+    }
+    let got: Vec<(Value, Value)> = answers
+        .iter()
+        .map(|f| (f["code"].clone(), f["ref"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Value::from("unavailable"), Value::from(1)),
+            (Value::from("unavailable"), Value::from(2))
+        ]
+    );
+
+    switch.fail_appends(false);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts < 100, "the runtime never served again");
+        alice
+            .send(register.clone(), Some(Ref::number(3)))
+            .await
+            .unwrap();
+        let frame = recv(&mut alice).await.remove(0);
+        if frame["type"] == "registered" {
+            break;
+        }
+        assert_eq!(frame["code"], "unavailable", "{frame}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     runtime.shutdown().await.unwrap();
 }

@@ -11,7 +11,7 @@
 //! `format.rs`: each event rendered once for all line recipients), one client on any stream
 //! ([`run`], `session.rs`: a [`chat_runtime::Peer`] around a
 //! [`chat_protocol::line::LineSession`], driven by the runtime's one connection loop), and the
-//! accept loop ([`serve`], `server.rs`).
+//! accept loop ([`serve`], and [`serve_tls`] for lines inside TLS, `server.rs`).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -21,5 +21,5 @@ mod server;
 mod session;
 
 pub use format::LineFormat;
-pub use server::{TcpConfig, serve};
+pub use server::{TcpConfig, serve, serve_tls};
 pub use session::run;

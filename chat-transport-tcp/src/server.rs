@@ -1,11 +1,14 @@
-//! The accept loop: one task per line client.
+//! The accept loop: one task per line client, on plain TCP ([`serve`]) or TLS ([`serve_tls`]).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{ClientInfo, Handle};
+use chat_runtime::{ClientInfo, Handle, Handshake};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::session;
 
@@ -20,6 +23,9 @@ pub struct TcpConfig {
     /// A client that sends nothing for this long is disconnected (30 minutes; a line client
     /// has no pings, so this is only for connections that were abandoned).
     pub idle_timeout: Duration,
+    /// How long a client of [`serve_tls`] may take to finish its TLS handshake (10 s, as
+    /// `WsConfig::handshake_timeout`); one that is silent or slow for longer is disconnected.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -28,6 +34,7 @@ impl Default for TcpConfig {
             max_line: 65_536,
             write_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -37,13 +44,41 @@ impl Default for TcpConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
-        let (handle, config) = (handle.clone(), config.clone());
-        async move {
-            // Without it, small lines wait for delayed ACKs (40 ms on Linux).
-            let _ = stream.set_nodelay(true);
-            tracing::debug!(%peer, "line client connected");
-            session::run(stream, &handle, config, ClientInfo::from_addr(peer)).await;
-        }
+        line_client(stream, peer, handle.clone(), config.clone())
     })
     .await
+}
+
+/// [`serve`] with TLS: each client first completes a TLS handshake with `acceptor`, in its own
+/// task and within [`TcpConfig::handshake_timeout`], and then speaks lines inside TLS
+/// (`openssl s_client -quiet -connect HOST:PORT` is a client). A client that does not speak TLS
+/// (plain lines, HTTP, silence) gets no prompt: it is disconnected, with one log line.
+pub async fn serve_tls(
+    listener: TcpListener,
+    handle: Handle,
+    config: TcpConfig,
+    acceptor: TlsAcceptor,
+) -> io::Result<()> {
+    let config = Arc::new(config);
+    let handshake = Handshake::tls(config.handshake_timeout, move |stream| {
+        acceptor.accept(stream)
+    });
+    let sessions = handle.clone();
+    chat_runtime::accept_with_handshake_until_closing(
+        listener,
+        &handle,
+        "line",
+        handshake,
+        move |stream, peer| line_client(stream, peer, sessions.clone(), config.clone()),
+    )
+    .await
+}
+
+/// One line client, from connect to disconnect, on a plain or TLS stream.
+async fn line_client<S>(stream: S, peer: SocketAddr, handle: Handle, config: Arc<TcpConfig>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    tracing::debug!(%peer, "line client connected");
+    session::run(stream, &handle, config, ClientInfo::from_addr(peer)).await;
 }

@@ -350,6 +350,30 @@ async fn a_registered_name_asks_for_its_password_and_a_wrong_one_asks_for_the_na
 }
 
 #[tokio::test]
+async fn lines_sent_with_the_name_in_one_write_are_read_after_the_login() {
+    let server = Server::start().await;
+    let mut bob = server.login("bob").await;
+    let mut alice = server.nc().await;
+    alice.send_raw(b"alice\nhello from a script\n").await;
+    assert!(alice.line().await.starts_with("* Welcome, alice!"));
+    assert_eq!(bob.until("* alice joined").await, "* alice joined #general");
+    assert_eq!(
+        unstamped(&bob.line().await),
+        "#general <alice> hello from a script"
+    );
+
+    // The same with a password typed ahead.
+    bob.send("/register correct horse").await;
+    assert_eq!(bob.until("* bob is").await, "* bob is now registered");
+    bob.send("/quit").await;
+    let mut again = server.nc().await;
+    again.send_raw(b"bob\npw:bob\n/who\n").await;
+    assert_eq!(again.line().await, "Password:");
+    assert!(again.line().await.starts_with("* Welcome, bob!"));
+    assert!(again.until("* in #general:").await.contains("bob"));
+}
+
+#[tokio::test]
 async fn every_command_answers() {
     let server = Server::start().await;
     let mut alice = server.login("alice").await;

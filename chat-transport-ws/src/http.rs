@@ -19,22 +19,23 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::handshake::{Answer, PeerAddr, is_upgrade, text, upgrade};
 use crate::page;
 use crate::server::WsConfig;
 
-/// Serves one accepted socket until the client is done with it, the runtime shuts down, or it
-/// became a chat connection (which then lives on in its own task).
-pub(crate) async fn serve_socket(
-    stream: TcpStream,
+/// Serves one accepted connection (a TCP socket, or a TLS stream on one) until the client is
+/// done with it, the runtime shuts down, or it became a chat connection (which then lives on in
+/// its own task).
+pub(crate) async fn serve_socket<S>(
+    stream: S,
     peer: SocketAddr,
     handle: Handle,
     config: Arc<WsConfig>,
-) {
-    // Without it, small frames wait for delayed ACKs (40 ms on Linux).
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let closing = handle.closing();
     let head_timeout = config.handshake_timeout;
     let service = service_fn(move |mut request: Request<Incoming>| {

@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`serve`] (`server.rs`): the bundled listener. Each accepted socket is served by hyper
-//!   (`http.rs`): an upgrade on [`WsConfig::path`] becomes a chat connection, a plain `GET` gets
-//!   the browser page ([`page`]), embedded in the binary.
+//! - [`serve`] (`server.rs`): the bundled listener, and [`serve_tls`], the same inside TLS.
+//!   Each accepted socket (or TLS stream) is served by hyper (`http.rs`): an upgrade on
+//!   [`WsConfig::path`] becomes a chat connection, a plain `GET` gets the browser page
+//!   ([`page`]), embedded in the binary.
 //! - `handshake.rs`: the WebSocket opening handshake on plain `http` requests, shared by the
 //!   listener and the `axum` module (feature `axum`): a full server answers
 //!   503 before any WebSocket exists.
@@ -33,5 +34,5 @@ mod session;
 
 pub use frame::JsonFormat;
 pub use handshake::{PeerAddr, upgrade};
-pub use server::{WsConfig, serve};
+pub use server::{WsConfig, serve, serve_tls};
 pub use session::{connect, connect_from, run};

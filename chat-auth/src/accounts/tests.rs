@@ -586,3 +586,26 @@ async fn prints_the_cost_of_one_hash_and_one_verification() {
          name without an account {dummy:?}"
     );
 }
+
+#[test]
+fn the_throttle_counts_a_token_against_the_name_it_claims() {
+    let (accounts, _) = with_tokens();
+    let forged = token(
+        b"not the secret",
+        Algorithm::HS256,
+        serde_json::json!({"sub": "Alice", "exp": now() + 60}),
+    );
+    assert_eq!(
+        accounts.claimed_name(&login(None, None, Some(&forged))),
+        Some(name("Alice")),
+        "read without checking: a forged token counts against its name too"
+    );
+    assert_eq!(
+        accounts.claimed_name(&login(None, None, Some("garbage"))),
+        None
+    );
+    assert_eq!(
+        accounts.claimed_name(&login(Some("bob"), Some("pw"), None)),
+        Some(name("bob"))
+    );
+}

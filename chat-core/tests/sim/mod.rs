@@ -191,7 +191,7 @@ impl Sim {
                     self.records.push(record);
                 }
                 Output::FetchHistory(request) => self.fetches.push(request),
-                Output::Authenticate { conn, attempt } => {
+                Output::Authenticate { conn, attempt, .. } => {
                     self.checks.push_back(Check::Login { conn, attempt });
                 }
                 Output::HashPassword { conn, password, .. } => {

@@ -13,7 +13,9 @@
 //! answers a name with `auth_required` (the name is an account's, or the server admits accounts
 //! only), the session asks `Password:` instead of showing the error, and logs in with the next
 //! line as the name's password; a failure shows its `! ` line and asks for the name again.
-//! Once in, `/register PASSWORD` makes the name an account.
+//! Once in, `/register PASSWORD` makes the name an account. Lines typed before a login is
+//! answered (`printf 'alice\nhello\n' | nc …`) wait, and are then read as whatever comes
+//! next: chat after a welcome, the password after `Password:`, a new name after a refusal.
 //!
 //! A line client is in one room at a time. `/join rust` validates the name with the core's
 //! rules, then sends `join rust` and `leave` of the old room (in that order, so the user is never
@@ -21,6 +23,8 @@
 //! next line typed is said there. The `leave` of such a move goes without a `ref`
 //! ([`Action::SendQuietly`]), so its `left` is not announced; the one `/leave` sends is
 //! (`* You left #rust`, by [`render`](super::render::render)).
+
+use std::collections::VecDeque;
 
 use chat_core::{ChatError, Command, ErrorCode, Event, RoomName, Secret, UserName};
 
@@ -120,7 +124,14 @@ enum State {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineSession {
     state: State,
+    /// A login was sent, or a problem with a name shown, and its answer has not come back yet:
+    /// lines typed meanwhile wait in `typed_ahead`.
+    awaiting: bool,
+    typed_ahead: VecDeque<String>,
 }
+
+/// The most lines kept while a login is answered; more are dropped.
+const MAX_TYPED_AHEAD: usize = 64;
 
 impl Default for LineSession {
     fn default() -> Self {
@@ -134,6 +145,8 @@ impl LineSession {
     pub fn new() -> Self {
         LineSession {
             state: State::Naming { asked: None },
+            awaiting: false,
+            typed_ahead: VecDeque::new(),
         }
     }
 
@@ -142,6 +155,8 @@ impl LineSession {
     pub fn chatting() -> Self {
         LineSession {
             state: State::Chatting { room: None },
+            awaiting: false,
+            typed_ahead: VecDeque::new(),
         }
     }
 
@@ -202,7 +217,13 @@ impl LineSession {
     /// A line the person typed, without its line end.
     #[must_use]
     pub fn on_line(&mut self, line: &str) -> Vec<Action> {
-        match &self.state {
+        if self.awaiting {
+            if self.typed_ahead.len() < MAX_TYPED_AHEAD {
+                self.typed_ahead.push_back(line.to_owned());
+            }
+            return Vec::new();
+        }
+        let actions = match &self.state {
             State::Naming { .. } => self.on_name(line.trim()),
             State::Password { name } => {
                 let name = name.clone();
@@ -210,9 +231,15 @@ impl LineSession {
             }
             State::Chatting { room } => {
                 let room = room.clone();
-                self.on_chat(line, room)
+                return self.on_chat(line, room);
             }
-        }
+        };
+        // Until the answer comes back (the server's, or the driver's echo of a problem), the
+        // next lines wait.
+        self.awaiting = actions
+            .iter()
+            .any(|action| matches!(action, Action::Send(_) | Action::Problem { .. }));
+        actions
     }
 
     /// What [`on_line`](Self::on_line) would answer, without changing the session: for a driver
@@ -228,7 +255,7 @@ impl LineSession {
     /// `error` while naming asks for the name again.
     #[must_use]
     pub fn on_event(&mut self, event: &Event) -> Vec<Action> {
-        match event {
+        let mut actions = match event {
             Event::Welcome { rooms, .. } => self.welcomed(rooms),
             Event::Error { code, .. } if self.is_naming() => {
                 let asked = match &mut self.state {
@@ -246,8 +273,17 @@ impl LineSession {
                     }
                 }
             }
-            _ => Vec::new(),
+            _ => return Vec::new(),
+        };
+        // The answer is in: the lines typed meanwhile are read now, until one waits again.
+        self.awaiting = false;
+        while !self.awaiting {
+            let Some(line) = self.typed_ahead.pop_front() else {
+                break;
+            };
+            actions.extend(self.on_line(&line));
         }
+        actions
     }
 
     fn on_name(&mut self, name: &str) -> Vec<Action> {
@@ -562,6 +598,50 @@ mod tests {
             session.on_line("bob"),
             [Action::Send(Command::login("bob"))]
         );
+    }
+
+    #[test]
+    fn lines_typed_before_the_login_is_answered_are_read_as_what_comes_next() {
+        // After a welcome: chat.
+        let mut session = LineSession::new();
+        assert_eq!(
+            session.on_line("alice"),
+            [Action::Send(Command::login("alice"))]
+        );
+        assert!(session.on_line("hello").is_empty(), "waits for the answer");
+        assert_eq!(
+            sends(&session.on_event(&welcome(&["general"]))),
+            [Command::Say {
+                room: "general".into(),
+                text: "hello".into()
+            }]
+        );
+
+        // After Password: the password.
+        let mut session = LineSession::new();
+        let _ = session.on_line("alice");
+        assert!(session.on_line("correct horse").is_empty());
+        let actions = session.on_event(&Event::Error {
+            code: ErrorCode::AuthRequired,
+            message: "needs a password".into(),
+        });
+        assert_eq!(shown(&actions), "Password:\n");
+        assert_eq!(
+            sends(&actions),
+            [Command::Login {
+                name: Some("alice".into()),
+                password: Some(Secret::new("correct horse")),
+                token: None,
+            }]
+        );
+
+        // After a refused name, its problem echoed back: the next name.
+        let mut session = LineSession::new();
+        let refused = session.on_line("not a name!");
+        assert!(session.on_line("bob").is_empty());
+        let actions = session.on_event(&as_event(&refused[0]));
+        assert_eq!(actions[0], Action::Prompt);
+        assert_eq!(sends(&actions), [Command::login("bob")]);
     }
 
     #[test]
