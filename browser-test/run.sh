@@ -61,7 +61,11 @@ cleanup() {
 trap cleanup EXIT
 
 mkfifo "$work/out"
-"$server" --memory --ws 127.0.0.1:0 --tcp off >"$work/out" 2>"$work/server.log" &
+# A store on disk, so that accounts registered in the test survive the restart it does; a JWT
+# secret, so that the page's token login (#token=…) can be tried.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/jwt-secret"
+"$server" --data "$work/data" --jwt-secret-file "$work/jwt-secret" --ws 127.0.0.1:0 --tcp off \
+  >"$work/out" 2>"$work/server.log" &
 server_pid=$!
 exec 3<"$work/out"
 line=
@@ -81,6 +85,7 @@ echo "== browser test (headless $(/usr/bin/chromium --version 2>/dev/null | head
 status=0
 CHAT_URL="http://127.0.0.1:$port/" \
   CHAT_SERVER_BIN="$server" CHAT_SERVER_PID="$server_pid" CHAT_SERVER_PIDFILE="$work/restarted.pid" \
+  CHAT_SERVER_DATA="$work/data" CHAT_JWT_SECRET_FILE="$work/jwt-secret" \
   node browser-test/test.mjs || status=$?
 if [ "$status" != 0 ]; then
   echo "browser test failed; the server's log:" >&2

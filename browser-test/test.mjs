@@ -7,10 +7,16 @@
 //
 // Two pages log in, talk, DM, try an HTML injection, load history by scrolling, and live
 // through a server restart; the two pages side by side are saved as docs/two-tabs.png.
+// Accounts, in browser contexts of their own: a guest registers its name, another context needs
+// the password for it (a wrong one fails), a token in the page's fragment logs in, and neither a
+// password nor a wrong one is left in any storage or cookie. With CHAT_SERVER_DATA (the store
+// directory) the restart keeps the accounts, and those pages log in again by themselves;
+// CHAT_JWT_SECRET_FILE (the server's --jwt-secret-file) lets the test sign a token.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -25,6 +31,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SCREENSHOT = join(ROOT, 'docs', 'two-tabs.png');
 const PATIENCE = 10_000; // ms any single expectation may take
 const VIEWPORT = { width: 560, height: 400 };
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const { CHAT_SERVER_DATA: DATA, CHAT_JWT_SECRET_FILE: JWT_SECRET_FILE } = process.env;
+// carol's password, and a wrong one: neither may be left anywhere.
+const PASSWORD = 'carol-correct-horse';
+const WRONG = 'carol-wrong-battery';
 
 let context;
 let profile;
@@ -32,6 +46,28 @@ let alice;
 let bob;
 let restarted = null; // a server this test started
 const pageErrors = [];
+let browser = null; // a second browser, for the accounts' contexts
+const accounts = {}; // those contexts and their pages
+
+function watch(page) {
+  page.on('pageerror', (error) => pageErrors.push(String(error)));
+  return page;
+}
+
+async function newContext() {
+  const made = await browser.newContext({ viewport: VIEWPORT });
+  made.setDefaultTimeout(PATIENCE);
+  return made;
+}
+
+// An HS256 JWT for `sub`, signed with the server's secret (the file without its newline).
+function jwt(sub) {
+  const secret = readFileSync(JWT_SECRET_FILE).toString('utf8').replace(/\r?\n$/, '');
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const body = part({ alg: 'HS256', typ: 'JWT' }) + '.' + part({ sub, exp });
+  return body + '.' + createHmac('sha256', secret).update(body).digest('base64url');
+}
 
 before(async () => {
   profile = mkdtempSync(join(tmpdir(), 'chat-browser-test-'));
@@ -39,10 +75,7 @@ before(async () => {
     executablePath: '/usr/bin/chromium',
     headless: true,
     viewport: VIEWPORT,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
+    args: CHROMIUM_ARGS,
   });
   context.setDefaultTimeout(PATIENCE);
   alice = context.pages()[0] || (await context.newPage());
@@ -51,6 +84,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (browser) await browser.close();
   if (context) await context.close();
   if (profile) rmSync(profile, { recursive: true, force: true });
   if (restarted) {
@@ -200,6 +234,107 @@ test('history loads on join and on scrolling up', async () => {
   assert.deepEqual(texts, lines, 'every message once, oldest first');
 });
 
+// The messages list of a room on a page, shown or not.
+const roomList = (page, room) => page.locator(`#views ol[data-view="room:${room}"]`);
+
+test('a guest registers its name; another context needs its password', async () => {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  accounts.first = await newContext();
+  accounts.second = await newContext();
+  const guest = watch(await accounts.first.newPage());
+  const other = watch(await accounts.second.newPage());
+  Object.assign(accounts, { guest, other });
+
+  // From the login form: in as a guest, then registered.
+  await guest.goto(CHAT_URL);
+  await guest.fill('#name', 'carol');
+  await guest.fill('#password', PASSWORD);
+  await guest.click('#register-button');
+  await guest.locator('#status[data-state="online"]').waitFor();
+  await shown(guest).locator('li.info', { hasText: 'carol is now registered' }).waitFor();
+  assert.equal(await guest.inputValue('#password'), '', 'the password field is cleared');
+  assert.ok(await guest.locator('#register-open').isHidden(), 'nothing left to register');
+  // That tab goes elsewhere; the name is free, but it is carol's now.
+  await guest.goto('about:blank');
+  await roomList(alice, 'general')
+    .locator('li.presence', { hasText: 'carol left #general' })
+    .waitFor({ state: 'attached' });
+
+  // The name alone: the page asks for its password.
+  await other.goto(CHAT_URL);
+  await other.fill('#name', 'carol');
+  await other.click('#login-button');
+  await other.locator('#login-hint', { hasText: 'This name is registered: enter its password.' })
+    .waitFor();
+  assert.equal(await other.evaluate(() => document.activeElement.id), 'password');
+  assert.ok(await other.locator('#chat').isHidden());
+  // A wrong password: said next to the form.
+  await other.fill('#password', WRONG);
+  await other.click('#login-button');
+  await other.locator('#login-error', { hasText: 'Login failed: wrong name or password.' })
+    .waitFor();
+  assert.equal(await other.inputValue('#password'), '', 'the password field is cleared');
+  // The right one: in, and talking.
+  await other.fill('#password', PASSWORD);
+  await other.press('#password', 'Enter');
+  await other.locator('#status[data-state="online"]').waitFor();
+  assert.equal(await other.textContent('#me'), 'carol');
+  assert.ok(await other.locator('#register-open').isHidden(), 'an account has nothing to register');
+  await say(other, 'carol here, with her password');
+  await shown(other).locator('li.msg.own', { hasText: 'carol here, with her password' }).waitFor();
+  await roomList(alice, 'general')
+    .locator('li.msg.other', { hasText: 'carol here, with her password' })
+    .waitFor({ state: 'attached' });
+  // A DM to a name that is neither online nor an account: user_offline, in words.
+  await other.click('#open-dms');
+  await other.fill('#dm-to', 'nobody-here');
+  await say(other, 'anyone?');
+  await shown(other)
+    .locator('li.error', { hasText: 'nobody-here is not online and has no account' })
+    .waitFor();
+});
+
+test('a reload remembers the name, and asks for the password again', async () => {
+  const { guest } = accounts;
+  await guest.goto(CHAT_URL);
+  await guest.locator('#login-hint', { hasText: 'This name is registered' }).waitFor();
+  assert.equal(await guest.inputValue('#name'), 'carol');
+  assert.equal(await guest.inputValue('#password'), '');
+});
+
+test('a guest registers from the page header', async () => {
+  const page = watch(await accounts.second.newPage());
+  accounts.header = page;
+  await login(page, 'dave');
+  await page.click('#register-open');
+  await page.fill('#register-password', 'short');
+  await page.press('#register-password', 'Enter');
+  await page.locator('#register-error', { hasText: '8 to 256 bytes' }).waitFor();
+  await page.fill('#register-password', PASSWORD + '-dave');
+  await page.press('#register-password', 'Enter');
+  await shown(page).locator('li.info', { hasText: 'dave is now registered' }).waitFor();
+  assert.ok(await page.locator('#register-form').isHidden());
+});
+
+test('a token in the page address logs in, and is taken out of the address', async (t) => {
+  if (!JWT_SECRET_FILE) {
+    t.skip('CHAT_JWT_SECRET_FILE is not set');
+    return;
+  }
+  accounts.third = await newContext();
+  const page = watch(await accounts.third.newPage());
+  accounts.token = page;
+  await page.goto(CHAT_URL + '#token=' + jwt('erin'));
+  await page.locator('#status[data-state="online"]').waitFor();
+  assert.equal(await page.textContent('#me'), 'erin');
+  assert.equal(new URL(page.url()).hash, '', 'the token left the address bar');
+  assert.ok(await page.locator('#register-open').isHidden(), 'a token is an account');
+});
+
 test('a lost connection is shown, and the page reconnects by itself', async (t) => {
   const { CHAT_SERVER_BIN: bin, CHAT_SERVER_PID: pid } = process.env;
   if (!bin || !pid) {
@@ -213,7 +348,9 @@ test('a lost connection is shown, and the page reconnects by itself', async (t) 
     assert.match(await status(page).textContent(), /reconnecting in \d+ s/);
     await shown(page).locator('li.error', { hasText: 'the server is shutting down' }).waitFor();
   }
-  restarted = spawn(bin, ['--memory', '--ws', `127.0.0.1:${port}`, '--tcp', 'off'], {
+  const store = DATA ? ['--data', DATA] : ['--memory'];
+  const tokens = JWT_SECRET_FILE ? ['--jwt-secret-file', JWT_SECRET_FILE] : [];
+  restarted = spawn(bin, [...store, ...tokens, '--ws', `127.0.0.1:${port}`, '--tcp', 'off'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   if (process.env.CHAT_SERVER_PIDFILE) {
@@ -239,6 +376,39 @@ test('a lost connection is shown, and the page reconnects by itself', async (t) 
   await bob.locator('#rooms button[data-room="history"] .count', { hasText: /^2$/ }).waitFor();
   await say(alice, 'after the restart');
   await shown(bob).locator('li.msg.other', { hasText: 'after the restart' }).waitFor();
+  // The accounts kept on disk: a password page logs in again with the password it holds in
+  // memory, a token page with its token.
+  if (DATA) {
+    for (const page of [accounts.other, accounts.header, accounts.token].filter(Boolean)) {
+      await page.locator('#status[data-state="online"]').waitFor({ timeout: 15_000 });
+      // (Said in the conversation that was open; the rejoin may show another.)
+      await page.locator('#views li.info', { hasText: 'reconnected' }).waitFor({ state: 'attached' });
+      assert.ok(await page.locator('#login').isHidden(), 'no password asked for');
+    }
+  }
+});
+
+test('no password is left in any storage or cookie', async () => {
+  const pages = [
+    [context, alice],
+    [accounts.first, accounts.guest],
+    [accounts.second, accounts.other],
+    [accounts.second, accounts.header],
+    [accounts.third, accounts.token],
+  ].filter(([, page]) => page);
+  for (const [owner, page] of pages) {
+    const stored = await page.evaluate(() =>
+      JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }),
+    );
+    const cookies = JSON.stringify(await owner.cookies());
+    for (const secret of [PASSWORD, WRONG, PASSWORD + '-dave']) {
+      assert.ok(!stored.includes(secret), `a password in web storage: ${stored}`);
+      assert.ok(!cookies.includes(secret), `a password in a cookie: ${cookies}`);
+    }
+    assert.equal(await page.evaluate(() => typeof window.state), 'undefined');
+  }
+  const kept = await accounts.other.evaluate(() => Object.keys(sessionStorage).sort());
+  assert.deepEqual(kept, ['chat-name'], 'only the name is remembered');
 });
 
 test('no script errors on either page', () => {

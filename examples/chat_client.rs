@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo run --example chat_client -- --name alice            # ws://127.0.0.1:8765/chat
 //! cargo run --example chat_client -- --url ws://127.0.0.1:8765/chat
+//! cargo run --example chat_client -- --name alice --password-prompt
+//! cargo run --example chat_client -- --token-file ~/.chat-token
 //! ```
 //!
 //! It speaks the line transport's language: a line is said in your room, and `/join ROOM`,
@@ -14,19 +16,30 @@
 //! back-off, logs in again and goes back to its room; a refused name asks for another. Ctrl-C or
 //! Ctrl-D leave like `/quit`. Without a terminal (input from a pipe) it reads plain lines.
 //!
+//! Accounts: when the server answers a name with `auth_required` (the name is registered, or
+//! the server admits accounts only), the client asks `Password: ` without echo and logs in with
+//! the name and that password; `--password-prompt` asks before the first login. `--token-file
+//! FILE` logs in with the signed token in FILE instead. `/register` alone asks twice for a new
+//! password, without echo, and makes the name an account (`/register PASSWORD` works too, but
+//! shows the password on the screen). Passwords and tokens are held in memory only, for the
+//! reconnections of the session; nothing is written anywhere. From a pipe, a password is the
+//! next line.
+//!
 //! The session logic lives in the library (`chat_engine::client`, the `chat-client` crate,
 //! tested there); this program is the terminal around it.
 
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chat_engine::client::{ClientSession, SessionConfig, Typist, Update};
-use chat_engine::core::{Command, Event};
-use chat_engine::protocol::line::render::render;
-use chat_engine::protocol::line::{Action, LineSession, NAME_PROMPT, Slash, parse_line};
+use chat_engine::core::{Command, ErrorCode, Event, Secret};
+use chat_engine::protocol::line::render::{self, render};
+use chat_engine::protocol::line::{Action, HELP, LineSession, NAME_PROMPT, Slash, parse_line};
 use clap::Parser;
 use reedline::{ExternalPrinter, Prompt, PromptEditMode, PromptHistorySearch, Reedline, Signal};
 
@@ -40,13 +53,21 @@ struct Options {
     /// The name to log in with (asked for when not given).
     #[arg(long)]
     name: Option<String>,
+    /// Ask for the name's password (without echo) before the first login, for a registered
+    /// name. Without it the password is asked for when the server says the name needs one.
+    #[arg(long, conflicts_with = "token_file")]
+    password_prompt: bool,
+    /// Log in with the signed token (JWT) in FILE instead of a name; one trailing newline is
+    /// ignored.
+    #[arg(long, value_name = "FILE", conflicts_with = "name")]
+    token_file: Option<PathBuf>,
 }
 
 /// Where the session stands, as the printing thread tells the input loop.
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     LoggedIn,
-    Refused,
+    Refused(ErrorCode),
     Ended,
 }
 
@@ -101,6 +122,41 @@ impl Input {
             },
         }
     }
+
+    /// Reads a password: without echo on a terminal (`prompt` goes to the terminal), the next
+    /// line from a pipe. `Leave` on Ctrl-C, Ctrl-D or the end of the input.
+    fn password(&mut self, prompt: &str) -> Typed {
+        match self {
+            Input::Terminal(_) => {
+                READING_PASSWORD.store(true, Ordering::SeqCst);
+                let read = rpassword::prompt_password(prompt);
+                READING_PASSWORD.store(false, Ordering::SeqCst);
+                match read {
+                    Ok(password) => Typed::Line(password),
+                    Err(_) => Typed::Leave,
+                }
+            }
+            Input::Piped(_) => self.read(prompt),
+        }
+    }
+}
+
+/// Whether a password is being read. rpassword turns off the terminal's echo and its Ctrl-C
+/// signal, reads Ctrl-C as a key and raises SIGINT itself before it turns echo back on; the
+/// default SIGINT would end the program with the terminal still silent. So the program takes
+/// SIGINT ([`leave_on_ctrl_c`]) and lets rpassword finish while this is set.
+static READING_PASSWORD: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C (SIGINT) ends the program as before, except during a password prompt, which ends by
+/// itself (its terminal settings restored) and then leaves like Ctrl-D.
+fn leave_on_ctrl_c(runtime: &tokio::runtime::Runtime) {
+    runtime.spawn(async {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if !READING_PASSWORD.load(Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        }
+    });
 }
 
 /// Where output goes: above the line being edited, or plainly to standard output.
@@ -126,9 +182,21 @@ impl Output {
 }
 
 /// The lines an update shows: server events in the line transport's style, the client's own
-/// news in the same `* ` / `! ` style.
-fn lines_for(update: &Update) -> Option<String> {
+/// news in the same `* ` / `! ` style. A refusal that the client answers with the password
+/// prompt (`asks_password`) reads as the reason for the prompt.
+fn lines_for(update: &Update, asks_password: bool) -> Option<String> {
     match update {
+        Update::Refused {
+            code: ErrorCode::AuthRequired,
+            ..
+        } if asks_password => {
+            let mut out = String::new();
+            render::info(
+                &mut out,
+                "this name is registered: enter its password (or nothing, to choose another name)",
+            );
+            Some(out)
+        }
         Update::Server {
             event,
             answers_command,
@@ -159,45 +227,83 @@ fn main() -> ExitCode {
     } else {
         (Input::Piped(std::io::stdin().lines()), Output::Plain)
     };
+    leave_on_ctrl_c(&runtime);
+    let token = match options.token_file.as_deref().map(read_token).transpose() {
+        Ok(token) => token,
+        Err(why) => {
+            eprintln!("chat_client: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut given = options.name;
+    let mut ask_password = options.password_prompt;
     let name_prompt = format!("{NAME_PROMPT} ");
     loop {
-        let typed = match given.take() {
-            Some(name) => name,
-            None => match input.read(&name_prompt) {
-                Typed::Line(line) => line,
-                Typed::Leave => return ExitCode::SUCCESS,
-            },
-        };
-        // The line protocol's naming rules: a name the server would refuse is refused here.
-        let name = match LineSession::new().on_line(&typed).as_slice() {
-            [
-                Action::Send(Command::Login {
-                    name: Some(name), ..
-                }),
-            ] => name.clone(),
-            [Action::Quit] => return ExitCode::SUCCESS,
-            refused => {
-                for text in refused.iter().filter_map(Action::render) {
-                    output.show(&text);
+        let mut config = match &token {
+            Some(token) => SessionConfig::new(&options.url, "").with_token(token.clone()),
+            None => {
+                let typed = match given.take() {
+                    Some(name) => name,
+                    None => match input.read(&name_prompt) {
+                        Typed::Line(line) => line,
+                        Typed::Leave => return ExitCode::SUCCESS,
+                    },
+                };
+                // The line protocol's naming rules: a name the server would refuse is refused
+                // here; `/token TOKEN` logs in with a token, as over `nc`.
+                match LineSession::new().on_line(&typed).as_slice() {
+                    [
+                        Action::Send(Command::Login {
+                            name: Some(name), ..
+                        }),
+                    ] => SessionConfig::new(&options.url, name),
+                    [
+                        Action::Send(Command::Login {
+                            token: Some(token), ..
+                        }),
+                    ] => SessionConfig::new(&options.url, "").with_token(token.clone()),
+                    [Action::Quit] => return ExitCode::SUCCESS,
+                    refused => {
+                        for text in refused.iter().filter_map(Action::render) {
+                            output.show(&text);
+                        }
+                        continue;
+                    }
                 }
-                continue;
             }
         };
+        if std::mem::take(&mut ask_password) && config.token.is_none() {
+            match input.password("Password: ") {
+                Typed::Line(password) if !password.is_empty() => {
+                    config = config.with_password(Secret::new(password));
+                }
+                // An empty password: another name.
+                Typed::Line(_) => continue,
+                Typed::Leave => return ExitCode::SUCCESS,
+            }
+        }
+        let name = config.name.clone();
+        let asks_password = config.password.is_none() && config.token.is_none();
         let mut session = {
             let _inside = runtime.enter();
-            ClientSession::start(SessionConfig::new(&options.url, &name))
+            ClientSession::start(config)
         };
         let typist = session.typist();
         let (phase, phases) = mpsc::channel();
         let out = output.clone();
         let handle = runtime.handle().clone();
-        // One thread shows the session's updates; the main thread reads the keyboard.
+        // One thread shows the session's updates; the main thread reads the keyboard. Until the
+        // login, nothing is being edited, so the lines go straight to the terminal, in order
+        // with the password prompt that may follow.
         std::thread::spawn(move || {
             let mut logged_in = false;
             while let Some(update) = handle.block_on(session.next()) {
-                if let Some(text) = lines_for(&update) {
-                    out.show(&text);
+                if let Some(text) = lines_for(&update, asks_password) {
+                    if logged_in {
+                        out.show(&text);
+                    } else {
+                        Output::Plain.show(&text);
+                    }
                 }
                 let news = match &update {
                     Update::Server {
@@ -207,7 +313,7 @@ fn main() -> ExitCode {
                         logged_in = true;
                         Some(Phase::LoggedIn)
                     }
-                    Update::Refused { .. } => Some(Phase::Refused),
+                    Update::Refused { code, .. } => Some(Phase::Refused(*code)),
                     Update::Ended { .. } => Some(Phase::Ended),
                     _ => None,
                 };
@@ -218,15 +324,84 @@ fn main() -> ExitCode {
             let _ = phase.send(Phase::Ended);
         });
         match phases.recv() {
-            Ok(Phase::LoggedIn) => return chat(&mut input, &typist, &phases),
-            Ok(Phase::Refused) => continue,
+            Ok(Phase::LoggedIn) => return chat(&mut input, &output, &typist, &phases),
+            // A registered name: its password, then the same name again.
+            Ok(Phase::Refused(ErrorCode::AuthRequired)) if asks_password => {
+                given = Some(name);
+                ask_password = true;
+            }
+            // A token the server does not take: asking again cannot help.
+            Ok(Phase::Refused(_)) if token.is_some() => return ExitCode::FAILURE,
+            Ok(Phase::Refused(_)) => continue,
             Ok(Phase::Ended) | Err(_) => return ExitCode::SUCCESS,
         }
     }
 }
 
+/// The token in `path`, without one trailing newline.
+fn read_token(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read the token file {}: {error}", path.display()))?;
+    let token = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(Secret::new(token))
+}
+
+/// `/help` in this client: the line protocol's list, with `/register` asking for the password.
+fn help() -> String {
+    let mut out = String::new();
+    for line in HELP {
+        if line.starts_with("/register") {
+            render::info(
+                &mut out,
+                "/register         make your name yours: asks twice for a password, without showing it",
+            );
+            render::info(
+                &mut out,
+                "                  (/register PASSWORD works too, but shows the password on the screen)",
+            );
+        } else {
+            render::info(&mut out, line);
+        }
+    }
+    out
+}
+
+/// `/register` alone: a new password, asked twice without echo. `None` when it was not given
+/// the same twice (or not at all); the user was told why.
+fn new_password(input: &mut Input, output: &Output) -> Option<Secret> {
+    let first = match input.password("New password: ") {
+        Typed::Line(password) if !password.is_empty() => password,
+        _ => {
+            output.show("* not registered");
+            return None;
+        }
+    };
+    match input.password("The same again: ") {
+        Typed::Line(again) if again == first => Some(Secret::new(first)),
+        Typed::Line(_) => {
+            output.show("! the two passwords differ; not registered");
+            None
+        }
+        Typed::Leave => {
+            output.show("* not registered");
+            None
+        }
+    }
+}
+
 /// The input loop once logged in: every line goes to the session, until `/quit`.
-fn chat(input: &mut Input, typist: &Typist, phases: &mpsc::Receiver<Phase>) -> ExitCode {
+fn chat(
+    input: &mut Input,
+    output: &Output,
+    typist: &Typist,
+    phases: &mpsc::Receiver<Phase>,
+) -> ExitCode {
     let quit = || {
         if typist.line_blocking("/quit").is_ok() {
             // The session says goodbye once the answers to earlier lines are in (bounded).
@@ -242,13 +417,28 @@ fn chat(input: &mut Input, typist: &Typist, phases: &mpsc::Receiver<Phase>) -> E
             Typed::Line(line) => line,
             Typed::Leave => return quit(),
         };
-        if matches!(parse_line(&line), Slash::Quit) {
-            return quit();
+        match parse_line(&line) {
+            Slash::Quit => return quit(),
+            Slash::Help => {
+                output.show(&help());
+                continue;
+            }
+            // `/register` alone: the password is asked for without echo.
+            Slash::Usage(_) if line.trim() == "/register" => {
+                let Some(password) = new_password(input, output) else {
+                    continue;
+                };
+                if typist.register_blocking(password).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+                continue;
+            }
+            _ => {}
         }
         if typist.line_blocking(&line).is_err() {
             return ExitCode::SUCCESS;
         }
-        if let Ok(Phase::Ended) = phases.try_recv() {
+        if let Ok(Phase::Ended | Phase::Refused(_)) = phases.try_recv() {
             return ExitCode::SUCCESS;
         }
     }

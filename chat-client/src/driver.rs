@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_core::{Command, ErrorCode, Event, Ref, RoomName, SendKind};
+use chat_core::{Command, ErrorCode, Event, Ref, RoomName, Secret, SendKind};
 use chat_protocol::line::{Action, BYE, LineSession};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,14 +18,14 @@ use tokio_tungstenite::tungstenite;
 
 use crate::backoff::mix;
 use crate::client::{ClientError, Incoming, WsClient};
-use crate::session::SessionConfig;
+use crate::session::{SessionConfig, Typed};
 use crate::update::{Notice, Update, seconds};
 
 /// How one connection ended.
 enum Outcome {
     /// The user quit.
     Quit,
-    /// The name was refused at the first login.
+    /// The name or the credentials were refused, and retrying cannot help.
     Refused { code: ErrorCode, message: String },
     /// The connection ended or never came up; try again. `logged_in` says it had logged in.
     Retry { why: String, logged_in: bool },
@@ -39,7 +39,12 @@ enum Outcome {
 pub(crate) struct Driver {
     config: Arc<SessionConfig>,
     updates: mpsc::Sender<Update>,
-    lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<Typed>,
+    /// The password every login sends: the configured one, or the one the name was registered
+    /// with during the session. In memory only.
+    password: Option<Secret>,
+    /// A `register` sent and not answered yet: its `ref` and password.
+    registering: Option<(Ref, Secret)>,
     /// What typed lines mean, and the room the user is in (one at a time).
     line: LineSession,
     logged_in_once: bool,
@@ -61,7 +66,7 @@ impl Driver {
     pub(crate) fn new(
         config: SessionConfig,
         updates: mpsc::Sender<Update>,
-        lines: mpsc::Receiver<String>,
+        lines: mpsc::Receiver<Typed>,
     ) -> Driver {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -69,6 +74,8 @@ impl Driver {
             .unwrap_or_default()
             ^ mix(config.name.len() as u64);
         Driver {
+            password: config.password.clone(),
+            registering: None,
             config: Arc::new(config),
             updates,
             lines,
@@ -150,7 +157,17 @@ impl Driver {
                 () = tokio::time::sleep_until(until) => return Ok(true),
                 line = self.lines.recv() => line,
             };
-            let Some(line) = line else { return Ok(false) };
+            let line = match line {
+                None => return Ok(false),
+                Some(Typed::Line(line)) => line,
+                Some(Typed::Register(_)) => {
+                    let problem = Notice::Problem(
+                        "not connected; not registered (try again once reconnected)".into(),
+                    );
+                    self.emit(Update::Notice(problem)).await?;
+                    continue;
+                }
+            };
             // Nothing typed now changes the session: it would have had to reach the server.
             let actions = self.line.preview(&line);
             if actions.contains(&Action::Quit) {
@@ -188,8 +205,8 @@ impl Driver {
                 };
             }
         };
-        let login = Command::login(config.name.clone());
-        if let Err(error) = client.send(&login, None).await {
+        self.registering = None;
+        if let Err(error) = client.send(&self.login(), None).await {
             return Outcome::Retry {
                 why: describe(&error),
                 logged_in: false,
@@ -226,18 +243,34 @@ impl Driver {
                 Incoming::Event {
                     event: Event::Error { code, message },
                     ..
-                } if matches!(code, ErrorCode::NameTaken | ErrorCode::InvalidName) => {
-                    if self.logged_in_once {
-                        // Our old connection may still hold the name until the server notices
-                        // it is gone: try again.
-                        let _ = client.close().await;
+                } if refuses_login(code) => {
+                    let _ = client.close().await;
+                    // After a login that worked, our old connection may still hold the name
+                    // until the server notices it is gone, and a lock on failed logins ends:
+                    // try again. The name and credentials themselves do not change.
+                    let passing = matches!(code, ErrorCode::NameTaken | ErrorCode::RateLimited);
+                    if self.logged_in_once && passing {
                         return Outcome::Retry {
                             why: message,
                             logged_in: false,
                         };
                     }
-                    let _ = client.close().await;
                     return Outcome::Refused { code, message };
+                }
+                Incoming::Event {
+                    event:
+                        Event::Error {
+                            code: ErrorCode::Unavailable,
+                            message,
+                        },
+                    ..
+                } => {
+                    // The server cannot check logins right now: a later attempt may pass.
+                    let _ = client.close().await;
+                    return Outcome::Retry {
+                        why: message,
+                        logged_in: false,
+                    };
                 }
                 Incoming::Event { event, reference } => {
                     let Ok(sends) = self.show(event, reference).await else {
@@ -330,15 +363,28 @@ impl Driver {
                     }
                 }
                 line = self.lines.recv(), if quitting.is_none() => {
-                    let Some(line) = line else {
+                    let actions = match line {
+                        Some(Typed::Line(line)) => self.line.on_line(&line),
+                        Some(Typed::Register(password)) => {
+                            vec![Action::Send(Command::Register { password })]
+                        }
                         // The program dropped its typist: leave as if it typed /quit.
-                        return Outcome::Gone;
+                        None => return Outcome::Gone,
                     };
-                    for action in self.line.on_line(&line) {
+                    for action in actions {
                         match action {
                             send @ (Action::Send(_) | Action::SendQuietly(_)) => {
-                                if let Err(error) = self.send_asked(&mut client, send).await {
-                                    return lost(describe(&error));
+                                let registering = match &send {
+                                    Action::Send(Command::Register { password }) => Some(password.clone()),
+                                    _ => None,
+                                };
+                                match self.send_asked(&mut client, send).await {
+                                    Ok(reference) => {
+                                        if let (Some(reference), Some(password)) = (reference, registering) {
+                                            self.registering = Some((reference, password));
+                                        }
+                                    }
+                                    Err(error) => return lost(describe(&error)),
                                 }
                             }
                             Action::Quit => {
@@ -380,6 +426,38 @@ impl Driver {
         }
     }
 
+    /// The login this session sends: by token, or by name with the password if there is one.
+    fn login(&self) -> Command {
+        match &self.config.token {
+            Some(token) => Command::Login {
+                name: None,
+                password: None,
+                token: Some(token.clone()),
+            },
+            None => Command::Login {
+                name: Some(self.config.name.clone()),
+                password: self.password.clone(),
+                token: None,
+            },
+        }
+    }
+
+    /// Keeps the password of a `register` the server accepted, for the logins that follow.
+    fn note_registration(&mut self, event: &Event, reference: Option<&Ref>) {
+        let answers = match (&self.registering, reference) {
+            (Some((asked, _)), Some(reference)) => asked == reference,
+            _ => false,
+        };
+        if !answers {
+            return;
+        }
+        if let Some((_, password)) = self.registering.take() {
+            if let Event::Registered { .. } = event {
+                self.password = Some(password);
+            }
+        }
+    }
+
     /// Sends a command with a fresh numeric `ref`, and returns the `ref`.
     async fn send(&mut self, client: &mut WsClient, command: &Command) -> Result<Ref, ClientError> {
         self.next_ref += 1;
@@ -406,6 +484,7 @@ impl Driver {
     /// line session tells the user about it; returns the commands the session asks to send (its
     /// [`Action::Send`]s and [`Action::SendQuietly`]s).
     async fn show(&mut self, event: Event, reference: Option<Ref>) -> Result<Vec<Action>, Gone> {
+        self.note_registration(&event, reference.as_ref());
         let actions = self.line.on_event(&event);
         let answers_command = reference.is_some();
         let restoring = reference.is_some() && self.restoring == reference;
@@ -475,6 +554,19 @@ impl Driver {
             *newest = (*newest).max(max);
         }
     }
+}
+
+/// Whether an error that answers the login ends the attempt: the name or the credentials were
+/// refused (errors of other kinds are shown, and the login is still awaited).
+fn refuses_login(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NameTaken
+            | ErrorCode::InvalidName
+            | ErrorCode::AuthRequired
+            | ErrorCode::AuthFailed
+            | ErrorCode::RateLimited
+    )
 }
 
 /// What the user is told of a line-session action that shows something.

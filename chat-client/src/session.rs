@@ -11,6 +11,14 @@
 //! without repeating the history lines already shown. A refused name ends the session with
 //! [`Update::Refused`], so the program can ask for another.
 //!
+//! Accounts: a [`SessionConfig`] may carry the name's password, or a signed token instead of the
+//! name, and every login of the session sends it, reconnections included. A guest who registers
+//! (`/register PASSWORD`, or [`Typist::register`] with a password the program asked for without
+//! echo) logs in with that password from then on. Credentials are held in memory only, for the
+//! session's lifetime: nothing here writes them anywhere. A login the server refuses for its
+//! credentials (`auth_required`, `auth_failed`, `rate_limited`) ends the session with
+//! [`Update::Refused`], like a refused name, so the program can ask for a password and start again.
+//!
 //! Server events are reported with the [`SendKind`](chat_core::SendKind) a line client would
 //! have seen them with, so a terminal renders them in the line transport's style
 //! (`[HH:MM:SS] #room <alice> text`) with [`chat_protocol::line::render::render`]; the client's
@@ -18,6 +26,7 @@
 
 use std::time::Duration;
 
+use chat_core::Secret;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -30,8 +39,16 @@ use crate::update::Update;
 pub struct SessionConfig {
     /// The server, e.g. `ws://127.0.0.1:8765/chat`.
     pub url: String,
-    /// The name to log in with.
+    /// The name to log in with (not sent when [`token`](Self::token) is set: the token names
+    /// the user).
     pub name: String,
+    /// The name's password, for an account: sent with the name at every login, reconnections
+    /// included. Held in memory only. `None` logs in as a guest (or fails with `auth_required`
+    /// if the name is an account's).
+    pub password: Option<Secret>,
+    /// A signed token (a JWT for the bundled server) to log in with instead of a name and
+    /// password, at every login. Held in memory only.
+    pub token: Option<Secret>,
     /// The waits between reconnection attempts.
     pub backoff: Backoff,
     /// How long connecting and logging in may take before the attempt counts as failed (10 s).
@@ -47,11 +64,38 @@ impl SessionConfig {
         SessionConfig {
             url: url.into(),
             name: name.into(),
+            password: None,
+            token: None,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(30),
         }
     }
+
+    /// These settings, logging in with `name` and its `password`.
+    #[must_use]
+    pub fn with_password(self, password: Secret) -> Self {
+        SessionConfig {
+            password: Some(password),
+            ..self
+        }
+    }
+
+    /// These settings, logging in with a signed `token` instead of the name.
+    #[must_use]
+    pub fn with_token(self, token: Secret) -> Self {
+        SessionConfig {
+            token: Some(token),
+            ..self
+        }
+    }
+}
+
+/// What the program hands the session: a typed line, or a password to register the name with.
+#[derive(Debug)]
+pub(crate) enum Typed {
+    Line(String),
+    Register(Secret),
 }
 
 /// The session is over: nothing typed reaches a server any more.
@@ -63,15 +107,38 @@ pub struct SessionEnded;
 /// line editor's) as well as from async code.
 #[derive(Clone, Debug)]
 pub struct Typist {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Typed>,
 }
 
 impl Typist {
     /// Hands the session a typed line (without its line end).
     pub async fn line(&self, line: &str) -> Result<(), SessionEnded> {
         self.lines
-            .send(line.to_owned())
+            .send(Typed::Line(line.to_owned()))
             .await
+            .map_err(|_| SessionEnded)
+    }
+
+    /// Registers the name the session is logged in with (as a guest) with `password`, exactly
+    /// as given (`/register PASSWORD` typed as a line trims the spaces around it, and shows it on
+    /// the screen: a program asks for the password without echo and hands it over here). Once
+    /// the server says `registered`, the session logs in with this password after a
+    /// reconnection.
+    pub async fn register(&self, password: Secret) -> Result<(), SessionEnded> {
+        self.lines
+            .send(Typed::Register(password))
+            .await
+            .map_err(|_| SessionEnded)
+    }
+
+    /// [`register`](Self::register) for a thread outside the runtime.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside an async task.
+    pub fn register_blocking(&self, password: Secret) -> Result<(), SessionEnded> {
+        self.lines
+            .blocking_send(Typed::Register(password))
             .map_err(|_| SessionEnded)
     }
 
@@ -82,7 +149,7 @@ impl Typist {
     /// If called from inside an async task (use [`line`](Self::line) there).
     pub fn line_blocking(&self, line: &str) -> Result<(), SessionEnded> {
         self.lines
-            .blocking_send(line.to_owned())
+            .blocking_send(Typed::Line(line.to_owned()))
             .map_err(|_| SessionEnded)
     }
 }

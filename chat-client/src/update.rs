@@ -48,9 +48,13 @@ pub enum Update {
     },
     /// The client's own information or complaint (help, usage, "not connected").
     Notice(Notice),
-    /// The server refused the name. The session has ended; start another with another name.
+    /// The server refused the login. The session has ended; start another with another name,
+    /// or with the name's password.
     Refused {
-        /// `name_taken` or `invalid_name`.
+        /// `name_taken` or `invalid_name`; `auth_required` (the name is an account's: log in with
+        /// its password or a token), `auth_failed` (wrong password or token) or `rate_limited`
+        /// (too many failed logins: wait a minute). After a login that worked, `name_taken` and
+        /// `rate_limited` are retried instead.
         code: ErrorCode,
         /// The server's sentence, for a person.
         message: String,

@@ -1,6 +1,10 @@
 //! The terminal client's session layer (`ClientSession`) against a real server on a loopback
 //! port: two users talk, a refused name and a lost connection are said clearly, and a session
-//! comes back by itself after the server restarts.
+//! comes back by itself after the server restarts, logging in with the same password or token,
+//! or with the password its name was registered with meanwhile.
+
+#[path = "../../chat-runtime/tests/tokens/mod.rs"]
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_client::{Backoff, ClientSession, Notice, SessionConfig, Update};
-use chat_core::{Config, ErrorCode, Event, PresenceChange, SendKind};
+use chat_core::{Config, ErrorCode, Event, PresenceChange, Secret, SendKind};
 use chat_protocol::line::render::render;
-use chat_runtime::{Runtime, RuntimeConfig};
+use chat_runtime::{Authenticator, Runtime, RuntimeConfig};
 use chat_store::{JsonFileStore, MemoryStore, Store};
 use chat_transport_ws::{WsConfig, serve};
+use tokens::Tokens;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,6 +37,27 @@ impl TestServer {
         let runtime = Runtime::start(Config::default(), store, RuntimeConfig::default())
             .await
             .expect("the runtime starts");
+        Self::serving(addr, runtime).await
+    }
+
+    /// A server on `addr` whose logins with credentials `authenticator` checks.
+    async fn start_with(
+        addr: &str,
+        store: Arc<dyn Store>,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> TestServer {
+        let runtime = Runtime::start_with(
+            Config::default(),
+            store,
+            RuntimeConfig::default(),
+            authenticator,
+        )
+        .await
+        .expect("the runtime starts");
+        Self::serving(addr, runtime).await
+    }
+
+    async fn serving(addr: &str, runtime: Runtime) -> TestServer {
         let listener = TcpListener::bind(addr).await.expect("a loopback port");
         let addr = listener.local_addr().unwrap();
         let serving = tokio::spawn(serve(listener, runtime.handle(), WsConfig::default()));
@@ -49,6 +75,13 @@ impl TestServer {
     async fn on_disk(addr: &str, dir: &Path) -> TestServer {
         let store = JsonFileStore::open(dir).await.expect("the store opens");
         Self::start(addr, Arc::new(store)).await
+    }
+
+    /// A server on disk with accounts: the test authenticator (password `pw:NAME`, token
+    /// `token:NAME`), registering anyone.
+    async fn with_accounts(addr: &str, dir: &Path, tokens: Arc<Tokens>) -> TestServer {
+        let store = JsonFileStore::open(dir).await.expect("the store opens");
+        Self::start_with(addr, Arc::new(store), tokens).await
     }
 
     fn url(&self) -> String {
@@ -425,4 +458,166 @@ async fn a_server_that_is_not_there_is_retried_and_a_wrong_path_is_not() {
     let shown = ended.render().unwrap();
     assert!(shown.contains("HTTP 404"), "{shown}");
     server.stop().await;
+}
+
+fn welcome(update: &Update) -> Option<(&str, bool)> {
+    match server_event(update) {
+        Some((Event::Welcome { name, account, .. }, _, _)) => Some((name.as_str(), *account)),
+        _ => None,
+    }
+}
+
+/// The authenticator of the accounts tests: `pw:NAME` and `token:NAME`, registering anyone.
+fn accounts() -> Arc<Tokens> {
+    Arc::new(Tokens {
+        registers: true,
+        ..Tokens::default()
+    })
+}
+
+#[tokio::test]
+async fn a_password_or_a_token_logs_in_and_again_after_a_reconnection() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = accounts();
+    let first = TestServer::with_accounts("127.0.0.1:0", dir.path(), tokens.clone()).await;
+    let (addr, url) = (first.addr, first.url());
+
+    let mut alice =
+        ClientSession::start(config(&url, "alice").with_password(Secret::new("pw:alice")));
+    let welcomed = until(&mut alice, "alice's welcome", |u| welcome(u).is_some()).await;
+    assert_eq!(
+        welcome(&welcomed),
+        Some(("alice", true)),
+        "an account's login"
+    );
+    let mut erin = ClientSession::start(config(&url, "").with_token(Secret::new("token:erin")));
+    let welcomed = until(&mut erin, "erin's welcome", |u| welcome(u).is_some()).await;
+    assert_eq!(
+        welcome(&welcomed),
+        Some(("erin", true)),
+        "the token names her"
+    );
+    assert_eq!(tokens.calls(), 2, "both logins were checked");
+
+    // Without the password, or with a wrong one, the account's name is refused: the session
+    // ends, so that the program can ask for the password.
+    let mut bare = ClientSession::start(config(&url, "ALICE"));
+    let refused = until(&mut bare, "a refusal", Update::is_final).await;
+    assert!(
+        matches!(
+            refused,
+            Update::Refused {
+                code: ErrorCode::AuthRequired,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let mut wrong =
+        ClientSession::start(config(&url, "alice").with_password(Secret::new("pw:mallory")));
+    let refused = until(&mut wrong, "a refusal", Update::is_final).await;
+    let Update::Refused {
+        code: ErrorCode::AuthFailed,
+        ..
+    } = &refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert!(refused.render().unwrap().starts_with("! login refused: "));
+
+    // The server restarts: both log in again with what they were started with.
+    first.stop().await;
+    for session in [&mut alice, &mut erin] {
+        until(session, "the loss", |u| matches!(u, Update::Lost { .. })).await;
+    }
+    let calls = tokens.calls();
+    let second = TestServer::with_accounts(&addr.to_string(), dir.path(), tokens.clone()).await;
+    for (session, name) in [(&mut alice, "alice"), (&mut erin, "erin")] {
+        until(
+            session,
+            "the reconnection notice",
+            |u| matches!(u, Update::Notice(Notice::Info(text)) if text.starts_with("reconnected")),
+        )
+        .await;
+        let back = until(session, "the new welcome", |u| welcome(u).is_some()).await;
+        assert_eq!(welcome(&back), Some((name, true)));
+    }
+    assert_eq!(
+        tokens.calls(),
+        calls + 2,
+        "each login sent its credentials again"
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_guest_who_registers_logs_in_with_that_password_after_a_reconnection() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = accounts();
+    let first = TestServer::with_accounts("127.0.0.1:0", dir.path(), tokens.clone()).await;
+    let (addr, url) = (first.addr, first.url());
+    let mut carol = logged_in(&url, "carol").await;
+    let mut david = logged_in(&url, "david").await;
+    assert_eq!(tokens.calls(), 0, "guest logins are not checked");
+
+    // Inline, as typed (the client discourages it: it shows the password).
+    carol.type_line("/register pw:carol").await.unwrap();
+    let registered = until(&mut carol, "registered", |u| {
+        matches!(server_event(u), Some((Event::Registered { .. }, _, _)))
+    })
+    .await;
+    let Some((event, true, kind)) = server_event(&registered) else {
+        panic!("{registered:?}")
+    };
+    assert_eq!(
+        render(event, true, kind).as_deref(),
+        Some("* carol is now registered\n")
+    );
+    // Handed over by the program, which asked for it without echo; a refused password first.
+    let typist = david.typist();
+    typist.register(Secret::new("short")).await.unwrap();
+    until(&mut david, "the refusal of a short password", |u| {
+        matches!(
+            server_event(u),
+            Some((
+                Event::Error {
+                    code: ErrorCode::InvalidPassword,
+                    ..
+                },
+                true,
+                _
+            ))
+        )
+    })
+    .await;
+    typist.register(Secret::new("pw:david")).await.unwrap();
+    until(&mut david, "registered", |u| {
+        matches!(server_event(u), Some((Event::Registered { .. }, _, _)))
+    })
+    .await;
+
+    first.stop().await;
+    for session in [&mut carol, &mut david] {
+        until(session, "the loss", |u| matches!(u, Update::Lost { .. })).await;
+    }
+    // Both names are accounts now: a login without the password would be refused.
+    let second = TestServer::with_accounts(&addr.to_string(), dir.path(), tokens.clone()).await;
+    for (session, name) in [(&mut carol, "carol"), (&mut david, "david")] {
+        let back = until(session, "the new welcome", |u| welcome(u).is_some()).await;
+        assert_eq!(welcome(&back), Some((name, true)));
+    }
+    assert_eq!(tokens.calls(), 2, "both logged in with their new password");
+    let mut bare = ClientSession::start(config(&url, "carol"));
+    let refused = until(&mut bare, "a refusal", Update::is_final).await;
+    assert!(
+        matches!(
+            refused,
+            Update::Refused {
+                code: ErrorCode::AuthRequired,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    second.stop().await;
 }

@@ -1,6 +1,14 @@
 // The browser client of the chat engine: one WebSocket to the listener that served this page,
 // JSON frames as in docs/protocol.md. No build step, no libraries. Everything a user or the
 // server wrote is put into the page with textContent, never as HTML.
+//
+// Accounts: a name may need its password (the server answers `auth_required`), and a guest may
+// register the name it is using. A password is never stored: not in localStorage, not in
+// sessionStorage, not in a cookie. It is kept in one variable of this script (state.password,
+// never on `window`) for the lifetime of the tab, so that a lost connection logs in again by
+// itself, as it does for a guest; a reload forgets it and asks again. A token handed to the page
+// in its fragment (`#token=JWT`, how an app signs its users in) is taken out of the address
+// and kept in sessionStorage, so that a reload of the tab logs in with it again.
 'use strict';
 
 (() => {
@@ -14,6 +22,10 @@
 
   const state = {
     name: null, // the name to log in with
+    password: null, // its password, in memory only (see the top of this file)
+    token: null, // a token to log in with instead of name and password
+    registering: null, // a password to register the name with once logged in as a guest
+    account: false, // the name is an account's (a registered name)
     me: null, // the name as the server welcomed it
     everIn: false, // logged in at least once (so a lost connection is reconnected)
     loggedIn: false, // logged in on the current socket
@@ -275,11 +287,16 @@
       state.everIn = true;
       state.loggedIn = true;
       state.attempt = 0;
+      state.account = frame.account === true;
+      if (!state.name || state.token) state.name = frame.name;
       sessionStorage.setItem('chat-name', state.name);
       setStatus('online', 'online');
       $('me').textContent = frame.name;
       $('login').hidden = true;
+      $('login-hint').hidden = true;
+      $('login-error').textContent = '';
       $('chat').hidden = false;
+      renderAccount();
       const atLogin = Array.isArray(frame.rooms) ? frame.rooms : [];
       if (first) {
         if (!state.active) activate(atLogin.length ? roomView(atLogin[0]) : dmView());
@@ -297,6 +314,21 @@
         }
       }
       refreshRooms(false);
+      const registering = state.registering;
+      state.registering = null;
+      if (registering !== null) {
+        if (state.account) note(frame.name + ' is registered already');
+        else register(registering);
+      }
+    },
+
+    registered(frame, purpose) {
+      state.account = true;
+      // From now on a login of this name needs the password: keep it for the reconnections.
+      if (purpose && purpose.kind === 'register') state.password = purpose.password;
+      closeRegister();
+      renderAccount();
+      note(frame.name + ' is now registered');
     },
 
     joined(frame, purpose) {
@@ -395,20 +427,111 @@
         purpose.view.loading = false;
         purpose.view.atStart = true;
       }
-      if (!state.loggedIn && (frame.code === 'name_taken' || frame.code === 'invalid_name')) {
-        if (state.everIn) {
-          // The old connection may still hold the name until the server notices it is gone.
-          state.ws.close();
-          return;
-        }
-        $('login-error').textContent = frame.message;
-        setStatus('offline', 'not logged in');
-        $('name').focus();
+      if (purpose && purpose.kind === 'register') {
+        openRegister('Not registered: ' + (frame.message || frame.code));
+        return;
+      }
+      if (!state.loggedIn && LOGIN_REFUSALS.has(frame.code)) {
+        loginRefused(frame);
         return;
       }
       problem(frame.message || frame.code);
     },
   };
+
+  // ---------------------------------------------------------------- logging in
+
+  // The errors that answer a login: the login form says why, and the connection stays for the
+  // next attempt.
+  const LOGIN_REFUSALS = new Set([
+    'name_taken', 'invalid_name', 'auth_required', 'auth_failed', 'invalid_password',
+    'rate_limited',
+  ]);
+
+  function loginFrame() {
+    if (state.token) return { type: 'login', token: state.token };
+    const frame = { type: 'login', name: state.name };
+    if (state.password) frame.password = state.password;
+    return frame;
+  }
+
+  function forgetToken() {
+    state.token = null;
+    sessionStorage.removeItem('chat-token');
+  }
+
+  function loginRefused(frame) {
+    const code = frame.code;
+    if ((code === 'name_taken' || code === 'invalid_name') && state.everIn) {
+      // The old connection may still hold the name until the server notices it is gone.
+      state.ws.close();
+      return;
+    }
+    state.registering = null;
+    const hint = $('login-hint');
+    hint.hidden = true;
+    let error = '';
+    if (code === 'auth_failed' && state.token) {
+      forgetToken();
+      error = 'The sign-in link was not accepted (it may have expired): log in with your name.';
+    } else if (code === 'auth_required') {
+      state.password = null;
+      hint.textContent = 'This name is registered: enter its password.';
+      hint.hidden = false;
+    } else if (code === 'auth_failed') {
+      state.password = null;
+      error = 'Login failed: wrong name or password.';
+    } else if (code === 'rate_limited') {
+      error = 'Too many failed logins: wait a minute, then try again.';
+    } else if (code === 'invalid_password') {
+      error = 'A password has 8 to 256 bytes.';
+    } else {
+      error = frame.message || code;
+    }
+    $('login-error').textContent = error;
+    if (state.name) $('name').value = state.name;
+    $('login').hidden = false;
+    $('chat').hidden = true;
+    renderAccount();
+    setStatus('offline', 'not logged in');
+    if (code === 'auth_required' || code === 'auth_failed') $('password').focus();
+    else $('name').focus();
+  }
+
+  // Registering the name a guest is logged in with.
+  function register(password) {
+    if (!send({ type: 'register', password }, { kind: 'register', password })) {
+      openRegister('Not connected; not registered.');
+    }
+  }
+
+  function passwordProblem(password) {
+    const bytes = new TextEncoder().encode(password).length;
+    if (bytes < 8 || bytes > 256) return 'A password has 8 to 256 bytes; this one has ' + bytes + '.';
+    return null;
+  }
+
+  function renderAccount() {
+    const guest = state.loggedIn && !state.account;
+    if (!guest) closeRegister();
+    $('register-open').hidden = !guest || !$('register-form').hidden;
+  }
+
+  function openRegister(error) {
+    $('register-open').hidden = true;
+    $('register-form').hidden = false;
+    const box = $('register-error');
+    box.textContent = error || '';
+    box.hidden = !error;
+    $('register-password').focus();
+  }
+
+  function closeRegister() {
+    $('register-form').hidden = true;
+    $('register-password').value = '';
+    $('register-error').hidden = true;
+    $('register-open').hidden = !(state.loggedIn && !state.account);
+  }
 
   function onFrame(frame) {
     let purpose = null;
@@ -441,7 +564,7 @@
     ws.onopen = () => {
       state.lastHeard = Date.now();
       setStatus('connecting', 'logging in…');
-      send({ type: 'login', name: state.name });
+      send(loginFrame());
     };
     ws.onmessage = (event) => {
       state.lastHeard = Date.now();
@@ -460,6 +583,7 @@
       state.loggedIn = false;
       state.pending.clear();
       for (const view of state.rooms.values()) view.loading = false;
+      renderAccount();
       if (was) {
         const why = event.code === 1001 ? 'the server is shutting down' : 'connection lost';
         problem(why + (event.reason && event.code !== 1001 ? ': ' + event.reason : ''));
@@ -502,17 +626,58 @@
 
   // ---------------------------------------------------------------- user input
 
-  function login(name) {
+  // Logs in with a name, and its password if given; `registering`: a password to register the
+  // name with once logged in as a guest.
+  function login(name, password, registering) {
+    forgetToken();
     state.name = name;
+    state.password = password || null;
+    state.registering = registering || null;
     $('login-error').textContent = '';
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) send({ type: 'login', name });
+    $('login-hint').hidden = true;
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) send(loginFrame());
     else connect();
+  }
+
+  // The password field's value, which is then cleared: the page keeps no copy in the form.
+  function takePassword(input) {
+    const password = input.value;
+    input.value = '';
+    return password;
   }
 
   $('login-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const name = $('name').value.trim();
-    if (name) login(name);
+    const password = takePassword($('password'));
+    if (name) login(name, password, null);
+  });
+
+  $('register-button').addEventListener('click', () => {
+    const name = $('name').value.trim();
+    const password = takePassword($('password'));
+    const error = !name
+      ? 'Choose a name first.'
+      : !password
+        ? 'Choose a password (8 to 256 bytes) to register the name with.'
+        : passwordProblem(password);
+    if (error) {
+      $('login-error').textContent = error;
+      $(name ? 'password' : 'name').focus();
+      return;
+    }
+    login(name, null, password);
+  });
+
+  $('register-open').addEventListener('click', () => openRegister(''));
+  $('register-cancel').addEventListener('click', closeRegister);
+  $('register-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const password = takePassword($('register-password'));
+    if (!password) return;
+    const error = passwordProblem(password);
+    if (error) openRegister(error);
+    else register(password);
   });
 
   $('join-form').addEventListener('submit', (event) => {
@@ -558,11 +723,18 @@
             : problem('usage: /who ROOM');
         case 'rooms':
           return send({ type: 'rooms' });
+        case 'register':
+          // The password goes in the form, where it is not shown.
+          if (state.account) return problem(state.me + ' is registered already');
+          openRegister(args ? 'Type the password here, where it is not shown.' : '');
+          return true;
         case 'history':
           if (view && view.room) loadOlder(view);
           return true;
         default:
-          return problem('unknown command /' + command + ' (try /join, /leave, /dm, /who, /rooms)');
+          return problem(
+            'unknown command /' + command + ' (try /join, /leave, /dm, /who, /rooms, /register)',
+          );
       }
     }
     const said = text.startsWith('//') ? text.slice(1) : text;
@@ -591,9 +763,20 @@
     if (typed(text) === true) input.value = '';
   });
 
+  // A token in the fragment (`#token=JWT`): taken out of the address bar and the tab's history,
+  // kept for reloads of this tab only.
+  const handed = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (handed) {
+    sessionStorage.setItem('chat-token', handed);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  const token = handed || sessionStorage.getItem('chat-token');
   const remembered = sessionStorage.getItem('chat-name');
-  if (remembered) {
+  if (token) {
+    state.token = token;
+    connect();
+  } else if (remembered) {
     $('name').value = remembered;
-    login(remembered);
+    login(remembered, null, null);
   }
 })();

@@ -136,6 +136,51 @@ async fn the_page_and_its_files_are_served_on_the_websocket_port() {
     );
 }
 
+/// The tag of the element with `id` in `html`, from `<` to `>`.
+fn tag<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no element #{id}"));
+    let start = html[..at].rfind('<').unwrap();
+    let end = at + html[at..].find('>').unwrap();
+    &html[start..=end]
+}
+
+#[tokio::test]
+async fn the_login_form_takes_a_password_and_the_page_keeps_none() {
+    let (addr, _runtime) = server(WsConfig::default()).await;
+    let index = ask(addr, &[&get("/")]).await.body;
+    // Password fields are masked; the two login actions are there.
+    for id in ["password", "register-password"] {
+        let input = tag(&index, id);
+        assert!(input.starts_with("<input"), "{input}");
+        assert!(input.contains(r#"type="password""#), "{input}");
+    }
+    assert!(tag(&index, "login-button").contains(r#"type="submit""#));
+    assert!(tag(&index, "register-button").contains(r#"type="button""#));
+    assert!(tag(&index, "login-hint").contains("hidden"));
+    // Still nothing inline for the CSP to refuse.
+    assert!(!index.contains(" style="), "no inline style");
+    assert!(!index.contains("<style"), "no style element");
+    assert!(
+        index.matches("<script").count() == 1 && index.contains(r#"<script src="app.js""#),
+        "one script, from a file"
+    );
+    assert!(
+        !index.contains(" onclick=") && !index.contains(" onsubmit="),
+        "no inline handlers"
+    );
+    // The script stores only the name and a handed-over token, in the tab's sessionStorage.
+    let script = ask(addr, &[&get("/app.js")]).await.body;
+    assert!(!script.contains("localStorage."), "nothing in localStorage");
+    assert!(!script.contains("document.cookie"), "no cookies");
+    let stored: Vec<&str> = script
+        .match_indices("sessionStorage.setItem(")
+        .map(|(at, call)| script[at + call.len()..].split(',').next().unwrap())
+        .collect();
+    assert_eq!(stored, ["'chat-name'", "'chat-token'"], "{stored:?}");
+}
+
 #[tokio::test]
 async fn a_head_in_pieces_is_still_a_page_and_upgrades_still_work() {
     let (addr, _runtime) = server(WsConfig::default()).await;
