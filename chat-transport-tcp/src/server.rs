@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{ClientInfo, Handle, Handshake};
+use chat_runtime::{Handle, Handshake};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -80,5 +80,5 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     tracing::debug!(%peer, "line client connected");
-    session::run(stream, &handle, config, ClientInfo::from_addr(peer)).await;
+    session::run(stream, &handle, config, Some(peer)).await;
 }

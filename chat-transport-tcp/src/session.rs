@@ -8,6 +8,7 @@
 //! while naming, bring the prompt again).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -28,15 +29,19 @@ use crate::server::TcpConfig;
 const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
 /// Runs a line client on `stream` until it leaves: attaches it to the runtime behind `handle`
-/// (a full server gets a `! ` line and the close), asks for its name, and chats. `client` is
-/// what the listener knows of it (its address, which the login throttle counts failures by).
-pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>, client: ClientInfo)
+/// (a full server gets a `! ` line and the close), asks for its name, and chats. `peer` is the
+/// client's address, if it has one (the login throttle counts failures by it).
+pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>, peer: Option<SocketAddr>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
     // The transient steps before the loop are boxed, so that an idle connection's task holds
     // only the loop's state.
+    let client = ClientInfo {
+        addr: peer,
+        ..ClientInfo::default()
+    };
     let connection = match Box::pin(handle.connect_from(LineFormat, client)).await {
         Ok(connection) => connection,
         Err(error) => {

@@ -24,8 +24,6 @@
 //! ([`Action::SendQuietly`]), so its `left` is not announced; the one `/leave` sends is
 //! (`* You left #rust`, by [`render`](super::render::render)).
 
-use std::collections::VecDeque;
-
 use chat_core::{ChatError, Command, ErrorCode, Event, RoomName, Secret, UserName};
 
 use super::render;
@@ -127,7 +125,7 @@ pub struct LineSession {
     /// A login was sent, or a problem with a name shown, and its answer has not come back yet:
     /// lines typed meanwhile wait in `typed_ahead`.
     awaiting: bool,
-    typed_ahead: VecDeque<String>,
+    typed_ahead: Vec<String>,
 }
 
 /// The most lines kept while a login is answered; more are dropped.
@@ -146,7 +144,7 @@ impl LineSession {
         LineSession {
             state: State::Naming { asked: None },
             awaiting: false,
-            typed_ahead: VecDeque::new(),
+            typed_ahead: Vec::new(),
         }
     }
 
@@ -156,7 +154,7 @@ impl LineSession {
         LineSession {
             state: State::Chatting { room: None },
             awaiting: false,
-            typed_ahead: VecDeque::new(),
+            typed_ahead: Vec::new(),
         }
     }
 
@@ -219,7 +217,7 @@ impl LineSession {
     pub fn on_line(&mut self, line: &str) -> Vec<Action> {
         if self.awaiting {
             if self.typed_ahead.len() < MAX_TYPED_AHEAD {
-                self.typed_ahead.push_back(line.to_owned());
+                self.typed_ahead.push(line.to_owned());
             }
             return Vec::new();
         }
@@ -277,12 +275,16 @@ impl LineSession {
         };
         // The answer is in: the lines typed meanwhile are read now, until one waits again.
         self.awaiting = false;
+        let mut typed_ahead = std::mem::take(&mut self.typed_ahead).into_iter();
         while !self.awaiting {
-            let Some(line) = self.typed_ahead.pop_front() else {
+            let Some(line) = typed_ahead.next() else {
                 break;
             };
             actions.extend(self.on_line(&line));
         }
+        // What is left waits for the next answer, before anything typed since.
+        let since = std::mem::replace(&mut self.typed_ahead, typed_ahead.collect());
+        self.typed_ahead.extend(since);
         actions
     }
 
