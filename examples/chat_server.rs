@@ -56,7 +56,13 @@ struct Options {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
     /// Whether a name without an account may log in.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off)]
+    #[arg(
+        long,
+        value_name = "on|off",
+        default_value = "on",
+        value_parser = on_off,
+        action = clap::ArgAction::Set
+    )]
     guests: bool,
     /// HS256 secret (the file's content without its trailing newline); enables token logins.
     #[arg(long, value_name = "FILE")]
@@ -67,6 +73,23 @@ struct Options {
     /// TLS private key (PEM: PKCS#8, RSA or SEC1) of the --tls-cert certificate.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+}
+
+/// What to log: `RUST_LOG` (default `info`), except that the WebSocket and HTTP libraries never
+/// log above `info`. At `trace` they print every frame a client sends, passwords and tokens
+/// included, and no password or token may ever reach the log.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    [
+        "tungstenite=info",
+        "tokio_tungstenite=info",
+        "hyper=info",
+        "hyper_util=info",
+    ]
+    .into_iter()
+    .filter_map(|directive| directive.parse().ok())
+    .fold(filter, |filter, directive| filter.add_directive(directive))
 }
 
 /// `on` or `off`.
@@ -83,10 +106,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

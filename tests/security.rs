@@ -790,7 +790,6 @@ async fn with_guests_off_every_name_needs_a_password() {
 /// (`--help` shows `--guests` alone), and the switch's implicit `true` then fails the `on|off`
 /// parser. `--guests off`, `--guests=off` and a bare `--guests` all exit with status 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: examples/chat_server.rs rejects `--guests off` (a bool field makes clap take no value)"]
 async fn the_binary_starts_with_guests_off() {
     let server = Server::start(&["--memory", "--guests", "off"]);
     let mut client = connect(&server).await;
@@ -951,7 +950,6 @@ async fn no_password_is_in_the_data_directory_or_the_log() {
 /// With `RUST_LOG=trace` (which the server honours), tungstenite logs every frame it receives,
 /// `Received message {"name":"cat","password":"…",…}`: passwords and tokens reach the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: at RUST_LOG=trace, tungstenite::protocol logs each received frame, passwords included"]
 async fn no_password_is_in_a_trace_log() {
     no_password_at_rest_or_in_a_log_at("trace").await;
 }
