@@ -38,11 +38,14 @@ where
     let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
     // The transient steps before the loop are boxed, so that an idle connection's task holds
     // only the loop's state.
-    let client = ClientInfo {
-        addr: peer,
-        ..ClientInfo::default()
+    let attach = async move {
+        let client = ClientInfo {
+            addr: peer,
+            ..ClientInfo::default()
+        };
+        handle.connect_from(LineFormat, client).await
     };
-    let connection = match Box::pin(handle.connect_from(LineFormat, client)).await {
+    let connection = match Box::pin(attach).await {
         Ok(connection) => connection,
         Err(error) => {
             let line = format!("! {error}\n");
