@@ -231,7 +231,7 @@ impl Run<'_> {
             while let Some(output) = self.chat.poll_output() {
                 self.out.push_str(&format!("{output:?}\n"));
                 match output {
-                    Output::Authenticate { conn, attempt } => {
+                    Output::Authenticate { conn, attempt, .. } => {
                         let outcome = self.verdict(attempt.name);
                         inputs.push_back(Input::Authenticated { conn, outcome });
                     }
