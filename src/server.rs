@@ -131,87 +131,153 @@ pub enum ServerError {
 
 /// Runs the bundled server until `shutdown` resolves, then shuts it down gracefully: stops
 /// accepting, stores and flushes everything, closes every client after its queued frames, and
-/// waits (at most [`ServerConfig::drain`]) for them to go.
+/// waits (at most [`ServerConfig::drain`]) for them to go. [`Server::start`] and
+/// [`Server::run_until`] are the same in two steps, for a caller that needs the bound addresses.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    if config.chat.join_history > config.chat.history {
-        return Err(ServerError::Config(format!(
-            "join history ({}, --join-history) is more than history ({}, --history): joiners get \
-             messages from memory",
-            config.chat.join_history, config.chat.history
-        )));
-    }
-    let ws = bind(config.ws.as_deref()).await?;
-    let tcp = bind(config.tcp.as_deref()).await?;
-    if ws.is_none() && tcp.is_none() {
-        return Err(ServerError::NoListener);
-    }
-    let jwt_secret = match &config.jwt_secret_file {
-        Some(path) => {
-            Some(chat_auth::read_jwt_secret(path).map_err(|e| ServerError::Config(e.to_string()))?)
+    Server::start(config).await?.run_until(shutdown).await
+}
+
+/// A started bundled server: its listeners are bound and accepting, its runtime is running.
+/// Ask it which addresses it bound (port 0 picks a free one), then run it until shutdown.
+///
+/// ```no_run
+/// use chat_engine::server::{Server, ServerConfig, StoreChoice};
+///
+/// # async fn example() -> Result<(), chat_engine::server::ServerError> {
+/// let config = ServerConfig {
+///     ws: Some("127.0.0.1:0".into()),
+///     tcp: None,
+///     store: StoreChoice::Memory,
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::start(config).await?;
+/// println!("chat at ws://{}/chat", server.ws_addr().expect("the WebSocket listener is on"));
+/// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub struct Server {
+    runtime: Runtime,
+    listeners: Vec<tokio::task::JoinHandle<io::Result<()>>>,
+    ws: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    drain: Duration,
+}
+
+impl Server {
+    /// Checks `config`, binds the listeners, opens the store, starts the runtime and begins
+    /// accepting connections (announcing each listener, when [`ServerConfig::announce`] says
+    /// so).
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        if config.chat.join_history > config.chat.history {
+            return Err(ServerError::Config(format!(
+                "join history ({}, --join-history) is more than history ({}, --history): \
+                 joiners get messages from memory",
+                config.chat.join_history, config.chat.history
+            )));
         }
-        None => None,
-    };
-    let store: Arc<dyn Store> = match &config.store {
-        StoreChoice::Memory => Arc::new(MemoryStore::new()),
-        StoreChoice::JsonFile(dir) => Arc::new(JsonFileStore::open(dir).await?),
-    };
-    let mut accounts = Accounts::new(store.clone());
-    if let Some(secret) = jwt_secret {
-        accounts = accounts.with_jwt_secret(secret);
-    }
-    let runtime =
-        Runtime::start_with(config.chat, store, config.limits, Arc::new(accounts)).await?;
-    let handle = runtime.handle();
+        let ws = bind(config.ws.as_deref()).await?;
+        let tcp = bind(config.tcp.as_deref()).await?;
+        if ws.is_none() && tcp.is_none() {
+            return Err(ServerError::NoListener);
+        }
+        let jwt_secret = match &config.jwt_secret_file {
+            Some(path) => Some(
+                chat_auth::read_jwt_secret(path).map_err(|e| ServerError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match &config.store {
+            StoreChoice::Memory => Arc::new(MemoryStore::new()),
+            StoreChoice::JsonFile(dir) => Arc::new(JsonFileStore::open(dir).await?),
+        };
+        let mut accounts = Accounts::new(store.clone());
+        if let Some(secret) = jwt_secret {
+            accounts = accounts.with_jwt_secret(secret);
+        }
+        let runtime =
+            Runtime::start_with(config.chat, store, config.limits, Arc::new(accounts)).await?;
+        let handle = runtime.handle();
 
-    let acceptor = config.tls.map(TlsAcceptor::from);
-    let mut listeners = Vec::new();
-    if let Some(listener) = ws {
-        let addr = listener.local_addr()?;
-        let scheme = if acceptor.is_some() { "wss" } else { "ws" };
-        let url = format!("{scheme}://{}/chat", display(addr));
-        let (handle, ws_config) = (handle.clone(), config.ws_config);
-        listeners.push(match &acceptor {
-            Some(tls) => tokio::spawn(chat_transport_ws::serve_tls(
-                listener,
-                handle,
-                ws_config,
-                tls.clone(),
-            )),
-            None => tokio::spawn(chat_transport_ws::serve(listener, handle, ws_config)),
-        });
-        warn_if_in_clear(addr, &url, acceptor.is_some());
-        announced(config.announce, &url);
-    }
-    if let Some(listener) = tcp {
-        let addr = listener.local_addr()?;
-        let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
-        let url = format!("{scheme}://{}", display(addr));
-        let (handle, tcp_config) = (handle.clone(), config.tcp_config);
-        listeners.push(match &acceptor {
-            Some(tls) => tokio::spawn(chat_transport_tcp::serve_tls(
-                listener,
-                handle,
-                tcp_config,
-                tls.clone(),
-            )),
-            None => tokio::spawn(chat_transport_tcp::serve(listener, handle, tcp_config)),
-        });
-        warn_if_in_clear(addr, &url, acceptor.is_some());
-        announced(config.announce, &url);
+        let acceptor = config.tls.map(TlsAcceptor::from);
+        let mut listeners = Vec::new();
+        let mut ws_addr = None;
+        let mut tcp_addr = None;
+        if let Some(listener) = ws {
+            let addr = listener.local_addr()?;
+            let scheme = if acceptor.is_some() { "wss" } else { "ws" };
+            let url = format!("{scheme}://{}/chat", display(addr));
+            let (handle, ws_config) = (handle.clone(), config.ws_config);
+            listeners.push(match &acceptor {
+                Some(tls) => tokio::spawn(chat_transport_ws::serve_tls(
+                    listener,
+                    handle,
+                    ws_config,
+                    tls.clone(),
+                )),
+                None => tokio::spawn(chat_transport_ws::serve(listener, handle, ws_config)),
+            });
+            warn_if_in_clear(addr, &url, acceptor.is_some());
+            announced(config.announce, &url);
+            ws_addr = Some(addr);
+        }
+        if let Some(listener) = tcp {
+            let addr = listener.local_addr()?;
+            let scheme = if acceptor.is_some() { "tls" } else { "tcp" };
+            let url = format!("{scheme}://{}", display(addr));
+            let (handle, tcp_config) = (handle.clone(), config.tcp_config);
+            listeners.push(match &acceptor {
+                Some(tls) => tokio::spawn(chat_transport_tcp::serve_tls(
+                    listener,
+                    handle,
+                    tcp_config,
+                    tls.clone(),
+                )),
+                None => tokio::spawn(chat_transport_tcp::serve(listener, handle, tcp_config)),
+            });
+            warn_if_in_clear(addr, &url, acceptor.is_some());
+            announced(config.announce, &url);
+            tcp_addr = Some(addr);
+        }
+        Ok(Server {
+            runtime,
+            listeners,
+            ws: ws_addr,
+            tcp: tcp_addr,
+            drain: config.drain,
+        })
     }
 
-    shutdown.await;
-    tracing::info!("shutting down: flushing the store and closing connections");
-    runtime.shutdown().await?;
-    for listener in listeners {
-        listener.await??;
+    /// The address the WebSocket listener bound, if it is on.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws
     }
-    // Let the connections write their last frames and close frames before returning.
-    handle.wait_idle(config.drain).await;
-    Ok(())
+
+    /// The address the line listener bound, if it is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The runtime's handle: attach in-process clients (a bot) beside the listeners.
+    pub fn handle(&self) -> chat_runtime::Handle {
+        self.runtime.handle()
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully (see [`run`]).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        shutdown.await;
+        tracing::info!("shutting down: flushing the store and closing connections");
+        let handle = self.runtime.handle();
+        self.runtime.shutdown().await?;
+        for listener in self.listeners {
+            listener.await??;
+        }
+        // Let the connections write their last frames and close frames before returning.
+        handle.wait_idle(self.drain).await;
+        Ok(())
+    }
 }
 
 /// Binds `addr`, if there is one.
