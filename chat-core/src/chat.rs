@@ -31,7 +31,8 @@ use crate::user_name::{UserKey, UserName};
 pub struct Chat {
     config: Config,
     connections: HashMap<ConnectionId, Connection>,
-    online: HashMap<UserKey, ConnectionId>,
+    /// Logged-in users, each with its sessions and its rooms.
+    online: HashMap<UserKey, User>,
     rooms: BTreeMap<RoomName, Room>,
     mailboxes: HashMap<UserKey, Mailbox>,
     /// Every account's name, as registered.
@@ -63,10 +64,20 @@ struct Checking {
 /// reads, as chat-runtime does, never gets near it); past it they are refused as a flood.
 const MAX_WAITING: usize = 256;
 
+/// A logged-in user: the rooms belong to it (not to a connection) while it is online.
+#[derive(Debug)]
+struct User {
+    name: UserName,
+    /// Whether the name is an account's (then it may have several sessions).
+    account: bool,
+    /// Its connections, in login order (never empty).
+    sessions: Vec<ConnectionId>,
+    rooms: BTreeSet<RoomName>,
+}
+
 #[derive(Debug)]
 struct Connection {
     user: Option<UserName>,
-    rooms: BTreeSet<RoomName>,
     /// When the connection must have logged in by, on the monotonic clock (if a login timeout
     /// is configured).
     login_deadline: Option<Duration>,
@@ -227,9 +238,24 @@ impl Chat {
         self.accounts.len()
     }
 
-    /// The connection logged in under `name` (case-insensitively), if any.
+    /// The first session of the user logged in under `name` (case-insensitively), if any.
     pub fn online(&self, name: &UserKey) -> Option<ConnectionId> {
-        self.online.get(name).copied()
+        self.online
+            .get(name)
+            .and_then(|u| u.sessions.first().copied())
+    }
+
+    /// Every session of the user logged in under `name`, in login order (empty if offline).
+    pub fn sessions(&self, name: &UserKey) -> &[ConnectionId] {
+        self.online.get(name).map_or(&[], |u| u.sessions.as_slice())
+    }
+
+    /// The rooms the user logged in under `name` is in, sorted (empty if offline).
+    pub fn user_rooms(&self, name: &UserKey) -> Vec<RoomName> {
+        self.online
+            .get(name)
+            .map(|u| u.rooms.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The members of `room`, sorted case-insensitively (empty if the room does not exist).
@@ -274,7 +300,6 @@ impl Chat {
             conn,
             Connection {
                 user: None,
-                rooms: BTreeSet::new(),
                 login_deadline,
                 closing: false,
             },
@@ -293,9 +318,23 @@ impl Chat {
         self.checking.remove(&conn);
         if let Some(user) = connection.user {
             let key = user.key();
-            self.online.remove(&key);
-            for room in connection.rooms {
-                self.remove_member(conn, &user, &key, room);
+            let Some(online) = self.online.get_mut(&key) else {
+                return Ok(());
+            };
+            online.sessions.retain(|&c| c != conn);
+            if online.sessions.is_empty() {
+                // The user's last session: the user leaves every room.
+                let online = self.online.remove(&key).expect("looked up above");
+                for room in online.rooms {
+                    self.remove_member(&user, &key, room);
+                }
+            } else {
+                // The others stay: this session just stops receiving.
+                for room in &online.rooms {
+                    if let Some(state) = self.rooms.get_mut(room) {
+                        state.set_sessions(&key, &online.sessions);
+                    }
+                }
             }
         }
         Ok(())
@@ -375,7 +414,7 @@ impl Chat {
         match command {
             Command::Join { room } => {
                 let room = RoomName::parse(&room)?;
-                let rooms = self.connections.get(&conn).map(|c| &c.rooms);
+                let rooms = self.online.get(&user.key()).map(|u| &u.rooms);
                 let full = rooms.is_some_and(|r| r.len() >= self.config.max_rooms);
                 if full && !rooms.is_some_and(|r| r.contains(&room)) {
                     return Err(ChatError::InvalidRoom(format!(
@@ -583,8 +622,17 @@ impl Chat {
             },
         };
         let key = user.key();
-        if self.online.contains_key(&key) {
-            return Err(ChatError::NameTaken(user));
+        if let Some(online) = self.online.get(&key) {
+            if !account || !online.account {
+                return Err(ChatError::NameTaken(user));
+            }
+            if online.sessions.len() >= self.config.max_sessions {
+                return Err(ChatError::TooManySessions(
+                    online.name.clone(),
+                    self.config.max_sessions,
+                ));
+            }
+            return self.add_session(conn, key, reference);
         }
         if account && !self.accounts.contains_key(&key) {
             self.accounts.insert(key.clone(), user.clone());
@@ -594,7 +642,15 @@ impl Chat {
                     hash: None,
                 })));
         }
-        self.online.insert(key.clone(), conn);
+        self.online.insert(
+            key.clone(),
+            User {
+                name: user.clone(),
+                account,
+                sessions: vec![conn],
+                rooms: BTreeSet::new(),
+            },
+        );
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.user = Some(user.clone());
         }
@@ -616,6 +672,53 @@ impl Chat {
         // name's owner.
         if account {
             self.deliver_mailbox(conn, key);
+        }
+        Ok(())
+    }
+
+    /// A later session of an online account: it gets the user's rooms (`welcome`, then one
+    /// `joined` each), and nobody else is told anything.
+    fn add_session(
+        &mut self,
+        conn: ConnectionId,
+        key: UserKey,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let online = self
+            .online
+            .get_mut(&key)
+            .expect("the caller found the user online");
+        online.sessions.push(conn);
+        let name = online.name.clone();
+        let rooms: Vec<RoomName> = online.rooms.iter().cloned().collect();
+        for room in &rooms {
+            if let Some(state) = self.rooms.get_mut(room) {
+                state.set_sessions(&key, &online.sessions);
+            }
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.user = Some(name.clone());
+        }
+        self.send(
+            conn,
+            Event::Welcome {
+                name,
+                rooms: rooms.clone(),
+                account: true,
+            },
+            reference,
+            SendKind::Reply,
+        );
+        for room_name in rooms {
+            let Some(room) = self.rooms.get(&room_name) else {
+                continue;
+            };
+            let event = Event::Joined {
+                members: room.member_names(),
+                history: room.history.last(self.config.join_history),
+                room: room_name,
+            };
+            self.send(conn, event, None, SendKind::Backlog);
         }
         Ok(())
     }
@@ -685,6 +788,10 @@ impl Chat {
                 return Err(ChatError::AlreadyRegistered(user));
             }
             chat.accounts.insert(key.clone(), user.clone());
+            if let Some(online) = chat.online.get_mut(&key) {
+                // Its later sessions may log in with the password.
+                online.account = true;
+            }
             chat.outputs
                 .push_back(Output::Persist(Record::Account(Account {
                     name: user.clone(),
@@ -703,6 +810,9 @@ impl Chat {
         });
     }
 
+    /// `user` joins `room_name` from `conn`: the room gets the user once (presence only if it
+    /// was not a member); `conn` gets `joined` with `reference`, the user's other sessions a
+    /// copy (only when the join changed something).
     fn join(
         &mut self,
         conn: ConnectionId,
@@ -711,14 +821,18 @@ impl Chat {
         reference: Option<Ref>,
     ) {
         let key = user.key();
+        let Some(online) = self.online.get_mut(&key) else {
+            return;
+        };
         let history_capacity = self.config.history;
         let room = self
             .rooms
             .entry(room_name.clone())
             .or_insert_with(|| Room::new(History::new(history_capacity)));
-        if !room.contains(&key) {
+        let mut others = Vec::new();
+        if online.rooms.insert(room_name.clone()) {
             let before_join = room.recipients();
-            room.add(user.clone(), conn);
+            room.add(user.clone(), online.sessions.clone());
             if !before_join.is_empty() {
                 self.outputs.push_back(Output::Broadcast {
                     to: before_join,
@@ -730,16 +844,39 @@ impl Chat {
                     }),
                 });
             }
-            if let Some(connection) = self.connections.get_mut(&conn) {
-                connection.rooms.insert(room_name.clone());
-            }
+            others.extend(online.sessions.iter().copied().filter(|&c| c != conn));
         }
-        let event = Event::Joined {
+        let event = Arc::new(Event::Joined {
             members: room.member_names(),
             history: room.history.last(self.config.join_history),
             room: room_name,
-        };
-        self.send(conn, event, reference, SendKind::Backlog);
+        });
+        self.outputs.push_back(Output::Send {
+            to: conn,
+            event: event.clone(),
+            reference,
+            kind: SendKind::Backlog,
+        });
+        self.copy_to(others, &event);
+    }
+
+    /// Sends `event` to each of `sessions` as [`SendKind::Copy`].
+    fn copy_to(&mut self, sessions: Vec<ConnectionId>, event: &Arc<Event>) {
+        for session in sessions {
+            self.outputs.push_back(Output::Send {
+                to: session,
+                event: event.clone(),
+                reference: None,
+                kind: SendKind::Copy,
+            });
+        }
+    }
+
+    /// The sessions of `key` other than `conn`.
+    fn other_sessions(&self, key: &UserKey, conn: ConnectionId) -> Vec<ConnectionId> {
+        self.online.get(key).map_or_else(Vec::new, |u| {
+            u.sessions.iter().copied().filter(|&c| c != conn).collect()
+        })
     }
 
     fn leave(
@@ -750,43 +887,44 @@ impl Chat {
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
         let room = RoomName::parse(room)?;
+        let key = user.key();
         let in_room = self
-            .connections
-            .get_mut(&conn)
-            .is_some_and(|c| c.rooms.remove(&room));
+            .online
+            .get_mut(&key)
+            .is_some_and(|u| u.rooms.remove(&room));
         if !in_room {
             return Err(ChatError::NotInRoom(room));
         }
-        self.send(
-            conn,
-            Event::Left { room: room.clone() },
+        let event = Arc::new(Event::Left { room: room.clone() });
+        self.outputs.push_back(Output::Send {
+            to: conn,
+            event: event.clone(),
             reference,
-            SendKind::Reply,
-        );
-        self.remove_member(conn, user, &user.key(), room);
+            kind: SendKind::Reply,
+        });
+        let others = self.other_sessions(&key, conn);
+        self.copy_to(others, &event);
+        self.remove_member(user, &key, room);
         Ok(())
     }
 
-    /// Takes `user` out of `room_name`, tells the others, and forgets the room if it is idle.
-    fn remove_member(
-        &mut self,
-        conn: ConnectionId,
-        user: &UserName,
-        key: &UserKey,
-        room_name: RoomName,
-    ) {
+    /// Takes `user` (every session of it) out of `room_name`, tells the remaining members, and
+    /// forgets the room if it is idle.
+    fn remove_member(&mut self, user: &UserName, key: &UserKey, room_name: RoomName) {
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
         };
-        let before_leave = room.recipients();
         room.remove(key);
         if room.is_idle() {
             self.rooms.remove(&room_name);
+            return;
         }
-        if before_leave.len() > 1 {
+        // Built now, the set is the room's cache for the next message too.
+        let remaining = room.recipients();
+        if !remaining.is_empty() {
             self.outputs.push_back(Output::Broadcast {
-                to: before_leave,
-                except: Some(conn),
+                to: remaining,
+                except: None,
                 event: Arc::new(Event::Presence {
                     room: room_name,
                     user: user.clone(),
@@ -806,7 +944,7 @@ impl Chat {
         now: Timestamp,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
-        if !self.is_member(conn, &room_name) {
+        if !self.is_member(&user.key(), &room_name) {
             return Err(ChatError::NotInRoom(room_name));
         }
         let text = Text::parse(text, self.config.max_text_bytes)?;
@@ -828,6 +966,8 @@ impl Chat {
             .push_back(Output::Persist(Record::Message(message.clone())));
         let event = Arc::new(Event::Message(message));
         if recipients.len() > 1 {
+            // Every session of every member but the sending one: the sender's other sessions
+            // get it like any member.
             self.outputs.push_back(Output::Broadcast {
                 to: recipients,
                 except: Some(conn),
@@ -855,10 +995,11 @@ impl Chat {
         let to = UserName::parse(to)?;
         let text = Text::parse(text, self.config.max_text_bytes)?;
         let owner = to.key();
-        if owner == from.key() {
+        let sender = from.key();
+        if owner == sender {
             return Err(ChatError::InvalidTarget);
         }
-        let online = self.online.get(&owner).copied();
+        let online: Option<Vec<ConnectionId>> = self.online.get(&owner).map(|u| u.sessions.clone());
         if online.is_none() && self.config.guests && !self.accounts.contains_key(&owner) {
             return Err(ChatError::UserOffline(to));
         }
@@ -874,21 +1015,23 @@ impl Chat {
             text,
             ts: now,
         });
+        let delivered = Arc::new(Event::Dm {
+            message: message.clone(),
+            queued: false,
+        });
         match online {
-            Some(recipient) => {
-                let event = Arc::new(Event::Dm {
-                    message,
-                    queued: false,
-                });
-                self.outputs.push_back(Output::Send {
-                    to: recipient,
-                    event: event.clone(),
-                    reference: None,
-                    kind: SendKind::Push,
-                });
+            Some(recipients) => {
+                for recipient in recipients {
+                    self.outputs.push_back(Output::Send {
+                        to: recipient,
+                        event: delivered.clone(),
+                        reference: None,
+                        kind: SendKind::Push,
+                    });
+                }
                 self.outputs.push_back(Output::Send {
                     to: conn,
-                    event,
+                    event: delivered.clone(),
                     reference,
                     kind: SendKind::Echo,
                 });
@@ -908,6 +1051,10 @@ impl Chat {
                 self.send(conn, event, reference, SendKind::Echo);
             }
         }
+        // The sender's other sessions see what it sent (never `queued`: that is the answer to
+        // the sending frame).
+        let others = self.other_sessions(&sender, conn);
+        self.copy_to(others, &delivered);
         Ok(())
     }
 
@@ -920,7 +1067,11 @@ impl Chat {
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
-        let member = self.is_member(conn, &room_name);
+        let member = self
+            .connections
+            .get(&conn)
+            .and_then(|c| c.user.as_ref())
+            .is_some_and(|user| self.is_member(&user.key(), &room_name));
         let Some(room) = self.rooms.get(&room_name).filter(|_| member) else {
             return Err(ChatError::NotInRoom(room_name));
         };
@@ -980,11 +1131,9 @@ impl Chat {
 
     // ---- helpers ------------------------------------------------------------------------
 
-    /// Whether `conn` is in `room` (no allocation: the connection keeps its own room set).
-    fn is_member(&self, conn: ConnectionId, room: &RoomName) -> bool {
-        self.connections
-            .get(&conn)
-            .is_some_and(|c| c.rooms.contains(room))
+    /// Whether the user `key` is in `room` (no allocation: the user keeps its own room set).
+    fn is_member(&self, key: &UserKey, room: &RoomName) -> bool {
+        self.online.get(key).is_some_and(|u| u.rooms.contains(room))
     }
 
     fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, kind: SendKind) {

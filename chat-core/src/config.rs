@@ -39,7 +39,13 @@ pub struct Config {
     /// by something else the transport saw (a session cookie). Off (the default), the core
     /// admits them as guests itself.
     pub authenticate_guests: bool,
+    /// The most connections one account may be logged in from at once (10, `--max-sessions`);
+    /// past it a login is refused with `too_many_sessions`. A guest name has one session.
+    pub max_sessions: usize,
 }
+
+/// The default of [`Config::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 10;
 
 /// The default room's name.
 pub const DEFAULT_ROOM: &str = "general";
@@ -66,6 +72,7 @@ impl Default for Config {
             id_block: 1024,
             guests: true,
             authenticate_guests: false,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }

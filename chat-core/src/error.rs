@@ -56,6 +56,8 @@ pub enum ErrorCode {
     AlreadyRegistered,
     /// A DM to a name that is neither online nor an account: nothing was kept.
     UserOffline,
+    /// The account is logged in from as many connections as the server allows.
+    TooManySessions,
 }
 
 impl ErrorCode {
@@ -81,6 +83,7 @@ impl ErrorCode {
             ErrorCode::InvalidPassword => "invalid_password",
             ErrorCode::AlreadyRegistered => "already_registered",
             ErrorCode::UserOffline => "user_offline",
+            ErrorCode::TooManySessions => "too_many_sessions",
         }
     }
 }
@@ -160,6 +163,11 @@ pub enum ChatError {
     /// The DM's recipient is not online and has no account, so nothing would ever deliver it.
     #[error("{0} is not online and has no account; the message was not kept")]
     UserOffline(UserName),
+    /// The account has as many sessions as the server allows (the number is the limit).
+    #[error(
+        "{0} is logged in from {1} connections, the most one account may have; log out of one first"
+    )]
+    TooManySessions(UserName, usize),
 }
 
 impl ChatError {
@@ -185,6 +193,7 @@ impl ChatError {
             ChatError::InvalidPassword(_) => ErrorCode::InvalidPassword,
             ChatError::AlreadyRegistered(_) => ErrorCode::AlreadyRegistered,
             ChatError::UserOffline(_) => ErrorCode::UserOffline,
+            ChatError::TooManySessions(..) => ErrorCode::TooManySessions,
         }
     }
 }
@@ -254,6 +263,7 @@ mod tests {
             ErrorCode::InvalidPassword,
             ErrorCode::AlreadyRegistered,
             ErrorCode::UserOffline,
+            ErrorCode::TooManySessions,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

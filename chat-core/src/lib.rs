@@ -93,7 +93,7 @@ mod user_name;
 
 pub use chat::Chat;
 pub use command::{Command, MAX_REF_LEN, Ref, RefError};
-pub use config::{Config, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
+pub use config::{Config, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
 pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};
 pub use identity::{

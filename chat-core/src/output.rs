@@ -142,6 +142,12 @@ pub enum SendKind {
     /// Something another user caused: a DM arriving. (Room traffic comes as
     /// [`Output::Broadcast`].)
     Push,
+    /// A copy, for one of this user's other sessions, of something the user did in another
+    /// session: the `joined` or `left` of a join or leave, or the sender's copy of a DM. It
+    /// carries no `ref` (only the session that sent the frame gets that) and, for a DM,
+    /// `queued: false`. The session did not ask for it, so it counts like a [`SendKind::Push`]
+    /// towards the outbound bound.
+    Copy,
 }
 
 impl SendKind {

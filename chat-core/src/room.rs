@@ -3,7 +3,9 @@
 //! Members are kept sorted by their case-insensitive key, so member lists come out in the
 //! protocol's order without sorting. The recipient set handed to broadcasts is built once per
 //! membership change and shared by every message until the next change: a burst of messages in
-//! a 10,000-member room costs the core one `Arc` clone each.
+//! a 10,000-member room costs the core one `Arc` clone each. A member is a user, with every
+//! session it is logged in from: the recipient set is every session of every member, rebuilt
+//! when membership or a member's sessions change.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,7 @@ use crate::user_name::{UserKey, UserName};
 /// One room's state.
 #[derive(Debug)]
 pub(crate) struct Room {
-    members: BTreeMap<UserKey, (UserName, ConnectionId)>,
+    members: BTreeMap<UserKey, (UserName, Vec<ConnectionId>)>,
     recipients: Option<Recipients>,
     pub(crate) history: History,
 }
@@ -29,13 +31,19 @@ impl Room {
         }
     }
 
-    pub(crate) fn contains(&self, key: &UserKey) -> bool {
-        self.members.contains_key(key)
+    /// Adds a member with its sessions.
+    pub(crate) fn add(&mut self, name: UserName, sessions: Vec<ConnectionId>) {
+        self.members.insert(name.key(), (name, sessions));
+        self.recipients = None;
     }
 
-    pub(crate) fn add(&mut self, name: UserName, conn: ConnectionId) {
-        self.members.insert(name.key(), (name, conn));
-        self.recipients = None;
+    /// A member's sessions changed (one logged in or out).
+    pub(crate) fn set_sessions(&mut self, key: &UserKey, sessions: &[ConnectionId]) {
+        if let Some((_, conns)) = self.members.get_mut(key) {
+            conns.clear();
+            conns.extend_from_slice(sessions);
+            self.recipients = None;
+        }
     }
 
     pub(crate) fn remove(&mut self, key: &UserKey) {
@@ -44,10 +52,16 @@ impl Room {
         }
     }
 
-    /// The members' connections, from the cache or built (and cached) now.
+    /// Every session of every member, from the cache or built (and cached) now.
     pub(crate) fn recipients(&mut self) -> Recipients {
         self.recipients
-            .get_or_insert_with(|| Recipients::new(self.members.values().map(|(_, conn)| *conn)))
+            .get_or_insert_with(|| {
+                Recipients::new(
+                    self.members
+                        .values()
+                        .flat_map(|(_, conns)| conns.iter().copied()),
+                )
+            })
             .clone()
     }
 

@@ -5,14 +5,17 @@
 //! ids strictly increase, nothing goes to a closed connection (the harness checks), online names
 //! are unique case-insensitively, mailboxes are FIFO and bounded, history is bounded. Logins
 //! are as guests or with a token (the simulated authenticator's); a token makes its name an
-//! account, which guests can no longer take and whose offline DMs are kept.
+//! account, which guests can no longer take and whose offline DMs are kept. A token login of an
+//! online account adds a session (up to `MAX_SESSIONS`): rooms and presence belong to the user,
+//! and every delivery is checked with its kind and whether it carries the frame's `ref`.
 
 mod sim;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{
-    Command, Config, ConnectionId, ErrorCode, Event, PresenceChange, Record, RoomName, UserName,
+    Command, Config, ConnectionId, ErrorCode, Event, PresenceChange, Record, Ref, RoomName,
+    SendKind, UserName,
 };
 use proptest::prelude::*;
 use sim::Sim;
@@ -24,6 +27,7 @@ const HISTORY: usize = 4;
 const JOIN_HISTORY: usize = 2;
 const MAILBOX: usize = 2;
 const MAX_TEXT: usize = 10;
+const MAX_SESSIONS: usize = 2;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -57,7 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// What a connection is expected to see, reduced to what the rules decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seen {
-    Welcome(String),
+    Welcome(String, Vec<String>),
     Joined {
         room: String,
         members: Vec<String>,
@@ -85,7 +89,10 @@ enum Seen {
 
 fn seen(event: &Event) -> Seen {
     match event {
-        Event::Welcome { name, .. } => Seen::Welcome(name.to_string()),
+        Event::Welcome { name, rooms, .. } => Seen::Welcome(
+            name.to_string(),
+            rooms.iter().map(ToString::to_string).collect(),
+        ),
         Event::Joined {
             room,
             members,
@@ -119,13 +126,18 @@ fn seen(event: &Event) -> Seen {
     }
 }
 
+/// How a connection is expected to get something: its kind, and whether it carries the `ref` of
+/// the frame (only the answer to the session that sent the frame does).
+type Delivery = (Seen, SendKind, bool);
+
 /// The reference model: plain collections, the protocol's rules written out one by one.
 #[derive(Default)]
 struct Model {
-    /// Open connections and the name each logged in with.
+    /// Open connections and the name each logged in with, in connection (and so login) order
+    /// per user.
     conns: BTreeMap<u64, Option<String>>,
-    /// Room → member connections.
-    members: BTreeMap<String, BTreeSet<u64>>,
+    /// Room → member users (lower-case names).
+    members: BTreeMap<String, BTreeSet<String>>,
     /// Room → every message id ever said there.
     said: BTreeMap<String, Vec<u64>>,
     /// Lower-case name → the account's name as registered.
@@ -133,7 +145,7 @@ struct Model {
     /// Lower-case name → queued DMs (id, sender), oldest first.
     mailboxes: BTreeMap<String, VecDeque<(u64, String)>>,
     next_id: u64,
-    expected: BTreeMap<u64, Vec<Seen>>,
+    expected: BTreeMap<u64, Vec<Delivery>>,
     fetches: usize,
 }
 
@@ -162,72 +174,99 @@ fn text_problem(text: &str) -> Option<ErrorCode> {
 }
 
 impl Model {
-    fn tell(&mut self, conn: u64, seen: Seen) {
-        self.expected.entry(conn).or_default().push(seen);
+    fn tell(&mut self, conn: u64, seen: Seen, kind: SendKind, reference: bool) {
+        self.expected
+            .entry(conn)
+            .or_default()
+            .push((seen, kind, reference));
     }
 
     fn name(&self, conn: u64) -> Option<String> {
         self.conns.get(&conn).cloned().flatten()
     }
 
-    fn online(&self, key: &str) -> Option<u64> {
+    /// Every session of the user `key` (empty when offline).
+    fn sessions(&self, key: &str) -> Vec<u64> {
         self.conns
             .iter()
-            .find(|(_, name)| name.as_deref().is_some_and(|n| n.to_lowercase() == key))
+            .filter(|(_, name)| name.as_deref().is_some_and(|n| n.to_lowercase() == key))
             .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// The user's shown name, if online.
+    fn shown(&self, key: &str) -> Option<String> {
+        self.sessions(key).first().and_then(|c| self.name(*c))
+    }
+
+    /// Every session of every member of `room`.
+    fn room_sessions(&self, room: &str) -> Vec<u64> {
+        let members = self.members.get(room).cloned().unwrap_or_default();
+        members.iter().flat_map(|key| self.sessions(key)).collect()
+    }
+
+    fn is_member(&self, key: &str, room: &str) -> bool {
+        self.members.get(room).is_some_and(|m| m.contains(key))
     }
 
     fn sorted_members(&self, room: &str) -> Vec<String> {
         let mut names: Vec<String> = self.members[room]
             .iter()
-            .filter_map(|c| self.name(*c))
+            .filter_map(|key| self.shown(key))
             .collect();
         names.sort_by_key(|n| n.to_lowercase());
         names
     }
 
-    fn join(&mut self, conn: u64, room: &str) {
-        let name = self.name(conn).expect("joins are by logged-in users");
-        let members = self.members.entry(room.to_owned()).or_default();
-        if members.insert(conn) {
-            let others: Vec<u64> = members.iter().copied().filter(|c| *c != conn).collect();
-            for other in others {
-                self.tell(
-                    other,
-                    Seen::Presence {
-                        room: room.into(),
-                        user: name.clone(),
-                        join: true,
-                    },
-                );
-            }
-        }
+    fn joined(&self, room: &str) -> Seen {
         let said = self.said.get(room).cloned().unwrap_or_default();
         let history = said[said.len().saturating_sub(JOIN_HISTORY)..].to_vec();
-        let members = self.sorted_members(room);
-        self.tell(
-            conn,
-            Seen::Joined {
-                room: room.into(),
-                members,
-                history,
-            },
-        );
+        Seen::Joined {
+            room: room.into(),
+            members: self.sorted_members(room),
+            history,
+        }
     }
 
-    fn leave(&mut self, conn: u64, room: &str, name: &str) {
-        let members = self.members.get_mut(room).expect("leaving a known room");
-        members.remove(&conn);
-        let others: Vec<u64> = members.iter().copied().collect();
-        for other in others {
-            self.tell(
-                other,
-                Seen::Presence {
+    /// A join from `conn`; `reference` says whether it answers a `join` frame (not at login).
+    fn join(&mut self, conn: u64, room: &str, reference: bool) {
+        let name = self.name(conn).expect("joins are by logged-in users");
+        let key = name.to_lowercase();
+        let others = self.room_sessions(room);
+        let members = self.members.entry(room.to_owned()).or_default();
+        let new = members.insert(key.clone());
+        if new {
+            for other in others {
+                let presence = Seen::Presence {
                     room: room.into(),
-                    user: name.into(),
-                    join: false,
-                },
-            );
+                    user: name.clone(),
+                    join: true,
+                };
+                self.tell(other, presence, SendKind::Push, false);
+            }
+        }
+        let joined = self.joined(room);
+        self.tell(conn, joined.clone(), SendKind::Backlog, reference);
+        if new {
+            for session in self.sessions(&key) {
+                if session != conn {
+                    self.tell(session, joined.clone(), SendKind::Copy, false);
+                }
+            }
+        }
+    }
+
+    /// The user `key` leaves `room`: the remaining members' sessions are told.
+    fn leave(&mut self, key: &str, room: &str, name: &str) {
+        let members = self.members.get_mut(room).expect("leaving a known room");
+        members.remove(key);
+        for other in self.room_sessions(room) {
+            let presence = Seen::Presence {
+                room: room.into(),
+                user: name.into(),
+                join: false,
+            };
+            self.tell(other, presence, SendKind::Push, false);
         }
     }
 
@@ -247,8 +286,34 @@ impl Model {
                 if !token && self.accounts.contains_key(&key) {
                     return Err(ErrorCode::AuthRequired);
                 }
-                if self.online(&key).is_some() {
-                    return Err(ErrorCode::NameTaken);
+                let sessions = self.sessions(&key);
+                if !sessions.is_empty() {
+                    // A guest name has one session; a token for a guest's name is refused too.
+                    if !token || !self.accounts.contains_key(&key) {
+                        return Err(ErrorCode::NameTaken);
+                    }
+                    if sessions.len() >= MAX_SESSIONS {
+                        return Err(ErrorCode::TooManySessions);
+                    }
+                    let shown = self.accounts[&key].clone();
+                    self.conns.insert(conn, Some(shown.clone()));
+                    let rooms: Vec<String> = self
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.contains(&key))
+                        .map(|(r, _)| r.clone())
+                        .collect();
+                    self.tell(
+                        conn,
+                        Seen::Welcome(shown, rooms.clone()),
+                        SendKind::Reply,
+                        true,
+                    );
+                    for room in rooms {
+                        let joined = self.joined(&room);
+                        self.tell(conn, joined, SendKind::Backlog, false);
+                    }
+                    return Ok(());
                 }
                 let shown = match token {
                     true => self
@@ -259,20 +324,23 @@ impl Model {
                     false => name.into(),
                 };
                 self.conns.insert(conn, Some(shown.clone()));
-                self.tell(conn, Seen::Welcome(shown));
-                self.join(conn, "general");
+                self.tell(
+                    conn,
+                    Seen::Welcome(shown, vec!["general".into()]),
+                    SendKind::Reply,
+                    true,
+                );
+                self.join(conn, "general", false);
                 if !token {
                     return Ok(());
                 }
                 for (id, from) in self.mailboxes.remove(&key).unwrap_or_default() {
-                    self.tell(
-                        conn,
-                        Seen::Dm {
-                            id,
-                            from,
-                            queued: false,
-                        },
-                    );
+                    let dm = Seen::Dm {
+                        id,
+                        from,
+                        queued: false,
+                    };
+                    self.tell(conn, dm, SendKind::Backlog, false);
                 }
                 Ok(())
             }
@@ -280,21 +348,27 @@ impl Model {
             (_, None) => Err(ErrorCode::NotLoggedIn),
             (Op::Join(_, r), Some(_)) => {
                 let room = room_of(*r)?;
-                self.join(conn, &room);
+                self.join(conn, &room, true);
                 Ok(())
             }
             (Op::Leave(_, r), Some(name)) => {
                 let room = room_of(*r)?;
-                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                let key = name.to_lowercase();
+                if !self.is_member(&key, &room) {
                     return Err(ErrorCode::NotInRoom);
                 }
-                self.tell(conn, Seen::Left(room.clone()));
-                self.leave(conn, &room, &name);
+                self.tell(conn, Seen::Left(room.clone()), SendKind::Reply, true);
+                for session in self.sessions(&key) {
+                    if session != conn {
+                        self.tell(session, Seen::Left(room.clone()), SendKind::Copy, false);
+                    }
+                }
+                self.leave(&key, &room, &name);
                 Ok(())
             }
             (Op::Say(_, r, t), Some(name)) => {
                 let room = room_of(*r)?;
-                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                if !self.is_member(&name.to_lowercase(), &room) {
                     return Err(ErrorCode::NotInRoom);
                 }
                 if let Some(code) = text_problem(TEXTS[*t]) {
@@ -303,15 +377,16 @@ impl Model {
                 self.next_id += 1;
                 let id = self.next_id;
                 self.said.entry(room.clone()).or_default().push(id);
-                for member in self.members[&room].clone() {
-                    self.tell(
-                        member,
-                        Seen::Message {
-                            room: room.clone(),
-                            id,
-                            from: name.clone(),
-                        },
-                    );
+                for session in self.room_sessions(&room) {
+                    let message = Seen::Message {
+                        room: room.clone(),
+                        id,
+                        from: name.clone(),
+                    };
+                    match session == conn {
+                        true => self.tell(session, message, SendKind::Echo, true),
+                        false => self.tell(session, message, SendKind::Push, false),
+                    }
                 }
                 Ok(())
             }
@@ -324,56 +399,48 @@ impl Model {
                     return Err(code);
                 }
                 let key = to.to_lowercase();
-                if key == name.to_lowercase() {
+                let me = name.to_lowercase();
+                if key == me {
                     return Err(ErrorCode::InvalidTarget);
                 }
-                match self.online(&key) {
-                    Some(target) => {
-                        self.next_id += 1;
-                        let id = self.next_id;
-                        self.tell(
-                            target,
-                            Seen::Dm {
-                                id,
-                                from: name.clone(),
-                                queued: false,
-                            },
-                        );
-                        self.tell(
-                            conn,
-                            Seen::Dm {
-                                id,
-                                from: name,
-                                queued: false,
-                            },
-                        );
+                let targets = self.sessions(&key);
+                let dm = |id, queued| Seen::Dm {
+                    id,
+                    from: name.clone(),
+                    queued,
+                };
+                let id = if targets.is_empty() {
+                    if !self.accounts.contains_key(&key) {
+                        return Err(ErrorCode::UserOffline);
                     }
-                    None => {
-                        if !self.accounts.contains_key(&key) {
-                            return Err(ErrorCode::UserOffline);
-                        }
-                        let mailbox = self.mailboxes.entry(key).or_default();
-                        if mailbox.len() >= MAILBOX {
-                            return Err(ErrorCode::MailboxFull);
-                        }
-                        self.next_id += 1;
-                        mailbox.push_back((self.next_id, name.clone()));
-                        let id = self.next_id;
-                        self.tell(
-                            conn,
-                            Seen::Dm {
-                                id,
-                                from: name,
-                                queued: true,
-                            },
-                        );
+                    let mailbox = self.mailboxes.entry(key).or_default();
+                    if mailbox.len() >= MAILBOX {
+                        return Err(ErrorCode::MailboxFull);
+                    }
+                    self.next_id += 1;
+                    mailbox.push_back((self.next_id, name.clone()));
+                    let id = self.next_id;
+                    self.tell(conn, dm(id, true), SendKind::Echo, true);
+                    id
+                } else {
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    for target in targets {
+                        self.tell(target, dm(id, false), SendKind::Push, false);
+                    }
+                    self.tell(conn, dm(id, false), SendKind::Echo, true);
+                    id
+                };
+                for session in self.sessions(&me) {
+                    if session != conn {
+                        self.tell(session, dm(id, false), SendKind::Copy, false);
                     }
                 }
                 Ok(())
             }
-            (Op::History(_, r, before, limit), Some(_)) => {
+            (Op::History(_, r, before, limit), Some(name)) => {
                 let room = room_of(*r)?;
-                if !self.members.get(&room).is_some_and(|m| m.contains(&conn)) {
+                if !self.is_member(&name.to_lowercase(), &room) {
                     return Err(ErrorCode::NotInRoom);
                 }
                 let limit = (*limit).clamp(1, 500) as usize;
@@ -390,7 +457,7 @@ impl Model {
                     self.fetches += 1;
                 } else {
                     assert_eq!(page, whole, "a page from memory is never short by mistake");
-                    self.tell(conn, Seen::History(page));
+                    self.tell(conn, Seen::History(page), SendKind::Backlog, true);
                 }
                 Ok(())
             }
@@ -400,14 +467,19 @@ impl Model {
 
     fn disconnect(&mut self, conn: u64) {
         if let Some(Some(name)) = self.conns.remove(&conn) {
+            let key = name.to_lowercase();
+            if !self.sessions(&key).is_empty() {
+                // Another session stays: nobody is told anything.
+                return;
+            }
             let rooms: Vec<String> = self
                 .members
                 .iter()
-                .filter(|(_, m)| m.contains(&conn))
+                .filter(|(_, m)| m.contains(&key))
                 .map(|(r, _)| r.clone())
                 .collect();
             for room in rooms {
-                self.leave(conn, &room, &name);
+                self.leave(&key, &room, &name);
             }
         }
     }
@@ -421,6 +493,7 @@ fn config() -> Config {
         max_text_bytes: MAX_TEXT,
         login_timeout: None,
         id_block: 3,
+        max_sessions: MAX_SESSIONS,
         ..Config::default()
     }
 }
@@ -430,7 +503,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut open: Vec<ConnectionId> = Vec::new();
     let mut last_id = 0;
-    for op in &ops {
+    for (step, op) in ops.iter().enumerate() {
         let conn_at = |i: usize| open.get(i % open.len().max(1)).copied();
         match op {
             Op::Connect => {
@@ -453,7 +526,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let Some(conn) = conn_at(index) else { continue };
                 if let Err(code) = model.apply(conn.0, op) {
-                    model.tell(conn.0, Seen::Error(code));
+                    model.tell(conn.0, Seen::Error(code), SendKind::Reply, true);
                 }
                 let command = match op {
                     Op::Login(_, n, false) => Command::login(NAMES[*n]),
@@ -479,14 +552,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     },
                     Op::Connect | Op::Disconnect(_) => unreachable!(),
                 };
-                sim.command(conn, command);
+                sim.command_with_ref(conn, command, Ref::number(step as u64));
             }
         }
         for &conn in &open {
-            let got: Vec<Seen> = sim.take(conn).iter().map(|r| seen(&r.event)).collect();
+            let got: Vec<Delivery> = sim
+                .take(conn)
+                .iter()
+                .map(|r| {
+                    if let Some(reference) = &r.reference {
+                        assert_eq!(reference, &Ref::number(step as u64), "the frame's own ref");
+                    }
+                    (seen(&r.event), r.kind, r.reference.is_some())
+                })
+                .collect();
             let want = model.expected.remove(&conn.0).unwrap_or_default();
             prop_assert_eq!(&got, &want, "{} after {:?}", conn, op);
-            for s in &got {
+            for (s, _, _) in &got {
                 if let Seen::Message { id, .. } | Seen::Dm { id, .. } = s {
                     prop_assert!(*id <= model.next_id);
                 }

@@ -53,7 +53,8 @@ impl Class {
     pub(crate) fn of(kind: SendKind) -> Class {
         match kind {
             SendKind::Reply | SendKind::Echo | SendKind::Backlog => Class::Reply,
-            SendKind::Push => Class::Push,
+            // A copy for the user's other session did not answer that session's frame.
+            SendKind::Push | SendKind::Copy => Class::Push,
         }
     }
 }
