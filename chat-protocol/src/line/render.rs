@@ -4,7 +4,9 @@
 //! [`render`] is called once per event, not once per recipient: what depends on the recipient is
 //! decided by the event's [`SendKind`]. A sender's own room message ([`SendKind::Echo`]) shows
 //! nothing (their terminal already shows what they typed), and a DM's echo becomes a delivery
-//! notice.
+//! notice. What the user did in another session ([`SendKind::Copy`]) is told in the first person:
+//! `* You joined #rust` (with the room's recent messages), `* You left #rust`, and a DM it sent as
+//! `[HH:MM:SS] [dm to bob] <alice> text`.
 
 use std::fmt::Write as _;
 
@@ -29,6 +31,12 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
             ),
         },
         Event::Registered { name } => info(&mut out, &format!("{name} is now registered")),
+        Event::Joined { room, history, .. } if kind == SendKind::Copy => {
+            info(&mut out, &format!("You joined #{room}"));
+            for message in history {
+                room_message(&mut out, message);
+            }
+        }
         Event::Joined { room, history, .. } => {
             if answers_command {
                 info(&mut out, &format!("You are now in #{room}"));
@@ -37,7 +45,9 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
                 room_message(&mut out, message);
             }
         }
-        Event::Left { room } if answers_command => info(&mut out, &format!("You left #{room}")),
+        Event::Left { room } if answers_command || kind == SendKind::Copy => {
+            info(&mut out, &format!("You left #{room}"))
+        }
         Event::Left { .. } => {}
         Event::Presence { room, user, event } => {
             let verb = match event {
@@ -56,6 +66,7 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
             };
             info(&mut out, &notice);
         }
+        Event::Dm { message, .. } if kind == SendKind::Copy => sent_message(&mut out, message),
         Event::Dm { message, .. } => direct_message(&mut out, message),
         Event::History { room, messages } => {
             if messages.is_empty() {
@@ -121,6 +132,19 @@ fn room_message(out: &mut String, message: &RoomMessage) {
 
 fn direct_message(out: &mut String, message: &DirectMessage) {
     let prefix = format!("{} [dm] <{}>", clock(message.ts), message.from);
+    for line in message.text.lines() {
+        let _ = writeln!(out, "{prefix} {line}");
+    }
+}
+
+/// A DM the user sent from another session.
+fn sent_message(out: &mut String, message: &DirectMessage) {
+    let prefix = format!(
+        "{} [dm to {}] <{}>",
+        clock(message.ts),
+        message.to,
+        message.from
+    );
     for line in message.text.lines() {
         let _ = writeln!(out, "{prefix} {line}");
     }
@@ -194,6 +218,29 @@ mod tests {
         assert_eq!(
             shown(&dm(false), SendKind::Backlog).unwrap(),
             "[09:05:07] [dm] <alice> psst\n"
+        );
+    }
+
+    #[test]
+    fn what_the_user_did_in_another_session_is_told_in_the_first_person() {
+        let general = RoomName::parse("general").unwrap();
+        let joined = Event::Joined {
+            room: general.clone(),
+            members: vec![UserName::parse("alice").unwrap()],
+            history: vec![message("old")],
+        };
+        assert_eq!(
+            shown(&joined, SendKind::Copy).unwrap(),
+            "* You joined #general\n[09:05:07] #general <alice> old\n"
+        );
+        let left = Event::Left { room: general };
+        assert_eq!(
+            shown(&left, SendKind::Copy).unwrap(),
+            "* You left #general\n"
+        );
+        assert_eq!(
+            shown(&dm(false), SendKind::Copy).unwrap(),
+            "[09:05:07] [dm to Bob] <alice> psst\n"
         );
     }
 
