@@ -1,7 +1,7 @@
 //! [`Chat`]: the state machine itself.
 //!
-//! It owns every piece of state (connections, online names, rooms, mailboxes, the id counter)
-//! and changes it only in [`Chat::handle`]. Each rule of the protocol's "Shared semantics" is
+//! It owns every piece of state (connections, online users with their sessions and rooms, rooms,
+//! mailboxes, the id counter) and changes it only in [`Chat::handle`]. Each rule of the protocol's "Shared semantics" is
 //! one method below, named for the command it serves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

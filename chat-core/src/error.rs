@@ -25,7 +25,8 @@ pub enum ErrorCode {
     AlreadyLoggedIn,
     /// A user name outside the rules.
     InvalidName,
-    /// The name is online already (case-insensitively).
+    /// The name is online already (case-insensitively) as a guest's, or a guest's login for a
+    /// name that is online (a guest name has one session; an account adds sessions instead).
     NameTaken,
     /// A room name outside the rules.
     InvalidRoom,
@@ -106,7 +107,8 @@ pub enum ChatError {
     /// The name breaks the naming rules; the text says which.
     #[error("invalid name: {0}")]
     InvalidName(String),
-    /// Someone online has this name (compared case-insensitively).
+    /// Someone online has this name (compared case-insensitively) and the login cannot be one
+    /// more of its sessions (a guest is on either side).
     #[error("the name {0} is taken")]
     NameTaken(UserName),
     /// The room name breaks the naming rules, or the user may join no more rooms; the text says

@@ -54,7 +54,12 @@
 //!
 //! - A room message costs the core O(1): one [`Output::Broadcast`] with a shared, cached
 //!   [`Recipients`] set and one shared [`Event`], plus the sender's own copy carrying its `ref`.
-//!   The runtime does the per-recipient work (and can encode the event once).
+//!   The runtime does the per-recipient work (and can encode the event once). A user logged in
+//!   from several connections (an account's sessions, up to [`Config::max_sessions`]) is in
+//!   that set once per session: its sessions are just more recipients.
+//! - Rooms and presence belong to the user, not the connection: a join or leave in one session
+//!   holds for all of them (the others get a [`SendKind::Copy`]), presence `join` comes when the
+//!   user joins and `leave` when it leaves or its last session ends.
 //! - Events serialise (serde) to exactly the protocol's server frames and [`Command`]s
 //!   deserialise from its client frames, so transports need no second model.
 //! - Every rule a client can break is a [`ChatError`], answered with an `error` event; the

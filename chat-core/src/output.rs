@@ -25,7 +25,8 @@ pub enum Input {
         /// The client's `ref`, echoed on the reply.
         reference: Option<Ref>,
     },
-    /// The connection is gone (closed by either side); it leaves every room.
+    /// The connection is gone (closed by either side). If it was its user's last session, the
+    /// user leaves every room; otherwise it just stops receiving.
     Disconnect(ConnectionId),
     /// The store failed to keep these records (the runtime told their senders `unavailable` and
     /// delivered nothing of what followed them): the core forgets the messages and queued DMs
