@@ -64,6 +64,9 @@ struct Options {
         action = clap::ArgAction::Set
     )]
     guests: bool,
+    /// Sessions (connections) one account may have at once.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_sessions: usize,
     /// HS256 secret (the file's content without its trailing newline); enables token logins.
     #[arg(long, value_name = "FILE")]
     jwt_secret_file: Option<PathBuf>,
@@ -155,6 +158,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             join_history: options.join_history,
             mailbox: options.mailbox,
             guests: options.guests,
+            max_sessions: options.max_sessions,
             ..Config::default()
         },
         jwt_secret_file: options.jwt_secret_file,

@@ -126,6 +126,9 @@ pub struct LineSession {
     /// lines typed meanwhile wait in `typed_ahead`.
     awaiting: bool,
     typed_ahead: Vec<String>,
+    /// The name is an account's: its rooms are the account's, shared by all its sessions, so
+    /// `/join` adds a room instead of moving.
+    account: bool,
 }
 
 /// The most lines kept while a login is answered; more are dropped.
@@ -145,6 +148,7 @@ impl LineSession {
             state: State::Naming { asked: None },
             awaiting: false,
             typed_ahead: Vec::new(),
+            account: false,
         }
     }
 
@@ -155,6 +159,7 @@ impl LineSession {
             state: State::Chatting { room: None },
             awaiting: false,
             typed_ahead: Vec::new(),
+            account: false,
         }
     }
 
@@ -254,7 +259,15 @@ impl LineSession {
     #[must_use]
     pub fn on_event(&mut self, event: &Event) -> Vec<Action> {
         let mut actions = match event {
-            Event::Welcome { rooms, .. } => self.welcomed(rooms),
+            Event::Welcome { rooms, account, .. } => {
+                self.account = *account;
+                self.welcomed(rooms)
+            }
+            // Left from another session of the account: no longer this session's room either.
+            Event::Left { room } if self.account && self.room() == Some(room) => {
+                self.state = State::Chatting { room: None };
+                return Vec::new();
+            }
             Event::Error { code, .. } if self.is_naming() => {
                 let asked = match &mut self.state {
                     State::Naming { asked } => asked.take(),
@@ -404,7 +417,9 @@ impl LineSession {
         let mut actions = vec![Action::Send(Command::Join {
             room: target.to_string(),
         })];
-        if let Some(old) = current.filter(|old| *old != target) {
+        // A guest is in one room at a time; an account keeps its rooms (they are shared by its
+        // sessions), and the new one becomes this session's room.
+        if let Some(old) = current.filter(|old| *old != target && !self.account) {
             actions.push(leave_quietly(&old));
         }
         self.state = State::Chatting { room: Some(target) };
@@ -421,12 +436,15 @@ impl LineSession {
                 Vec::new()
             }
             Some(room) if rooms.contains(&room) => Vec::new(),
-            // A login after a reconnection: back to the person's room, out of the others.
+            // A login after a reconnection: back to the person's room, and (for a guest) out of
+            // the others. An account's other rooms are its other sessions' too.
             Some(room) => {
                 let mut actions = vec![Action::Send(Command::Join {
                     room: room.to_string(),
                 })];
-                actions.extend(rooms.iter().map(leave_quietly));
+                if !self.account {
+                    actions.extend(rooms.iter().map(leave_quietly));
+                }
                 actions
             }
         }
@@ -644,6 +662,27 @@ mod tests {
         let actions = session.on_event(&as_event(&refused[0]));
         assert_eq!(actions[0], Action::Prompt);
         assert_eq!(sends(&actions), [Command::login("bob")]);
+    }
+
+    #[test]
+    fn an_accounts_join_adds_a_room_and_a_leave_elsewhere_clears_the_current_one() {
+        let mut session = LineSession::new();
+        let _ = session.on_line("alice");
+        let welcome = Event::Welcome {
+            name: UserName::parse("alice").unwrap(),
+            rooms: vec![room("general")],
+            account: true,
+        };
+        let _ = session.on_event(&welcome);
+        assert_eq!(
+            sends(&session.on_line("/join rust")),
+            [join("rust")],
+            "an account keeps #general: its other sessions are in it too"
+        );
+        assert_eq!(session.room(), Some(&room("rust")));
+        // Another session of the account left #rust: this one has no current room any more.
+        assert!(session.on_event(&left("rust")).is_empty());
+        assert_eq!(session.room(), None);
     }
 
     #[test]
