@@ -469,7 +469,12 @@ impl Chat {
                     }
                 }
                 Record::Account(account) => {
-                    self.accounts.remove(&account.name.key());
+                    let key = account.name.key();
+                    self.accounts.remove(&key);
+                    // Whoever holds the name now holds it as a guest would (one session).
+                    if let Some(user) = self.online.get_mut(&key) {
+                        user.account = false;
+                    }
                 }
                 Record::Delivered { .. } | Record::IdsReserved { .. } => {}
             }

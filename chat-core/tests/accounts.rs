@@ -242,6 +242,13 @@ fn a_registration_the_store_did_not_keep_is_forgotten() {
         .cloned()
         .expect("an account record");
     sim.input(Input::Unstored(vec![account]));
+    let second = sim.connect();
+    sim.command(second, Sim::token_login("alice"));
+    assert_eq!(
+        sim.error_code(second),
+        ErrorCode::NameTaken,
+        "no second session for a name that is not an account after all"
+    );
     assert!(
         !sim.chat
             .is_account(&UserName::parse("alice").unwrap().key())
