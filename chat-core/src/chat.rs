@@ -37,6 +37,9 @@ pub struct Chat {
     mailboxes: HashMap<UserKey, Mailbox>,
     /// Every account's name, as registered.
     accounts: HashMap<UserKey, UserName>,
+    /// The room set of every account that has one, online or not, as last stored (an account
+    /// without one has never logged in). An online account's entry follows its `User::rooms`.
+    account_rooms: HashMap<UserKey, BTreeSet<RoomName>>,
     /// Connections whose login or registration the runtime is checking, with the commands they
     /// sent since (answered once the check is back, in order).
     checking: HashMap<ConnectionId, Checking>,
@@ -140,6 +143,11 @@ impl Chat {
             connections: HashMap::new(),
             online: HashMap::new(),
             accounts: snapshot.accounts.into_iter().collect(),
+            account_rooms: snapshot
+                .account_rooms
+                .into_iter()
+                .map(|(owner, rooms)| (owner, rooms.into_iter().collect()))
+                .collect(),
             checking: HashMap::new(),
             rooms,
             queued: mailboxes.values().map(Mailbox::len).sum(),
@@ -423,6 +431,7 @@ impl Chat {
                     )));
                 }
                 self.join(conn, &user, room, reference);
+                self.store_rooms(&user.key());
                 Ok(())
             }
             Command::Leave { room } => self.leave(conn, &user, &room, reference),
@@ -471,12 +480,15 @@ impl Chat {
                 Record::Account(account) => {
                     let key = account.name.key();
                     self.accounts.remove(&key);
+                    self.account_rooms.remove(&key);
                     // Whoever holds the name now holds it as a guest would (one session).
                     if let Some(user) = self.online.get_mut(&key) {
                         user.account = false;
                     }
                 }
-                Record::Delivered { .. } | Record::IdsReserved { .. } => {}
+                // An unstored room set stays in memory: the account keeps its rooms until a
+                // restart, and the next change stores the whole set again.
+                Record::Delivered { .. } | Record::IdsReserved { .. } | Record::Rooms { .. } => {}
             }
         }
     }
@@ -659,7 +671,12 @@ impl Chat {
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.user = Some(user.clone());
         }
-        let rooms: Vec<RoomName> = self.config.default_room.iter().cloned().collect();
+        // An account rejoins its stored rooms; the default room is for guests and for an
+        // account's first login ever.
+        let rooms: Vec<RoomName> = match self.account_rooms.get(&key).filter(|_| account) {
+            Some(stored) => stored.iter().cloned().collect(),
+            None => self.config.default_room.iter().cloned().collect(),
+        };
         self.send(
             conn,
             Event::Welcome {
@@ -673,6 +690,7 @@ impl Chat {
         for room in rooms {
             self.join(conn, &user, room, None);
         }
+        self.store_rooms(&key);
         // A guest never gets a mailbox: what an older server queued for its name waits for the
         // name's owner.
         if account {
@@ -802,6 +820,8 @@ impl Chat {
                     name: user.clone(),
                     hash: Some(hash),
                 })));
+            // The guest's rooms become the account's.
+            chat.store_rooms(&key);
             chat.send(
                 conn,
                 Event::Registered { name: user },
@@ -910,7 +930,25 @@ impl Chat {
         let others = self.other_sessions(&key, conn);
         self.copy_to(others, &event);
         self.remove_member(user, &key, room);
+        self.store_rooms(&key);
         Ok(())
+    }
+
+    /// Makes an online account's rooms its stored ones: a [`Record::Rooms`] if they differ from
+    /// the last stored set (or none was). Guests store nothing.
+    fn store_rooms(&mut self, key: &UserKey) {
+        let Some(online) = self.online.get(key).filter(|u| u.account) else {
+            return;
+        };
+        if self.account_rooms.get(key) == Some(&online.rooms) {
+            return;
+        }
+        let rooms = online.rooms.clone();
+        self.outputs.push_back(Output::Persist(Record::Rooms {
+            owner: key.clone(),
+            rooms: rooms.iter().cloned().collect(),
+        }));
+        self.account_rooms.insert(key.clone(), rooms);
     }
 
     /// Takes `user` (every session of it) out of `room_name`, tells the remaining members, and

@@ -26,12 +26,15 @@ pub enum Input {
         reference: Option<Ref>,
     },
     /// The connection is gone (closed by either side). If it was its user's last session, the
-    /// user leaves every room; otherwise it just stops receiving.
+    /// user leaves every room (an account keeps them as its rooms, for its next login);
+    /// otherwise it just stops receiving.
     Disconnect(ConnectionId),
     /// The store failed to keep these records (the runtime told their senders `unavailable` and
     /// delivered nothing of what followed them): the core forgets the messages and queued DMs
     /// among them, so nobody is later shown what was never stored. Reservations and deliveries
-    /// are the runtime's to retry once the store recovers.
+    /// are the runtime's to retry once the store recovers. An unstored [`Record::Rooms`] is
+    /// ignored: the account keeps its rooms in memory (until a restart), and chat-runtime stores
+    /// the set again once the store recovers (as every later change does, whole).
     Unstored(Vec<Record>),
     /// These DMs were taken from their mailboxes at a login, but the store could not record
     /// the delivery, so the runtime did not deliver them: the core puts them back at the front

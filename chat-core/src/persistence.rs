@@ -40,6 +40,16 @@ pub enum Record {
     /// A name became an account (registered with a password, or first logged in with a token):
     /// from now on only its owner may use it. Stored once per account.
     Account(Account),
+    /// An account's rooms changed (a join or leave in any of its sessions, or a guest that
+    /// registered with rooms): `rooms` is the whole new set, sorted. A store keeps the latest set
+    /// per account; the core rejoins it at the account's next first session. Not emitted when
+    /// the last session ends (the rooms stay the account's), nor for guests.
+    Rooms {
+        /// Whose rooms (an account's).
+        owner: UserKey,
+        /// Every room the account is in now, sorted.
+        rooms: Vec<RoomName>,
+    },
     /// The core may hand out ids below `until`; a restored counter must start at `until` or
     /// above it.
     IdsReserved {
@@ -54,7 +64,10 @@ impl Record {
         match self {
             Record::Message(message) => Some(message.id),
             Record::Queued(dm) => Some(dm.id),
-            Record::Delivered { .. } | Record::IdsReserved { .. } | Record::Account(_) => None,
+            Record::Delivered { .. }
+            | Record::IdsReserved { .. }
+            | Record::Account(_)
+            | Record::Rooms { .. } => None,
         }
     }
 }
@@ -71,6 +84,9 @@ pub struct Snapshot {
     pub mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
     /// Every account's name, as it was registered (the core needs no password hash).
     pub accounts: BTreeMap<UserKey, UserName>,
+    /// The latest stored room set of each account that has one (from [`Record::Rooms`]). An
+    /// account without an entry has never logged in: its first login joins the default room.
+    pub account_rooms: BTreeMap<UserKey, Vec<RoomName>>,
 }
 
 /// The newest stored messages of one room.

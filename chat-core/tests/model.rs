@@ -7,7 +7,10 @@
 //! are as guests or with a token (the simulated authenticator's); a token makes its name an
 //! account, which guests can no longer take and whose offline DMs are kept. A token login of an
 //! online account adds a session (up to `MAX_SESSIONS`): rooms and presence belong to the user,
-//! and every delivery is checked with its kind and whether it carries the frame's `ref`.
+//! and every delivery is checked with its kind and whether it carries the frame's `ref`. An
+//! account's rooms are its own: kept when its last session ends, rejoined at its next login (the
+//! default room only at its first), and stored (the last [`Record::Rooms`] of each account is
+//! its set).
 
 mod sim;
 
@@ -142,6 +145,9 @@ struct Model {
     said: BTreeMap<String, Vec<u64>>,
     /// Lower-case name → the account's name as registered.
     accounts: BTreeMap<String, String>,
+    /// Lower-case name → the account's rooms, kept while it is offline (no entry: it never
+    /// logged in).
+    account_rooms: BTreeMap<String, BTreeSet<String>>,
     /// Lower-case name → queued DMs (id, sender), oldest first.
     mailboxes: BTreeMap<String, VecDeque<(u64, String)>>,
     next_id: u64,
@@ -256,6 +262,23 @@ impl Model {
         }
     }
 
+    /// The rooms the user `key` is in, sorted.
+    fn rooms_of(&self, key: &str) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.contains(key))
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// An account's rooms follow its joins and leaves; a guest's are not kept.
+    fn keep_rooms(&mut self, key: &str) {
+        if self.accounts.contains_key(key) {
+            let rooms = self.rooms_of(key).into_iter().collect();
+            self.account_rooms.insert(key.to_owned(), rooms);
+        }
+    }
+
     /// The user `key` leaves `room`: the remaining members' sessions are told.
     fn leave(&mut self, key: &str, room: &str, name: &str) {
         let members = self.members.get_mut(room).expect("leaving a known room");
@@ -324,16 +347,25 @@ impl Model {
                     false => name.into(),
                 };
                 self.conns.insert(conn, Some(shown.clone()));
+                // An account rejoins its rooms; the default room is for guests and an account's
+                // first login.
+                let rooms: Vec<String> = match self.account_rooms.get(&key).filter(|_| *token) {
+                    Some(rooms) => rooms.iter().cloned().collect(),
+                    None => vec!["general".into()],
+                };
                 self.tell(
                     conn,
-                    Seen::Welcome(shown, vec!["general".into()]),
+                    Seen::Welcome(shown, rooms.clone()),
                     SendKind::Reply,
                     true,
                 );
-                self.join(conn, "general", false);
+                for room in rooms {
+                    self.join(conn, &room, false);
+                }
                 if !token {
                     return Ok(());
                 }
+                self.keep_rooms(&key);
                 for (id, from) in self.mailboxes.remove(&key).unwrap_or_default() {
                     let dm = Seen::Dm {
                         id,
@@ -346,9 +378,10 @@ impl Model {
             }
             (Op::Login(..), Some(_)) => Err(ErrorCode::AlreadyLoggedIn),
             (_, None) => Err(ErrorCode::NotLoggedIn),
-            (Op::Join(_, r), Some(_)) => {
+            (Op::Join(_, r), Some(name)) => {
                 let room = room_of(*r)?;
                 self.join(conn, &room, true);
+                self.keep_rooms(&name.to_lowercase());
                 Ok(())
             }
             (Op::Leave(_, r), Some(name)) => {
@@ -364,6 +397,7 @@ impl Model {
                     }
                 }
                 self.leave(&key, &room, &name);
+                self.keep_rooms(&key);
                 Ok(())
             }
             (Op::Say(_, r, t), Some(name)) => {
@@ -608,6 +642,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             })
             .collect();
         prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // The last stored room set of each account is its set; guests store none.
+        let mut stored: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for record in &sim.records {
+            if let Record::Rooms { owner, rooms } = record {
+                let rooms = rooms.iter().map(ToString::to_string).collect();
+                stored.insert(owner.to_string(), rooms);
+            }
+        }
+        prop_assert_eq!(&stored, &model.account_rooms, "stored rooms after {:?}", op);
         if let Some(&newest) = ids.last() {
             prop_assert!(newest >= last_id);
             last_id = newest;

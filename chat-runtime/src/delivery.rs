@@ -145,7 +145,7 @@ pub(crate) struct DeliveryTask {
     pages: mpsc::UnboundedReceiver<PageRead>,
     pages_tx: mpsc::UnboundedSender<PageRead>,
     down: Option<Down>,
-    /// Id reservations of failed writes, stored first on recovery.
+    /// Id reservations and account room sets of failed writes, stored first on recovery.
     pending: Vec<Record>,
     /// Messages and DMs the store did not keep and the core has not yet forgotten.
     refused: HashSet<MessageId>,
@@ -276,7 +276,9 @@ impl DeliveryTask {
         for record in records {
             match record {
                 Record::Message(_) | Record::Queued(_) | Record::Account(_) => forget.push(record),
-                Record::IdsReserved { .. } => self.pending.push(record),
+                // Full-state records: stored again once the store recovers, in order (a
+                // later room set of the same account then replaces this one).
+                Record::IdsReserved { .. } | Record::Rooms { .. } => self.pending.push(record),
                 // Its DMs go back to the mailbox (`without_queued_dms`): nothing to record.
                 Record::Delivered { .. } => {}
             }

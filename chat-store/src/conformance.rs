@@ -73,6 +73,18 @@ fn room(name: &str) -> RoomName {
     RoomName::parse(name).expect("fixture room names are valid")
 }
 
+/// Fixture: the [`Record::Rooms`] of `owner` with `rooms` (valid names, as given).
+pub fn rooms_of(owner: &str, rooms: &[&str]) -> Record {
+    Record::Rooms {
+        owner: key(owner),
+        rooms: rooms.iter().map(|r| room(r)).collect(),
+    }
+}
+
+fn room_list(rooms: &[&str]) -> Vec<RoomName> {
+    rooms.iter().map(|r| room(r)).collect()
+}
+
 fn ids(messages: &[RoomMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.id.get()).collect()
 }
@@ -104,6 +116,8 @@ where
     accounts_are_found_by_key_as_stored(&fresh().await).await;
     a_later_account_record_replaces_the_stored_one(&fresh().await).await;
     an_account_in_a_refused_call_is_not_stored(&fresh().await).await;
+    account_rooms_are_stored_and_replaced(&fresh().await).await;
+    account_rooms_in_a_refused_call_are_not_stored(&fresh().await).await;
     id_counter_covers_everything(&fresh().await).await;
     texts_are_kept_verbatim(&fresh().await).await;
     concurrent_appends_all_land(Arc::new(fresh().await)).await;
@@ -489,6 +503,92 @@ pub async fn an_account_in_a_refused_call_is_not_stored<S: Store + ?Sized>(store
     store.close().await.unwrap();
 }
 
+/// An account's room set is stored as given and listed by `load`; a later record for the same
+/// owner replaces it whole (across calls and within one call, the last wins), an empty set
+/// included; room sets touch no id and no room's history.
+pub async fn account_rooms_are_stored_and_replaced<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            rooms_of("alice", &["lobby"]),
+            rooms_of("bob", &["rust", "lobby"]),
+        ],
+    )
+    .await;
+    let snapshot = store.load(10).await.unwrap();
+    assert_eq!(snapshot.account_rooms.len(), 2);
+    assert_eq!(snapshot.account_rooms[&key("alice")], room_list(&["lobby"]));
+    assert_eq!(
+        snapshot.account_rooms[&key("bob")],
+        room_list(&["rust", "lobby"]),
+        "the set is kept as given"
+    );
+    assert_eq!(snapshot.next_id, None, "room sets touch no id");
+    assert!(snapshot.rooms.is_empty(), "room sets are not history");
+    assert!(store.rooms().await.unwrap().is_empty());
+
+    append(store, &[rooms_of("alice", &["lobby", "rust"])]).await;
+    append(
+        store,
+        &[
+            rooms_of("bob", &["go"]),
+            rooms_of("carol", &["lobby"]),
+            rooms_of("bob", &[]),
+        ],
+    )
+    .await;
+    let snapshot = store.load(10).await.unwrap();
+    assert_eq!(
+        snapshot.account_rooms[&key("alice")],
+        room_list(&["lobby", "rust"])
+    );
+    assert_eq!(
+        snapshot.account_rooms[&key("bob")],
+        room_list(&[]),
+        "the last record of a call wins, an empty set too"
+    );
+    assert_eq!(snapshot.account_rooms[&key("carol")], room_list(&["lobby"]));
+    assert_eq!(snapshot.account_rooms.len(), 3);
+    store.close().await.unwrap();
+}
+
+/// Room sets in a call refused for [`StoreError::OutOfOrder`] are not stored: neither a new one
+/// nor the replacement of a stored one.
+pub async fn account_rooms_in_a_refused_call_are_not_stored<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Message(message("general", 5, "five")),
+            rooms_of("carol", &["general"]),
+        ],
+    )
+    .await;
+    let before = store.load(10).await.unwrap();
+    let refused = store
+        .append(&[
+            rooms_of("dave", &["general"]),
+            rooms_of("carol", &[]),
+            Record::Message(message("general", 4, "stale")),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::OutOfOrder { id, .. }) if id == id_of(4)),
+        "{refused:?}"
+    );
+    assert_eq!(store.load(10).await.unwrap(), before);
+    assert_eq!(
+        before.account_rooms.into_iter().collect::<Vec<_>>(),
+        vec![(key("carol"), room_list(&["general"]))]
+    );
+    // The store carries on.
+    append(store, &[rooms_of("dave", &["general"])]).await;
+    assert_eq!(
+        store.load(1).await.unwrap().account_rooms[&key("dave")],
+        room_list(&["general"])
+    );
+    store.close().await.unwrap();
+}
+
 /// `next_id` covers reservations, messages, queued and delivered DMs, and never goes down.
 pub async fn id_counter_covers_everything<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::IdsReserved { until: id_of(50) }]).await;
@@ -651,7 +751,11 @@ where
     records.push(Record::Queued(direct(43, "bob", "three")));
     records.push(Record::Account(account("Alice", None)));
     records.push(Record::Account(account("token.user", None)));
+    records.push(rooms_of("alice", &["general"]));
+    records.push(rooms_of("token.user", &["rust"]));
     append(&store, &records).await;
+    // A later room set replaces the first.
+    append(&store, &[rooms_of("alice", &["general", "rust"])]).await;
     // A password set later replaces the first record.
     append(&store, &[Record::Account(account("alice", Some(HASH)))]).await;
     append(
@@ -698,6 +802,14 @@ where
         Some(account("token.user", None))
     );
     assert_eq!(before.accounts.len(), 2);
+    assert_eq!(
+        before.account_rooms.clone().into_iter().collect::<Vec<_>>(),
+        vec![
+            (key("alice"), room_list(&["general", "rust"])),
+            (key("token.user"), room_list(&["rust"])),
+        ],
+        "room sets survive, replaced"
+    );
 
     // Ids continue; then a drop without close still keeps what was acknowledged.
     append(
@@ -710,6 +822,8 @@ where
             },
             Record::IdsReserved { until: id_of(200) },
             Record::Account(account("Bob", Some(HASH))),
+            rooms_of("bob", &["general"]),
+            rooms_of("alice", &[]),
         ],
     )
     .await;
@@ -735,6 +849,14 @@ where
     assert_eq!(
         store.account(&bob).await.unwrap(),
         Some(account("Bob", Some(HASH)))
+    );
+    assert_eq!(
+        snapshot.account_rooms.into_iter().collect::<Vec<_>>(),
+        vec![
+            (key("alice"), room_list(&[])),
+            (bob.clone(), room_list(&["general"])),
+            (key("token.user"), room_list(&["rust"])),
+        ]
     );
     store.close().await.unwrap();
 }

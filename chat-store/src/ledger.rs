@@ -6,7 +6,7 @@
 //! live here in full: they are bounded by the core's mailbox limit and the core keeps all of them
 //! in memory anyway. Accounts live here in full too, as the index [`Store::account`] reads (a
 //! name and a hash each; the core keeps every account's name in memory as well). Room history
-//! does not: only each room's last id is kept.
+//! does not: only each room's last id is kept. Each account's latest room set is kept in full.
 //!
 //! [`Store::account`]: crate::Store::account
 
@@ -25,6 +25,8 @@ pub(crate) struct Ledger {
     pub(crate) mailboxes: BTreeMap<UserKey, Vec<DirectMessage>>,
     /// Every account, by the key of its name; the last record for a key wins.
     pub(crate) accounts: BTreeMap<UserKey, Account>,
+    /// The latest room set of every account that stored one; the last record for a key wins.
+    pub(crate) account_rooms: BTreeMap<UserKey, Vec<RoomName>>,
     /// The least id the core may hand out, or `None` if no id was ever stored.
     pub(crate) floor: Option<MessageId>,
 }
@@ -44,8 +46,8 @@ impl Ledger {
     }
 
     /// Checks that applying `records` in order keeps every room and mailbox in strictly
-    /// increasing id order, without changing anything. (Account records are always valid: a
-    /// later one for a stored name replaces it.)
+    /// increasing id order, without changing anything. (Account and room-set records are
+    /// always valid: a later one for a stored name replaces it.)
     pub(crate) fn check(&self, records: &[Record]) -> Result<(), StoreError> {
         // The last id of each room and mailbox touched so far by `records`.
         let mut rooms: HashMap<&RoomName, MessageId> = HashMap::new();
@@ -93,7 +95,7 @@ impl Ledger {
                     let left = mailbox_last(&mailboxes, owner).filter(|&last| last > *through);
                     mailboxes.insert(owner.clone(), left);
                 }
-                Record::IdsReserved { .. } | Record::Account(_) => {}
+                Record::IdsReserved { .. } | Record::Account(_) | Record::Rooms { .. } => {}
             }
         }
         Ok(())
@@ -125,6 +127,9 @@ impl Ledger {
             Record::IdsReserved { until } => self.raise_floor(*until),
             Record::Account(account) => {
                 self.accounts.insert(account.name.key(), account.clone());
+            }
+            Record::Rooms { owner, rooms } => {
+                self.account_rooms.insert(owner.clone(), rooms.clone());
             }
         }
     }

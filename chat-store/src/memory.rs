@@ -103,6 +103,7 @@ impl Store for MemoryStore {
             rooms,
             mailboxes: inner.ledger.mailboxes.clone(),
             accounts: inner.ledger.account_names(),
+            account_rooms: inner.ledger.account_rooms.clone(),
         })
     }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chat_core::Record;
-use chat_store::conformance::{HASH, account, direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, id_of, key, message, rooms_of};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 
 async fn open(dir: &Path) -> JsonFileStore {
@@ -435,6 +435,67 @@ async fn a_damaged_account_line_is_reported_with_file_and_line() {
     assert!(
         matches!(&err, StoreError::Corrupt { line: 3, path: p, .. } if *p == path),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn account_rooms_are_json_lines_the_last_per_owner_wins_and_a_torn_one_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[rooms_of("alice", &["general"]), rooms_of("bob", &["rust"])])
+        .await
+        .unwrap();
+    store
+        .append(&[rooms_of("alice", &["general", "rust"])])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let path = dir.join("account_rooms.jsonl");
+    let good = fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        good,
+        concat!(
+            "{\"owner\":\"alice\",\"rooms\":[\"general\"]}\n",
+            "{\"owner\":\"bob\",\"rooms\":[\"rust\"]}\n",
+            "{\"owner\":\"alice\",\"rooms\":[\"general\",\"rust\"]}\n",
+        )
+    );
+
+    // Cut short, without a newline: dropped at open, the earlier set stands.
+    append_bytes(&path, b"{\"owner\":\"alice\",\"rooms\":[");
+    let store = open(dir).await;
+    assert_eq!(fs::read_to_string(&path).unwrap(), good);
+    let rooms = store.load(1).await.unwrap().account_rooms;
+    assert_eq!(rooms[&key("alice")].len(), 2);
+    assert_eq!(rooms[&key("bob")].len(), 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_account_rooms_line_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    for owner in ["alice", "bob", "carol"] {
+        store
+            .append(&[rooms_of(owner, &["general"])])
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
+    let path = dir.join("account_rooms.jsonl");
+    replace_line(&path, 2, "{\"owner\":\"bob\",\"rooms\":[\"not a room\"]}");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    match &err {
+        StoreError::Corrupt { path: at, line, .. } => assert_eq!((at, *line), (&path, 2)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("account_rooms.jsonl:2: corrupt record"),
+        "{text}"
     );
 }
 

@@ -1,5 +1,5 @@
-//! A failed append followed by `recover` leaves exactly the acknowledged records, accounts
-//! included: through a [`FailingStore`] over both backends, through a JSON store whose mailbox
+//! A failed append followed by `recover` leaves exactly the acknowledged records, accounts and
+//! account room sets included: through a [`FailingStore`] over both backends, through a JSON store whose mailbox
 //! replacement fails in the middle of a batch, and for real, on a full file system.
 
 use std::fs;
@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use chat_core::{Record, RoomMessage, RoomName, Snapshot};
-use chat_store::conformance::{HASH, account, direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, id_of, key, message, rooms_of};
 use chat_store::{FailingStore, JsonFileStore, MemoryStore, Store, StoreError};
 
 fn room(name: &str) -> RoomName {
@@ -33,6 +33,7 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
             Record::Message(message("general", 1, "one")),
             Record::Queued(direct(2, "bob", "psst")),
             Record::Account(account("Bob", None)),
+            rooms_of("bob", &["general"]),
         ])
         .await
         .unwrap();
@@ -50,6 +51,8 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
                 },
                 Record::Account(account("carol", Some(HASH))),
                 Record::Account(account("bob", Some(HASH))),
+                rooms_of("bob", &[]),
+                rooms_of("carol", &["fresh"]),
             ])
             .await;
         assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
@@ -69,6 +72,12 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
         store.account(&key("bob")).await.unwrap(),
         Some(account("Bob", None)),
         "the failed replacement is not stored"
+    );
+    let rooms = store.load(1).await.unwrap().account_rooms;
+    assert_eq!(
+        rooms.into_iter().collect::<Vec<_>>(),
+        vec![(key("bob"), vec![room("general")])],
+        "the failed room sets are not stored"
     );
     // The failed call's ids were never stored, so they can be used now.
     store
@@ -129,6 +138,7 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     let bob = dir.join("mailboxes/bob.jsonl");
     let carol = dir.join("mailboxes/carol.jsonl");
     let accounts = dir.join("accounts.jsonl");
+    let account_rooms = dir.join("account_rooms.jsonl");
     let files_before: Vec<Vec<u8>> = [&general, &bob, &carol]
         .iter()
         .map(|p| fs::read(p).unwrap())
@@ -143,6 +153,7 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
         Record::Message(message("fresh", 6, "rolled back")),
         Record::Queued(direct(7, "carol", "rolled back")),
         Record::Account(account("Dave", Some(HASH))),
+        rooms_of("dave", &["fresh", "general"]),
         Record::Delivered {
             owner: key("bob"),
             through: id_of(2),
@@ -162,6 +173,10 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     assert!(
         !accounts.exists(),
         "the accounts file the batch created is removed"
+    );
+    assert!(
+        !account_rooms.exists(),
+        "the account rooms file the batch created is removed"
     );
     assert_eq!(store.account(&key("dave")).await.unwrap(), None);
     assert_eq!(store.load(100).await.unwrap(), acknowledged);
@@ -183,22 +198,28 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     // this time the accounts file it appended to is cut back to its acknowledged line.
     store.recover().await.unwrap();
     store
-        .append(&[Record::Account(account("Erin", None))])
+        .append(&[
+            Record::Account(account("Erin", None)),
+            rooms_of("erin", &["general"]),
+        ])
         .await
         .unwrap();
     let acknowledged = store.load(100).await.unwrap();
     let accounts_before = fs::read(&accounts).unwrap();
+    let account_rooms_before = fs::read(&account_rooms).unwrap();
     assert!(matches!(
         store.append(&batch).await,
         Err(StoreError::Io { .. })
     ));
     assert_eq!(fs::read(&accounts).unwrap(), accounts_before);
+    assert_eq!(fs::read(&account_rooms).unwrap(), account_rooms_before);
     assert_eq!(store.account(&key("dave")).await.unwrap(), None);
     fs::remove_dir(&blocker).unwrap();
     store.recover().await.unwrap();
     store.recover().await.unwrap();
     assert_eq!(store.load(100).await.unwrap(), acknowledged);
     assert_eq!(fs::read(&accounts).unwrap(), accounts_before);
+    assert_eq!(fs::read(&account_rooms).unwrap(), account_rooms_before);
     store.append(&batch).await.unwrap();
     let at_end = store.load(100).await.unwrap();
     assert_eq!(history_ids(&store, "general").await, vec![1, 5]);
@@ -206,6 +227,10 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     assert_eq!(
         store.account(&key("dave")).await.unwrap(),
         Some(account("Dave", Some(HASH)))
+    );
+    assert_eq!(
+        at_end.account_rooms[&key("dave")],
+        vec![room("fresh"), room("general")]
     );
     store.close().await.unwrap();
 

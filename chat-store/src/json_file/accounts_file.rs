@@ -21,6 +21,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use chat_core::{Account, UserKey};
+use serde::de::DeserializeOwned;
 
 use super::lines;
 use super::repair::repair;
@@ -38,16 +39,30 @@ pub(crate) struct Loaded {
 /// Repairs the tail of the accounts file at `path` and reads all of it (nothing if there is no
 /// file yet), checking every line.
 pub(crate) fn open(path: &Path) -> Result<Loaded, StoreError> {
+    let mut accounts = BTreeMap::new();
+    let len = read_all(path, |account: Account| {
+        accounts.insert(account.name.key(), account);
+    })?;
+    Ok(Loaded { len, accounts })
+}
+
+/// Repairs the tail of the append-only JSON-lines file at `path` and hands each of its lines,
+/// parsed as a `T`, to `each`, in order; the file's repaired length (0, and nothing handed, if
+/// there is no file). An unreadable line before the last is [`StoreError::Corrupt`] with its
+/// line number. Shared with the account rooms file.
+pub(crate) fn read_all<T: DeserializeOwned>(
+    path: &Path,
+    mut each: impl FnMut(T),
+) -> Result<u64, StoreError> {
     let io = |e| StoreError::io(path, e);
     match fs::metadata(path) {
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io(e)),
     }
-    let repaired = repair(path, |bytes| lines::parse_bytes::<Account>(bytes).map(drop))?;
+    let repaired = repair(path, |bytes| lines::parse_bytes::<T>(bytes).map(drop))?;
     let file = File::open(path).map_err(io)?;
     let mut reader = BufReader::new(file.take(repaired.len));
-    let mut accounts = BTreeMap::new();
     let mut line = Vec::new();
     let mut number = 0u64;
     loop {
@@ -57,17 +72,14 @@ pub(crate) fn open(path: &Path) -> Result<Loaded, StoreError> {
         }
         number += 1;
         let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
-        let account: Account = lines::parse_bytes(bytes).map_err(|reason| StoreError::Corrupt {
+        let value: T = lines::parse_bytes(bytes).map_err(|reason| StoreError::Corrupt {
             path: path.to_path_buf(),
             line: number,
             reason,
         })?;
-        accounts.insert(account.name.key(), account);
+        each(value);
     }
-    Ok(Loaded {
-        len: repaired.len,
-        accounts,
-    })
+    Ok(repaired.len)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
 //! DIR/mailboxes/<user>.jsonl    one DirectMessage per line, the undelivered DMs of <user>
 //! DIR/accounts.jsonl            one Account per line ({"name":..,"hash":..}), append-only
+//! DIR/account_rooms.jsonl       one room set per line ({"owner":..,"rooms":[..]}), append-only
 //! DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
 //! DIR/write-probe.tmp           briefly, while a recovery checks that the disk takes writes
 //! ```
 //!
-//! `accounts.jsonl` has a fixed name, so no user name ever becomes part of a path through it.
+//! `accounts.jsonl` and `account_rooms.jsonl` have fixed names, so no user name ever becomes part of a path through it.
 //!
 //! Room and user names are validated by chat-core (`[a-z0-9_.-]`, never starting with `.`), so
 //! they are file names as they are. The store encodes them anyway, so that no name, however it
@@ -61,6 +62,11 @@ impl Layout {
     /// The accounts file.
     pub(crate) fn accounts(&self) -> PathBuf {
         self.dir.join("accounts.jsonl")
+    }
+
+    /// The account rooms file.
+    pub(crate) fn account_rooms(&self) -> PathBuf {
+        self.dir.join("account_rooms.jsonl")
     }
 
     /// The id counter file.

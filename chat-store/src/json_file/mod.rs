@@ -3,9 +3,10 @@
 //! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
 //! commit and rollback ([`writer`]), reading a directory at open and recovery ([`scan`]),
 //! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`room_log`]),
-//! mailbox files ([`mailbox_file`]), the accounts file ([`accounts_file`]) and the id counter
-//! ([`ids_file`]).
+//! mailbox files ([`mailbox_file`]), the accounts file ([`accounts_file`]), the account rooms
+//! file ([`account_rooms_file`]) and the id counter ([`ids_file`]).
 
+mod account_rooms_file;
 mod accounts_file;
 mod durable;
 mod ids_file;
@@ -44,6 +45,8 @@ use crate::store::{Store, StoreError};
 /// DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
 /// DIR/mailboxes/<user>.jsonl    the undelivered DMs of <user> (lower-cased), one per line
 /// DIR/accounts.jsonl            one Account per line, append-only: the last line for a name wins
+/// DIR/account_rooms.jsonl       an account's whole room set per line, append-only: the last
+///                               line for an owner wins
 /// DIR/ids.json                  {"next_id":N}: ids below N may have been handed out
 /// ```
 ///
@@ -57,6 +60,11 @@ use crate::store::{Store, StoreError};
 /// made by a token): the name as registered and the password's salted hash, never the password.
 /// A later record for the same name (compared case-insensitively) is appended too and replaces
 /// the earlier one when the file is read, so the file is never rewritten.
+///
+/// An account's room set is a line `{"owner":"alice","rooms":["lobby","rust"]}` of
+/// `account_rooms.jsonl`, appended at every change ([`Record::Rooms`]); the last line for an
+/// owner is its set. It is written, repaired, read and rolled back exactly like the accounts
+/// file.
 ///
 /// # Durability
 ///
@@ -74,13 +82,13 @@ use crate::store::{Store, StoreError};
 ///
 /// A failed write or fsync fails every append of its batch with [`StoreError::Io`] and leaves no
 /// trace of the batch: the writer knows the length of every file before it, and at once cuts
-/// each file it appended to (room files, mailboxes, the accounts file) back to that length (ftruncate and fsync, which needs no free
+/// each file it appended to (room files, mailboxes, the accounts and account rooms files) back to that length (ftruncate and fsync, which needs no free
 /// space; a file the batch created is removed) and puts each mailbox it began to replace or
 /// remove back to its acknowledged DMs. Readers never saw the batch. From then on appends fail
 /// at once with [`StoreError::Halted`] until [`Store::recover`] succeeds. `recover` rolls every
 /// file back to the acknowledged state again (in case the first rollback failed too), re-reads
-/// the directory as opening does (torn tails, lengths, last ids, mailboxes, accounts, the id
-/// counter),
+/// the directory as opening does (torn tails, lengths, last ids, mailboxes, accounts, account
+/// rooms, the id counter),
 /// checks that the disk takes a write and an fsync again (a small probe file, written and
 /// removed), and only then accepts appends; while the disk is still full or unwritable it
 /// fails, and the runtime tries again later. `ids.json` is not rolled back: a failed
@@ -92,11 +100,11 @@ use crate::store::{Store, StoreError};
 ///
 /// [`JsonFileStore::open`] creates the directory if needed, removes leftovers of replacements a
 /// crash interrupted (`*.tmp`, whose originals are still intact), and checks the last line of
-/// every room, mailbox and accounts file: a torn or garbage last line, which can only be an
+/// every room, mailbox, accounts and account rooms file: a torn or garbage last line, which can only be an
 /// append that was never acknowledged, is logged and truncated away. Files that are not the
 /// store's are logged and left alone. Room files are not read further: start-up costs one read
 /// of the last line per room, whatever the size of the history. Mailboxes (small, bounded by
-/// the core) and the accounts file are read whole, so [`Store::account`] answers from memory.
+/// the core) and the accounts and account rooms files are read whole, so [`Store::account`] answers from memory.
 /// The leftover of a recovery's probe (`write-probe.tmp`) is removed too.
 ///
 /// # Reading
@@ -125,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) room_len: HashMap<RoomName, u64>,
     /// The committed length of the accounts file (0 if there is none).
     pub(crate) accounts_len: u64,
+    /// The committed length of the account rooms file (0 if there is none).
+    pub(crate) account_rooms_len: u64,
     pub(crate) closed: bool,
     /// Why the writer stopped, until it recovers: appends fail fast with it.
     pub(crate) halted: Option<String>,
@@ -173,6 +183,7 @@ impl JsonFileStore {
             ledger: scan.ledger.clone(),
             room_len: scan.room_len.clone(),
             accounts_len: scan.accounts_len,
+            account_rooms_len: scan.account_rooms_len,
             closed: false,
             halted: None,
         }));
@@ -182,6 +193,7 @@ impl JsonFileStore {
             room_len: scan.room_len,
             mailbox_files: scan.mailbox_files,
             accounts_len: scan.accounts_len,
+            account_rooms_len: scan.account_rooms_len,
             ids_on_disk: scan.ids_on_disk,
             shared: shared.clone(),
             files: HashMap::new(),
@@ -258,7 +270,7 @@ impl Store for JsonFileStore {
     }
 
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {
-        let (rooms, mailboxes, accounts, next_id) = {
+        let (rooms, mailboxes, accounts, account_rooms, next_id) = {
             let shared = self.shared()?;
             let rooms: Vec<(RoomName, PathBuf, u64)> = shared
                 .room_len
@@ -270,6 +282,7 @@ impl Store for JsonFileStore {
                 rooms,
                 shared.ledger.mailboxes.clone(),
                 shared.ledger.account_names(),
+                shared.ledger.account_rooms.clone(),
                 shared.ledger.floor,
             )
         };
@@ -294,6 +307,7 @@ impl Store for JsonFileStore {
             rooms,
             mailboxes,
             accounts,
+            account_rooms,
         })
     }
 

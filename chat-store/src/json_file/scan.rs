@@ -2,16 +2,18 @@
 //! recovers from a failed write.
 //!
 //! Both read the directory the same way: leftovers of interrupted replacements are removed, the
-//! tail of every room, mailbox and accounts file is repaired ([`repair`](super::repair)), each
-//! room's length and last id, every mailbox and every account are read, and the id counter is
+//! tail of every room, mailbox, accounts and account rooms file is repaired ([`repair`](super::repair)), each
+//! room's length and last id, every mailbox, every account and every account's room set are
+//! read, and the id counter is
 //! restored. Recovery ([`Committed`] given) first puts every file back to the state the writer
-//! last committed, which is what readers were shown and callers were told: a room file and the
-//! accounts file are cut back to their committed length (or removed if the failed batch created
+//! last committed, which is what readers were shown and callers were told: a room file, the
+//! accounts file and the account rooms file are cut back to their committed length (or removed if the failed batch created
 //! them) and a mailbox is restored to its committed DMs. So after recovery the writer's state is
 //! exactly what a restart would read, and holds no record of a failed batch.
 //!
 //! The cost is that of opening: one read of the last line per room, whatever the size of its
-//! history, and every mailbox (small, bounded by the core) and the accounts file read whole.
+//! history, and every mailbox (small, bounded by the core) and the accounts and account rooms
+//! files read whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use chat_core::{MessageId, RoomName, UserKey};
 
 use super::layout::{Entry, Layout, classify};
-use super::{accounts_file, durable, ids_file, mailbox_file, room_log};
+use super::{account_rooms_file, accounts_file, durable, ids_file, mailbox_file, room_log};
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -34,6 +36,8 @@ pub(crate) struct Scan {
     pub(crate) mailbox_files: HashSet<UserKey>,
     /// The length of the accounts file (0 if there is none).
     pub(crate) accounts_len: u64,
+    /// The length of the account rooms file (0 if there is none).
+    pub(crate) account_rooms_len: u64,
     /// What `ids.json` says.
     pub(crate) ids_on_disk: Option<MessageId>,
 }
@@ -46,6 +50,8 @@ pub(crate) struct Committed {
     pub(crate) room_len: HashMap<RoomName, u64>,
     /// The committed length of the accounts file (0: it has no committed line).
     pub(crate) accounts_len: u64,
+    /// The committed length of the account rooms file (0: it has no committed line).
+    pub(crate) account_rooms_len: u64,
 }
 
 /// Reads the store in `layout` (see the module docs), first rolling every file back to
@@ -150,31 +156,49 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
 
     let accounts_path = layout.accounts();
     if let Some(committed) = committed {
-        match committed.accounts_len {
-            0 if accounts_path.exists() => {
-                tracing::warn!(
-                    path = %accounts_path.display(),
-                    "removing an accounts file a failed write created"
-                );
-                durable::remove(&accounts_path)?;
-            }
-            0 => {}
-            len => roll_back_append(&accounts_path, len)?,
-        }
+        roll_back_whole(&accounts_path, committed.accounts_len, "an accounts file")?;
     }
     let accounts = accounts_file::open(&accounts_path)?;
     ledger.accounts = accounts.accounts;
+
+    let account_rooms_path = layout.account_rooms();
+    if let Some(committed) = committed {
+        roll_back_whole(
+            &account_rooms_path,
+            committed.account_rooms_len,
+            "an account rooms file",
+        )?;
+    }
+    let account_rooms = account_rooms_file::open(&account_rooms_path)?;
+    ledger.account_rooms = account_rooms.rooms;
 
     Ok(Scan {
         ledger,
         room_len,
         mailbox_files,
         accounts_len: accounts.len,
+        account_rooms_len: account_rooms.len,
         ids_on_disk,
     })
 }
 
-/// Cuts an append-only file (a room's, the accounts) back to its committed length `len`,
+/// Puts a file of the directory read whole (the accounts, the account rooms) back to its
+/// committed length `len`: removed if a failed write created it (`len` 0), cut back otherwise.
+fn roll_back_whole(path: &Path, len: u64, what: &str) -> Result<(), StoreError> {
+    match len {
+        0 if path.exists() => {
+            tracing::warn!(
+                path = %path.display(),
+                "removing {what} a failed write created"
+            );
+            durable::remove(path)
+        }
+        0 => Ok(()),
+        len => roll_back_append(path, len),
+    }
+}
+
+/// Cuts an append-only file (a room's, the accounts, the account rooms) back to its committed length `len`,
 /// dropping what a failed batch appended.
 fn roll_back_append(path: &Path, len: u64) -> Result<(), StoreError> {
     let on_disk = match fs::metadata(path) {

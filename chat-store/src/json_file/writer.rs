@@ -8,13 +8,13 @@
 //!
 //! 1. `ids.json` is replaced if a reservation or delivery raised the counter (first, so that a
 //!    crash later in the batch leaves more ids reserved, never fewer);
-//! 2. each touched room and mailbox file, and the accounts file, gets one `write` of all its new
+//! 2. each touched room and mailbox file, and the accounts and account rooms files, get one `write` of all its new
 //!    lines, and then one fsync (the fsyncs of different files run in parallel, so the file
 //!    system can merge them into one journal commit), plus one fsync of each directory that
 //!    gained a file;
 //! 3. each delivered mailbox is removed or replaced atomically ([`mailbox_file`]).
 //!
-//! Only then are the new file lengths, mailboxes and accounts published to readers, and every
+//! Only then are the new file lengths, mailboxes, accounts and account rooms published to readers, and every
 //! request of the batch answered. So a burst of concurrent appends costs one fsync per touched
 //! file, not one per append, and nothing is acknowledged before it is on disk.
 //!
@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 
 use super::layout::Layout;
 use super::scan::{self, Committed};
-use super::{Shared, durable, encode_line, ids_file, mailbox_file};
+use super::{Shared, account_rooms_file, durable, encode_line, ids_file, mailbox_file};
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -83,6 +83,8 @@ pub(crate) struct Writer {
     pub(crate) mailbox_files: HashSet<UserKey>,
     /// The length of the accounts file (0 if there is none).
     pub(crate) accounts_len: u64,
+    /// The length of the account rooms file (0 if there is none).
+    pub(crate) account_rooms_len: u64,
     /// What `ids.json` says.
     pub(crate) ids_on_disk: Option<MessageId>,
     pub(crate) shared: Arc<Mutex<Shared>>,
@@ -112,6 +114,10 @@ struct Pending {
     accounts: Vec<u8>,
     /// The accounts those lines store or replace.
     account_keys: BTreeSet<UserKey>,
+    /// The lines to append to the account rooms file.
+    account_rooms: Vec<u8>,
+    /// The accounts whose room sets those lines store.
+    account_rooms_keys: BTreeSet<UserKey>,
     /// A reservation or delivery may have raised the id floor.
     ids: bool,
 }
@@ -141,6 +147,16 @@ impl Pending {
                 encode_line(&mut self.accounts, account);
                 self.account_keys.insert(account.name.key());
             }
+            Record::Rooms { owner, rooms } => {
+                encode_line(
+                    &mut self.account_rooms,
+                    &account_rooms_file::Line {
+                        owner: owner.clone(),
+                        rooms: rooms.clone(),
+                    },
+                );
+                self.account_rooms_keys.insert(owner.clone());
+            }
         }
     }
 
@@ -149,6 +165,7 @@ impl Pending {
             && self.mailbox_appends.is_empty()
             && self.mailbox_rewrites.is_empty()
             && self.accounts.is_empty()
+            && self.account_rooms.is_empty()
             && !self.ids
     }
 }
@@ -290,6 +307,7 @@ impl Writer {
                 ledger: shared.ledger.clone(),
                 room_len: shared.room_len.clone(),
                 accounts_len: shared.accounts_len,
+                account_rooms_len: shared.account_rooms_len,
             }
         };
         let scan = scan::scan(&self.layout, Some(&committed))?;
@@ -299,12 +317,14 @@ impl Writer {
             shared.ledger = scan.ledger.clone();
             shared.room_len = scan.room_len.clone();
             shared.accounts_len = scan.accounts_len;
+            shared.account_rooms_len = scan.account_rooms_len;
             shared.halted = None;
         }
         self.ledger = scan.ledger;
         self.room_len = scan.room_len;
         self.mailbox_files = scan.mailbox_files;
         self.accounts_len = scan.accounts_len;
+        self.account_rooms_len = scan.account_rooms_len;
         self.ids_on_disk = scan.ids_on_disk;
         self.halted = None;
         tracing::info!("the store accepts appends again");
@@ -347,6 +367,15 @@ impl Writer {
             self.append(&path, &pending.accounts, undo)?;
             touched.push(path);
         }
+        if !pending.account_rooms.is_empty() {
+            let path = self.layout.account_rooms();
+            if self.account_rooms_len == 0 {
+                // The file may be new.
+                new_dirs.insert(self.layout.dir.clone());
+            }
+            self.append(&path, &pending.account_rooms, undo)?;
+            touched.push(path);
+        }
         self.sync(&touched)?;
         for dir in &new_dirs {
             durable::sync_dir(dir)?;
@@ -355,6 +384,7 @@ impl Writer {
             *self.room_len.entry(room.clone()).or_default() += lines.len() as u64;
         }
         self.accounts_len += pending.accounts.len() as u64;
+        self.account_rooms_len += pending.account_rooms.len() as u64;
         for owner in &pending.mailbox_rewrites {
             let path = self.layout.mailbox(owner);
             // The handle would keep appending to the replaced file.
@@ -447,7 +477,16 @@ impl Writer {
                 shared.ledger.accounts.insert(key.clone(), account.clone());
             }
         }
+        for key in &pending.account_rooms_keys {
+            if let Some(rooms) = self.ledger.account_rooms.get(key) {
+                shared
+                    .ledger
+                    .account_rooms
+                    .insert(key.clone(), rooms.clone());
+            }
+        }
         shared.accounts_len = self.accounts_len;
+        shared.account_rooms_len = self.account_rooms_len;
         shared.ledger.floor = self.ledger.floor;
     }
 }
