@@ -67,7 +67,8 @@ struct Checking {
 /// reads, as chat-runtime does, never gets near it); past it they are refused as a flood.
 const MAX_WAITING: usize = 256;
 
-/// A logged-in user: the rooms belong to it (not to a connection) while it is online.
+/// A logged-in user: the rooms belong to it (not to a connection); an account's are also kept
+/// in `Chat::account_rooms` for its next login.
 #[derive(Debug)]
 struct User {
     name: UserName,

@@ -23,7 +23,8 @@ pub enum Event {
     Welcome {
         /// The name: as the user gave it for a guest, as it was registered for an account.
         name: UserName,
-        /// The rooms joined at login (the default room, if any), sorted.
+        /// The rooms joined at login, sorted: the default room (if any) for a guest and an
+        /// account's first login, the account's kept rooms after that.
         rooms: Vec<RoomName>,
         /// Whether the name is an account's (`false`: a guest's).
         account: bool,
