@@ -139,16 +139,21 @@ impl Chat {
             }
         }
         rooms.retain(|_, room: &mut Room| !room.is_idle());
+        let accounts: HashMap<UserKey, UserName> = snapshot.accounts.into_iter().collect();
+        // A room set stored for a name that is no account (its registration was not stored)
+        // is nobody's.
+        let account_rooms = snapshot
+            .account_rooms
+            .into_iter()
+            .filter(|(owner, _)| accounts.contains_key(owner))
+            .map(|(owner, rooms)| (owner, rooms.into_iter().collect()))
+            .collect();
         Ok(Chat {
             config,
             connections: HashMap::new(),
             online: HashMap::new(),
-            accounts: snapshot.accounts.into_iter().collect(),
-            account_rooms: snapshot
-                .account_rooms
-                .into_iter()
-                .map(|(owner, rooms)| (owner, rooms.into_iter().collect()))
-                .collect(),
+            accounts,
+            account_rooms,
             checking: HashMap::new(),
             rooms,
             queued: mailboxes.values().map(Mailbox::len).sum(),

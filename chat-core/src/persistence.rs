@@ -86,6 +86,7 @@ pub struct Snapshot {
     pub accounts: BTreeMap<UserKey, UserName>,
     /// The latest stored room set of each account that has one (from [`Record::Rooms`]). An
     /// account without an entry has never logged in: its first login joins the default room.
+    /// Entries for names that are not in `accounts` are ignored.
     pub account_rooms: BTreeMap<UserKey, Vec<RoomName>>,
 }
 

@@ -182,6 +182,11 @@ fn rooms_survive_a_restart() {
         rooms(&["general", "rust"])
     );
 
+    let mut snapshot = snapshot;
+    // A set stored for a name whose registration was not: nobody's.
+    snapshot
+        .account_rooms
+        .insert(key("mallory"), rooms(&["secret"]));
     let chat = Chat::restore(Config::default(), snapshot).unwrap();
     let mut sim = Sim::with_chat(chat);
     let (_, events) = account_login(&mut sim, "alice");
@@ -198,6 +203,13 @@ fn rooms_survive_a_restart() {
         (rooms(&["general"]), rooms(&["general"]))
     );
     assert_eq!(room_records(&sim), [set("dave", &["general"])]);
+    let mallory = sim.connect();
+    sim.command(mallory, Command::login("mallory"));
+    let events = sim.events(mallory);
+    assert_eq!(
+        login_answer(&events),
+        (rooms(&["general"]), rooms(&["general"]))
+    );
 }
 
 #[test]

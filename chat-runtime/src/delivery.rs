@@ -276,9 +276,15 @@ impl DeliveryTask {
         for record in records {
             match record {
                 Record::Message(_) | Record::Queued(_) | Record::Account(_) => forget.push(record),
-                // Full-state records: stored again once the store recovers, in order (a
-                // later room set of the same account then replaces this one).
-                Record::IdsReserved { .. } | Record::Rooms { .. } => self.pending.push(record),
+                Record::IdsReserved { .. } => self.pending.push(record),
+                // An account's whole room set: stored once the store recovers. Only its latest
+                // set matters, so an older pending one of the same account is dropped.
+                Record::Rooms { ref owner, .. } => {
+                    self.pending.retain(
+                        |pending| !matches!(pending, Record::Rooms { owner: o, .. } if o == owner),
+                    );
+                    self.pending.push(record);
+                }
                 // Its DMs go back to the mailbox (`without_queued_dms`): nothing to record.
                 Record::Delivered { .. } => {}
             }
