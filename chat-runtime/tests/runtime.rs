@@ -888,3 +888,54 @@ async fn room_messages_wait_behind_a_page_being_read_for_the_same_client() {
     assert_eq!(kinds, ["history", "message"]);
     runtime.shutdown().await.unwrap();
 }
+
+// On the paused clock: the recovery back-off passes without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn an_accounts_room_sets_the_store_refused_are_stored_once_it_recovers() {
+    let inner = Arc::new(MemoryStore::new());
+    let store = chat_store::FailingStore::new(inner.clone());
+    let switch = store.switch();
+    let tokens = Arc::new(tokens::Tokens::default());
+    let runtime = Runtime::start_with(
+        Config::default(),
+        Arc::new(store),
+        RuntimeConfig::default(),
+        tokens,
+    )
+    .await
+    .unwrap();
+    let handle = runtime.handle();
+    let erin_key = UserKey::parse("erin").unwrap();
+    let rooms = |names: &[&str]| -> Vec<RoomName> {
+        names.iter().map(|n| RoomName::parse(n).unwrap()).collect()
+    };
+    let mut erin = handle.connect(json()).await.unwrap();
+    erin.send(tokens::token_login("erin"), None).await.unwrap();
+    expect(&mut erin, "joined").await;
+    assert_eq!(
+        inner.load(1).await.unwrap().account_rooms[&erin_key],
+        rooms(&["general"])
+    );
+
+    // Joins stand while the store is down; their room sets wait for it.
+    switch.fail_appends(true);
+    for room in ["rust", "go"] {
+        erin.send(Command::Join { room: room.into() }, None)
+            .await
+            .unwrap();
+        assert_eq!(expect(&mut erin, "joined").await["room"], room);
+    }
+    assert_eq!(
+        inner.load(1).await.unwrap().account_rooms[&erin_key],
+        rooms(&["general"])
+    );
+
+    switch.fail_appends(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        inner.load(1).await.unwrap().account_rooms[&erin_key],
+        rooms(&["general", "go", "rust"]),
+        "the latest set is stored on recovery"
+    );
+    runtime.shutdown().await.unwrap();
+}
