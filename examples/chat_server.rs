@@ -37,7 +37,7 @@ struct Options {
     /// Messages sent to a user who joins a room.
     #[arg(long, value_name = "N", default_value_t = 5)]
     join_history: usize,
-    /// Room joined at login, or `off`.
+    /// Room joined at login by guests and at an account's first login, or `off`.
     #[arg(long, value_name = "NAME", default_value = "general")]
     default_room: String,
     /// DMs kept per offline name.

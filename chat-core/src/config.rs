@@ -8,7 +8,8 @@ use crate::text::DEFAULT_MAX_TEXT_BYTES;
 /// How a [`Chat`](crate::Chat) behaves. `Config::default()` is the protocol's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// The room every user joins at login (`general`); `None` disables it.
+    /// The room a guest joins at login, and an account at its first login ever (`general`);
+    /// `None` disables it. Later logins of an account rejoin the account's own rooms.
     pub default_room: Option<RoomName>,
     /// Messages kept in memory per room (1000); older pages come from the store.
     pub history: usize,
