@@ -993,7 +993,7 @@ impl Chat {
         now: Timestamp,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
-        if !self.is_member(&user.key(), &room_name) {
+        if !self.is_member(&user, &room_name) {
             return Err(ChatError::NotInRoom(room_name));
         }
         let text = Text::parse(text, self.config.max_text_bytes)?;
@@ -1120,7 +1120,7 @@ impl Chat {
             .connections
             .get(&conn)
             .and_then(|c| c.user.as_ref())
-            .is_some_and(|user| self.is_member(&user.key(), &room_name));
+            .is_some_and(|user| self.is_member(user, &room_name));
         let Some(room) = self.rooms.get(&room_name).filter(|_| member) else {
             return Err(ChatError::NotInRoom(room_name));
         };
@@ -1181,8 +1181,8 @@ impl Chat {
     // ---- helpers ------------------------------------------------------------------------
 
     /// Whether the user `key` is in `room` (no allocation: the user keeps its own room set).
-    fn is_member(&self, key: &UserKey, room: &RoomName) -> bool {
-        self.online.get(key).is_some_and(|u| u.rooms.contains(room))
+    fn is_member(&self, user: &UserName, room: &RoomName) -> bool {
+        user.with_key(|key| self.online.get(key).is_some_and(|u| u.rooms.contains(room)))
     }
 
     fn send(&mut self, to: ConnectionId, event: Event, reference: Option<Ref>, kind: SendKind) {

@@ -54,6 +54,17 @@ impl UserName {
     pub fn key(&self) -> UserKey {
         UserKey(self.0.to_ascii_lowercase().into())
     }
+
+    /// Calls `f` with this name's key as a string, lower-cased on the stack: for lookups on the
+    /// hot path (a map keyed by [`UserKey`] finds it through `Borrow<str>`), without the
+    /// allocation of [`UserName::key`].
+    pub(crate) fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let mut buffer = [0u8; MAX_USER_NAME_LEN];
+        let key = &mut buffer[..self.0.len()];
+        key.copy_from_slice(self.0.as_bytes());
+        key.make_ascii_lowercase();
+        f(std::str::from_utf8(key).expect("a valid name is ASCII, and so is its lower case"))
+    }
 }
 
 impl UserKey {
@@ -112,6 +123,14 @@ impl<'de> Deserialize<'de> for UserKey {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_stack_key_is_the_key() {
+        for name in ["Alice", "BOB", "x.Y-z_W", &"Q".repeat(32)] {
+            let name = UserName::parse(name).unwrap();
+            assert_eq!(name.with_key(str::to_owned), name.key().as_str());
+        }
+    }
 
     #[test]
     fn accepts_the_documented_alphabet() {
