@@ -1,33 +1,22 @@
 //! Logins checked by an authenticator: off the core's task, in order, throttled after failures.
 
 mod tokens;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use chat_core::{AuthError, Command, Config, Event, Identity, LoginAttempt, Ref, Secret, SendKind};
+use chat_core::{AuthError, Command, Config, Identity, LoginAttempt, Ref, Secret};
 use chat_runtime::{
-    Authenticator, ClientInfo, Connection, Handle, LOGIN_FAILURES, LOGIN_LOCK, Outgoing, Runtime,
-    RuntimeConfig, WireFormat,
+    Authenticator, ClientInfo, Connection, Handle, LOGIN_FAILURES, LOGIN_LOCK, Runtime,
+    RuntimeConfig,
 };
 use chat_store::MemoryStore;
 use serde_json::Value;
 use tokens::{Tokens, password_login, token_login};
-
-struct Json;
-
-impl WireFormat for Json {
-    fn name(&self) -> &'static str {
-        "json"
-    }
-
-    fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
-        Some(chat_protocol::json::encode(event, reference))
-    }
-}
+use wire::{Json, recv};
 
 async fn start(authenticator: Arc<dyn Authenticator>) -> Runtime {
     let store = Arc::new(MemoryStore::new());
@@ -39,19 +28,6 @@ async fn start(authenticator: Arc<dyn Authenticator>) -> Runtime {
     )
     .await
     .unwrap()
-}
-
-/// The next frames, decoded; panics after 10 s without any.
-async fn recv(conn: &mut Connection) -> Vec<Value> {
-    let mut batch = Vec::new();
-    match tokio::time::timeout(Duration::from_secs(10), conn.next(&mut batch)).await {
-        Ok(Outgoing::Frames) => batch
-            .iter()
-            .map(|o| serde_json::from_slice(&o.bytes).unwrap())
-            .collect(),
-        Ok(Outgoing::Close(reason)) => panic!("closed: {reason:?}"),
-        Err(_) => panic!("nothing arrived within 10 s"),
-    }
 }
 
 /// The next frame.

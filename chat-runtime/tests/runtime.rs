@@ -1,6 +1,7 @@
 //! The runtime with in-process connections: what transports rely on.
 
 mod tokens;
+mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,19 +19,7 @@ use chat_runtime::{
 use chat_store::{MemoryStore, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
-
-/// The protocol's JSON payloads (the WebSocket transport's, without the WebSocket header).
-struct Json;
-
-impl WireFormat for Json {
-    fn name(&self) -> &'static str {
-        "json"
-    }
-
-    fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
-        Some(chat_protocol::json::encode(event, reference))
-    }
-}
+use wire::{Json, recv};
 
 /// A second format that shows only room messages, as text.
 struct Plain;
@@ -54,19 +43,6 @@ async fn start(config: Config, runtime: RuntimeConfig) -> Runtime {
     Runtime::start(config, Arc::new(MemoryStore::new()), runtime)
         .await
         .unwrap()
-}
-
-/// Waits for the next batch of frames and decodes them as JSON.
-async fn recv(conn: &mut Connection) -> Vec<Value> {
-    let mut batch = Vec::new();
-    match tokio::time::timeout(Duration::from_secs(10), conn.next(&mut batch)).await {
-        Ok(Outgoing::Frames) => batch
-            .iter()
-            .map(|o| serde_json::from_slice(&o.bytes).unwrap())
-            .collect(),
-        Ok(Outgoing::Close(reason)) => panic!("closed: {reason:?}"),
-        Err(_) => panic!("nothing arrived within 10 s"),
-    }
 }
 
 /// Reads frames until one of type `kind` arrives; returns it.
