@@ -494,7 +494,10 @@ impl Chat {
                 }
                 // An unstored room set stays in memory: the account keeps its rooms until a
                 // restart, and the next change stores the whole set again.
-                Record::Delivered { .. } | Record::IdsReserved { .. } | Record::Rooms { .. } => {}
+                Record::Dm(_)
+                | Record::Delivered { .. }
+                | Record::IdsReserved { .. }
+                | Record::Rooms { .. } => {}
             }
         }
     }

@@ -106,10 +106,10 @@ pub use identity::{
     MIN_PASSWORD_BYTES, PasswordHash, Secret,
 };
 pub use ids::{ConnectionId, MessageId};
-pub use message::{DirectMessage, RoomMessage};
+pub use message::{DirectMessage, RoomMessage, conversation};
 pub use now::Now;
 pub use output::{CloseReason, HistoryRequest, Input, Output, Recipients, SendKind};
-pub use persistence::{Record, RoomTail, Snapshot};
+pub use persistence::{DmTail, Record, RoomTail, Snapshot};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
 pub use text::{DEFAULT_MAX_TEXT_BYTES, Text};
 pub use timestamp::{Timestamp, TimestampError};

@@ -47,4 +47,25 @@ impl DirectMessage {
     pub fn owner(&self) -> UserKey {
         self.to.key()
     }
+
+    /// The conversation this DM belongs to: its two users' keys, the smaller first, so a DM and
+    /// its answer land in the same history whoever sent which.
+    pub fn parties(&self) -> (UserKey, UserKey) {
+        conversation(self.from.key(), self.to.key())
+    }
+
+    /// The other user of this DM's conversation, seen from `user` (the recipient if `user` sent
+    /// it, else the sender).
+    pub fn peer_of(&self, user: &UserKey) -> &UserName {
+        if self.from.key() == *user {
+            &self.to
+        } else {
+            &self.from
+        }
+    }
+}
+
+/// The key of the conversation between `a` and `b`: the two keys, the smaller first.
+pub fn conversation(a: UserKey, b: UserKey) -> (UserKey, UserKey) {
+    if a <= b { (a, b) } else { (b, a) }
 }

@@ -29,6 +29,12 @@ pub enum Record {
     Message(Arc<RoomMessage>),
     /// Append a DM to the offline mailbox of [`DirectMessage::owner`].
     Queued(Arc<DirectMessage>),
+    /// Append a DM to the history of the conversation between its sender and its recipient
+    /// (the same two users in either direction, case-insensitively: see
+    /// [`DirectMessage::parties`]). Emitted for every DM that has an account on either side,
+    /// online or queued (a queued one is also a [`Record::Queued`]), so an account can page and
+    /// resume its DMs.
+    Dm(Arc<DirectMessage>),
     /// The owner's mailbox was delivered at login: drop every DM in it with an id up to and
     /// including `through`.
     Delivered {
@@ -63,7 +69,7 @@ impl Record {
     pub fn message_id(&self) -> Option<MessageId> {
         match self {
             Record::Message(message) => Some(message.id),
-            Record::Queued(dm) => Some(dm.id),
+            Record::Queued(dm) | Record::Dm(dm) => Some(dm.id),
             Record::Delivered { .. }
             | Record::IdsReserved { .. }
             | Record::Account(_)
@@ -88,6 +94,21 @@ pub struct Snapshot {
     /// account without an entry has never logged in: its first login joins the default room.
     /// Entries for names that are not in `accounts` are ignored.
     pub account_rooms: BTreeMap<UserKey, Vec<RoomName>>,
+    /// The newest stored DMs of each user that is a party to any ([`Record::Dm`]), both
+    /// directions, oldest first: a DM between two users is in the tail of each. Entries for
+    /// names that are not in `accounts` are ignored.
+    pub dms: BTreeMap<UserKey, DmTail>,
+}
+
+/// The newest stored DMs one user sent or received.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DmTail {
+    /// The DMs, oldest first, in strictly increasing id order, each with the user as its sender
+    /// or its recipient. Only the last [`Config::history`](crate::Config::history) are kept in
+    /// memory.
+    pub messages: Vec<DirectMessage>,
+    /// The store holds older DMs of this user than `messages`.
+    pub has_older: bool,
 }
 
 /// The newest stored messages of one room.
