@@ -12,13 +12,13 @@ use crate::command::{Command, Ref};
 use crate::config::{Config, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::{ChatError, InputError, RestoreError};
 use crate::event::{Event, PresenceChange, RoomSummary};
-use crate::history::{History, Page};
+use crate::history::{History, Missed, Page};
 use crate::identity::{Account, AuthError, Identity, LoginAttempt, PasswordHash, Secret};
 use crate::ids::{ConnectionId, MessageId};
 use crate::mailbox::Mailbox;
 use crate::message::{DirectMessage, RoomMessage};
 use crate::now::Now;
-use crate::output::{CloseReason, HistoryRequest, Input, Output, SendKind};
+use crate::output::{CloseReason, HistoryOf, HistoryRequest, Input, Output, SendKind};
 use crate::persistence::{Record, Snapshot};
 use crate::room::Room;
 use crate::room_name::RoomName;
@@ -35,6 +35,9 @@ pub struct Chat {
     online: HashMap<UserKey, User>,
     rooms: BTreeMap<RoomName, Room>,
     mailboxes: HashMap<UserKey, Mailbox>,
+    /// Each account's recent DMs, both directions (a DM between two accounts is shared by
+    /// both): served to `history` with `with`, and replayed at a resume.
+    dm_logs: HashMap<UserKey, History<DirectMessage>>,
     /// Every account's name, as registered.
     accounts: HashMap<UserKey, UserName>,
     /// The room set of every account that has one, online or not, as last stored (an account
@@ -59,6 +62,8 @@ pub struct Chat {
 struct Checking {
     /// The `ref` of the `login` or `register` frame.
     reference: Option<Ref>,
+    /// The login's `since` (a resume), for when it is admitted.
+    since: Option<u64>,
     /// Commands the connection sent since, in order.
     waiting: VecDeque<(Command, Option<Ref>)>,
 }
@@ -102,6 +107,7 @@ impl Chat {
     pub fn restore(mut config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
         // Join history is served from memory (see `Config::join_history`).
         config.join_history = config.join_history.min(config.history);
+        config.resume_limit = config.resume_limit.min(config.history);
         let mut next_id = snapshot.next_id.unwrap_or(MessageId::FIRST);
         let mut rooms = BTreeMap::new();
         for (room, tail) in snapshot.rooms {
@@ -118,8 +124,8 @@ impl Chat {
             if let Some(last) = previous {
                 next_id = next_id.max(last.next());
             }
-            let history =
-                History::restored(config.history, tail.messages.into_iter(), tail.has_older);
+            let messages = tail.messages.into_iter().map(Arc::new);
+            let history = History::restored(config.history, messages, tail.has_older);
             rooms.insert(room, Room::new(history));
         }
         let mut mailboxes = HashMap::new();
@@ -148,12 +154,39 @@ impl Chat {
             .filter(|(owner, _)| accounts.contains_key(owner))
             .map(|(owner, rooms)| (owner, rooms.into_iter().collect()))
             .collect();
+        // A DM between two accounts is in both tails: one `Arc` serves both logs.
+        let mut shared: HashMap<MessageId, Arc<DirectMessage>> = HashMap::new();
+        let mut dm_logs = HashMap::new();
+        for (user, tail) in snapshot.dms {
+            let mut previous: Option<MessageId> = None;
+            for dm in &tail.messages {
+                let party = dm.from.key() == user || dm.to.key() == user;
+                if !party || previous.is_some_and(|p| p >= dm.id) {
+                    return Err(RestoreError::DmOrder { user, id: dm.id });
+                }
+                previous = Some(dm.id);
+            }
+            if let Some(last) = previous {
+                next_id = next_id.max(last.next());
+            }
+            if !accounts.contains_key(&user) {
+                continue;
+            }
+            let messages: Vec<Arc<DirectMessage>> = tail
+                .messages
+                .into_iter()
+                .map(|dm| shared.entry(dm.id).or_insert_with(|| Arc::new(dm)).clone())
+                .collect();
+            let log = History::restored(config.history, messages.into_iter(), tail.has_older);
+            dm_logs.insert(user, log);
+        }
         Ok(Chat {
             config,
             connections: HashMap::new(),
             online: HashMap::new(),
             accounts,
             account_rooms,
+            dm_logs,
             checking: HashMap::new(),
             rooms,
             queued: mailboxes.values().map(Mailbox::len).sum(),
@@ -414,9 +447,13 @@ impl Chat {
                     name,
                     password,
                     token,
+                    since,
                 },
                 None,
-            ) => return self.login_attempt(conn, name, password, token, reference),
+            ) => {
+                let attempt = (name, password, token);
+                return self.login_attempt(conn, attempt, since, reference);
+            }
             (Command::Login { .. }, Some(user)) => return Err(ChatError::AlreadyLoggedIn(user)),
             (_, None) => return Err(ChatError::NotLoggedIn),
             (Command::Register { password }, Some(user)) => {
@@ -426,7 +463,7 @@ impl Chat {
         };
         let (command, user) = user;
         match command {
-            Command::Join { room } => {
+            Command::Join { room, since } => {
                 let room = RoomName::parse(&room)?;
                 let rooms = self.online.get(&user.key()).map(|u| &u.rooms);
                 let full = rooms.is_some_and(|r| r.len() >= self.config.max_rooms);
@@ -436,7 +473,7 @@ impl Chat {
                         self.config.max_rooms
                     )));
                 }
-                self.join(conn, &user, room, reference);
+                self.join(conn, &user, room, reference, since);
                 self.store_rooms(&user.key());
                 Ok(())
             }
@@ -445,9 +482,25 @@ impl Chat {
             Command::Dm { to, text } => self.dm(conn, user, &to, &text, reference, now),
             Command::History {
                 room,
+                with,
                 before,
                 limit,
-            } => self.history(conn, &room, before, limit, reference),
+            } => {
+                let limit = match limit {
+                    None => DEFAULT_PAGE,
+                    Some(n) => usize::try_from(n.clamp(1, MAX_PAGE as i64)).unwrap_or(DEFAULT_PAGE),
+                };
+                match (room, with) {
+                    (Some(room), None) => self.history(conn, &room, before, limit, reference),
+                    (None, Some(with)) => {
+                        self.dm_history(conn, &user, &with, before, limit, reference)
+                    }
+                    _ => Err(ChatError::BadFrame(
+                        "a history frame names a \"room\" or a user it is \"with\", one of the two"
+                            .into(),
+                    )),
+                }
+            }
             Command::Rooms => {
                 self.rooms_command(conn, reference);
                 Ok(())
@@ -494,10 +547,14 @@ impl Chat {
                 }
                 // An unstored room set stays in memory: the account keeps its rooms until a
                 // restart, and the next change stores the whole set again.
-                Record::Dm(_)
-                | Record::Delivered { .. }
-                | Record::IdsReserved { .. }
-                | Record::Rooms { .. } => {}
+                Record::Dm(dm) => {
+                    for party in [dm.from.key(), dm.to.key()] {
+                        if let Some(log) = self.dm_logs.get_mut(&party) {
+                            log.remove(dm.id);
+                        }
+                    }
+                }
+                Record::Delivered { .. } | Record::IdsReserved { .. } | Record::Rooms { .. } => {}
             }
         }
     }
@@ -523,9 +580,8 @@ impl Chat {
     fn login_attempt(
         &mut self,
         conn: ConnectionId,
-        name: Option<String>,
-        password: Option<Secret>,
-        token: Option<Secret>,
+        (name, password, token): (Option<String>, Option<Secret>, Option<Secret>),
+        since: Option<u64>,
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
         let name = match (&token, name) {
@@ -547,9 +603,9 @@ impl Chat {
             let name = attempt
                 .name
                 .expect("a login without a token has a name, checked above");
-            return self.login(conn, Identity::Guest(name), reference);
+            return self.login(conn, Identity::Guest(name), reference, since);
         }
-        self.check(conn, reference.clone());
+        self.check(conn, reference.clone(), since);
         self.outputs.push_back(Output::Authenticate {
             conn,
             attempt,
@@ -559,11 +615,12 @@ impl Chat {
     }
 
     /// Holds the connection's next commands until the runtime answers a check.
-    fn check(&mut self, conn: ConnectionId, reference: Option<Ref>) {
+    fn check(&mut self, conn: ConnectionId, reference: Option<Ref>, since: Option<u64>) {
         self.checking.insert(
             conn,
             Checking {
                 reference,
+                since,
                 waiting: VecDeque::new(),
             },
         );
@@ -576,7 +633,7 @@ impl Chat {
         &mut self,
         conn: ConnectionId,
         now: Timestamp,
-        answer: impl FnOnce(&mut Self, Option<Ref>) -> Result<(), ChatError>,
+        answer: impl FnOnce(&mut Self, Option<Ref>, Option<u64>) -> Result<(), ChatError>,
     ) {
         let Some(checking) = self.checking.remove(&conn) else {
             // The connection left (or was never checked): nothing to answer.
@@ -585,7 +642,7 @@ impl Chat {
         if self.connections.get(&conn).is_none_or(|c| c.closing) {
             return;
         }
-        if let Err(error) = answer(self, checking.reference.clone()) {
+        if let Err(error) = answer(self, checking.reference.clone(), checking.since) {
             self.send(
                 conn,
                 Event::error(&error),
@@ -609,8 +666,8 @@ impl Chat {
         outcome: Result<Identity, AuthError>,
         now: Timestamp,
     ) {
-        self.checked(conn, now, |chat, reference| {
-            chat.login(conn, outcome?, reference)
+        self.checked(conn, now, |chat, reference, since| {
+            chat.login(conn, outcome?, reference, since)
         });
     }
 
@@ -621,6 +678,7 @@ impl Chat {
         conn: ConnectionId,
         identity: Identity,
         reference: Option<Ref>,
+        since: Option<u64>,
     ) -> Result<(), ChatError> {
         // A login that waited for another one's check finds the connection logged in.
         if let Some(user) = self.connections.get(&conn).and_then(|c| c.user.clone()) {
@@ -658,7 +716,7 @@ impl Chat {
                     self.config.max_sessions,
                 ));
             }
-            return self.add_session(conn, key, reference);
+            return self.add_session(conn, key, reference, since);
         }
         if account && !self.accounts.contains_key(&key) {
             self.accounts.insert(key.clone(), user.clone());
@@ -697,15 +755,44 @@ impl Chat {
             SendKind::Reply,
         );
         for room in rooms {
-            self.join(conn, &user, room, None);
+            self.join(conn, &user, room, None, since);
         }
         self.store_rooms(&key);
         // A guest never gets a mailbox: what an older server queued for its name waits for the
         // name's owner.
         if account {
-            self.deliver_mailbox(conn, key);
+            let delivered = self.deliver_mailbox(conn, key.clone());
+            if let Some(since) = since {
+                self.replay_dms(conn, &key, since, delivered);
+            }
         }
         Ok(())
+    }
+
+    /// A resume's DMs: `key`'s DMs with an id above `since` (the newest
+    /// [`Config::resume_limit`]), except those just delivered from the mailbox, as `dm` frames
+    /// with `replay`.
+    fn replay_dms(
+        &mut self,
+        conn: ConnectionId,
+        key: &UserKey,
+        since: u64,
+        delivered: Vec<MessageId>,
+    ) {
+        let Some(log) = self.dm_logs.get(key) else {
+            return;
+        };
+        let missed = log.since(since, self.config.resume_limit, |dm| {
+            delivered.binary_search(&dm.id).is_err()
+        });
+        for message in missed.messages {
+            let event = Event::Dm {
+                message,
+                queued: false,
+                replay: true,
+            };
+            self.send(conn, event, None, SendKind::Backlog);
+        }
     }
 
     /// A later session of an online account: it gets the user's rooms (`welcome`, then one
@@ -715,6 +802,7 @@ impl Chat {
         conn: ConnectionId,
         key: UserKey,
         reference: Option<Ref>,
+        since: Option<u64>,
     ) -> Result<(), ChatError> {
         let online = self
             .online
@@ -745,20 +833,39 @@ impl Chat {
             let Some(room) = self.rooms.get(&room_name) else {
                 continue;
             };
-            let event = Event::Joined {
-                members: room.member_names(),
-                history: room.history.last(self.config.join_history),
-                room: room_name,
-            };
+            let event = self.joined(room_name, room, since);
             self.send(conn, event, None, SendKind::Backlog);
+        }
+        if let Some(since) = since {
+            self.replay_dms(conn, &key, since, Vec::new());
         }
         Ok(())
     }
 
-    /// Hands `owner`'s queued DMs to `conn`, once.
-    fn deliver_mailbox(&mut self, conn: ConnectionId, owner: UserKey) {
+    /// The `joined` frame of `room`: its last few messages, or after a resume (`since`) what
+    /// came after that id, with whether that is all of it.
+    fn joined(&self, name: RoomName, room: &Room, since: Option<u64>) -> Event {
+        let (history, complete) = match since {
+            None => (room.history.last(self.config.join_history), None),
+            Some(since) => {
+                let Missed { messages, complete } =
+                    room.history
+                        .since(since, self.config.resume_limit, |_| true);
+                (messages, Some(complete))
+            }
+        };
+        Event::Joined {
+            room: name,
+            members: room.member_names(),
+            history,
+            complete,
+        }
+    }
+
+    /// Hands `owner`'s queued DMs to `conn`, once; returns their ids, in order.
+    fn deliver_mailbox(&mut self, conn: ConnectionId, owner: UserKey) -> Vec<MessageId> {
         let Some(mut mailbox) = self.mailboxes.remove(&owner) else {
-            return;
+            return Vec::new();
         };
         let queued = mailbox.take();
         self.queued -= queued.len();
@@ -770,13 +877,11 @@ impl Chat {
                 through: last.id,
             }));
         }
+        let ids = queued.iter().map(|dm| dm.id).collect();
         for message in queued {
-            let event = Event::Dm {
-                message,
-                queued: false,
-            };
-            self.send(conn, event, None, SendKind::Backlog);
+            self.send(conn, Event::dm(message), None, SendKind::Backlog);
         }
+        ids
     }
 
     /// A `register` frame from a guest: checks the password's rules, then has the runtime hash
@@ -792,7 +897,7 @@ impl Chat {
             return Err(ChatError::AlreadyRegistered(user));
         }
         password.check_password()?;
-        self.check(conn, reference.clone());
+        self.check(conn, reference.clone(), None);
         self.outputs.push_back(Output::HashPassword {
             conn,
             name: user,
@@ -808,7 +913,7 @@ impl Chat {
         outcome: Result<PasswordHash, AuthError>,
         now: Timestamp,
     ) {
-        self.checked(conn, now, |chat, reference| {
+        self.checked(conn, now, |chat, reference, _| {
             let hash = outcome?;
             let user = chat
                 .connections
@@ -845,14 +950,16 @@ impl Chat {
     }
 
     /// `user` joins `room_name` from `conn`: the room gets the user once (presence only if it
-    /// was not a member); `conn` gets `joined` with `reference`, the user's other sessions a
-    /// copy (only when the join changed something).
+    /// was not a member); `conn` gets `joined` with `reference` (with what it missed after
+    /// `since`, for a resume), the user's other sessions a plain copy (only when the join
+    /// changed something).
     fn join(
         &mut self,
         conn: ConnectionId,
         user: &UserName,
         room_name: RoomName,
         reference: Option<Ref>,
+        since: Option<u64>,
     ) {
         let key = user.key();
         let Some(online) = self.online.get_mut(&key) else {
@@ -880,18 +987,19 @@ impl Chat {
             }
             others.extend(online.sessions.iter().copied().filter(|&c| c != conn));
         }
-        let event = Arc::new(Event::Joined {
-            members: room.member_names(),
-            history: room.history.last(self.config.join_history),
-            room: room_name,
-        });
+        let room = &self.rooms[&room_name];
+        let copy = Arc::new(self.joined(room_name.clone(), room, None));
+        let event = match since {
+            None => copy.clone(),
+            Some(_) => Arc::new(self.joined(room_name, room, since)),
+        };
         self.outputs.push_back(Output::Send {
             to: conn,
-            event: event.clone(),
+            event,
             reference,
             kind: SendKind::Backlog,
         });
-        self.copy_to(others, &event);
+        self.copy_to(others, &copy);
     }
 
     /// Sends `event` to each of `sessions` as [`SendKind::Copy`].
@@ -1067,10 +1175,8 @@ impl Chat {
             text,
             ts: now,
         });
-        let delivered = Arc::new(Event::Dm {
-            message: message.clone(),
-            queued: false,
-        });
+        self.keep_dm(&message);
+        let delivered = Arc::new(Event::dm(message.clone()));
         match online {
             Some(recipients) => {
                 for recipient in recipients {
@@ -1099,6 +1205,7 @@ impl Chat {
                 let event = Event::Dm {
                     message,
                     queued: true,
+                    replay: false,
                 };
                 self.send(conn, event, reference, SendKind::Echo);
             }
@@ -1110,12 +1217,78 @@ impl Chat {
         Ok(())
     }
 
+    /// Keeps a DM in the DM history of each account it is between, and has it stored if there
+    /// is one (a DM between two guests is kept nowhere once delivered).
+    fn keep_dm(&mut self, message: &Arc<DirectMessage>) {
+        let mut kept = false;
+        for party in [message.from.key(), message.to.key()] {
+            if self.accounts.contains_key(&party) {
+                let capacity = self.config.history;
+                let log = self
+                    .dm_logs
+                    .entry(party)
+                    .or_insert_with(|| History::new(capacity));
+                log.push(message.clone());
+                kept = true;
+            }
+        }
+        if kept {
+            self.outputs
+                .push_back(Output::Persist(Record::Dm(message.clone())));
+        }
+    }
+
+    /// A page of the asking account's DMs with `with`, both directions.
+    fn dm_history(
+        &mut self,
+        conn: ConnectionId,
+        user: &UserName,
+        with: &str,
+        before: Option<u64>,
+        limit: usize,
+        reference: Option<Ref>,
+    ) -> Result<(), ChatError> {
+        let key = user.key();
+        if !self.accounts.contains_key(&key) {
+            return Err(ChatError::AuthRequired(
+                "DM history is kept for accounts only: register your name first".into(),
+            ));
+        }
+        let with = UserName::parse(with)?;
+        let peer = with.key();
+        let Some(with) = self.accounts.get(&peer).filter(|_| peer != key).cloned() else {
+            return Err(ChatError::InvalidTarget);
+        };
+        let page = match self.dm_logs.get(&key) {
+            Some(log) => log.page_of(before, limit, |dm| {
+                dm.from.key() == peer || dm.to.key() == peer
+            }),
+            None => Page::Complete(Vec::new()),
+        };
+        match page {
+            Page::Complete(messages) => {
+                let event = Event::DmHistory { with, messages };
+                self.send(conn, event, reference, SendKind::Backlog);
+            }
+            Page::Partial => {
+                self.outputs.push_back(Output::FetchHistory(HistoryRequest {
+                    conn,
+                    of: HistoryOf::Dms { user: key, with },
+                    before: before.and_then(MessageId::new),
+                    limit,
+                    reference,
+                }));
+            }
+        }
+        Ok(())
+    }
+
     fn history(
         &mut self,
         conn: ConnectionId,
         room: &str,
         before: Option<u64>,
-        limit: Option<i64>,
+        limit: usize,
         reference: Option<Ref>,
     ) -> Result<(), ChatError> {
         let room_name = RoomName::parse(room)?;
@@ -1126,10 +1299,6 @@ impl Chat {
             .is_some_and(|user| self.is_member(user, &room_name));
         let Some(room) = self.rooms.get(&room_name).filter(|_| member) else {
             return Err(ChatError::NotInRoom(room_name));
-        };
-        let limit = match limit {
-            None => DEFAULT_PAGE,
-            Some(n) => usize::try_from(n.clamp(1, MAX_PAGE as i64)).unwrap_or(DEFAULT_PAGE),
         };
         match room.history.page(before, limit) {
             Page::Complete(messages) => {
@@ -1142,7 +1311,7 @@ impl Chat {
             Page::Partial => {
                 self.outputs.push_back(Output::FetchHistory(HistoryRequest {
                     conn,
-                    room: room_name,
+                    of: HistoryOf::Room(room_name),
                     before: before.and_then(MessageId::new),
                     limit,
                     reference,

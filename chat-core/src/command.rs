@@ -27,6 +27,10 @@ pub enum Command {
         /// A signed token (a JWT for the bundled server).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<Secret>,
+        /// Resume: the last message id the client saw. Each `joined` frame of the login then
+        /// carries what the client missed in that room, and an account's missed DMs follow.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     /// Make the guest name this connection is logged in with an account, with this password.
     Register {
@@ -37,6 +41,10 @@ pub enum Command {
     Join {
         /// The room, in any case.
         room: String,
+        /// Resume: the last message id the client saw; the `joined` frame then carries the
+        /// room's messages after it instead of the last few.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     /// Leave a room.
     Leave {
@@ -57,10 +65,14 @@ pub enum Command {
         /// The message.
         text: String,
     },
-    /// Page through a room's history.
+    /// Page through a room's history, or (with `with`) an account's DMs with another account.
     History {
-        /// The room, in any case.
-        room: String,
+        /// The room, in any case (a room page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The other user, in any case (a DM page). A frame names a room or a user, not both.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
         /// Only messages with a smaller id (default: from the newest).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<u64>,
@@ -92,6 +104,25 @@ impl Command {
             name: Some(name.into()),
             password: None,
             token: None,
+            since: None,
+        }
+    }
+
+    /// A plain `join` of `room` (no resume).
+    pub fn join(room: impl Into<String>) -> Self {
+        Command::Join {
+            room: room.into(),
+            since: None,
+        }
+    }
+
+    /// A page of `room`'s history.
+    pub fn room_history(room: impl Into<String>, before: Option<u64>, limit: Option<i64>) -> Self {
+        Command::History {
+            room: Some(room.into()),
+            with: None,
+            before,
+            limit,
         }
     }
 
@@ -188,6 +219,7 @@ mod tests {
             (
                 json!({"type":"login","name":"alice","password":"correct horse"}),
                 Command::Login {
+                    since: None,
                     name: Some("alice".into()),
                     password: Some(Secret::new("correct horse")),
                     token: None,
@@ -196,6 +228,7 @@ mod tests {
             (
                 json!({"type":"login","token":"a.b.c"}),
                 Command::Login {
+                    since: None,
                     name: None,
                     password: None,
                     token: Some(Secret::new("a.b.c")),
@@ -207,12 +240,7 @@ mod tests {
                     password: Secret::new("correct horse"),
                 },
             ),
-            (
-                json!({"type":"join","room":"rust"}),
-                Command::Join {
-                    room: "rust".into(),
-                },
-            ),
+            (json!({"type":"join","room":"rust"}), Command::join("rust")),
             (
                 json!({"type":"leave","room":"rust"}),
                 Command::Leave {
@@ -235,19 +263,11 @@ mod tests {
             ),
             (
                 json!({"type":"history","room":"rust","before":120,"limit":50}),
-                Command::History {
-                    room: "rust".into(),
-                    before: Some(120),
-                    limit: Some(50),
-                },
+                Command::room_history("rust", Some(120), Some(50)),
             ),
             (
                 json!({"type":"history","room":"rust"}),
-                Command::History {
-                    room: "rust".into(),
-                    before: None,
-                    limit: None,
-                },
+                Command::room_history("rust", None, None),
             ),
             (json!({"type":"rooms"}), Command::Rooms),
             (

@@ -11,11 +11,16 @@ pub struct Config {
     /// The room a guest joins at login, and an account at its first login ever (`general`);
     /// `None` disables it. Later logins of an account rejoin the account's own rooms.
     pub default_room: Option<RoomName>,
-    /// Messages kept in memory per room (1000); older pages come from the store.
+    /// Messages kept in memory per room, and DMs per account (1000); older pages come from the
+    /// store.
     pub history: usize,
     /// Messages sent to a user who joins a room (5). They come from memory, so at most
     /// `history` are sent: a larger value is capped at it.
     pub join_history: usize,
+    /// The most messages a resume (`since`) sends per room, and the most DMs it replays (500,
+    /// `--resume-limit`); past it the `joined` frame says `complete: false` and the client pages.
+    /// They come from memory, so at most `history` are sent: a larger value is capped at it.
+    pub resume_limit: usize,
     /// DMs kept per offline name (1000).
     pub mailbox: usize,
     /// DMs kept in all offline mailboxes together (100,000): past it every offline DM is
@@ -48,6 +53,9 @@ pub struct Config {
 /// The default of [`Config::max_sessions`].
 pub const DEFAULT_MAX_SESSIONS: usize = 10;
 
+/// The default of [`Config::resume_limit`].
+pub const DEFAULT_RESUME_LIMIT: usize = 500;
+
 /// The default room's name.
 pub const DEFAULT_ROOM: &str = "general";
 
@@ -65,6 +73,7 @@ impl Default for Config {
             ),
             history: 1000,
             join_history: 5,
+            resume_limit: DEFAULT_RESUME_LIMIT,
             mailbox: 1000,
             max_rooms: 100,
             max_queued: 100_000,

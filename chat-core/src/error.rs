@@ -223,6 +223,15 @@ pub enum RestoreError {
         /// The first id out of place.
         id: MessageId,
     },
+    /// A user's DM tail is not in strictly increasing id order, or holds a DM the user is not a
+    /// party to.
+    #[error("the DMs of {user} are out of order or hold another conversation's message at id {id}")]
+    DmOrder {
+        /// Whose DMs.
+        user: UserKey,
+        /// The first id out of place.
+        id: MessageId,
+    },
     /// A room appears twice in the snapshot.
     #[error("#{0} appears twice in the snapshot")]
     DuplicateRoom(RoomName),

@@ -40,9 +40,14 @@ pub enum Event {
         room: RoomName,
         /// Every member, the joiner included, sorted by name case-insensitively.
         members: Vec<UserName>,
-        /// The room's last messages, oldest first.
+        /// The room's last messages, oldest first; after a resume (`since`), the messages the
+        /// client missed (the newest of them, up to the resume limit).
         #[serde(serialize_with = "as_message_frames")]
         history: Vec<Arc<RoomMessage>>,
+        /// Only after a resume: whether `history` holds every message the client missed
+        /// (`false`: the limit cut it, or memory no longer reaches back; the client pages).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        complete: Option<bool>,
     },
     /// The user left `room`.
     Left {
@@ -68,6 +73,10 @@ pub enum Event {
         /// On the sender's copy only: the recipient was offline and the DM waits in a mailbox.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         queued: bool,
+        /// Sent again at a resume (`since`): the client may have seen it before this
+        /// connection.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replay: bool,
     },
     /// A page of a room's history, oldest first.
     History {
@@ -76,6 +85,18 @@ pub enum Event {
         /// The page.
         #[serde(serialize_with = "as_message_frames")]
         messages: Vec<Arc<RoomMessage>>,
+    },
+    /// A page of an account's DMs with another user, both directions, oldest first. Its frame's
+    /// `type` is `history` too (with `with` where a room page has `room`), so the derived
+    /// `Deserialize` cannot tell it from a room page: a client reads it with chat-protocol's
+    /// `decode_server_frame`, which can.
+    #[serde(rename = "history", skip_deserializing)]
+    DmHistory {
+        /// The other user.
+        with: UserName,
+        /// The page.
+        #[serde(serialize_with = "as_dm_frames")]
+        messages: Vec<Arc<DirectMessage>>,
     },
     /// Every room and its member count, sorted by room name.
     Rooms {
@@ -109,6 +130,15 @@ impl Event {
         }
     }
 
+    /// A DM as it is delivered live: neither queued nor replayed.
+    pub fn dm(message: Arc<DirectMessage>) -> Self {
+        Event::Dm {
+            message,
+            queued: false,
+            replay: false,
+        }
+    }
+
     /// The protocol `type` of this event.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -119,7 +149,7 @@ impl Event {
             Event::Presence { .. } => "presence",
             Event::Message(_) => "message",
             Event::Dm { .. } => "dm",
-            Event::History { .. } => "history",
+            Event::History { .. } | Event::DmHistory { .. } => "history",
             Event::Rooms { .. } => "rooms",
             Event::Who { .. } => "who",
             Event::Pong => "pong",
@@ -158,6 +188,19 @@ fn as_message_frames<S: Serializer>(
         Message(&'a RoomMessage),
     }
     serializer.collect_seq(messages.iter().map(|m| Frame::Message(m)))
+}
+
+/// DMs inside a DM history page are full DM frames, `"type":"dm"` included.
+fn as_dm_frames<S: Serializer>(
+    messages: &[Arc<DirectMessage>],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Frame<'a> {
+        Dm(&'a DirectMessage),
+    }
+    serializer.collect_seq(messages.iter().map(|m| Frame::Dm(m)))
 }
 
 #[cfg(test)]
@@ -211,9 +254,20 @@ mod tests {
                 room: rust.clone(),
                 members: vec![alice.clone(), bob.clone()],
                 history: vec![message()],
+                complete: None,
             },
             json!({"type":"joined","room":"rust","members":["alice","bob"],
                    "history":[message_json()]}),
+        );
+        round_trip(
+            Event::Joined {
+                room: rust.clone(),
+                members: vec![alice.clone()],
+                history: vec![],
+                complete: Some(false),
+            },
+            json!({"type":"joined","room":"rust","members":["alice"],"history":[],
+                   "complete":false}),
         );
         round_trip(
             Event::Left { room: rust.clone() },
@@ -237,22 +291,34 @@ mod tests {
         });
         let dm_json = json!({"type":"dm","id":43,"from":"alice","to":"bob","text":"hi",
                              "ts":"2026-11-22T01:02:03.456Z"});
+        round_trip(Event::dm(dm.clone()), dm_json.clone());
+        let mut queued = dm_json.clone();
+        queued["queued"] = json!(true);
+        round_trip(
+            Event::Dm {
+                message: dm.clone(),
+                queued: true,
+                replay: false,
+            },
+            queued,
+        );
+        let mut replayed = dm_json.clone();
+        replayed["replay"] = json!(true);
         round_trip(
             Event::Dm {
                 message: dm.clone(),
                 queued: false,
+                replay: true,
             },
-            dm_json.clone(),
+            replayed,
         );
-        let mut queued = dm_json;
-        queued["queued"] = json!(true);
-        round_trip(
-            Event::Dm {
-                message: dm,
-                queued: true,
-            },
-            queued,
-        );
+        let page = Event::DmHistory {
+            with: bob.clone(),
+            messages: vec![dm],
+        };
+        let page_json = json!({"type":"history","with":"bob","messages":[dm_json]});
+        assert_eq!(serde_json::to_value(&page).unwrap(), page_json);
+
         round_trip(
             Event::History {
                 room: rust.clone(),

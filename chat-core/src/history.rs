@@ -1,66 +1,108 @@
-//! A room's recent messages: a bounded ring in id order.
+//! Recent messages, of a room or of one user's DMs: a bounded ring in id order.
 //!
-//! The ring keeps the newest `capacity` messages. Join history and most history pages are served
-//! from it; a page that reaches past its oldest message while older ones exist in the store is
-//! reported as incomplete, so the runtime reads it from the store instead of returning a short
-//! page by mistake.
+//! The ring keeps the newest `capacity` messages. Join history, resume and most history pages
+//! are served from it; a page that reaches past its oldest message while older ones exist in the
+//! store is reported as incomplete, so the runtime reads it from the store instead of returning a
+//! short page by mistake. The ring remembers the newest id it let go of, so a resume from a
+//! last-seen id knows whether everything after that id is still here.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::ids::MessageId;
-use crate::message::RoomMessage;
+use crate::message::{DirectMessage, RoomMessage};
 
-/// The newest messages of one room, oldest first.
+/// A message a [`History`] can hold: anything with an id.
+pub(crate) trait Kept {
+    fn id(&self) -> MessageId;
+}
+
+impl Kept for RoomMessage {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+}
+
+impl Kept for DirectMessage {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+}
+
+/// The newest messages of one room (or one user's DMs), oldest first.
 #[derive(Debug)]
-pub(crate) struct History {
-    ring: VecDeque<Arc<RoomMessage>>,
+pub(crate) struct History<M = RoomMessage> {
+    ring: VecDeque<Arc<M>>,
     capacity: usize,
-    /// Older messages than the ring's oldest exist (evicted, or left in the store at restore).
-    has_older: bool,
+    /// Messages older than the ring's oldest may exist (evicted, or left in the store at
+    /// restore), with ids up to this one; 0 when none do.
+    older_up_to: u64,
 }
 
 /// A page served from memory, or the news that memory does not have all of it.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Page {
+pub(crate) enum Page<M = RoomMessage> {
     /// The page, oldest first.
-    Complete(Vec<Arc<RoomMessage>>),
+    Complete(Vec<Arc<M>>),
     /// Memory holds only part of the page; the store has the rest.
     Partial,
 }
 
-impl History {
+/// What a client that saw every message up to an id missed since.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Missed<M> {
+    /// The newest of them (at most the limit asked for), oldest first.
+    pub(crate) messages: Vec<Arc<M>>,
+    /// Whether these are all of them: none was cut by the limit, and none had left memory.
+    pub(crate) complete: bool,
+}
+
+impl<M: Kept> History<M> {
     pub(crate) fn new(capacity: usize) -> Self {
         History {
             ring: VecDeque::with_capacity(capacity.min(64)),
             capacity,
-            has_older: false,
+            older_up_to: 0,
         }
     }
 
     /// A ring holding the newest `capacity` of `messages` (in strictly increasing id order).
     pub(crate) fn restored(
         capacity: usize,
-        messages: impl ExactSizeIterator<Item = RoomMessage>,
+        messages: impl ExactSizeIterator<Item = Arc<M>>,
         has_older: bool,
     ) -> Self {
         let skip = messages.len().saturating_sub(capacity);
         let mut history = History::new(capacity);
-        history.has_older = has_older || skip > 0;
-        history.ring.extend(messages.skip(skip).map(Arc::new));
+        let mut messages = messages.peekable();
+        for _ in 0..skip {
+            if let Some(skipped) = messages.next() {
+                history.older_up_to = skipped.id().get();
+            }
+        }
+        history.ring.extend(messages);
+        if has_older && skip == 0 {
+            // The store has older ones; all we know of their ids is that they are below ours.
+            history.older_up_to = history
+                .ring
+                .front()
+                .map_or(u64::MAX, |first| first.id().get() - 1)
+                .max(1);
+        }
         history
     }
 
     /// Appends the newest message, dropping the oldest when full.
-    pub(crate) fn push(&mut self, message: Arc<RoomMessage>) {
-        debug_assert!(self.ring.back().is_none_or(|last| last.id < message.id));
+    pub(crate) fn push(&mut self, message: Arc<M>) {
+        debug_assert!(self.ring.back().is_none_or(|last| last.id() < message.id()));
         if self.capacity == 0 {
-            self.has_older = true;
+            self.older_up_to = message.id().get();
             return;
         }
-        if self.ring.len() == self.capacity {
-            self.ring.pop_front();
-            self.has_older = true;
+        if self.ring.len() == self.capacity
+            && let Some(evicted) = self.ring.pop_front()
+        {
+            self.older_up_to = evicted.id().get();
         }
         self.ring.push_back(message);
     }
@@ -68,31 +110,67 @@ impl History {
     /// Takes back a message the store could not keep (one of the newest, so the search is from
     /// the back).
     pub(crate) fn remove(&mut self, id: MessageId) {
-        if let Some(at) = self.ring.iter().rposition(|m| m.id == id) {
+        if let Some(at) = self.ring.iter().rposition(|m| m.id() == id) {
             self.ring.remove(at);
         }
     }
 
     /// The newest `n` messages, oldest first.
-    pub(crate) fn last(&self, n: usize) -> Vec<Arc<RoomMessage>> {
+    pub(crate) fn last(&self, n: usize) -> Vec<Arc<M>> {
         let skip = self.ring.len().saturating_sub(n);
         self.ring.iter().skip(skip).cloned().collect()
     }
 
+    /// The messages with an id above `since` that pass `keep`: the newest `limit` of them,
+    /// oldest first, and whether that is all of them.
+    pub(crate) fn since(&self, since: u64, limit: usize, keep: impl Fn(&M) -> bool) -> Missed<M> {
+        let start = self.ring.partition_point(|m| m.id().get() <= since);
+        let mut messages: Vec<Arc<M>> = self
+            .ring
+            .range(start..)
+            .filter(|m| keep(m))
+            .cloned()
+            .collect();
+        let cut = messages.len().saturating_sub(limit);
+        messages.drain(..cut);
+        Missed {
+            messages,
+            complete: cut == 0 && self.older_up_to <= since,
+        }
+    }
+
     /// Up to `limit` messages with an id below `before` (all, if `None`), oldest first.
-    pub(crate) fn page(&self, before: Option<u64>, limit: usize) -> Page {
+    pub(crate) fn page(&self, before: Option<u64>, limit: usize) -> Page<M> {
+        self.page_of(before, limit, |_| true)
+    }
+
+    /// Up to `limit` messages that pass `keep`, with an id below `before` (all, if `None`),
+    /// oldest first.
+    pub(crate) fn page_of(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&M) -> bool,
+    ) -> Page<M> {
         let end = match before {
-            Some(before) => self.ring.partition_point(|m| m.id.get() < before),
+            Some(before) => self.ring.partition_point(|m| m.id().get() < before),
             None => self.ring.len(),
         };
-        let start = end.saturating_sub(limit);
-        let reaches_the_oldest = start == 0 && end - start < limit;
+        let mut page: Vec<Arc<M>> = self
+            .ring
+            .range(..end)
+            .rev()
+            .filter(|m| keep(m))
+            .take(limit)
+            .cloned()
+            .collect();
         // Nothing older than `before` can exist when `before` is at or below the first id.
         let nothing_older_can_exist = before.is_some_and(|b| b <= 1);
-        if reaches_the_oldest && self.has_older && !nothing_older_can_exist {
+        if page.len() < limit && self.older_up_to > 0 && !nothing_older_can_exist {
             return Page::Partial;
         }
-        Page::Complete(self.ring.range(start..end).cloned().collect())
+        page.reverse();
+        Page::Complete(page)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -100,7 +178,7 @@ impl History {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.ring.is_empty() && !self.has_older
+        self.ring.is_empty() && self.older_up_to == 0
     }
 }
 
@@ -128,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_removed_message_is_gone_and_the_rest_stay_in_order() {
-        let mut history = History::new(10);
+        let mut history: History = History::new(10);
         for id in 1..=4 {
             history.push(Arc::new(msg(id)));
         }
@@ -140,7 +218,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_newest_capacity_messages() {
-        let mut h = History::new(3);
+        let mut h: History = History::new(3);
         for id in 1..=5 {
             h.push(Arc::new(msg(id)));
         }
@@ -154,7 +232,7 @@ mod tests {
 
     #[test]
     fn pages_are_served_from_memory_while_memory_has_everything() {
-        let mut h = History::new(10);
+        let mut h: History = History::new(10);
         for id in [2, 4, 6, 8] {
             h.push(Arc::new(msg(id)));
         }
@@ -166,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_page_past_evicted_messages_goes_to_the_store() {
-        let mut h = History::new(2);
+        let mut h: History = History::new(2);
         for id in 1..=4 {
             h.push(Arc::new(msg(id)));
         }
@@ -180,13 +258,78 @@ mod tests {
 
     #[test]
     fn a_restored_tail_that_was_cut_says_so() {
-        let h = History::restored(2, (1..=5).map(msg).collect::<Vec<_>>().into_iter(), false);
+        let h: History = History::restored(
+            2,
+            (1..=5)
+                .map(|id| Arc::new(msg(id)))
+                .collect::<Vec<_>>()
+                .into_iter(),
+            false,
+        );
         assert_eq!(
             h.last(5).iter().map(|m| m.id.get()).collect::<Vec<_>>(),
             [4, 5]
         );
         assert_eq!(h.page(None, 3), Page::Partial);
-        let whole = History::restored(9, (1..=5).map(msg).collect::<Vec<_>>().into_iter(), false);
+        let whole: History = History::restored(
+            9,
+            (1..=5)
+                .map(|id| Arc::new(msg(id)))
+                .collect::<Vec<_>>()
+                .into_iter(),
+            false,
+        );
         assert_eq!(ids(whole.page(None, 9)), [1, 2, 3, 4, 5]);
+    }
+
+    fn missed(history: &History, since: u64, limit: usize) -> (Vec<u64>, bool) {
+        let missed = history.since(since, limit, |_| true);
+        (
+            missed.messages.iter().map(|m| m.id.get()).collect(),
+            missed.complete,
+        )
+    }
+
+    #[test]
+    fn a_resume_gets_what_came_after_the_last_seen_id() {
+        let mut h: History = History::new(10);
+        for id in [3, 5, 7, 9] {
+            h.push(Arc::new(msg(id)));
+        }
+        assert_eq!(missed(&h, 5, 10), (vec![7, 9], true));
+        assert_eq!(missed(&h, 0, 10), (vec![3, 5, 7, 9], true));
+        assert_eq!(missed(&h, 9, 10), (vec![], true));
+        assert_eq!(missed(&h, 4, 2), (vec![7, 9], false), "cut by the limit");
+        assert_eq!(missed(&h, 4, 3), (vec![5, 7, 9], true), "exactly the limit");
+    }
+
+    #[test]
+    fn a_resume_from_before_what_memory_holds_is_incomplete() {
+        let mut h: History = History::new(3);
+        for id in 1..=6 {
+            h.push(Arc::new(msg(id)));
+        }
+        // Memory holds 4..=6; 3 was evicted.
+        assert_eq!(missed(&h, 3, 10), (vec![4, 5, 6], true));
+        assert_eq!(missed(&h, 2, 10), (vec![4, 5, 6], false));
+        let restored: History =
+            History::restored(5, [10, 20].map(|id| Arc::new(msg(id))).into_iter(), true);
+        assert_eq!(missed(&restored, 9, 10), (vec![10, 20], true));
+        assert_eq!(missed(&restored, 8, 10), (vec![10, 20], false));
+    }
+
+    #[test]
+    fn a_filtered_page_reaches_back_past_other_messages() {
+        let mut h: History = History::new(10);
+        for id in 1..=8 {
+            h.push(Arc::new(msg(id)));
+        }
+        let even = |m: &RoomMessage| m.id.get() % 2 == 0;
+        match h.page_of(Some(8), 2, even) {
+            Page::Complete(page) => {
+                assert_eq!(page.iter().map(|m| m.id.get()).collect::<Vec<_>>(), [4, 6])
+            }
+            Page::Partial => panic!("memory has it all"),
+        }
     }
 }

@@ -67,8 +67,6 @@
 //!
 //! # Room left for later
 //!
-//! - *Resuming from a last-seen id*: history is kept in id order and paged by id, so a
-//!   `history` with an `after` bound is a query on the same ring.
 //! - *Rate limits* count frames the core never sees (undecodable ones too), so they belong to
 //!   the runtime, which answers with [`ChatError::RateLimited`].
 //! - *Several nodes*: all state is keyed by [`RoomName`] and [`UserKey`], and every effect is an
@@ -98,7 +96,9 @@ mod user_name;
 
 pub use chat::Chat;
 pub use command::{Command, MAX_REF_LEN, Ref, RefError};
-pub use config::{Config, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_ROOM, MAX_PAGE};
+pub use config::{
+    Config, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT, DEFAULT_ROOM, MAX_PAGE,
+};
 pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};
 pub use identity::{
@@ -108,7 +108,7 @@ pub use identity::{
 pub use ids::{ConnectionId, MessageId};
 pub use message::{DirectMessage, RoomMessage, conversation};
 pub use now::Now;
-pub use output::{CloseReason, HistoryRequest, Input, Output, Recipients, SendKind};
+pub use output::{CloseReason, HistoryOf, HistoryRequest, Input, Output, Recipients, SendKind};
 pub use persistence::{DmTail, Record, RoomTail, Snapshot};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
 pub use text::{DEFAULT_MAX_TEXT_BYTES, Text};

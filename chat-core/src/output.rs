@@ -9,7 +9,7 @@ use crate::ids::{ConnectionId, MessageId};
 use crate::message::DirectMessage;
 use crate::persistence::Record;
 use crate::room_name::RoomName;
-use crate::user_name::UserName;
+use crate::user_name::{UserKey, UserName};
 
 /// Something that happened, fed to [`Chat::handle`](crate::Chat::handle) with the current time.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,7 +93,8 @@ pub enum Output {
     /// Make a record durable in the store.
     Persist(Record),
     /// A history page reaches past what the core keeps in memory: answer it from the store
-    /// with `Event::History` (once every record before this output is stored).
+    /// with `Event::History` or `Event::DmHistory` (once every record before this output is
+    /// stored).
     FetchHistory(HistoryRequest),
     /// Verify a login off the core's task (a password hash is slow, a token needs keys) and
     /// answer with [`Input::Authenticated`]. Until then the core holds the connection's later
@@ -166,14 +167,29 @@ impl SendKind {
 pub struct HistoryRequest {
     /// Who asked.
     pub conn: ConnectionId,
-    /// The room (the asker is a member).
-    pub room: RoomName,
+    /// Whose history: a room's, or one conversation's.
+    pub of: HistoryOf,
     /// Only messages with an id below this one; `None` means from the newest.
     pub before: Option<MessageId>,
     /// The most messages to return, already clamped to 1–500.
     pub limit: usize,
     /// The asker's `ref`.
     pub reference: Option<Ref>,
+}
+
+/// What a [`HistoryRequest`] pages through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryOf {
+    /// A room's messages (the asker is a member): answered with [`Event::History`].
+    Room(RoomName),
+    /// The DMs between `user` (the asker's account) and `with`, both directions: answered with
+    /// [`Event::DmHistory`] (from the store's `dm_history`).
+    Dms {
+        /// The asker's account.
+        user: UserKey,
+        /// The other account, as registered.
+        with: UserName,
+    },
 }
 
 /// Why the core closes a connection.

@@ -267,6 +267,7 @@ fn a_guest_who_registers_keeps_its_rooms_as_the_accounts() {
     sim.command(
         conn,
         Command::Login {
+            since: None,
             name: Some("erin".into()),
             password: Some(Secret::new("correct horse")),
             token: None,

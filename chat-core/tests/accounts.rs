@@ -11,6 +11,7 @@ use sim::{Check, Sim};
 
 fn password_login(name: &str, password: &str) -> Command {
     Command::Login {
+        since: None,
         name: Some(name.into()),
         password: Some(Secret::new(password)),
         token: None,

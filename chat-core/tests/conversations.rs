@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::{
-    Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event, Input, Now,
-    Output, PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail, SendKind,
-    Snapshot, Text, Timestamp, UserName,
+    Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event, HistoryOf,
+    Input, Now, Output, PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail,
+    SendKind, Snapshot, Text, Timestamp, UserName,
 };
 use sim::{Sim, id};
 
@@ -44,6 +44,7 @@ fn login_welcomes_joins_the_default_room_and_tells_its_members() {
     assert_eq!(
         *replies[1].event,
         Event::Joined {
+            complete: None,
             room: room("general"),
             members: names(&["Alice", "bob"]),
             history: vec![]
@@ -403,14 +404,7 @@ fn history_pages_backwards_with_before_and_clamps_limit() {
     }
     sim.quiet();
     let page = |sim: &mut Sim, before: Option<u64>, limit: Option<i64>| -> Vec<u64> {
-        sim.command(
-            alice,
-            Command::History {
-                room: "general".into(),
-                before,
-                limit,
-            },
-        );
+        sim.command(alice, Command::room_history("general", before, limit));
         match &sim.events(alice)[..] {
             [Event::History { messages, .. }] => messages.iter().map(|m| m.id.get()).collect(),
             other => panic!("{other:?}"),
@@ -447,29 +441,18 @@ fn history_past_memory_is_fetched_from_the_store() {
     sim.quiet();
     sim.command_with_ref(
         alice,
-        Command::History {
-            room: "general".into(),
-            before: Some(5),
-            limit: Some(3),
-        },
+        Command::room_history("general", Some(5), Some(3)),
         Ref::number(9),
     );
     assert!(sim.events(alice).is_empty());
     let fetch = sim.fetches.pop().expect("a fetch");
     assert_eq!(
-        (fetch.conn, fetch.room, fetch.before, fetch.limit),
-        (alice, room("general"), Some(id(5)), 3)
+        (fetch.conn, fetch.of, fetch.before, fetch.limit),
+        (alice, HistoryOf::Room(room("general")), Some(id(5)), 3)
     );
     assert_eq!(fetch.reference, Some(Ref::number(9)));
     // A page memory can answer whole stays in memory.
-    sim.command(
-        alice,
-        Command::History {
-            room: "general".into(),
-            before: None,
-            limit: Some(4),
-        },
-    );
+    sim.command(alice, Command::room_history("general", None, Some(4)));
     assert!(
         matches!(&sim.events(alice)[..], [Event::History { messages, .. }] if messages.len() == 4)
     );
@@ -479,14 +462,7 @@ fn history_past_memory_is_fetched_from_the_store() {
 fn history_needs_membership() {
     let mut sim = Sim::new(Config::default());
     let alice = sim.login("alice");
-    sim.command(
-        alice,
-        Command::History {
-            room: "elsewhere".into(),
-            before: None,
-            limit: None,
-        },
-    );
+    sim.command(alice, Command::room_history("elsewhere", None, None));
     assert_eq!(sim.error_code(alice), ErrorCode::NotInRoom);
 }
 
@@ -510,6 +486,7 @@ fn a_dm_to_an_online_user_is_delivered_with_a_copy_for_the_sender() {
     let Event::Dm {
         message,
         queued: false,
+        ..
     } = &theirs[0]
     else {
         panic!("{theirs:?}")
@@ -563,6 +540,7 @@ fn a_dm_to_an_offline_user_waits_in_order_and_is_delivered_once_at_login() {
             Event::Dm {
                 message,
                 queued: false,
+                ..
             } => (
                 message.id.get(),
                 message.text.to_string(),
@@ -753,14 +731,7 @@ fn a_restored_chat_continues_history_mailboxes_and_ids() {
     sim.say(bob, "general", "new");
     assert!(matches!(&sim.events(bob)[..], [Event::Message(m)] if m.id == id(51)));
     // The store said older messages exist, so a page past the tail is fetched.
-    sim.command(
-        bob,
-        Command::History {
-            room: "general".into(),
-            before: Some(11),
-            limit: None,
-        },
-    );
+    sim.command(bob, Command::room_history("general", Some(11), None));
     assert_eq!(sim.fetches.len(), 1);
 }
 

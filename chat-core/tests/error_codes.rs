@@ -37,26 +37,14 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
     let password = |p: &str| Secret::new(p);
 
     let cases: Vec<(_, Command, ErrorCode)> = vec![
-        (
-            anon,
-            Command::Join {
-                room: "rust".into(),
-            },
-            ErrorCode::NotLoggedIn,
-        ),
+        (anon, Command::join("rust"), ErrorCode::NotLoggedIn),
         (anon, cmd_say("general", "hi"), ErrorCode::NotLoggedIn),
         (anon, Command::Rooms, ErrorCode::NotLoggedIn),
         (anon, Command::login("no spaces"), ErrorCode::InvalidName),
         (anon, Command::login(""), ErrorCode::InvalidName),
         (anon, Command::login("BOB"), ErrorCode::NameTaken),
         (alice, Command::login("carol"), ErrorCode::AlreadyLoggedIn),
-        (
-            alice,
-            Command::Join {
-                room: "#rust".into(),
-            },
-            ErrorCode::InvalidRoom,
-        ),
+        (alice, Command::join("#rust"), ErrorCode::InvalidRoom),
         (
             alice,
             Command::Leave { room: "".into() },
@@ -94,6 +82,7 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         (
             anon,
             Command::Login {
+                since: None,
                 name: Some("offline".into()),
                 password: Some(password("not the one")),
                 token: None,
@@ -103,6 +92,7 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         (
             anon,
             Command::Login {
+                since: None,
                 name: None,
                 password: None,
                 token: Some(password("forged")),
@@ -112,6 +102,7 @@ fn each_rule_broken_gets_its_code_and_the_ref_back() {
         (
             anon,
             Command::Login {
+                since: None,
                 name: None,
                 password: Some(password("no name at all")),
                 token: None,

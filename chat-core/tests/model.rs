@@ -100,6 +100,7 @@ fn seen(event: &Event) -> Seen {
             room,
             members,
             history,
+            ..
         } => Seen::Joined {
             room: room.to_string(),
             members: members.iter().map(ToString::to_string).collect(),
@@ -116,7 +117,9 @@ fn seen(event: &Event) -> Seen {
             id: m.id.get(),
             from: m.from.to_string(),
         },
-        Event::Dm { message, queued } => Seen::Dm {
+        Event::Dm {
+            message, queued, ..
+        } => Seen::Dm {
             id: message.id.get(),
             from: message.from.to_string(),
             queued: *queued,
@@ -565,9 +568,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let command = match op {
                     Op::Login(_, n, false) => Command::login(NAMES[*n]),
                     Op::Login(_, n, true) => Sim::token_login(NAMES[*n]),
-                    Op::Join(_, r) => Command::Join {
-                        room: ROOMS[*r].into(),
-                    },
+                    Op::Join(_, r) => Command::join(ROOMS[*r]),
                     Op::Leave(_, r) => Command::Leave {
                         room: ROOMS[*r].into(),
                     },
@@ -579,11 +580,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         to: NAMES[*n].into(),
                         text: TEXTS[*t].into(),
                     },
-                    Op::History(_, r, before, limit) => Command::History {
-                        room: ROOMS[*r].into(),
-                        before: *before,
-                        limit: Some(*limit),
-                    },
+                    Op::History(_, r, before, limit) => {
+                        Command::room_history(ROOMS[*r], *before, Some(*limit))
+                    }
                     Op::Connect | Op::Disconnect(_) => unreachable!(),
                 };
                 sim.command_with_ref(conn, command, Ref::number(step as u64));

@@ -36,6 +36,7 @@ fn summary(event: &Event) -> String {
             room,
             members,
             history,
+            ..
         } => format!(
             "joined #{room} [{}] history={}",
             names(members),
@@ -50,7 +51,9 @@ fn summary(event: &Event) -> String {
             format!("{verb} #{room} {user}")
         }
         Event::Message(m) => format!("#{} <{}> {}", m.room, m.from, m.text),
-        Event::Dm { message, queued } => format!(
+        Event::Dm {
+            message, queued, ..
+        } => format!(
             "dm {}->{} {} queued={queued}",
             message.from, message.to, message.text
         ),
@@ -81,7 +84,7 @@ fn g(what: &str, kind: SendKind, reference: Option<u64>) -> Got {
 }
 
 fn join(room: &str) -> Command {
-    Command::Join { room: room.into() }
+    Command::join(room)
 }
 
 fn say(room: &str, text: &str) -> Command {
@@ -414,6 +417,7 @@ fn a_guest_that_registers_may_add_sessions_with_its_password() {
     sim.command(
         a2,
         Command::Login {
+            since: None,
             name: Some("alice".into()),
             password: Some(Secret::new("correct horse")),
             token: None,

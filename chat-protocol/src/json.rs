@@ -112,10 +112,29 @@ pub fn decode_server_frame(text: &str) -> Result<ServerFrame, serde_json::Error>
         Some(reference) => Some(serde_json::from_value::<Ref>(reference)?),
         None => None,
     };
-    match serde_json::from_value::<Event>(value.clone()) {
+    let event = match is_dm_page(&value) {
+        true => serde_json::from_value::<DmPage>(value.clone()).map(|page| Event::DmHistory {
+            with: page.with,
+            messages: page.messages,
+        }),
+        false => serde_json::from_value::<Event>(value.clone()),
+    };
+    match event {
         Ok(event) => Ok(ServerFrame::Event { event, reference }),
         Err(_) => Ok(ServerFrame::Unknown(value)),
     }
+}
+
+/// A page of DMs is a `history` frame with `with` where a room page has `room`, so the derived
+/// `Deserialize` of [`Event`] (which goes by `type`) cannot read it: this does.
+#[derive(serde::Deserialize)]
+struct DmPage {
+    with: chat_core::UserName,
+    messages: Vec<std::sync::Arc<chat_core::DirectMessage>>,
+}
+
+fn is_dm_page(frame: &Value) -> bool {
+    frame.get("type").and_then(Value::as_str) == Some("history") && frame.get("with").is_some()
 }
 
 /// Replaces the closing brace of the JSON object in `out` with `,"ref":…}`.

@@ -269,6 +269,7 @@ impl Sim {
     /// The fake authenticator's token login for `name`.
     pub fn token_login(name: &str) -> Command {
         Command::Login {
+            since: None,
             name: None,
             password: None,
             token: Some(Secret::new(format!("token:{name}"))),
@@ -306,7 +307,7 @@ impl Sim {
     }
 
     pub fn join(&mut self, conn: ConnectionId, room: &str) {
-        self.command(conn, Command::Join { room: room.into() });
+        self.command(conn, Command::join(room));
     }
 
     pub fn leave(&mut self, conn: ConnectionId, room: &str) {
