@@ -160,12 +160,7 @@ mod tests {
     #[test]
     fn decodes_commands_and_refs() {
         let (command, reference) = decode(r#"{"type":"join","room":"rust","ref":"j1"}"#).unwrap();
-        assert_eq!(
-            command,
-            Command::Join {
-                room: "rust".into()
-            }
-        );
+        assert_eq!(command, Command::join("rust"));
         assert_eq!(reference, Some(Ref::text("j1").unwrap()));
         let (_, reference) = decode(r#"{"type":"ping","ref":null}"#).unwrap();
         assert_eq!(reference, None, "a null ref is no ref");
@@ -192,6 +187,56 @@ mod tests {
             code(r#"{"type":"shout","text":"hi"}"#),
             ErrorCode::UnknownType
         );
+    }
+
+    #[test]
+    fn since_is_a_non_negative_integer() {
+        let (command, _) = decode(r#"{"type":"join","room":"rust","since":120}"#).unwrap();
+        assert_eq!(
+            command,
+            Command::Join {
+                room: "rust".into(),
+                since: Some(120)
+            }
+        );
+        let (command, _) = decode(r#"{"type":"login","name":"al","since":0}"#).unwrap();
+        assert!(matches!(command, Command::Login { since: Some(0), .. }));
+        for bad in ["-1", "1.5", "\"7\"", "true", "[]"] {
+            let frame = format!(r#"{{"type":"join","room":"rust","since":{bad}}}"#);
+            assert_eq!(code(&frame), ErrorCode::BadFrame, "{frame}");
+            let frame = format!(r#"{{"type":"login","name":"al","since":{bad}}}"#);
+            assert_eq!(code(&frame), ErrorCode::BadFrame, "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_client_reads_a_page_of_dms() {
+        let frame = r#"{"type":"history","with":"bob","messages":[{"type":"dm","id":4,"from":"bob","to":"al","text":"hi","ts":"2026-12-01T10:00:00.000Z"}],"ref":3}"#;
+        let ServerFrame::Event {
+            event: Event::DmHistory { with, messages },
+            reference,
+        } = decode_server_frame(frame).unwrap()
+        else {
+            panic!("a DM page");
+        };
+        assert_eq!((with.as_str(), messages.len()), ("bob", 1));
+        assert_eq!(messages[0].id.get(), 4);
+        assert_eq!(reference, Some(Ref::number(3)));
+        let encoded = encode(
+            &Event::DmHistory {
+                with,
+                messages: messages.clone(),
+            },
+            None,
+        );
+        let again = decode_server_frame(std::str::from_utf8(&encoded).unwrap()).unwrap();
+        assert!(matches!(
+            again,
+            ServerFrame::Event {
+                event: Event::DmHistory { .. },
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -225,27 +270,32 @@ mod tests {
             (
                 proptest::option::of(s),
                 proptest::option::of(s),
-                proptest::option::of(s)
+                proptest::option::of(s),
+                proptest::option::of(any::<u64>())
             )
-                .prop_map(|(name, password, token)| Command::Login {
+                .prop_map(|(name, password, token, since)| Command::Login {
                     name,
                     password: password.map(Secret::new),
                     token: token.map(Secret::new),
+                    since,
                 }),
             s.prop_map(|password| Command::Register {
                 password: Secret::new(password)
             }),
-            s.prop_map(|room| Command::Join { room }),
+            (s, proptest::option::of(any::<u64>()))
+                .prop_map(|(room, since)| Command::Join { room, since }),
             s.prop_map(|room| Command::Leave { room }),
             (s, s).prop_map(|(room, text)| Command::Say { room, text }),
             (s, s).prop_map(|(to, text)| Command::Dm { to, text }),
             (
-                s,
+                proptest::option::of(s),
+                proptest::option::of(s),
                 proptest::option::of(any::<u64>()),
                 proptest::option::of(any::<i64>())
             )
-                .prop_map(|(room, before, limit)| Command::History {
+                .prop_map(|(room, with, before, limit)| Command::History {
                     room,
+                    with,
                     before,
                     limit
                 }),
@@ -313,7 +363,7 @@ mod tests {
         ) {
             let frame = json!({"type": kind, "name": name, "password": password, "token": token});
             match decode(&frame.to_string()) {
-                Ok((Command::Login { name: n, password: p, token: t }, None)) => {
+                Ok((Command::Login { name: n, password: p, token: t, .. }, None)) => {
                     prop_assert_eq!(kind, "login");
                     prop_assert_eq!(n.map(Value::from), name.as_str().map(Value::from));
                     prop_assert_eq!(p.map(|p| p.expose().to_owned()), password.as_str().map(str::to_owned));

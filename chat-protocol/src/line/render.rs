@@ -58,7 +58,9 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
         }
         Event::Message(_) if kind == SendKind::Echo => {}
         Event::Message(message) => room_message(&mut out, message),
-        Event::Dm { message, queued } if kind == SendKind::Echo => {
+        Event::Dm {
+            message, queued, ..
+        } if kind == SendKind::Echo => {
             let notice = if *queued {
                 format!("{} is offline; message queued", message.to)
             } else {
@@ -74,6 +76,17 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
             }
             for message in messages {
                 room_message(&mut out, message);
+            }
+        }
+        Event::DmHistory { with, messages } => {
+            if messages.is_empty() {
+                info(&mut out, &format!("no earlier DMs with {with}"));
+            }
+            for message in messages {
+                match message.from.key() == with.key() {
+                    true => direct_message(&mut out, message),
+                    false => sent_message(&mut out, message),
+                }
             }
         }
         Event::Rooms { rooms } => {
@@ -181,6 +194,7 @@ mod tests {
                 ts: ts(),
             }),
             queued,
+            replay: false,
         }
     }
 
@@ -225,6 +239,7 @@ mod tests {
     fn what_the_user_did_in_another_session_is_told_in_the_first_person() {
         let general = RoomName::parse("general").unwrap();
         let joined = Event::Joined {
+            complete: None,
             room: general.clone(),
             members: vec![UserName::parse("alice").unwrap()],
             history: vec![message("old")],
@@ -267,6 +282,7 @@ mod tests {
             "* bob left #general\n"
         );
         let joined = Event::Joined {
+            complete: None,
             room: general.clone(),
             members: vec![bob.clone()],
             history: vec![message("old")],

@@ -307,6 +307,7 @@ impl LineSession {
             Slash::Token(token) => {
                 self.state = State::Naming { asked: None };
                 return vec![Action::Send(Command::Login {
+                    since: None,
                     name: None,
                     password: None,
                     token: Some(Secret::new(token)),
@@ -337,6 +338,7 @@ impl LineSession {
             return vec![Action::Quit];
         }
         vec![Action::Send(Command::Login {
+            since: None,
             name: Some(name),
             password: Some(Secret::new(line)),
             token: None,
@@ -388,11 +390,7 @@ impl LineSession {
                 text: text.to_owned(),
             }),
             Slash::History(limit) => match current {
-                Some(room) => send(Command::History {
-                    room: room.to_string(),
-                    before: None,
-                    limit,
-                }),
+                Some(room) => send(Command::room_history(room.as_str(), None, limit)),
                 None => vec![Action::problem(ErrorCode::NotInRoom, NO_ROOM)],
             },
             Slash::Register(password) => send(Command::Register {
@@ -414,9 +412,7 @@ impl LineSession {
 
     /// `/join target`: join it, then leave the room the person was in, and make it current.
     fn move_to(&mut self, target: RoomName, current: Option<RoomName>) -> Vec<Action> {
-        let mut actions = vec![Action::Send(Command::Join {
-            room: target.to_string(),
-        })];
+        let mut actions = vec![Action::Send(Command::join(target.as_str()))];
         // A guest is in one room at a time; an account keeps its rooms (they are shared by its
         // sessions), and the new one becomes this session's room.
         if let Some(old) = current.filter(|old| *old != target && !self.account) {
@@ -439,9 +435,7 @@ impl LineSession {
             // A login after a reconnection: back to the person's room, and (for a guest) out of
             // the others. An account's other rooms are its other sessions' too.
             Some(room) => {
-                let mut actions = vec![Action::Send(Command::Join {
-                    room: room.to_string(),
-                })];
+                let mut actions = vec![Action::Send(Command::join(room.as_str()))];
                 if !self.account {
                     actions.extend(rooms.iter().map(leave_quietly));
                 }
@@ -514,7 +508,7 @@ mod tests {
     }
 
     fn join(name: &str) -> Command {
-        Command::Join { room: name.into() }
+        Command::join(name)
     }
 
     fn leave(name: &str) -> Command {
@@ -601,6 +595,7 @@ mod tests {
         assert_eq!(
             session.on_line("correct horse "),
             [Action::Send(Command::Login {
+                since: None,
                 name: Some("alice".into()),
                 password: Some(Secret::new("correct horse ")),
                 token: None,
@@ -649,6 +644,7 @@ mod tests {
         assert_eq!(
             sends(&actions),
             [Command::Login {
+                since: None,
                 name: Some("alice".into()),
                 password: Some(Secret::new("correct horse")),
                 token: None,
@@ -706,6 +702,7 @@ mod tests {
         assert_eq!(
             session.on_line("/token a.b.c"),
             [Action::Send(Command::Login {
+                since: None,
                 name: None,
                 password: None,
                 token: Some(Secret::new("a.b.c")),
@@ -875,11 +872,7 @@ mod tests {
         );
         assert_eq!(
             sends(&session.on_line("/history 20")),
-            [Command::History {
-                room: "general".into(),
-                before: None,
-                limit: Some(20)
-            }]
+            [Command::room_history("general", None, Some(20))]
         );
         let help = shown(&session.on_line("/help"));
         assert_eq!(help.lines().count(), HELP.len());
