@@ -430,11 +430,13 @@ impl Driver {
     fn login(&self) -> Command {
         match &self.config.token {
             Some(token) => Command::Login {
+                since: None,
                 name: None,
                 password: None,
                 token: Some(token.clone()),
             },
             None => Command::Login {
+                since: None,
                 name: Some(self.config.name.clone()),
                 password: self.password.clone(),
                 token: None,
@@ -526,6 +528,7 @@ impl Driver {
                 room,
                 members,
                 history,
+                ..
             } => {
                 let shown = self.newest.get(&room).copied().unwrap_or(0);
                 let history = if asked {
@@ -535,6 +538,7 @@ impl Driver {
                 };
                 self.note_newest(&room, history.iter().map(|m| m.id.get()));
                 Event::Joined {
+                    complete: None,
                     room,
                     members,
                     history,
