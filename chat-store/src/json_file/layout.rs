@@ -1,5 +1,5 @@
 //! Where things live in a [`JsonFileStore`](super::JsonFileStore) directory, and how names become
-//! file names.
+//! file names and back.
 //!
 //! ```text
 //! DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
@@ -10,13 +10,17 @@
 //! DIR/write-probe.tmp           briefly, while a recovery checks that the disk takes writes
 //! ```
 //!
-//! `accounts.jsonl` and `account_rooms.jsonl` have fixed names, so no user name ever becomes part of a path through it.
+//! `accounts.jsonl` and `account_rooms.jsonl` have fixed names, so no user name ever becomes part
+//! of a path through them.
 //!
 //! Room and user names are validated by chat-core (`[a-z0-9_.-]`, never starting with `.`), so
 //! they are file names as they are. The store encodes them anyway, so that no name, however it
 //! was made, can name a path outside its directory: every byte other than `a–z 0–9 _ -` and a
 //! `.` that is not the first byte is written as `%XX` (upper-case hex). A valid name is therefore
 //! its own file name, and `..`, `/`, `\`, NUL or upper case can never appear unencoded.
+//!
+//! A file counts as the store's only if its name is exactly what the store would make of the
+//! name it decodes to (a valid room or user key), so one room or mailbox never has two files.
 
 use std::path::{Path, PathBuf};
 
@@ -83,28 +87,47 @@ impl Layout {
 
 /// What a directory entry of `rooms/` or `mailboxes/` is.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Entry {
-    /// A room or mailbox file; the decoded name.
-    Data(String),
+pub(crate) enum Entry<N> {
+    /// A data file; the name of what it holds (a room, an owner).
+    Data(N),
     /// A leftover of a replacement that did not finish.
     Temporary,
     /// Not the store's.
     Foreign,
 }
 
-/// Classifies a file name found in `rooms/` or `mailboxes/`. A data file's name must be exactly
-/// what [`encode`] makes of the decoded name, so one name never has two files.
-pub(crate) fn classify(file_name: &str) -> Entry {
+/// Classifies a file name found in `rooms/` or `mailboxes/`; `name_of` gives the name a data
+/// file's stem (its name without extension) stands for, or `None` if the stem is not one the
+/// store makes ([`room_of`], [`owner_of`]).
+pub(crate) fn classify<N>(file_name: &str, name_of: impl FnOnce(&str) -> Option<N>) -> Entry<N> {
     if file_name.ends_with(TMP_SUFFIX) {
         return Entry::Temporary;
     }
-    let Some(stem) = file_name.strip_suffix(EXTENSION) else {
-        return Entry::Foreign;
-    };
-    match decode(stem) {
-        Some(name) if encode(&name) == stem => Entry::Data(name),
-        _ => Entry::Foreign,
+    match file_name.strip_suffix(EXTENSION).and_then(name_of) {
+        Some(name) => Entry::Data(name),
+        None => Entry::Foreign,
     }
+}
+
+/// The room whose file has the stem `stem`.
+pub(crate) fn room_of(stem: &str) -> Option<RoomName> {
+    let name = name_of(stem)?;
+    RoomName::parse(&name)
+        .ok()
+        .filter(|room| room.as_str() == name)
+}
+
+/// The user whose mailbox file has the stem `stem`.
+pub(crate) fn owner_of(stem: &str) -> Option<UserKey> {
+    let name = name_of(stem)?;
+    UserKey::parse(&name)
+        .ok()
+        .filter(|key| key.as_str() == name)
+}
+
+/// The name a stem encodes, if the stem is exactly what [`encode`] makes of it.
+fn name_of(stem: &str) -> Option<String> {
+    decode(stem).filter(|name| encode(name) == stem)
 }
 
 fn is_plain(byte: u8, first: bool) -> bool {
@@ -150,7 +173,10 @@ mod tests {
     fn valid_names_are_their_own_file_names() {
         for name in ["general", "rust-2026.x_y", "a", "7up"] {
             assert_eq!(encode(name), name);
-            assert_eq!(classify(&format!("{name}.jsonl")), Entry::Data(name.into()));
+            assert_eq!(
+                classify(&format!("{name}.jsonl"), name_of),
+                Entry::Data(name.into())
+            );
         }
     }
 
@@ -186,13 +212,25 @@ mod tests {
 
     #[test]
     fn only_canonical_file_names_are_data() {
-        assert_eq!(classify("general.jsonl.tmp"), Entry::Temporary);
-        assert_eq!(classify("notes.txt"), Entry::Foreign);
-        assert_eq!(classify(".jsonl"), Entry::Foreign);
-        assert_eq!(classify("gen%65ral.jsonl"), Entry::Foreign);
-        assert_eq!(classify("General.jsonl"), Entry::Foreign);
-        assert_eq!(classify("bad%zz.jsonl"), Entry::Foreign);
-        assert_eq!(classify("%2E..jsonl"), Entry::Data("..".into()));
-        assert_eq!(classify("%2E%2E.jsonl"), Entry::Foreign);
+        let name = |file_name: &str| classify(file_name, name_of);
+        assert_eq!(name("general.jsonl.tmp"), Entry::Temporary);
+        assert_eq!(name("notes.txt"), Entry::Foreign);
+        assert_eq!(name(".jsonl"), Entry::Foreign);
+        assert_eq!(name("gen%65ral.jsonl"), Entry::Foreign);
+        assert_eq!(name("General.jsonl"), Entry::Foreign);
+        assert_eq!(name("bad%zz.jsonl"), Entry::Foreign);
+        assert_eq!(name("%2E..jsonl"), Entry::Data("..".into()));
+        assert_eq!(name("%2E%2E.jsonl"), Entry::Foreign);
+        // Only valid names are rooms and owners.
+        assert_eq!(classify("%2E..jsonl", room_of), Entry::Foreign);
+        assert_eq!(classify("%2E..jsonl", owner_of), Entry::Foreign);
+        assert_eq!(
+            classify("general.jsonl", room_of),
+            Entry::Data(RoomName::parse("general").unwrap())
+        );
+        assert_eq!(
+            classify("bob.jsonl", owner_of),
+            Entry::Data(UserKey::parse("bob").unwrap())
+        );
     }
 }

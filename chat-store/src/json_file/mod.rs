@@ -2,7 +2,7 @@
 //! `grep`. Its layout and guarantees are documented on the type; the submodules hold one
 //! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
 //! commit and rollback ([`writer`]), reading a directory at open and recovery ([`scan`]),
-//! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`room_log`]),
+//! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`message_log`]),
 //! mailbox files ([`mailbox_file`]), the accounts file ([`accounts_file`]), the account rooms
 //! file ([`account_rooms_file`]) and the id counter ([`ids_file`]).
 
@@ -13,8 +13,8 @@ mod ids_file;
 mod layout;
 mod lines;
 mod mailbox_file;
+mod message_log;
 mod repair;
-mod room_log;
 mod scan;
 mod writer;
 
@@ -290,7 +290,7 @@ impl Store for JsonFileStore {
             rooms
                 .into_iter()
                 .map(|(room, path, len)| {
-                    let (messages, has_older) = room_log::tail(&path, &room, len, history)?;
+                    let (messages, has_older) = message_log::tail(&path, &room, len, history)?;
                     Ok((
                         room,
                         RoomTail {
@@ -321,7 +321,7 @@ impl Store for JsonFileStore {
             return Ok(Vec::new());
         };
         let (room, path) = (room.clone(), self.layout.room(room));
-        blocking(move || room_log::page(&path, &room, len, before, limit)).await
+        blocking(move || message_log::page(&path, &room, len, before, limit)).await
     }
 
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
