@@ -38,9 +38,14 @@ pub fn message(room: &str, id: u64, text: &str) -> Arc<RoomMessage> {
 
 /// Fixture: DM `id` from `alice` to `to` (as spelled), saying `text`.
 pub fn direct(id: u64, to: &str, text: &str) -> Arc<DirectMessage> {
+    direct_from(id, "alice", to, text)
+}
+
+/// Fixture: DM `id` from `from` to `to` (both as spelled), saying `text`.
+pub fn direct_from(id: u64, from: &str, to: &str, text: &str) -> Arc<DirectMessage> {
     Arc::new(DirectMessage {
         id: id_of(id),
-        from: "alice".parse().expect("a valid name"),
+        from: from.parse().expect("fixture user names are valid"),
         to: to.parse().expect("fixture user names are valid"),
         text: Text::parse(text, usize::MAX).expect("fixture texts are valid"),
         ts: Timestamp::from_unix_millis(1_764_000_000_000 + id),

@@ -1,12 +1,14 @@
 //! A message log file: the history of one room (`rooms/<room>.jsonl`, one [`RoomMessage`] per
-//! line), in strictly increasing id order, appended and never rewritten.
+//! line) or of one DM conversation (`dms/<a>+<b>.jsonl`, one [`DirectMessage`] per line), in
+//! strictly increasing id order, appended and never rewritten.
 //!
-//! Every kind of log is written, repaired and read the same way; what tells kinds apart is the
+//! Both kinds are written, repaired and read the same way; what tells them apart is the
 //! [`Logged`] trait: a message's id, and the check that it belongs in the file it was read from
-//! (the right room).
+//! (the right room, the right two users).
 //!
 //! Reads are bounded by what they return, not by the size of the file: a tail is read backwards
-//! from the end ([`NewestFirst`], one message at a time), and a page `before` an id first finds where that id would be by binary search
+//! from the end ([`NewestFirst`], which the merge of a user's conversations also pulls from one
+//! DM at a time), and a page `before` an id first finds where that id would be by binary search
 //! over byte offsets (lines are in id order, and a probe at any offset skips to the next line
 //! start), then reads backwards from there. Each line read is checked (valid JSON, in the right
 //! file, ids increasing); a bad one is [`StoreError::Corrupt`] with its line number.
@@ -14,11 +16,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use chat_core::{MessageId, RoomMessage, RoomName};
+use chat_core::{DirectMessage, MessageId, RoomMessage, RoomName};
 use serde::de::DeserializeOwned;
 
 use super::lines::{self, Backwards, Line};
 use super::repair::{Repaired, repair};
+use crate::conversations::{self, Conversation};
 use crate::store::StoreError;
 
 /// Below this many bytes the binary search walks line by line.
@@ -26,7 +29,7 @@ const SCAN_BYTES: u64 = 4096;
 
 /// A message kept in a log file: its id, and whether it belongs in the file it was read from.
 pub(crate) trait Logged: DeserializeOwned {
-    /// What one file holds the history of (a room).
+    /// What one file holds the history of: a room, or a conversation.
     type Log: Clone;
 
     /// The message's id.
@@ -50,6 +53,27 @@ impl Logged for RoomMessage {
             Err(format!(
                 "a message of #{} in the file of #{room}",
                 self.room
+            ))
+        }
+    }
+}
+
+impl Logged for DirectMessage {
+    type Log = Conversation;
+
+    fn id(&self) -> MessageId {
+        self.id
+    }
+
+    fn belongs_in(&self, conversation: &Conversation) -> Result<(), String> {
+        if self.parties() == *conversation {
+            Ok(())
+        } else {
+            Err(format!(
+                "a DM from {} to {} in the file of {}",
+                self.from,
+                self.to,
+                conversations::place(conversation)
             ))
         }
     }

@@ -2,17 +2,18 @@
 //! recovers from a failed write.
 //!
 //! Both read the directory the same way: leftovers of interrupted replacements are removed, the
-//! tail of every room, mailbox, accounts and account rooms file is repaired
-//! ([`repair`](super::repair)), each room's length and last id, every mailbox, every account and every account's room set are read, and the id counter is
+//! tail of every room, conversation, mailbox, accounts and account rooms file is repaired
+//! ([`repair`](super::repair)), each room's and conversation's length and last id, every
+//! mailbox, every account and every account's room set are read, and the id counter is
 //! restored. Recovery ([`Committed`] given) first puts every file back to the state the writer
-//! last committed, which is what readers were shown and callers were told: a room file, the
-//! accounts file and the account rooms file are cut back to their
+//! last committed, which is what readers were shown and callers were told: a room or
+//! conversation file, the accounts file and the account rooms file are cut back to their
 //! committed length (or removed if the failed batch created them) and a mailbox is restored to
 //! its committed DMs. So after recovery the writer's state is exactly what a restart would read,
 //! and holds no record of a failed batch.
 //!
-//! The cost is that of opening: one read of the last line per room, whatever the size of its
-//! history, and every mailbox (small, bounded by the core) and the
+//! The cost is that of opening: one read of the last line per room and per conversation,
+//! whatever the size of its history, and every mailbox (small, bounded by the core) and the
 //! accounts and account rooms files read whole.
 
 use std::collections::{HashMap, HashSet};
@@ -20,11 +21,12 @@ use std::fs;
 use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
-use chat_core::{MessageId, RoomMessage, RoomName, UserKey};
+use chat_core::{DirectMessage, MessageId, RoomMessage, RoomName, UserKey};
 
 use super::layout::{self, Entry, Layout, classify};
 use super::message_log::{self, Logged};
 use super::{account_rooms_file, accounts_file, durable, ids_file, mailbox_file};
+use crate::conversations::Conversation;
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -34,6 +36,8 @@ pub(crate) struct Scan {
     pub(crate) ledger: Ledger,
     /// The length of every room file (0 for an empty one).
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The length of every conversation file (0 for an empty one).
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The mailboxes that have a file.
     pub(crate) mailbox_files: HashSet<UserKey>,
     /// The length of the accounts file (0 if there is none).
@@ -50,6 +54,8 @@ pub(crate) struct Committed {
     pub(crate) ledger: Ledger,
     /// The committed length of every room file.
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The committed length of every conversation file.
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The committed length of the accounts file (0: it has no committed line).
     pub(crate) accounts_len: u64,
     /// The committed length of the account rooms file (0: it has no committed line).
@@ -78,10 +84,17 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
         |room| layout.room(room),
         committed.map(|c| &c.room_len),
     )?;
-    for last in rooms.last.values() {
+    let conversations = scan_logs::<DirectMessage>(
+        &layout.dms,
+        layout::conversation_of,
+        |conversation| layout.conversation(conversation),
+        committed.map(|c| &c.conversation_len),
+    )?;
+    for last in rooms.last.values().chain(conversations.last.values()) {
         ledger.raise_floor(last.next());
     }
     ledger.room_last = rooms.last;
+    ledger.conversation_last = conversations.last;
 
     let mut mailbox_files = HashSet::new();
     for (owner, path) in data_files(&layout.mailboxes, layout::owner_of)? {
@@ -141,6 +154,7 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
     Ok(Scan {
         ledger,
         room_len: rooms.len,
+        conversation_len: conversations.len,
         mailbox_files,
         accounts_len: accounts.len,
         account_rooms_len: account_rooms.len,
@@ -148,7 +162,7 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
     })
 }
 
-/// The message logs of one kind (rooms) as read from their directory.
+/// The message logs of one kind (rooms, conversations) as read from their directory.
 struct Logs<K> {
     /// The length of every file (0 for an empty one).
     len: HashMap<K, u64>,
@@ -220,8 +234,8 @@ fn roll_back_whole(path: &Path, len: u64, what: &str) -> Result<(), StoreError> 
     }
 }
 
-/// Cuts an append-only file (a room's, the accounts, the account rooms) back to its committed
-/// length `len`, dropping what a failed batch appended.
+/// Cuts an append-only file (a room's, a conversation's, the accounts, the account rooms) back
+/// to its committed length `len`, dropping what a failed batch appended.
 fn roll_back_append(path: &Path, len: u64) -> Result<(), StoreError> {
     let on_disk = match fs::metadata(path) {
         Ok(metadata) => metadata.len(),
