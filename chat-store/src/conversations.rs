@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use chat_core::{DirectMessage, DmTail, UserKey};
+use chat_core::{DirectMessage, DmTail, MessageId, UserKey};
 
 use crate::store::StoreError;
 
@@ -97,7 +97,7 @@ struct Head {
 }
 
 impl Head {
-    fn rank(&self) -> (chat_core::MessageId, usize) {
+    fn rank(&self) -> (MessageId, usize) {
         (self.dm.id, self.source)
     }
 }

@@ -55,8 +55,8 @@ impl Ledger {
     /// are always valid: a later one for a stored name replaces it.)
     pub(crate) fn check(&self, records: &[Record]) -> Result<(), StoreError> {
         // The last id of each room, conversation and mailbox touched so far by `records`.
-        let mut rooms: HashMap<RoomName, MessageId> = HashMap::new();
-        let mut conversations: HashMap<Conversation, MessageId> = HashMap::new();
+        let mut room_last: HashMap<RoomName, MessageId> = HashMap::new();
+        let mut conversation_last: HashMap<Conversation, MessageId> = HashMap::new();
         let mut mailboxes: HashMap<UserKey, Option<MessageId>> = HashMap::new();
         let mailbox_last =
             |mailboxes: &HashMap<UserKey, Option<MessageId>>, owner: &UserKey| match mailboxes
@@ -72,14 +72,14 @@ impl Ledger {
         for record in records {
             match record {
                 Record::Message(message) => follow(
-                    &mut rooms,
+                    &mut room_last,
                     &self.room_last,
                     message.room.clone(),
                     message.id,
                     |room| format!("#{room}"),
                 )?,
                 Record::Dm(dm) => follow(
-                    &mut conversations,
+                    &mut conversation_last,
                     &self.conversation_last,
                     dm.parties(),
                     dm.id,
