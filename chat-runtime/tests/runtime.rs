@@ -246,6 +246,15 @@ impl Store for GatedStore {
     ) -> Result<Vec<RoomMessage>, StoreError> {
         self.inner.history(room, before, limit).await
     }
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        self.inner.dm_history(a, b, before, limit).await
+    }
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
         self.inner.rooms().await
     }
