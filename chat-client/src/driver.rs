@@ -360,6 +360,12 @@ impl Driver {
                 self.restoring = Some(reference);
             }
         }
+        // The pong of this ping follows the login's DMs, which are then shown in order.
+        if self.resume.wants_burst_end() {
+            if let Ok(reference) = self.send(client, &Command::Ping).await {
+                self.resume.burst_ends_at(reference);
+            }
+        }
         Ok(())
     }
 
@@ -394,8 +400,10 @@ impl Driver {
                                 return Outcome::Quit;
                             }
                         }
-                        // Keepalive answers are not news.
-                        continue;
+                        // Keepalive answers are not news; the end of a login's burst is.
+                        if !self.resume.ends_burst(reference.as_ref()) {
+                            continue;
+                        }
                     }
                     match self.handle(&mut client, event, reference).await {
                         Ok(()) => {}

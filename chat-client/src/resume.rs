@@ -16,6 +16,11 @@
 //! the older ones printed after them, out of order. The pages are few and quick (500 messages
 //! each), so the wait is short.
 //!
+//! An account's DMs at a resumed login come in two runs: those queued while it was offline, then
+//! the older ones its last connection missed, replayed. The session holds the login's DMs until
+//! the `pong` of a `ping` it sends right after the welcome (the server answers in order, so the
+//! `pong` follows all of them), then shows them in id order.
+//!
 //! Safety nets, for servers that ignore `since` and for the races of a reconnection: a room's
 //! message is not shown when a message of that room with the same or a later id was shown (the
 //! room's messages are shown in id order), and a DM whose id was shown is not shown again.
@@ -98,6 +103,16 @@ struct CatchUp {
     before: Option<u64>,
 }
 
+/// The DMs of a resumed login, held until its burst of frames ends.
+#[derive(Debug)]
+struct DmBurst {
+    /// The login's `since`.
+    since: u64,
+    /// The `ref` of the `ping` whose `pong` ends the burst.
+    end: Option<Ref>,
+    held: Vec<Shown>,
+}
+
 /// What the session has shown, and what the current connection still has to show of what was
 /// missed. See the module documentation.
 #[derive(Debug, Default)]
@@ -115,6 +130,8 @@ pub(crate) struct Resume {
     /// Rooms joined at a re-login that the session leaves again (a guest's default room, when
     /// the guest was elsewhere): nothing of them is news.
     leaving: HashSet<RoomName>,
+    /// After a resumed login, until its burst ends.
+    dm_burst: Option<DmBurst>,
 }
 
 impl Resume {
@@ -124,7 +141,8 @@ impl Resume {
     pub(crate) fn login(&mut self, reconnection: bool) -> Option<u64> {
         self.since = reconnection.then(|| {
             let pending = self.pending.values().map(Pending::since);
-            pending.chain(self.seen).min().unwrap_or(0)
+            let dms = self.dm_burst.as_ref().map(|burst| burst.since);
+            pending.chain(dms).chain(self.seen).min().unwrap_or(0)
         });
         self.since
     }
@@ -143,6 +161,10 @@ impl Resume {
             };
         }
         self.leaving.clear();
+        if let Some(burst) = &mut self.dm_burst {
+            burst.held.clear();
+            burst.end = None;
+        }
     }
 
     /// The login was welcomed into `rooms`: after a resumed login, their `joined` frames carry
@@ -157,6 +179,32 @@ impl Resume {
             self.pending
                 .insert(room.clone(), Pending::Awaiting { since });
         }
+        self.dm_burst = Some(DmBurst {
+            since,
+            end: None,
+            held: Vec::new(),
+        });
+    }
+
+    /// Whether the login's DMs wait for the `pong` of a `ping`, to be shown in order.
+    pub(crate) fn wants_burst_end(&self) -> bool {
+        self.dm_burst
+            .as_ref()
+            .is_some_and(|burst| burst.end.is_none())
+    }
+
+    /// The `ping` whose `pong` ends the login's burst was sent with `reference`.
+    pub(crate) fn burst_ends_at(&mut self, reference: Ref) {
+        if let Some(burst) = &mut self.dm_burst {
+            burst.end = Some(reference);
+        }
+    }
+
+    /// Whether a `pong` with `reference` ends the login's burst (it is then handed to
+    /// [`on_event`](Self::on_event); other pongs are not news).
+    pub(crate) fn ends_burst(&self, reference: Option<&Ref>) -> bool {
+        let end = self.dm_burst.as_ref().and_then(|burst| burst.end.as_ref());
+        end.is_some() && end == reference
     }
 
     /// After a resumed login, the session joins `room` again with this connection's `since`.
@@ -231,6 +279,29 @@ impl Resume {
                 }
             }
             Event::Dm { message, .. } if self.dms.contains(&message.id.get()) => return step,
+            Event::Dm { .. } => {
+                if let Some(burst) = &mut self.dm_burst {
+                    burst.held.push(shown);
+                    return step;
+                }
+            }
+            Event::Pong if self.ends_burst(reference) => {
+                let mut held = self.dm_burst.take().map(|b| b.held).unwrap_or_default();
+                held.sort_by_key(|shown| match &shown.event {
+                    Event::Dm { message, .. } => message.id.get(),
+                    _ => 0,
+                });
+                for shown in held {
+                    let again = match &shown.event {
+                        Event::Dm { message, .. } => self.dms.contains(&message.id.get()),
+                        _ => false,
+                    };
+                    if !again {
+                        self.show(shown, &mut step);
+                    }
+                }
+                return step;
+            }
             Event::Left { room } => {
                 let room = room.clone();
                 self.leaving.remove(&room);
@@ -515,11 +586,20 @@ mod tests {
         resume
     }
 
+    /// Ends the burst of a resumed login (with no DMs in it).
+    fn end_burst(resume: &mut Resume) {
+        resume.burst_ends_at(Ref::number(99));
+        let pong = pushed(Event::Pong);
+        let step = resume.on_event(pong, false, Some(&Ref::number(99)));
+        assert!(step.shown.is_empty());
+    }
+
     #[test]
     fn a_reconnection_resumes_from_the_newest_id_shown_in_any_room_or_dm() {
         let mut resume = resumed_after(5);
         let step = resume.on_event(joined("general", 6..=8, Some(true)), false, None);
         assert_eq!((ids(&step.shown), step.page), (vec![6, 7, 8], None));
+        end_burst(&mut resume);
         let step = resume.on_event(dm(9, true), false, None);
         assert_eq!(ids(&step.shown), [9]);
         resume.disconnected();
@@ -534,6 +614,7 @@ mod tests {
         assert_eq!(ids(&step.shown), [6, 7]);
         let again = resume.on_event(pushed(Event::Message(said("general", 7))), false, None);
         assert!(again.shown.is_empty(), "{again:?}");
+        end_burst(&mut resume);
         assert_eq!(ids(&resume.on_event(dm(8, false), false, None).shown), [8]);
         let replayed = resume.on_event(dm(8, true), false, None);
         assert!(replayed.shown.is_empty(), "a DM shown is not shown again");
@@ -568,6 +649,7 @@ mod tests {
             panic!("{step:?}")
         };
         assert_eq!(*complete, Some(true));
+        end_burst(&mut resume);
         resume.disconnected();
         assert_eq!(resume.login(true), Some(42));
     }
@@ -621,6 +703,47 @@ mod tests {
             }
         ));
         assert!(matches!(step.shown[1].event, Event::Error { .. }));
+    }
+
+    #[test]
+    fn a_resumed_logins_dms_show_in_id_order_once_its_burst_ends() {
+        let mut resume = resumed_after(5);
+        assert!(resume.wants_burst_end());
+        resume.burst_ends_at(Ref::number(7));
+        assert!(!resume.wants_burst_end());
+        let quiet = resume.on_event(joined("general", [], Some(true)), false, None);
+        assert_eq!(quiet.shown.len(), 1);
+        // Queued while offline first, then the older ones the last connection missed.
+        for (id, replay) in [(20, false), (21, false), (8, true), (12, true)] {
+            let step = resume.on_event(dm(id, replay), false, None);
+            assert!(step.shown.is_empty(), "held until the burst ends");
+        }
+        let other_pong = pushed(Event::Pong);
+        assert!(!resume.ends_burst(Some(&Ref::number(3))));
+        assert!(resume.ends_burst(Some(&Ref::number(7))));
+        let step = resume.on_event(other_pong, false, Some(&Ref::number(7)));
+        assert_eq!(
+            ids(&step.shown),
+            [8, 12, 20, 21],
+            "the pong itself is not shown"
+        );
+        assert_eq!(
+            ids(&resume.on_event(dm(22, false), false, None).shown),
+            [22]
+        );
+        resume.disconnected();
+        assert_eq!(resume.login(true), Some(22));
+    }
+
+    #[test]
+    fn dms_held_when_the_connection_ends_are_asked_for_again() {
+        let mut resume = resumed_after(5);
+        resume.burst_ends_at(Ref::number(7));
+        resume.on_event(dm(8, true), false, None);
+        let step = resume.on_event(joined("general", 6..=30, Some(true)), false, None);
+        assert_eq!(ids(&step.shown).last(), Some(&30));
+        resume.disconnected();
+        assert_eq!(resume.login(true), Some(5), "DM 8 was not shown");
     }
 
     #[test]

@@ -185,7 +185,14 @@ async fn two_clients_talk_through_a_real_server() {
         matches!(server_event(u), Some((Event::Dm { .. }, _, _)))
     })
     .await;
-    let (Event::Dm { message, queued, .. }, false, SendKind::Push) = server_event(&dm).unwrap() else {
+    let (
+        Event::Dm {
+            message, queued, ..
+        },
+        false,
+        SendKind::Push,
+    ) = server_event(&dm).unwrap()
+    else {
         panic!("not pushed: {dm:?}")
     };
     assert_eq!(
