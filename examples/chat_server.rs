@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chat_engine::core::{Config, RoomName};
+use chat_engine::core::{Config, DEFAULT_RESUME_LIMIT, RoomName};
 use chat_engine::runtime::RuntimeConfig;
 use chat_engine::server::{self, ServerConfig, StoreChoice};
 use chat_engine::tcp::TcpConfig;
@@ -67,6 +67,10 @@ struct Options {
     /// Sessions (connections) one account may have at once.
     #[arg(long, value_name = "N", default_value_t = 10)]
     max_sessions: usize,
+    /// Messages per room (and DMs) a login or join with `since` catches up at most; past it the
+    /// client pages.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RESUME_LIMIT)]
+    resume_limit: usize,
     /// HS256 secret (the file's content without its trailing newline); enables token logins.
     #[arg(long, value_name = "FILE")]
     jwt_secret_file: Option<PathBuf>,
@@ -159,6 +163,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             mailbox: options.mailbox,
             guests: options.guests,
             max_sessions: options.max_sessions,
+            resume_limit: options.resume_limit,
             ..Config::default()
         },
         jwt_secret_file: options.jwt_secret_file,

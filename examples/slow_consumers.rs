@@ -267,7 +267,7 @@ async fn run_client(
                             seen.latencies.push((second, u32::try_from(latency).unwrap_or(u32::MAX)));
                         }
                     }
-                    Event::Dm { message, queued: true } => {
+                    Event::Dm { message, queued: true, .. } => {
                         if let Role::Probe { stalled } = &role
                             && let Some(i) = stalled.iter().position(|s| s == message.to.as_str())
                             && online[i]

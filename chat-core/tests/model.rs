@@ -11,14 +11,32 @@
 //! account's rooms are its own: kept when its last session ends, rejoined at its next login (the
 //! default room only at its first), and stored (the last [`Record::Rooms`] of each account is
 //! its set).
+//!
+//! Resume: a login or join may carry `since` (0, an id at or a little below the newest handed
+//! out, or `u64::MAX`). Its `joined` frames then hold the room's messages after that id that
+//! memory still has, the newest `resume_limit` of them, with `complete` saying whether that is
+//! everything the client missed (`HISTORY` is 4: a resume limit of 3 cuts, and one of 9 is
+//! capped at 4, so that eviction alone makes a resume incomplete); the user's other sessions get
+//! a plain copy. An account that logs in with `since` (a first or a later session) then gets its
+//! missed DMs, both directions, as `dm` frames with `replay`, after those its mailbox delivered
+//! (which the replay leaves out). Every account keeps its last `HISTORY` DMs, and `history` with
+//! `with` pages them; a guest, a peer that is no account or oneself, and a frame that names a
+//! room and a user, or neither, are refused with their codes. Every
+//! [`Output::FetchHistory`](chat_core::Output::FetchHistory), of a room or of DMs, is predicted
+//! exactly. The store gets exactly the model's records, in order: room messages, a
+//! [`Record::Dm`] for every DM with an account on either side, [`Record::Queued`] and
+//! [`Record::Delivered`] for mailboxes.
+//!
+//! Ops mostly go where they can do something (a login to a connection not logged in, the rest to
+//! one that is), sometimes to any connection, so that most of a run is past the errors.
 
 mod sim;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{
-    Command, Config, ConnectionId, ErrorCode, Event, PresenceChange, Record, Ref, RoomName,
-    SendKind, UserName,
+    Command, Config, ConnectionId, ErrorCode, Event, HistoryOf, PresenceChange, Record, Ref,
+    RoomName, SendKind, UserName,
 };
 use proptest::prelude::*;
 use sim::Sim;
@@ -28,36 +46,119 @@ const ROOMS: [&str; 4] = ["general", "rust", "RUST", "not a room"];
 const TEXTS: [&str; 5] = ["hi", "two\nlines", "   ", "bell\u{7}", "much too long"];
 const HISTORY: usize = 4;
 const JOIN_HISTORY: usize = 2;
+/// The resume limits tried: 3 cuts what memory (`HISTORY`) holds; 9 is capped at `HISTORY`, so
+/// that only eviction makes a resume incomplete (with 3 a resume past evicted messages is cut
+/// anyway).
+const RESUME_LIMITS: [usize; 2] = [3, 9];
 const MAILBOX: usize = 2;
 const MAX_TEXT: usize = 10;
 const MAX_SESSIONS: usize = 2;
 
+/// A message id for `since` or `before`, resolved against the ids handed out when the op runs.
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    /// Before every id.
+    Zero,
+    /// `k` ids back from the newest handed out (the newest itself for 0; 0 if there are fewer).
+    Back(u64),
+    /// Past every id there will ever be (`u64::MAX`).
+    Far,
+}
+
+/// What a `history` frame names.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Room(usize),
+    With(usize),
+    /// A room and a user: a bad frame.
+    Both(usize, usize),
+    /// Neither: a bad frame.
+    Neither,
+}
+
+/// Which open connection an op goes to: the `index`-th (cyclically) of those logged in, or of
+/// those not (for a login), or of all of them, so that commands before a login and logins after
+/// one happen too. With none of the kind wanted, of all of them; but a login that finds every
+/// connection logged in opens a new one.
+#[derive(Clone, Copy, Debug)]
+struct Pick {
+    index: usize,
+    among: Among,
+}
+
+/// The connections a [`Pick`] is among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Among {
+    LoggedIn,
+    NotLoggedIn,
+    All,
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Connect,
-    /// Connection, name, and whether with a token.
-    Login(usize, usize, bool),
-    Join(usize, usize),
-    Leave(usize, usize),
-    Say(usize, usize, usize),
-    Dm(usize, usize, usize),
-    History(usize, usize, Option<u64>, i64),
-    Disconnect(usize),
+    /// Connection, name, whether with a token, and where to resume from.
+    Login(Pick, usize, bool, Option<Point>),
+    Join(Pick, usize, Option<Point>),
+    Leave(Pick, usize),
+    Say(Pick, usize, usize),
+    Dm(Pick, usize, usize),
+    /// Connection, what, `before` and `limit`.
+    History(Pick, Target, Option<Point>, i64),
+    Disconnect(Pick),
+}
+
+/// Mostly a connection `usual` says, sometimes any.
+fn pick(usual: Among) -> impl Strategy<Value = Pick> {
+    (0..6usize, proptest::bool::weighted(0.85)).prop_map(move |(index, usual_one)| Pick {
+        index,
+        among: if usual_one { usual } else { Among::All },
+    })
+}
+
+/// Mostly a room people are in.
+fn room() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => Just(0usize), 4 => 1..ROOMS.len()]
+}
+
+/// Mostly a valid text.
+fn text() -> impl Strategy<Value = usize> {
+    prop_oneof![4 => 0..2usize, 1 => 2..TEXTS.len()]
+}
+
+/// Half the time no `since` (or `before`); else mostly one near the newest id.
+fn point() -> impl Strategy<Value = Option<Point>> {
+    let point = prop_oneof![
+        1 => Just(Point::Zero),
+        1 => Just(Point::Far),
+        5 => (0..10u64).prop_map(Point::Back),
+    ];
+    proptest::option::weighted(0.5, point)
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    let name = 0..NAMES.len();
+    prop_oneof![
+        4 => room().prop_map(Target::Room),
+        4 => name.clone().prop_map(Target::With),
+        1 => (room(), name).prop_map(|(r, n)| Target::Both(r, n)),
+        1 => Just(Target::Neither),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let conn = 0..6usize;
+    let user = || pick(Among::LoggedIn);
     prop_oneof![
         2 => Just(Op::Connect),
-        3 => (conn.clone(), 0..NAMES.len(), proptest::bool::weighted(0.3))
-            .prop_map(|(c, n, t)| Op::Login(c, n, t)),
-        2 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Join(c, r)),
-        1 => (conn.clone(), 0..ROOMS.len()).prop_map(|(c, r)| Op::Leave(c, r)),
-        4 => (conn.clone(), 0..ROOMS.len(), 0..TEXTS.len()).prop_map(|(c, r, t)| Op::Say(c, r, t)),
-        3 => (conn.clone(), 0..NAMES.len(), 0..TEXTS.len()).prop_map(|(c, n, t)| Op::Dm(c, n, t)),
-        1 => (conn.clone(), 0..ROOMS.len(), proptest::option::of(0..30u64), -1..6i64)
-            .prop_map(|(c, r, b, l)| Op::History(c, r, b, l)),
-        1 => conn.prop_map(Op::Disconnect),
+        3 => (pick(Among::NotLoggedIn), 0..NAMES.len(), proptest::bool::weighted(0.5), point())
+            .prop_map(|(c, n, t, s)| Op::Login(c, n, t, s)),
+        2 => (user(), room(), point()).prop_map(|(c, r, s)| Op::Join(c, r, s)),
+        1 => (user(), room()).prop_map(|(c, r)| Op::Leave(c, r)),
+        5 => (user(), room(), text()).prop_map(|(c, r, t)| Op::Say(c, r, t)),
+        5 => (user(), 0..NAMES.len(), text()).prop_map(|(c, n, t)| Op::Dm(c, n, t)),
+        3 => (user(), target(), point(), -1..6i64)
+            .prop_map(|(c, t, b, l)| Op::History(c, t, b, l)),
+        1 => pick(Among::All).prop_map(Op::Disconnect),
     ]
 }
 
@@ -69,6 +170,7 @@ enum Seen {
         room: String,
         members: Vec<String>,
         history: Vec<u64>,
+        complete: Option<bool>,
     },
     Left(String),
     Presence {
@@ -84,9 +186,15 @@ enum Seen {
     Dm {
         id: u64,
         from: String,
+        to: String,
         queued: bool,
+        replay: bool,
     },
     History(Vec<u64>),
+    DmHistory {
+        with: String,
+        ids: Vec<u64>,
+    },
     Error(ErrorCode),
 }
 
@@ -100,11 +208,12 @@ fn seen(event: &Event) -> Seen {
             room,
             members,
             history,
-            ..
+            complete,
         } => Seen::Joined {
             room: room.to_string(),
             members: members.iter().map(ToString::to_string).collect(),
             history: history.iter().map(|m| m.id.get()).collect(),
+            complete: *complete,
         },
         Event::Left { room } => Seen::Left(room.to_string()),
         Event::Presence { room, user, event } => Seen::Presence {
@@ -118,15 +227,23 @@ fn seen(event: &Event) -> Seen {
             from: m.from.to_string(),
         },
         Event::Dm {
-            message, queued, ..
+            message,
+            queued,
+            replay,
         } => Seen::Dm {
             id: message.id.get(),
             from: message.from.to_string(),
+            to: message.to.to_string(),
             queued: *queued,
+            replay: *replay,
         },
         Event::History { messages, .. } => {
             Seen::History(messages.iter().map(|m| m.id.get()).collect())
         }
+        Event::DmHistory { with, messages } => Seen::DmHistory {
+            with: with.to_string(),
+            ids: messages.iter().map(|m| m.id.get()).collect(),
+        },
         Event::Error { code, .. } => Seen::Error(*code),
         other => panic!("the model does not send {other:?}"),
     }
@@ -135,6 +252,34 @@ fn seen(event: &Event) -> Seen {
 /// How a connection is expected to get something: its kind, and whether it carries the `ref` of
 /// the frame (only the answer to the session that sent the frame does).
 type Delivery = (Seen, SendKind, bool);
+
+/// A record the store is expected to get (the others, reservations and accounts and room sets,
+/// are checked elsewhere or not at all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stored {
+    Message(u64),
+    Dm(u64),
+    Queued(u64),
+    /// Owner (lower-case) and the last id delivered.
+    Delivered(String, u64),
+}
+
+/// A history page the store is expected to be asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fetch {
+    conn: u64,
+    /// `room NAME`, or `dms of KEY with NAME`.
+    of: String,
+    before: Option<u64>,
+    limit: usize,
+}
+
+/// A DM as sent: the sender's shown name and the recipient's name as the sender spelled it.
+#[derive(Clone, Debug)]
+struct SentDm {
+    from: String,
+    to: String,
+}
 
 /// The reference model: plain collections, the protocol's rules written out one by one.
 #[derive(Default)]
@@ -151,11 +296,21 @@ struct Model {
     /// Lower-case name → the account's rooms, kept while it is offline (no entry: it never
     /// logged in).
     account_rooms: BTreeMap<String, BTreeSet<String>>,
-    /// Lower-case name → queued DMs (id, sender), oldest first.
-    mailboxes: BTreeMap<String, VecDeque<(u64, String)>>,
+    /// Lower-case name → queued DM ids, oldest first.
+    mailboxes: BTreeMap<String, VecDeque<u64>>,
+    /// Every DM ever sent, by id.
+    dms: BTreeMap<u64, SentDm>,
+    /// Lower-case account name → every DM id the account was a party to while it was an
+    /// account (either direction), oldest first.
+    dm_logs: BTreeMap<String, Vec<u64>>,
+    /// The most messages a resume sends per room, and DMs it replays: the configured limit,
+    /// but never more than memory holds.
+    resume_limit: usize,
+    /// The newest id handed out (0: none yet).
     next_id: u64,
     expected: BTreeMap<u64, Vec<Delivery>>,
-    fetches: usize,
+    stored: Vec<Stored>,
+    fetches: Vec<Fetch>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -182,6 +337,63 @@ fn text_problem(text: &str) -> Option<ErrorCode> {
     }
 }
 
+/// The newest `n` of `ids`.
+fn newest(ids: Vec<u64>, n: usize) -> Vec<u64> {
+    ids[ids.len().saturating_sub(n)..].to_vec()
+}
+
+/// Memory holds the newest `HISTORY` ids of a log (every id ever kept there, oldest first).
+fn in_memory(log: &[u64]) -> &[u64] {
+    &log[log.len().saturating_sub(HISTORY)..]
+}
+
+/// A resume from `since` over `log`: the ids after it that pass `keep` and that memory still
+/// has, the newest `limit` of them; and whether that is every id after it that passes `keep`
+/// (nothing cut by the limit, nothing evicted).
+fn resume(log: &[u64], since: u64, limit: usize, keep: impl Fn(u64) -> bool) -> (Vec<u64>, bool) {
+    let missed = |ids: &[u64]| -> Vec<u64> {
+        ids.iter()
+            .copied()
+            .filter(|&id| id > since && keep(id))
+            .collect()
+    };
+    let sent = newest(missed(in_memory(log)), limit);
+    let complete = sent == missed(log);
+    (sent, complete)
+}
+
+/// A history page of `log`: the newest `limit` ids below `before` that pass `keep`, from memory;
+/// `None` when memory may be short of it (it is short and something was evicted, and ids below
+/// `before` can exist), so the store must answer.
+fn page(
+    log: &[u64],
+    keep: impl Fn(u64) -> bool,
+    before: Option<u64>,
+    limit: usize,
+) -> Option<Vec<u64>> {
+    let wanted = |ids: &[u64]| -> Vec<u64> {
+        let ids = ids
+            .iter()
+            .copied()
+            .filter(|&id| before.is_none_or(|b| id < b) && keep(id))
+            .collect();
+        newest(ids, limit)
+    };
+    let page = wanted(in_memory(log));
+    let evicted = log.len() > HISTORY;
+    // Ids start at 1: below `before` 1 there is nothing, evicted or not.
+    let older_can_exist = before.is_none_or(|b| b > 1);
+    if page.len() < limit && evicted && older_can_exist {
+        return None;
+    }
+    assert_eq!(
+        page,
+        wanted(log),
+        "a page from memory is never short by mistake"
+    );
+    Some(page)
+}
+
 impl Model {
     fn tell(&mut self, conn: u64, seen: Seen, kind: SendKind, reference: bool) {
         self.expected
@@ -192,6 +404,15 @@ impl Model {
 
     fn name(&self, conn: u64) -> Option<String> {
         self.conns.get(&conn).cloned().flatten()
+    }
+
+    /// The id `point` stands for now.
+    fn resolve(&self, point: Point) -> u64 {
+        match point {
+            Point::Zero => 0,
+            Point::Back(k) => self.next_id.saturating_sub(k),
+            Point::Far => u64::MAX,
+        }
     }
 
     /// Every session of the user `key` (empty when offline).
@@ -227,18 +448,27 @@ impl Model {
         names
     }
 
-    fn joined(&self, room: &str) -> Seen {
+    /// The `joined` frame of `room`: its last `JOIN_HISTORY` messages, or for a resume what
+    /// came after `since`.
+    fn joined(&self, room: &str, since: Option<u64>) -> Seen {
         let said = self.said.get(room).cloned().unwrap_or_default();
-        let history = said[said.len().saturating_sub(JOIN_HISTORY)..].to_vec();
+        let (history, complete) = match since {
+            None => (newest(said, JOIN_HISTORY), None),
+            Some(since) => {
+                let (history, complete) = resume(&said, since, self.resume_limit, |_| true);
+                (history, Some(complete))
+            }
+        };
         Seen::Joined {
             room: room.into(),
             members: self.sorted_members(room),
             history,
+            complete,
         }
     }
 
     /// A join from `conn`; `reference` says whether it answers a `join` frame (not at login).
-    fn join(&mut self, conn: u64, room: &str, reference: bool) {
+    fn join(&mut self, conn: u64, room: &str, reference: bool, since: Option<u64>) {
         let name = self.name(conn).expect("joins are by logged-in users");
         let key = name.to_lowercase();
         let others = self.room_sessions(room);
@@ -254,12 +484,14 @@ impl Model {
                 self.tell(other, presence, SendKind::Push, false);
             }
         }
-        let joined = self.joined(room);
-        self.tell(conn, joined.clone(), SendKind::Backlog, reference);
+        let joined = self.joined(room, since);
+        self.tell(conn, joined, SendKind::Backlog, reference);
         if new {
+            // The other sessions did not resume anything: they get the plain frame.
+            let copy = self.joined(room, None);
             for session in self.sessions(&key) {
                 if session != conn {
-                    self.tell(session, joined.clone(), SendKind::Copy, false);
+                    self.tell(session, copy.clone(), SendKind::Copy, false);
                 }
             }
         }
@@ -296,10 +528,42 @@ impl Model {
         }
     }
 
-    fn apply(&mut self, conn: u64, op: &Op) -> Result<(), ErrorCode> {
+    fn dm(&self, id: u64, queued: bool, replay: bool) -> Seen {
+        let SentDm { from, to } = self.dms[&id].clone();
+        Seen::Dm {
+            id,
+            from,
+            to,
+            queued,
+            replay,
+        }
+    }
+
+    /// Whether DM `id` is between `peer` and someone else (`peer` lower-case).
+    fn dm_with(&self, id: u64, peer: &str) -> bool {
+        let dm = &self.dms[&id];
+        dm.from.to_lowercase() == peer || dm.to.to_lowercase() == peer
+    }
+
+    /// A resume's DMs for the account `key`: those after `since` it still has, but for the ones
+    /// its mailbox just `delivered`, replayed.
+    fn replay(&mut self, conn: u64, key: &str, since: u64, delivered: &[u64]) {
+        let log = self.dm_logs.get(key).cloned().unwrap_or_default();
+        let (ids, _) = resume(&log, since, self.resume_limit, |id| {
+            !delivered.contains(&id)
+        });
+        for id in ids {
+            self.tell(conn, self.dm(id, false, true), SendKind::Backlog, false);
+        }
+    }
+
+    /// Applies a command `op`; `point` is its `since` (a login, a join) or `before` (a history
+    /// page), resolved.
+    fn apply(&mut self, conn: u64, op: &Op, point: Option<u64>) -> Result<(), ErrorCode> {
+        let (since, before) = (point, point);
         let me = self.name(conn);
         match (op, me) {
-            (Op::Login(_, n, token), None) => {
+            (Op::Login(_, n, token, _), None) => {
                 let name = NAMES[*n];
                 let key = name.to_lowercase();
                 if !valid_name(name) {
@@ -323,12 +587,7 @@ impl Model {
                     }
                     let shown = self.accounts[&key].clone();
                     self.conns.insert(conn, Some(shown.clone()));
-                    let rooms: Vec<String> = self
-                        .members
-                        .iter()
-                        .filter(|(_, m)| m.contains(&key))
-                        .map(|(r, _)| r.clone())
-                        .collect();
+                    let rooms = self.rooms_of(&key);
                     self.tell(
                         conn,
                         Seen::Welcome(shown, rooms.clone()),
@@ -336,8 +595,12 @@ impl Model {
                         true,
                     );
                     for room in rooms {
-                        let joined = self.joined(&room);
+                        let joined = self.joined(&room, since);
                         self.tell(conn, joined, SendKind::Backlog, false);
+                    }
+                    // No mailbox while online: every DM after `since` is replayed.
+                    if let Some(since) = since {
+                        self.replay(conn, &key, since, &[]);
                     }
                     return Ok(());
                 }
@@ -363,27 +626,29 @@ impl Model {
                     true,
                 );
                 for room in rooms {
-                    self.join(conn, &room, false);
+                    self.join(conn, &room, false, since);
                 }
                 if !token {
                     return Ok(());
                 }
                 self.keep_rooms(&key);
-                for (id, from) in self.mailboxes.remove(&key).unwrap_or_default() {
-                    let dm = Seen::Dm {
-                        id,
-                        from,
-                        queued: false,
-                    };
-                    self.tell(conn, dm, SendKind::Backlog, false);
+                let delivered: Vec<u64> = self.mailboxes.remove(&key).unwrap_or_default().into();
+                if let Some(&through) = delivered.last() {
+                    self.stored.push(Stored::Delivered(key.clone(), through));
+                }
+                for &id in &delivered {
+                    self.tell(conn, self.dm(id, false, false), SendKind::Backlog, false);
+                }
+                if let Some(since) = since {
+                    self.replay(conn, &key, since, &delivered);
                 }
                 Ok(())
             }
             (Op::Login(..), Some(_)) => Err(ErrorCode::AlreadyLoggedIn),
             (_, None) => Err(ErrorCode::NotLoggedIn),
-            (Op::Join(_, r), Some(name)) => {
+            (Op::Join(_, r, _), Some(name)) => {
                 let room = room_of(*r)?;
-                self.join(conn, &room, true);
+                self.join(conn, &room, true, since);
                 self.keep_rooms(&name.to_lowercase());
                 Ok(())
             }
@@ -414,6 +679,7 @@ impl Model {
                 self.next_id += 1;
                 let id = self.next_id;
                 self.said.entry(room.clone()).or_default().push(id);
+                self.stored.push(Stored::Message(id));
                 for session in self.room_sessions(&room) {
                     let message = Seen::Message {
                         room: room.clone(),
@@ -441,60 +707,103 @@ impl Model {
                     return Err(ErrorCode::InvalidTarget);
                 }
                 let targets = self.sessions(&key);
-                let dm = |id, queued| Seen::Dm {
-                    id,
-                    from: name.clone(),
-                    queued,
-                };
-                let id = if targets.is_empty() {
+                let queued = targets.is_empty();
+                if queued {
                     if !self.accounts.contains_key(&key) {
                         return Err(ErrorCode::UserOffline);
                     }
-                    let mailbox = self.mailboxes.entry(key).or_default();
-                    if mailbox.len() >= MAILBOX {
+                    if self.mailboxes.get(&key).is_some_and(|m| m.len() >= MAILBOX) {
                         return Err(ErrorCode::MailboxFull);
                     }
-                    self.next_id += 1;
-                    mailbox.push_back((self.next_id, name.clone()));
-                    let id = self.next_id;
-                    self.tell(conn, dm(id, true), SendKind::Echo, true);
-                    id
-                } else {
-                    self.next_id += 1;
-                    let id = self.next_id;
-                    for target in targets {
-                        self.tell(target, dm(id, false), SendKind::Push, false);
-                    }
-                    self.tell(conn, dm(id, false), SendKind::Echo, true);
-                    id
+                }
+                self.next_id += 1;
+                let id = self.next_id;
+                let sent = SentDm {
+                    from: name.clone(),
+                    to: to.into(),
                 };
+                self.dms.insert(id, sent);
+                // Each account party keeps it in its DM history; kept anywhere, it is stored.
+                let parties: Vec<String> = [me.clone(), key.clone()]
+                    .into_iter()
+                    .filter(|party| self.accounts.contains_key(party))
+                    .collect();
+                for party in &parties {
+                    self.dm_logs.entry(party.clone()).or_default().push(id);
+                }
+                if !parties.is_empty() {
+                    self.stored.push(Stored::Dm(id));
+                }
+                if queued {
+                    self.mailboxes.entry(key).or_default().push_back(id);
+                    self.stored.push(Stored::Queued(id));
+                } else {
+                    for target in targets {
+                        self.tell(target, self.dm(id, false, false), SendKind::Push, false);
+                    }
+                }
+                self.tell(conn, self.dm(id, queued, false), SendKind::Echo, true);
                 for session in self.sessions(&me) {
                     if session != conn {
-                        self.tell(session, dm(id, false), SendKind::Copy, false);
+                        self.tell(session, self.dm(id, false, false), SendKind::Copy, false);
                     }
                 }
                 Ok(())
             }
-            (Op::History(_, r, before, limit), Some(name)) => {
-                let room = room_of(*r)?;
-                if !self.is_member(&name.to_lowercase(), &room) {
-                    return Err(ErrorCode::NotInRoom);
-                }
+            (Op::History(_, target, _, limit), Some(name)) => {
                 let limit = (*limit).clamp(1, 500) as usize;
-                let said = self.said.get(&room).cloned().unwrap_or_default();
-                let below = |id: &&u64| before.is_none_or(|b| **id < b);
-                let last = |ids: Vec<u64>| ids[ids.len().saturating_sub(limit)..].to_vec();
-                let whole = last(said.iter().filter(below).copied().collect());
-                // Memory holds the room's last HISTORY messages. A short page from memory may be
-                // short only because older messages were evicted: then the store answers.
-                let in_memory = &said[said.len().saturating_sub(HISTORY)..];
-                let page = last(in_memory.iter().filter(below).copied().collect());
-                let evicted = said.len() > HISTORY;
-                if page.len() < limit && evicted && !before.is_some_and(|b| b <= 1) {
-                    self.fetches += 1;
-                } else {
-                    assert_eq!(page, whole, "a page from memory is never short by mistake");
-                    self.tell(conn, Seen::History(page), SendKind::Backlog, true);
+                let me = name.to_lowercase();
+                match *target {
+                    Target::Room(r) => {
+                        let room = room_of(r)?;
+                        if !self.is_member(&me, &room) {
+                            return Err(ErrorCode::NotInRoom);
+                        }
+                        let said = self.said.get(&room).cloned().unwrap_or_default();
+                        match page(&said, |_| true, before, limit) {
+                            Some(ids) => {
+                                self.tell(conn, Seen::History(ids), SendKind::Backlog, true);
+                            }
+                            None => self.fetches.push(Fetch {
+                                conn,
+                                of: format!("room {room}"),
+                                before: before.filter(|&b| b > 0),
+                                limit,
+                            }),
+                        }
+                    }
+                    Target::With(n) => {
+                        if !self.accounts.contains_key(&me) {
+                            return Err(ErrorCode::AuthRequired);
+                        }
+                        let with = NAMES[n];
+                        if !valid_name(with) {
+                            return Err(ErrorCode::InvalidName);
+                        }
+                        let peer = with.to_lowercase();
+                        let Some(registered) = self.accounts.get(&peer).filter(|_| peer != me)
+                        else {
+                            return Err(ErrorCode::InvalidTarget);
+                        };
+                        let registered = registered.clone();
+                        let log = self.dm_logs.get(&me).cloned().unwrap_or_default();
+                        match page(&log, |id| self.dm_with(id, &peer), before, limit) {
+                            Some(ids) => {
+                                let page = Seen::DmHistory {
+                                    with: registered,
+                                    ids,
+                                };
+                                self.tell(conn, page, SendKind::Backlog, true);
+                            }
+                            None => self.fetches.push(Fetch {
+                                conn,
+                                of: format!("dms of {me} with {registered}"),
+                                before: before.filter(|&b| b > 0),
+                                limit,
+                            }),
+                        }
+                    }
+                    Target::Both(..) | Target::Neither => return Err(ErrorCode::BadFrame),
                 }
                 Ok(())
             }
@@ -509,23 +818,18 @@ impl Model {
                 // Another session stays: nobody is told anything.
                 return;
             }
-            let rooms: Vec<String> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.contains(&key))
-                .map(|(r, _)| r.clone())
-                .collect();
-            for room in rooms {
+            for room in self.rooms_of(&key) {
                 self.leave(&key, &room, &name);
             }
         }
     }
 }
 
-fn config() -> Config {
+fn config(resume_limit: usize) -> Config {
     Config {
         history: HISTORY,
         join_history: JOIN_HISTORY,
+        resume_limit,
         mailbox: MAILBOX,
         max_text_bytes: MAX_TEXT,
         login_timeout: None,
@@ -535,57 +839,100 @@ fn config() -> Config {
     }
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut sim = Sim::new(config());
-    let mut model = Model::default();
+/// The frame `op` sends, with its `since` or `before` resolved to `point`.
+fn command(op: &Op, point: Option<u64>) -> Command {
+    match op {
+        Op::Login(_, n, token, _) => {
+            let mut login = match token {
+                true => Sim::token_login(NAMES[*n]),
+                false => Command::login(NAMES[*n]),
+            };
+            if let Command::Login { since, .. } = &mut login {
+                *since = point;
+            }
+            login
+        }
+        Op::Join(_, r, _) => Command::Join {
+            room: ROOMS[*r].into(),
+            since: point,
+        },
+        Op::Leave(_, r) => Command::Leave {
+            room: ROOMS[*r].into(),
+        },
+        Op::Say(_, r, t) => Command::Say {
+            room: ROOMS[*r].into(),
+            text: TEXTS[*t].into(),
+        },
+        Op::Dm(_, n, t) => Command::Dm {
+            to: NAMES[*n].into(),
+            text: TEXTS[*t].into(),
+        },
+        Op::History(_, target, _, limit) => {
+            let (room, with) = match *target {
+                Target::Room(r) => (Some(ROOMS[r]), None),
+                Target::With(n) => (None, Some(NAMES[n])),
+                Target::Both(r, n) => (Some(ROOMS[r]), Some(NAMES[n])),
+                Target::Neither => (None, None),
+            };
+            Command::History {
+                room: room.map(Into::into),
+                with: with.map(Into::into),
+                before: point,
+                limit: Some(*limit),
+            }
+        }
+        Op::Connect | Op::Disconnect(_) => unreachable!("not a frame"),
+    }
+}
+
+fn run(ops: Vec<Op>, resume_limit: usize) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(config(resume_limit));
+    let mut model = Model {
+        resume_limit: resume_limit.min(HISTORY),
+        ..Model::default()
+    };
     let mut open: Vec<ConnectionId> = Vec::new();
     let mut last_id = 0;
     for (step, op) in ops.iter().enumerate() {
-        let conn_at = |i: usize| open.get(i % open.len().max(1)).copied();
+        let fetched = sim.fetches.len();
+        let waiting = open.iter().any(|c| model.name(c.0).is_none());
+        let fresh = matches!(op, Op::Login(p, ..) if p.among == Among::NotLoggedIn && !waiting);
+        if matches!(op, Op::Connect) || fresh {
+            let conn = sim.connect();
+            open.push(conn);
+            model.conns.insert(conn.0, None);
+        }
+        let conn_at = |pick: Pick| {
+            let logged_in = |c: &&ConnectionId| model.name(c.0).is_some();
+            let wanted: Vec<ConnectionId> = match pick.among {
+                Among::LoggedIn => open.iter().filter(logged_in).copied().collect(),
+                Among::NotLoggedIn => open.iter().filter(|c| !logged_in(c)).copied().collect(),
+                Among::All => Vec::new(),
+            };
+            let among = if wanted.is_empty() { &open } else { &wanted };
+            among.get(pick.index % among.len().max(1)).copied()
+        };
         match op {
-            Op::Connect => {
-                let conn = sim.connect();
-                open.push(conn);
-                model.conns.insert(conn.0, None);
-            }
-            Op::Disconnect(i) => {
-                let Some(conn) = conn_at(*i) else { continue };
+            Op::Connect => {}
+            Op::Disconnect(pick) => {
+                let Some(conn) = conn_at(*pick) else { continue };
                 open.retain(|c| *c != conn);
                 sim.disconnect(conn);
                 model.disconnect(conn.0);
                 model.expected.remove(&conn.0);
             }
             _ => {
-                let index = match op {
-                    Op::Login(i, _, _) | Op::Join(i, _) | Op::Leave(i, _) | Op::Say(i, _, _) => *i,
-                    Op::Dm(i, _, _) | Op::History(i, _, _, _) => *i,
+                let (pick, point) = match op {
+                    Op::Login(p, _, _, s) | Op::Join(p, _, s) | Op::History(p, _, s, _) => (*p, *s),
+                    Op::Leave(p, _) | Op::Say(p, _, _) | Op::Dm(p, _, _) => (*p, None),
                     Op::Connect | Op::Disconnect(_) => unreachable!(),
                 };
-                let Some(conn) = conn_at(index) else { continue };
-                if let Err(code) = model.apply(conn.0, op) {
+                let Some(conn) = conn_at(pick) else { continue };
+                let point = point.map(|p| model.resolve(p));
+                if let Err(code) = model.apply(conn.0, op, point) {
                     model.tell(conn.0, Seen::Error(code), SendKind::Reply, true);
                 }
-                let command = match op {
-                    Op::Login(_, n, false) => Command::login(NAMES[*n]),
-                    Op::Login(_, n, true) => Sim::token_login(NAMES[*n]),
-                    Op::Join(_, r) => Command::join(ROOMS[*r]),
-                    Op::Leave(_, r) => Command::Leave {
-                        room: ROOMS[*r].into(),
-                    },
-                    Op::Say(_, r, t) => Command::Say {
-                        room: ROOMS[*r].into(),
-                        text: TEXTS[*t].into(),
-                    },
-                    Op::Dm(_, n, t) => Command::Dm {
-                        to: NAMES[*n].into(),
-                        text: TEXTS[*t].into(),
-                    },
-                    Op::History(_, r, before, limit) => {
-                        Command::room_history(ROOMS[*r], *before, Some(*limit))
-                    }
-                    Op::Connect | Op::Disconnect(_) => unreachable!(),
-                };
-                sim.command_with_ref(conn, command, Ref::number(step as u64));
+                sim.command_with_ref(conn, command(op, point), Ref::number(step as u64));
             }
         }
         for &conn in &open {
@@ -607,12 +954,24 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
         }
-        prop_assert_eq!(
-            sim.fetches.len(),
-            model.fetches,
-            "history fetches after {:?}",
-            op
-        );
+        // The store is asked for exactly the pages memory may be short of.
+        for request in &sim.fetches[fetched..] {
+            prop_assert_eq!(&request.reference, &Some(Ref::number(step as u64)));
+        }
+        let fetches: Vec<Fetch> = sim
+            .fetches
+            .iter()
+            .map(|request| Fetch {
+                conn: request.conn.0,
+                of: match &request.of {
+                    HistoryOf::Room(room) => format!("room {room}"),
+                    HistoryOf::Dms { user, with } => format!("dms of {user} with {with}"),
+                },
+                before: request.before.map(|b| b.get()),
+                limit: request.limit,
+            })
+            .collect();
+        prop_assert_eq!(&fetches, &model.fetches, "history fetches after {:?}", op);
         // Invariants on the core's own state.
         for room in model.said.keys() {
             let room = RoomName::parse(room).unwrap();
@@ -630,26 +989,38 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let key = UserName::parse(key).unwrap().key();
             prop_assert_eq!(sim.chat.mailbox_len(&key), queue.len());
         }
-        // Ids of stored messages strictly increase.
-        let ids: Vec<u64> = sim
+        // The store got the model's messages, DMs and mailbox changes, in order.
+        let stored: Vec<Stored> = sim
             .records
             .iter()
-            .filter_map(|r| match r {
-                Record::Message(m) => Some(m.id.get()),
-                Record::Queued(d) => Some(d.id.get()),
+            .filter_map(|record| match record {
+                Record::Message(m) => Some(Stored::Message(m.id.get())),
+                Record::Dm(d) => Some(Stored::Dm(d.id.get())),
+                Record::Queued(d) => Some(Stored::Queued(d.id.get())),
+                Record::Delivered { owner, through } => {
+                    Some(Stored::Delivered(owner.to_string(), through.get()))
+                }
                 _ => None,
             })
             .collect();
+        prop_assert_eq!(&stored, &model.stored, "stored after {:?}", op);
+        // Ids of stored messages strictly increase (a queued DM is stored as a DM too).
+        let mut ids: Vec<u64> = sim
+            .records
+            .iter()
+            .filter_map(|r| r.message_id().map(|id| id.get()))
+            .collect();
+        ids.dedup();
         prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
         // The last stored room set of each account is its set; guests store none.
-        let mut stored: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut rooms: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for record in &sim.records {
-            if let Record::Rooms { owner, rooms } = record {
-                let rooms = rooms.iter().map(ToString::to_string).collect();
-                stored.insert(owner.to_string(), rooms);
+            if let Record::Rooms { owner, rooms: set } = record {
+                let set = set.iter().map(ToString::to_string).collect();
+                rooms.insert(owner.to_string(), set);
             }
         }
-        prop_assert_eq!(&stored, &model.account_rooms, "stored rooms after {:?}", op);
+        prop_assert_eq!(&rooms, &model.account_rooms, "stored rooms after {:?}", op);
         if let Some(&newest) = ids.last() {
             prop_assert!(newest >= last_id);
             last_id = newest;
@@ -662,7 +1033,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_core_behaves_like_the_reference_model(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops)?;
+    fn the_core_behaves_like_the_reference_model(
+        ops in proptest::collection::vec(op(), 1..150),
+        resume_limit in proptest::sample::select(&RESUME_LIMITS[..]),
+    ) {
+        run(ops, resume_limit)?;
     }
 }

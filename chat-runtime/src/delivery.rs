@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_core::{
-    ChatError, ConnectionId, DirectMessage, Event, HistoryRequest, MessageId, Output, Recipients,
-    Record, Ref, SendKind,
+    ChatError, ConnectionId, DirectMessage, Event, HistoryOf, HistoryRequest, MessageId, Output,
+    Recipients, Record, Ref, SendKind,
 };
 use chat_store::{Store, StoreError};
 use tokio::sync::{Semaphore, mpsc};
@@ -125,7 +125,8 @@ struct Recipient {
 /// A history page read by its own task.
 struct PageRead {
     request: HistoryRequest,
-    page: Result<Vec<chat_core::RoomMessage>, StoreError>,
+    /// The `history` event to send.
+    page: Result<Event, StoreError>,
 }
 
 /// The store failed; when to try to recover it next.
@@ -275,7 +276,9 @@ impl DeliveryTask {
         let mut forget = Vec::new();
         for record in records {
             match record {
-                Record::Message(_) | Record::Queued(_) | Record::Account(_) => forget.push(record),
+                Record::Message(_) | Record::Queued(_) | Record::Dm(_) | Record::Account(_) => {
+                    forget.push(record)
+                }
                 Record::IdsReserved { .. } => self.pending.push(record),
                 // An account's whole room set: stored once the store recovers. Only its latest
                 // set matters, so an older pending one of the same account is dropped.
@@ -546,13 +549,10 @@ impl DeliveryTask {
         let PageRead { request, page } = read;
         let conn = request.conn;
         let event = match page {
-            Ok(page) => Event::History {
-                room: request.room,
-                messages: page.into_iter().map(Arc::new).collect(),
-            },
+            Ok(page) => page,
             Err(error) => {
                 Metrics::add(&self.metrics.store_errors, 1);
-                tracing::error!(%error, room = %request.room, "reading a history page failed");
+                tracing::error!(%error, of = ?request.of, "reading a history page failed");
                 Event::error(&ChatError::Unavailable)
             }
         };
@@ -606,9 +606,25 @@ impl DeliveryTask {
         tokio::spawn(async move {
             // The semaphore is never closed, so a turn always comes.
             let _turn = reads.acquire_owned().await;
-            let page = store
-                .history(&request.room, request.before, request.limit)
-                .await;
+            let (before, limit) = (request.before, request.limit);
+            let page = match &request.of {
+                HistoryOf::Room(room) => {
+                    store
+                        .history(room, before, limit)
+                        .await
+                        .map(|page| Event::History {
+                            room: room.clone(),
+                            messages: page.into_iter().map(Arc::new).collect(),
+                        })
+                }
+                HistoryOf::Dms { user, with } => store
+                    .dm_history(user, &with.key(), before, limit)
+                    .await
+                    .map(|page| Event::DmHistory {
+                        with: with.clone(),
+                        messages: page.into_iter().map(Arc::new).collect(),
+                    }),
+            };
             let _ = pages.send(PageRead { request, page });
         });
     }
@@ -651,11 +667,23 @@ fn without_refused(refused: &HashSet<MessageId>, event: Arc<Event>) -> Option<Ar
             room,
             members,
             history,
+            complete,
         } if history.iter().any(|m| refused.contains(&m.id)) => Some(Arc::new(Event::Joined {
             room: room.clone(),
             members: members.clone(),
             history: kept(history),
+            complete: *complete,
         })),
+        Event::DmHistory { with, messages } if messages.iter().any(|m| refused.contains(&m.id)) => {
+            Some(Arc::new(Event::DmHistory {
+                with: with.clone(),
+                messages: messages
+                    .iter()
+                    .filter(|m| !refused.contains(&m.id))
+                    .cloned()
+                    .collect(),
+            }))
+        }
         Event::History { room, messages } if messages.iter().any(|m| refused.contains(&m.id)) => {
             Some(Arc::new(Event::History {
                 room: room.clone(),

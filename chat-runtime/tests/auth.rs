@@ -78,9 +78,7 @@ async fn a_slow_check_holds_up_only_the_client_being_checked_and_its_frames_keep
         .send(token_login("carol"), Some(Ref::number(1)))
         .await
         .unwrap();
-    let join = Command::Join {
-        room: "rust".into(),
-    };
+    let join = Command::join("rust");
     carol.send(join, Some(Ref::number(2))).await.unwrap();
     carol
         .send(say("rust", "first words"), Some(Ref::number(3)))

@@ -191,11 +191,7 @@ async fn a_history_page_bigger_than_the_outbox_is_not_slowness() {
         alice.send(say(&format!("{n:0>60}")), None).await.unwrap();
         expect(&mut alice, "message").await;
     }
-    let history = Command::History {
-        room: "general".into(),
-        before: None,
-        limit: Some(20),
-    };
+    let history = Command::room_history("general", None, Some(20));
     alice.send(history, None).await.unwrap();
     let page = expect(&mut alice, "history").await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 20);
@@ -249,6 +245,15 @@ impl Store for GatedStore {
         limit: usize,
     ) -> Result<Vec<RoomMessage>, StoreError> {
         self.inner.history(room, before, limit).await
+    }
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        self.inner.dm_history(a, b, before, limit).await
     }
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
         self.inner.rooms().await
@@ -381,11 +386,7 @@ async fn history_past_memory_is_read_from_the_store() {
         alice.send(say(&format!("m{n}")), None).await.unwrap();
         expect(&mut alice, "message").await;
     }
-    let history = Command::History {
-        room: "general".into(),
-        before: None,
-        limit: Some(6),
-    };
+    let history = Command::room_history("general", None, Some(6));
     alice
         .send(history, Some(Ref::text("h").unwrap()))
         .await
@@ -573,11 +574,7 @@ async fn a_history_page_the_store_cannot_read_is_unavailable_not_empty() {
         expect(&mut alice, "message").await;
     }
     switch.fail_history(true);
-    let page = Command::History {
-        room: "general".into(),
-        before: None,
-        limit: Some(5),
-    };
+    let page = Command::room_history("general", None, Some(5));
     alice
         .send(page.clone(), Some(Ref::number(1)))
         .await
@@ -605,11 +602,7 @@ async fn replies_behind_a_store_read_keep_their_order() {
         alice.send(say(&format!("m{n}")), None).await.unwrap();
         expect(&mut alice, "message").await;
     }
-    let page = Command::History {
-        room: "general".into(),
-        before: None,
-        limit: Some(6),
-    };
+    let page = Command::room_history("general", None, Some(6));
     alice
         .send(page.clone(), Some(Ref::number(1)))
         .await
@@ -848,11 +841,7 @@ async fn room_messages_wait_behind_a_page_being_read_for_the_same_client() {
         expect(&mut alice, "message").await;
     }
     // Alice's page (read from the store) is asked for before bob speaks: she sees it first.
-    let page = Command::History {
-        room: "general".into(),
-        before: None,
-        limit: Some(6),
-    };
+    let page = Command::room_history("general", None, Some(6));
     alice.send(page, Some(Ref::number(1))).await.unwrap();
     bob.send(say("after the page"), None).await.unwrap();
     let mut kinds = Vec::new();
@@ -896,9 +885,7 @@ async fn an_accounts_room_sets_the_store_refused_are_stored_once_it_recovers() {
     // Joins stand while the store is down; their room sets wait for it.
     switch.fail_appends(true);
     for room in ["rust", "go"] {
-        erin.send(Command::Join { room: room.into() }, None)
-            .await
-            .unwrap();
+        erin.send(Command::join(room), None).await.unwrap();
         assert_eq!(expect(&mut erin, "joined").await["room"], room);
     }
     assert_eq!(

@@ -38,9 +38,14 @@ pub fn message(room: &str, id: u64, text: &str) -> Arc<RoomMessage> {
 
 /// Fixture: DM `id` from `alice` to `to` (as spelled), saying `text`.
 pub fn direct(id: u64, to: &str, text: &str) -> Arc<DirectMessage> {
+    direct_from(id, "alice", to, text)
+}
+
+/// Fixture: DM `id` from `from` to `to` (both as spelled), saying `text`.
+pub fn direct_from(id: u64, from: &str, to: &str, text: &str) -> Arc<DirectMessage> {
     Arc::new(DirectMessage {
         id: id_of(id),
-        from: "alice".parse().expect("a valid name"),
+        from: from.parse().expect("fixture user names are valid"),
         to: to.parse().expect("fixture user names are valid"),
         text: Text::parse(text, usize::MAX).expect("fixture texts are valid"),
         ts: Timestamp::from_unix_millis(1_764_000_000_000 + id),
@@ -120,6 +125,11 @@ where
     account_rooms_in_a_refused_call_are_not_stored(&fresh().await).await;
     id_counter_covers_everything(&fresh().await).await;
     texts_are_kept_verbatim(&fresh().await).await;
+    dm_history_keeps_both_directions_in_one_conversation(&fresh().await).await;
+    dm_history_pages_are_exact(&fresh().await).await;
+    out_of_order_dms_are_refused_whole(&fresh().await).await;
+    dms_in_a_refused_call_are_not_stored(&fresh().await).await;
+    load_gives_each_party_its_newest_dms(&fresh().await).await;
     concurrent_appends_all_land(Arc::new(fresh().await)).await;
     recover_keeps_a_healthy_store(&fresh().await).await;
     closed_store_refuses(&fresh().await).await;
@@ -137,6 +147,13 @@ pub async fn empty_store<S: Store + ?Sized>(store: &S) {
             .is_empty()
     );
     assert!(store.mailbox(&key("bob")).await.unwrap().is_empty());
+    assert!(
+        store
+            .dm_history(&key("alice"), &key("bob"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.account(&key("bob")).await.unwrap(), None);
     store.flush().await.unwrap();
     store.close().await.unwrap();
@@ -589,7 +606,8 @@ pub async fn account_rooms_in_a_refused_call_are_not_stored<S: Store + ?Sized>(s
     store.close().await.unwrap();
 }
 
-/// `next_id` covers reservations, messages, queued and delivered DMs, and never goes down.
+/// `next_id` covers reservations, messages, queued, delivered and conversation DMs, and never
+/// goes down.
 pub async fn id_counter_covers_everything<S: Store + ?Sized>(store: &S) {
     append(store, &[Record::IdsReserved { until: id_of(50) }]).await;
     assert_eq!(next_id(store).await, Some(id_of(50)));
@@ -603,6 +621,8 @@ pub async fn id_counter_covers_everything<S: Store + ?Sized>(store: &S) {
     assert_eq!(next_id(store).await, Some(id_of(71)));
     append(store, &[Record::Queued(direct(90, "bob", "y"))]).await;
     assert_eq!(next_id(store).await, Some(id_of(91)));
+    append(store, &[Record::Dm(direct(93, "carol", "z"))]).await;
+    assert_eq!(next_id(store).await, Some(id_of(94)));
     append(
         store,
         &[Record::Delivered {
@@ -623,6 +643,7 @@ pub async fn texts_are_kept_verbatim<S: Store + ?Sized>(store: &S) {
         &[
             Record::Message(message("general", 1, text)),
             Record::Queued(direct(2, "bob", text)),
+            Record::Dm(direct(2, "bob", text)),
         ],
     )
     .await;
@@ -632,21 +653,33 @@ pub async fn texts_are_kept_verbatim<S: Store + ?Sized>(store: &S) {
         store.mailbox(&key("bob")).await.unwrap()[0].text.as_str(),
         text
     );
+    let dms = store
+        .dm_history(&key("bob"), &key("alice"), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(dms[0].text.as_str(), text);
     store.close().await.unwrap();
 }
 
-/// Many tasks appending at once (group commit) lose nothing and keep each room's order.
+/// Many tasks appending at once (group commit) lose nothing and keep each room's and each
+/// conversation's order.
 pub async fn concurrent_appends_all_land<S: Store + ?Sized>(store: Arc<S>) {
     const WRITERS: u64 = 16;
     const EACH: u64 = 20;
+    let user = |w: u64| format!("user{w}");
     let tasks: Vec<_> = (0..WRITERS)
         .map(|w| {
             let store = store.clone();
             tokio::spawn(async move {
                 for n in 0..EACH {
-                    // Writer w owns the ids w+1, w+1+WRITERS, ... in its own room.
+                    // Writer w owns the ids w+1, w+1+WRITERS, ... and uses them in turn for its
+                    // own room and for its own conversation with alice.
                     let id = 1 + w + n * WRITERS;
-                    let record = Record::Message(message(&format!("room{w}"), id, "hi"));
+                    let record = if n % 2 == 0 {
+                        Record::Message(message(&format!("room{w}"), id, "hi"))
+                    } else {
+                        Record::Dm(direct_from(id, &user(w), "alice", "hi"))
+                    };
                     store.append(&[record]).await.unwrap();
                 }
             })
@@ -657,13 +690,22 @@ pub async fn concurrent_appends_all_land<S: Store + ?Sized>(store: Arc<S>) {
     }
     let snapshot = store.load(usize::MAX).await.unwrap();
     assert_eq!(snapshot.rooms.len(), WRITERS as usize);
+    let ids_of = |w: u64, parity: u64| -> Vec<u64> {
+        (0..EACH)
+            .filter(|n| n % 2 == parity)
+            .map(|n| 1 + w + n * WRITERS)
+            .collect()
+    };
     for w in 0..WRITERS {
-        let expected: Vec<u64> = (0..EACH).map(|n| 1 + w + n * WRITERS).collect();
         assert_eq!(
             ids(&snapshot.rooms[&room(&format!("room{w}"))].messages),
-            expected
+            ids_of(w, 0)
         );
+        assert_eq!(dm_ids(&snapshot.dms[&key(&user(w))].messages), ids_of(w, 1));
     }
+    let mut alice: Vec<u64> = (0..WRITERS).flat_map(|w| ids_of(w, 1)).collect();
+    alice.sort();
+    assert_eq!(dm_ids(&snapshot.dms[&key("alice")].messages), alice);
     assert_eq!(snapshot.next_id, Some(id_of(WRITERS * EACH + 1)));
     store.close().await.unwrap();
 }
@@ -676,6 +718,7 @@ pub async fn recover_keeps_a_healthy_store<S: Store + ?Sized>(store: &S) {
         &[
             Record::Message(message("general", 1, "before")),
             Record::Queued(direct(2, "bob", "psst")),
+            Record::Dm(direct(2, "bob", "psst")),
             Record::Account(account("Bob", Some(HASH))),
             Record::IdsReserved { until: id_of(10) },
         ],
@@ -685,10 +728,26 @@ pub async fn recover_keeps_a_healthy_store<S: Store + ?Sized>(store: &S) {
     store.recover().await.unwrap();
     store.recover().await.unwrap();
     assert_eq!(store.load(10).await.unwrap(), before);
-    append(store, &[Record::Message(message("general", 10, "after"))]).await;
+    append(
+        store,
+        &[
+            Record::Message(message("general", 10, "after")),
+            Record::Dm(direct_from(11, "bob", "alice", "after")),
+        ],
+    )
+    .await;
     assert_eq!(
         ids(&store.history(&room("general"), None, 10).await.unwrap()),
         vec![1, 10]
+    );
+    assert_eq!(
+        dm_ids(
+            &store
+                .dm_history(&key("alice"), &key("bob"), None, 10)
+                .await
+                .unwrap()
+        ),
+        vec![2, 11]
     );
     assert_eq!(
         store.account(&key("bob")).await.unwrap(),
@@ -716,10 +775,363 @@ pub async fn closed_store_refuses<S: Store + ?Sized>(store: &S) {
         Err(StoreError::Closed)
     ));
     assert!(matches!(
+        store.dm_history(&key("alice"), &key("bob"), None, 1).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
         store.account(&key("bob")).await,
         Err(StoreError::Closed)
     ));
     assert!(matches!(store.flush().await, Err(StoreError::Closed)));
+    store.close().await.unwrap();
+}
+
+/// The DMs of a conversation, `a` and `b` in either order, as [`Store::dm_history`] pages them.
+async fn conversation_ids<S: Store + ?Sized>(
+    store: &S,
+    a: &str,
+    b: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Vec<u64> {
+    let page = store
+        .dm_history(&key(a), &key(b), before.map(id_of), limit)
+        .await
+        .unwrap();
+    let swapped = store
+        .dm_history(&key(b), &key(a), before.map(id_of), limit)
+        .await
+        .unwrap();
+    assert_eq!(page, swapped, "the order of the two keys does not matter");
+    dm_ids(&page)
+}
+
+/// A DM and its answer are one conversation, whoever sent which and however the names are
+/// spelled; other pairs of users are other conversations; and the history is independent of
+/// the mailboxes.
+pub async fn dm_history_keeps_both_directions_in_one_conversation<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Dm(direct_from(1, "alice", "Bob", "hi bob")),
+            Record::Dm(direct_from(2, "BOB", "alice", "hi alice")),
+            Record::Dm(direct_from(3, "alice", "carol", "hi carol")),
+            Record::Dm(direct_from(4, "carol", "bob", "hi bob, from carol")),
+        ],
+    )
+    .await;
+    append(
+        store,
+        &[Record::Dm(direct_from(5, "Alice", "bob", "again"))],
+    )
+    .await;
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![1, 2, 5]
+    );
+    assert_eq!(
+        conversation_ids(store, "alice", "carol", None, 10).await,
+        vec![3]
+    );
+    assert_eq!(
+        conversation_ids(store, "bob", "carol", None, 10).await,
+        vec![4]
+    );
+    assert!(
+        conversation_ids(store, "alice", "dave", None, 10)
+            .await
+            .is_empty()
+    );
+    assert!(
+        conversation_ids(store, "dave", "erin", None, 10)
+            .await
+            .is_empty()
+    );
+    let page = store
+        .dm_history(&key("bob"), &key("alice"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        vec![
+            DirectMessage::clone(&direct_from(1, "alice", "Bob", "hi bob")),
+            DirectMessage::clone(&direct_from(2, "BOB", "alice", "hi alice")),
+            DirectMessage::clone(&direct_from(5, "Alice", "bob", "again")),
+        ],
+        "each DM comes back as stored, its spelling kept"
+    );
+    assert!(
+        store.mailbox(&key("bob")).await.unwrap().is_empty(),
+        "a DM is not queued"
+    );
+    assert!(
+        store.rooms().await.unwrap().is_empty(),
+        "DMs are no room's history"
+    );
+
+    // A queued DM shares its id with its conversation's record; delivering it leaves the
+    // conversation alone, and a DM only queued is in no conversation.
+    append(
+        store,
+        &[
+            Record::Queued(direct(6, "bob", "while you were out")),
+            Record::Dm(direct(6, "bob", "while you were out")),
+            Record::Queued(direct(7, "dave", "mailbox only")),
+        ],
+    )
+    .await;
+    append(
+        store,
+        &[Record::Delivered {
+            owner: key("bob"),
+            through: id_of(6),
+        }],
+    )
+    .await;
+    assert!(store.mailbox(&key("bob")).await.unwrap().is_empty());
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![1, 2, 5, 6]
+    );
+    assert!(
+        conversation_ids(store, "alice", "dave", None, 10)
+            .await
+            .is_empty()
+    );
+    assert!(!store.load(10).await.unwrap().dms.contains_key(&key("dave")));
+    store.close().await.unwrap();
+}
+
+/// `dm_history` pages are the DMs just below `before`, oldest first, never short while more
+/// exist.
+pub async fn dm_history_pages_are_exact<S: Store + ?Sized>(store: &S) {
+    // Ids 2, 4, ..., 200 between alice and bob in turns, with another conversation of alice's
+    // interleaved (odd ids).
+    let mut records = Vec::new();
+    for n in 1..=100u64 {
+        let (from, to) = if n % 2 == 0 {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
+        records.push(Record::Dm(direct_from(2 * n, from, to, "x")));
+        records.push(Record::Dm(direct_from(2 * n + 1, "alice", "carol", "y")));
+    }
+    append(store, &records).await;
+    let page = |before: Option<u64>, limit| conversation_ids(store, "alice", "bob", before, limit);
+    assert_eq!(page(None, 3).await, vec![196, 198, 200]);
+    assert_eq!(page(Some(10), 3).await, vec![4, 6, 8]);
+    assert_eq!(page(Some(9), 3).await, vec![4, 6, 8]);
+    assert_eq!(page(Some(5), 10).await, vec![2, 4]);
+    assert_eq!(page(Some(2), 10).await, Vec::<u64>::new());
+    assert_eq!(page(Some(1), 10).await, Vec::<u64>::new());
+    assert_eq!(page(None, 0).await, Vec::<u64>::new());
+    assert_eq!(page(Some(1000), 2).await, vec![198, 200]);
+    let all: Vec<u64> = (1..=100).map(|n| 2 * n).collect();
+    assert_eq!(page(None, 1000).await, all);
+    // Walking back page by page visits every DM once.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let chunk = page(before, 7).await;
+        if chunk.is_empty() {
+            break;
+        }
+        assert!(chunk.len() == 7 || chunk[0] == 2, "short page {chunk:?}");
+        before = Some(chunk[0]);
+        seen.splice(0..0, chunk);
+    }
+    assert_eq!(seen, all);
+    store.close().await.unwrap();
+}
+
+/// A call with a DM whose id is not above its conversation's last one (stored, or earlier in
+/// the call) is refused whole with [`StoreError::OutOfOrder`] naming the conversation; other
+/// conversations, and the mailboxes, keep their own order.
+pub async fn out_of_order_dms_are_refused_whole<S: Store + ?Sized>(store: &S) {
+    append(store, &[Record::Dm(direct_from(5, "alice", "bob", "five"))]).await;
+    let before = store.load(10).await.unwrap();
+    let stale = store
+        .append(&[
+            Record::Dm(direct_from(6, "bob", "alice", "six")),
+            Record::Message(message("general", 7, "seven")),
+            Record::Queued(direct(8, "carol", "eight")),
+            Record::Dm(direct_from(6, "Alice", "BOB", "six again")),
+        ])
+        .await;
+    match &stale {
+        Err(StoreError::OutOfOrder { place, id, last }) => {
+            assert_eq!(place, "the conversation of alice and bob");
+            assert_eq!((*id, *last), (id_of(6), id_of(6)));
+        }
+        other => panic!("expected OutOfOrder, got {other:?}"),
+    }
+    assert_eq!(
+        store.load(10).await.unwrap(),
+        before,
+        "nothing of the call is stored"
+    );
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![5]
+    );
+
+    // Below or at the stored last id, in either direction.
+    for id in [4, 5] {
+        let stale = store
+            .append(&[Record::Dm(direct_from(id, "bob", "alice", "stale"))])
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::OutOfOrder { last, .. }) if last == id_of(5)),
+            "{stale:?}"
+        );
+    }
+    // Another conversation has its own order; a mailbox and a conversation are independent.
+    append(
+        store,
+        &[
+            Record::Dm(direct_from(3, "alice", "carol", "three")),
+            Record::Queued(direct(4, "bob", "queued")),
+            Record::Dm(direct_from(9, "alice", "bob", "nine")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![5, 9]
+    );
+    assert_eq!(
+        conversation_ids(store, "alice", "carol", None, 10).await,
+        vec![3]
+    );
+    assert_eq!(dm_ids(&store.mailbox(&key("bob")).await.unwrap()), vec![4]);
+    assert_eq!(next_id(store).await, Some(id_of(10)));
+    store.close().await.unwrap();
+}
+
+/// The DMs of a call refused for another record's order are not stored, in a new conversation
+/// or an old one, and leave the id counter as it was.
+pub async fn dms_in_a_refused_call_are_not_stored<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Message(message("general", 5, "five")),
+            Record::Dm(direct_from(6, "alice", "bob", "kept")),
+        ],
+    )
+    .await;
+    let before = store.load(10).await.unwrap();
+    let refused = store
+        .append(&[
+            Record::Dm(direct_from(7, "bob", "alice", "lost")),
+            Record::Dm(direct_from(8, "carol", "dave", "lost")),
+            Record::Message(message("general", 4, "stale")),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::OutOfOrder { id, .. }) if id == id_of(4)),
+        "{refused:?}"
+    );
+    assert_eq!(store.load(10).await.unwrap(), before);
+    assert_eq!(before.next_id, Some(id_of(7)));
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![6]
+    );
+    assert!(
+        conversation_ids(store, "carol", "dave", None, 10)
+            .await
+            .is_empty()
+    );
+    // The store carries on, and the refused ids are free.
+    append(
+        store,
+        &[
+            Record::Dm(direct_from(7, "bob", "alice", "stored")),
+            Record::Dm(direct_from(8, "carol", "dave", "stored")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        conversation_ids(store, "alice", "bob", None, 10).await,
+        vec![6, 7]
+    );
+    assert_eq!(
+        conversation_ids(store, "carol", "dave", None, 10).await,
+        vec![8]
+    );
+    store.close().await.unwrap();
+}
+
+/// `load` gives every party to a stored conversation its newest DMs across all its
+/// conversations, both directions, oldest first, and says whether older ones exist; a DM is in
+/// the tail of both its users.
+pub async fn load_gives_each_party_its_newest_dms<S: Store + ?Sized>(store: &S) {
+    append(
+        store,
+        &[
+            Record::Dm(direct_from(1, "alice", "bob", "a>b")),
+            Record::Dm(direct_from(2, "Bob", "alice", "b>a")),
+            Record::Dm(direct_from(3, "carol", "alice", "c>a")),
+            Record::Dm(direct_from(4, "bob", "carol", "b>c")),
+            Record::Queued(direct(5, "erin", "queued only")),
+        ],
+    )
+    .await;
+    append(
+        store,
+        &[
+            Record::Dm(direct_from(6, "alice", "BOB", "a>b")),
+            Record::Dm(direct_from(7, "alice", "carol", "a>c")),
+            Record::Dm(direct_from(8, "dave", "erin", "d>e")),
+        ],
+    )
+    .await;
+    let tail_ids = |snapshot: &Snapshot, user: &str| -> (Vec<u64>, bool) {
+        let tail = &snapshot.dms[&key(user)];
+        (dm_ids(&tail.messages), tail.has_older)
+    };
+
+    let all = store.load(10).await.unwrap();
+    assert_eq!(tail_ids(&all, "alice"), (vec![1, 2, 3, 6, 7], false));
+    assert_eq!(tail_ids(&all, "bob"), (vec![1, 2, 4, 6], false));
+    assert_eq!(tail_ids(&all, "carol"), (vec![3, 4, 7], false));
+    assert_eq!(tail_ids(&all, "dave"), (vec![8], false));
+    assert_eq!(
+        tail_ids(&all, "erin"),
+        (vec![8], false),
+        "a queued DM is not history"
+    );
+    assert_eq!(all.dms.len(), 5);
+    assert_eq!(
+        all.dms[&key("bob")].messages[1],
+        *direct_from(2, "Bob", "alice", "b>a"),
+        "each DM comes back as stored"
+    );
+    assert_eq!(all.next_id, Some(id_of(9)));
+    assert!(all.rooms.is_empty());
+
+    let newest = store.load(2).await.unwrap();
+    assert_eq!(tail_ids(&newest, "alice"), (vec![6, 7], true));
+    assert_eq!(tail_ids(&newest, "bob"), (vec![4, 6], true));
+    assert_eq!(tail_ids(&newest, "carol"), (vec![4, 7], true));
+    assert_eq!(tail_ids(&newest, "dave"), (vec![8], false));
+
+    let exact = store.load(4).await.unwrap();
+    assert_eq!(
+        tail_ids(&exact, "bob"),
+        (vec![1, 2, 4, 6], false),
+        "4 of 4 leaves nothing older"
+    );
+    assert_eq!(tail_ids(&exact, "alice"), (vec![2, 3, 6, 7], true));
+
+    let none = store.load(0).await.unwrap();
+    assert_eq!(none.dms.len(), 5);
+    assert!(
+        none.dms
+            .values()
+            .all(|tail| tail.messages.is_empty() && tail.has_older)
+    );
     store.close().await.unwrap();
 }
 
@@ -749,6 +1161,10 @@ where
     records.push(Record::Queued(direct(41, "Bob", "one")));
     records.push(Record::Queued(direct(42, "carol", "two")));
     records.push(Record::Queued(direct(43, "bob", "three")));
+    records.push(Record::Dm(direct(43, "bob", "three")));
+    records.push(Record::Dm(direct_from(44, "Bob", "alice", "four")));
+    records.push(Record::Dm(direct_from(45, "alice", "bob", "five")));
+    records.push(Record::Dm(direct_from(46, "carol", "Alice", "six")));
     records.push(Record::Account(account("Alice", None)));
     records.push(Record::Account(account("token.user", None)));
     records.push(rooms_of("alice", &["general"]));
@@ -771,6 +1187,11 @@ where
         .history(&room("general"), Some(id_of(30)), 4)
         .await
         .unwrap();
+    let dm_page_before = store
+        .dm_history(&bob, &key("alice"), Some(id_of(45)), 5)
+        .await
+        .unwrap();
+    assert_eq!(dm_ids(&dm_page_before), vec![43, 44]);
     store.close().await.unwrap();
 
     let store = open().await;
@@ -785,6 +1206,17 @@ where
             .await
             .unwrap(),
         page_before
+    );
+    assert_eq!(
+        store
+            .dm_history(&key("alice"), &bob, Some(id_of(45)), 5)
+            .await
+            .unwrap(),
+        dm_page_before
+    );
+    assert_eq!(
+        dm_ids(&before.dms[&key("alice")].messages),
+        vec![43, 44, 45, 46]
     );
     assert_eq!(
         store.rooms().await.unwrap(),
@@ -816,6 +1248,7 @@ where
         &store,
         &[
             Record::Message(message("general", 64, "after the restart")),
+            Record::Dm(direct_from(65, "bob", "alice", "after the restart")),
             Record::Delivered {
                 owner: bob.clone(),
                 through: id_of(43),
@@ -837,6 +1270,13 @@ where
         vec![40, 64]
     );
     assert!(snapshot.rooms[&room("general")].has_older);
+    let dm_tail = |user: &str| {
+        let tail = &snapshot.dms[&key(user)];
+        (dm_ids(&tail.messages), tail.has_older)
+    };
+    assert_eq!(dm_tail("alice"), (vec![46, 65], true));
+    assert_eq!(dm_tail("bob"), (vec![45, 65], true));
+    assert_eq!(dm_tail("carol"), (vec![46], false));
     assert_eq!(dm_ids(&snapshot.mailboxes[&key("carol")]), vec![42]);
     assert!(
         !snapshot.mailboxes.contains_key(&bob),

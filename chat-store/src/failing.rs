@@ -2,7 +2,8 @@
 //! store fails.
 //!
 //! It wraps any store and passes every call through, except that a [`FailureSwitch`] (a cheap
-//! handle a test keeps) can make `append` and `history` fail, each on its own. A failing call
+//! handle a test keeps) can make `append` and the history reads (`history`, `dm_history`) fail,
+//! each on its own. A failing call
 //! returns [`StoreError::Io`] and does not reach the wrapped store, so it changes nothing: the
 //! wrapped store holds exactly the records of the appends that returned `Ok`, as a real backend
 //! does after its [`recover`](Store::recover). `recover` fails while appends are switched to
@@ -19,8 +20,8 @@ use chat_core::{
 
 use crate::store::{Store, StoreError};
 
-/// A [`Store`] around another one whose `append` and `history` fail while a [`FailureSwitch`]
-/// says so (see the module docs).
+/// A [`Store`] around another one whose `append` and history reads fail while a
+/// [`FailureSwitch`] says so (see the module docs).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -74,7 +75,7 @@ impl FailureSwitch {
         self.state.appends.store(on, Ordering::SeqCst);
     }
 
-    /// Makes `history` fail, or work again.
+    /// Makes the history reads (`history` and `dm_history`) fail, or work again.
     pub fn fail_history(&self, on: bool) {
         self.state.history.store(on, Ordering::SeqCst);
     }
@@ -152,6 +153,19 @@ impl Store for FailingStore {
         self.inner.history(room, before, limit).await
     }
 
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        if self.switch.history_fails() {
+            return Err(switched_off("dm_history"));
+        }
+        self.inner.dm_history(a, b, before, limit).await
+    }
+
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {
         self.inner.rooms().await
     }
@@ -177,7 +191,7 @@ impl Store for FailingStore {
 mod tests {
     use super::*;
     use crate::MemoryStore;
-    use crate::conformance::{account, direct, id_of, key, message};
+    use crate::conformance::{account, direct, direct_from, id_of, key, message};
 
     fn failing() -> (FailingStore, FailureSwitch) {
         let store = FailingStore::new(Arc::new(MemoryStore::new()));
@@ -197,6 +211,7 @@ mod tests {
             .append(&[
                 Record::Message(message("general", 1, "hi")),
                 Record::Queued(direct(2, "bob", "psst")),
+                Record::Dm(direct(2, "bob", "psst")),
                 Record::Account(account("Bob", None)),
             ])
             .await
@@ -213,6 +228,14 @@ mod tests {
             1
         );
         assert_eq!(store.mailbox(&key("bob")).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .dm_history(&key("bob"), &key("alice"), None, 5)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(
             store.account(&key("bob")).await.unwrap(),
             Some(account("Bob", None))
@@ -286,10 +309,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_fails_on_its_own_switch() {
+    async fn history_reads_fail_on_their_own_switch() {
         let (store, switch) = failing();
+        let (alice, bob) = (key("alice"), key("bob"));
         store
-            .append(&[Record::Message(message("general", 1, "hi"))])
+            .append(&[
+                Record::Message(message("general", 1, "hi")),
+                Record::Dm(direct(2, "bob", "psst")),
+            ])
             .await
             .unwrap();
         switch.fail_history(true);
@@ -297,18 +324,22 @@ mod tests {
             store.history(&room("general"), None, 5).await,
             Err(StoreError::Io { .. })
         ));
+        assert!(matches!(
+            store.dm_history(&alice, &bob, None, 5).await,
+            Err(StoreError::Io { .. })
+        ));
         // Appends, loads and recovery are unaffected.
         store
-            .append(&[Record::Message(message("general", 2, "hi"))])
+            .append(&[
+                Record::Message(message("general", 3, "hi")),
+                Record::Dm(direct_from(4, "bob", "alice", "hi")),
+            ])
             .await
             .unwrap();
         store.recover().await.unwrap();
-        assert_eq!(
-            store.load(5).await.unwrap().rooms[&room("general")]
-                .messages
-                .len(),
-            2
-        );
+        let snapshot = store.load(5).await.unwrap();
+        assert_eq!(snapshot.rooms[&room("general")].messages.len(), 2);
+        assert_eq!(snapshot.dms[&bob].messages.len(), 2);
 
         switch.fail_history(false);
         assert_eq!(
@@ -317,6 +348,10 @@ mod tests {
                 .await
                 .unwrap()
                 .len(),
+            2
+        );
+        assert_eq!(
+            store.dm_history(&bob, &alice, None, 5).await.unwrap().len(),
             2
         );
     }

@@ -4,10 +4,11 @@
 //! crate keeps them. The runtime hands each batch of records to [`Store::append`] and delivers
 //! the events that followed them only once it returns; at start it builds the core from
 //! [`Store::load`]; and it answers history pages the core cannot serve from memory with
-//! [`Store::history`]. When an append fails on I/O, nothing of it is stored, and the runtime
-//! calls [`Store::recover`] with back-off until the store accepts appends again. Accounts are
-//! records like the others ([`Record::Account`](chat_core::Record::Account)); the authenticator
-//! reads one, with its password hash, through [`Store::account`].
+//! [`Store::history`] (a room's) and [`Store::dm_history`] (a DM conversation's). When an
+//! append fails on I/O, nothing of it is stored, and the runtime calls [`Store::recover`] with
+//! back-off until the store accepts appends again. Accounts are records like the others
+//! ([`Record::Account`](chat_core::Record::Account)); the authenticator reads one, with its
+//! password hash, through [`Store::account`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -44,6 +45,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conformance;
+mod conversations;
 mod failing;
 mod json_file;
 mod ledger;

@@ -2,8 +2,8 @@
 //!
 //! It is what every other backend is compared with (the conformance suite and the property tests
 //! run both), and what the server uses with `--memory`. Nothing survives the process, and room
-//! history is kept in full, so its memory grows with the history: use it for tests, demos and
-//! short-lived servers.
+//! and DM history are kept in full, so its memory grows with the history: use it for tests,
+//! demos and short-lived servers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chat_core::{
     Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
+    conversation,
 };
 
+use crate::conversations::{self, Conversation};
 use crate::ledger::Ledger;
 use crate::store::{Store, StoreError};
 
@@ -27,6 +29,8 @@ struct Inner {
     ledger: Ledger,
     /// Every room's full history, oldest first.
     rooms: BTreeMap<RoomName, Vec<Arc<RoomMessage>>>,
+    /// Every conversation's full DM history, oldest first.
+    conversations: BTreeMap<Conversation, Vec<Arc<DirectMessage>>>,
     closed: bool,
 }
 
@@ -50,17 +54,20 @@ impl MemoryStore {
     }
 }
 
-/// The messages of `history` (oldest first) with an id below `before`: the last `limit` of them.
-fn page(history: &[Arc<RoomMessage>], before: Option<MessageId>, limit: usize) -> Vec<RoomMessage> {
+/// The messages of `history` (oldest first, `id` giving each one's id) with an id below
+/// `before`: the last `limit` of them.
+fn page<M: Clone>(
+    history: &[Arc<M>],
+    id: impl Fn(&M) -> MessageId,
+    before: Option<MessageId>,
+    limit: usize,
+) -> Vec<M> {
     let end = match before {
-        Some(before) => history.partition_point(|m| m.id < before),
+        Some(before) => history.partition_point(|m| id(m) < before),
         None => history.len(),
     };
     let start = end.saturating_sub(limit);
-    history[start..end]
-        .iter()
-        .map(|m| RoomMessage::clone(m))
-        .collect()
+    history[start..end].iter().map(|m| M::clone(m)).collect()
 }
 
 #[async_trait]
@@ -70,12 +77,18 @@ impl Store for MemoryStore {
         inner.ledger.check(records)?;
         for record in records {
             inner.ledger.apply(record);
-            if let Record::Message(message) = record {
-                inner
+            match record {
+                Record::Message(message) => inner
                     .rooms
                     .entry(message.room.clone())
                     .or_default()
-                    .push(message.clone());
+                    .push(message.clone()),
+                Record::Dm(dm) => inner
+                    .conversations
+                    .entry(dm.parties())
+                    .or_default()
+                    .push(dm.clone()),
+                _ => {}
             }
         }
         Ok(())
@@ -87,7 +100,7 @@ impl Store for MemoryStore {
             .rooms
             .iter()
             .map(|(room, messages)| {
-                let messages = page(messages, None, history);
+                let messages = page(messages, |m| m.id, None, history);
                 let has_older = messages.len() < inner.rooms[room].len();
                 (
                     room.clone(),
@@ -98,12 +111,20 @@ impl Store for MemoryStore {
                 )
             })
             .collect();
+        let dms = conversations::tails(inner.conversations.keys(), history, |conversation| {
+            let dms = inner
+                .conversations
+                .get(conversation)
+                .map_or(&[][..], Vec::as_slice);
+            dms.iter().rev().map(|dm| Ok(DirectMessage::clone(dm)))
+        })?;
         Ok(Snapshot {
             next_id: inner.ledger.floor,
             rooms,
             mailboxes: inner.ledger.mailboxes.clone(),
             accounts: inner.ledger.account_names(),
             account_rooms: inner.ledger.account_rooms.clone(),
+            dms,
         })
     }
 
@@ -121,7 +142,22 @@ impl Store for MemoryStore {
         Ok(inner
             .rooms
             .get(room)
-            .map(|messages| page(messages, before, limit))
+            .map(|messages| page(messages, |m| m.id, before, limit))
+            .unwrap_or_default())
+    }
+
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        let inner = self.open()?;
+        Ok(inner
+            .conversations
+            .get(&conversation(a.clone(), b.clone()))
+            .map(|dms| page(dms, |dm| dm.id, before, limit))
             .unwrap_or_default())
     }
 

@@ -31,13 +31,21 @@ use chat_core::{
 ///   the call back and refuses appends ([`StoreError::Halted`]) until [`Store::recover`]
 ///   succeeds, so what the runtime told the senders ("not stored") stays true.
 /// - **Room history** is append-only and in strictly increasing id order per room.
+/// - **DM history**: [`Record::Dm`] appends to the history of the conversation of its two
+///   users ([`DirectMessage::parties`]: one conversation in either direction, whatever the
+///   spelling), append-only and in strictly increasing id order per conversation, like a
+///   room's (a call breaking that order is refused whole). It is independent of the mailboxes:
+///   a DM that is also [`Record::Queued`] stays in its conversation when it is delivered.
+///   [`Store::dm_history`] pages one conversation; [`Snapshot::dms`](chat_core::Snapshot::dms)
+///   holds, for every user that is a party to a stored conversation, that user's newest DMs
+///   across all its conversations.
 /// - **Mailboxes**: [`Record::Queued`] appends to the mailbox of
 ///   [`DirectMessage::owner`]; [`Record::Delivered`] drops every DM
 ///   in that mailbox with an id up to `through`, atomically.
 /// - **The id counter**: [`Snapshot::next_id`] is `None` for a store that has never stored an id,
-///   and otherwise the least id above every stored message and DM, every delivered `through`,
-///   and at least every reserved `until`. It never goes down: a failed call may leave it raised
-///   (which only skips ids), never lowered.
+///   and otherwise the least id above every stored message and DM (queued or in a
+///   conversation), every delivered `through`, and at least every reserved `until`. It never
+///   goes down: a failed call may leave it raised (which only skips ids), never lowered.
 /// - **Accounts**: [`Record::Account`] stores an account under the key of its name
 ///   ([`UserName::key`](chat_core::UserName::key)), so `Alice` and `ALICE` are one account. An
 ///   account is stored once: a later record for a key already stored **replaces** the stored
@@ -77,8 +85,10 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// What the core needs at start: for every room with history, its newest `history` messages
-    /// (oldest first) and whether older ones exist; every non-empty mailbox; every account's
-    /// name; and the id counter.
+    /// (oldest first) and whether older ones exist; for every user that is a party to a stored
+    /// conversation, its newest `history` DMs across all its conversations, both directions
+    /// (oldest first), and whether older ones exist; every non-empty mailbox; every account's
+    /// name and room set; and the id counter.
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError>;
 
     /// The account stored under `name` (a key, so the lookup is case-insensitive), with its
@@ -99,6 +109,18 @@ pub trait Store: Send + Sync + 'static {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<RoomMessage>, StoreError>;
+
+    /// Up to `limit` DMs between `a` and `b` (either direction; the order of the two keys does
+    /// not matter) with an id below `before` (`None`: from the newest), oldest first. The page is
+    /// short only when no more such DMs exist. Two users who never exchanged a stored DM give an
+    /// empty page.
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError>;
 
     /// The rooms that have stored history, in name order.
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError>;
@@ -169,11 +191,11 @@ pub enum StoreError {
         reason: String,
     },
     /// A record would break the id order: a room message whose id is not above the room's last
-    /// stored one, or a DM whose id is not above the last one in its mailbox. The call stored
-    /// nothing.
+    /// stored one, a queued DM whose id is not above the last one in its mailbox, or a DM whose
+    /// id is not above the last one in its conversation. The call stored nothing.
     #[error("id {id} is not above the last id stored in {place} ({last})")]
     OutOfOrder {
-        /// Where: `#room` or `the mailbox of name`.
+        /// Where: `#room`, `the mailbox of name` or `the conversation of name and name`.
         place: String,
         /// The offending id.
         id: MessageId,

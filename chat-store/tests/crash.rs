@@ -1,7 +1,7 @@
 //! A crash test: a child process appends with several concurrent writers and reports every
 //! acknowledged record on stdout; the parent kills it (SIGKILL) mid-stream, reopens the store and
-//! checks that everything acknowledged is there (accounts included), that a delivery was all or
-//! nothing, and that ids continue above everything acknowledged.
+//! checks that everything acknowledged is there (accounts and DM conversations included), that a
+//! delivery was all or nothing, and that ids continue above everything acknowledged.
 //!
 //! The child is this test binary itself, re-invoked with `--exact crash_child` and an environment
 //! variable naming the store directory. Synchronisation is by reading the child's output; there
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use chat_core::{MessageId, Record};
-use chat_store::conformance::{HASH, account, direct, id_of, key, message};
+use chat_store::conformance::{HASH, account, direct, direct_from, id_of, key, message};
 use chat_store::{JsonFileStore, Store};
 use tokio::sync::Mutex;
 
@@ -22,6 +22,9 @@ const CHILD_ENV: &str = "CHAT_STORE_CRASH_CHILD_DIR";
 /// Every report line starts with this (the test harness may print on the same stdout).
 const MARK: &str = "ACK ";
 const ROOMS: [&str; 3] = ["general", "rust", "random"];
+/// The conversations the DM writer takes turns in, both directions each (the queue writer has
+/// alice and bob's).
+const CONVERSATIONS: [(&str, &str); 2] = [("alice", "carol"), ("carol", "erin")];
 /// How many acknowledgements the parent waits for before it kills the child.
 const KILL_AFTER: usize = 400;
 /// A bound on the child's work, in case it is never killed.
@@ -79,13 +82,26 @@ fn crash_child() {
                 }
             }));
         }
+        let (dm_store, dm_ids) = (store.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..MAX_ROUNDS {
+                let (a, b) = CONVERSATIONS[round as usize % 2];
+                let (from, to) = if round % 4 < 2 { (a, b) } else { (b, a) };
+                let id = allocate(&dm_ids, &dm_store).await;
+                let record = Record::Dm(direct_from(id.get(), from, to, "hello"));
+                dm_store.append(&[record]).await.expect("appending a DM");
+                println!("{MARK}dm {a}+{b} {id}");
+            }
+        }));
         tasks.push(tokio::spawn(async move {
             for round in 0..MAX_ROUNDS {
                 let mut queued = Vec::new();
                 for _ in 0..3 {
+                    // Queued for an offline account, and so in the conversation too.
                     let id = allocate(&ids, &store).await;
-                    let record = Record::Queued(direct(id.get(), "Bob", "psst"));
-                    store.append(&[record]).await.expect("queueing a DM");
+                    let dm = direct(id.get(), "Bob", "psst");
+                    let records = [Record::Queued(dm.clone()), Record::Dm(dm)];
+                    store.append(&records).await.expect("queueing a DM");
                     println!("{MARK}queued {id}");
                     queued.push(id);
                 }
@@ -113,6 +129,8 @@ fn crash_child() {
 #[derive(Default, Debug)]
 struct Reports {
     messages: BTreeMap<String, BTreeSet<u64>>,
+    /// By conversation, `a+b`.
+    dms: BTreeMap<String, BTreeSet<u64>>,
     queued: BTreeSet<u64>,
     delivered: u64,
     delivering: u64,
@@ -135,6 +153,12 @@ impl Reports {
                     .or_default()
                     .insert(number(id));
             }
+            ["dm", conversation, id] => {
+                self.dms
+                    .entry(conversation.to_string())
+                    .or_default()
+                    .insert(number(id));
+            }
             ["queued", id] => {
                 self.queued.insert(number(id));
             }
@@ -152,6 +176,7 @@ impl Reports {
     fn max_id(&self) -> u64 {
         let rooms = self.messages.values().flatten();
         rooms
+            .chain(self.dms.values().flatten())
             .chain(&self.queued)
             .copied()
             .chain([self.delivered])
@@ -207,6 +232,11 @@ fn a_killed_writer_loses_nothing_it_acknowledged() {
         !reports.accounts.is_empty(),
         "accounts were exercised: {reports:?}"
     );
+    assert_eq!(
+        reports.dms.len(),
+        CONVERSATIONS.len(),
+        "DMs were exercised: {reports:?}"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -230,6 +260,49 @@ fn a_killed_writer_loses_nothing_it_acknowledged() {
             assert!(extra.len() <= 1, "#{room} has unreported {extra:?}");
             assert!(extra.iter().all(|&&id| id > *acked.last().unwrap()));
         }
+
+        // Every acknowledged DM is in its conversation; anything extra is the one DM in flight
+        // when the child died (one writer takes turns in these conversations).
+        let mut unreported = Vec::new();
+        for (conversation, acked) in &reports.dms {
+            let (a, b) = conversation.split_once('+').unwrap();
+            let stored: BTreeSet<u64> = store
+                .dm_history(&key(a), &key(b), None, usize::MAX)
+                .await
+                .unwrap()
+                .iter()
+                .map(|dm| dm.id.get())
+                .collect();
+            let missing: Vec<_> = acked.difference(&stored).collect();
+            assert!(missing.is_empty(), "{conversation} lost {missing:?}");
+            unreported.extend(stored.difference(acked).copied());
+        }
+        let last_dm = reports.dms.values().flatten().max().copied().unwrap_or(0);
+        assert!(
+            unreported.len() <= 1 && unreported.iter().all(|&id| id > last_dm),
+            "unreported DMs {unreported:?}"
+        );
+        // Carol's tail merges both her conversations.
+        let carol: Vec<u64> = snapshot.dms[&key("carol")]
+            .messages
+            .iter()
+            .map(|dm| dm.id.get())
+            .collect();
+        let mut expected: Vec<u64> = reports.dms.values().flatten().copied().collect();
+        expected.extend(&unreported);
+        expected.sort();
+        assert_eq!(carol, expected);
+
+        // Every acknowledged queued DM is in alice and bob's conversation, delivered or not.
+        let conversation: BTreeSet<u64> = store
+            .dm_history(&key("bob"), &key("alice"), None, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|dm| dm.id.get())
+            .collect();
+        let missing: Vec<_> = reports.queued.difference(&conversation).collect();
+        assert!(missing.is_empty(), "the conversation lost {missing:?}");
 
         let bob: BTreeSet<u64> = snapshot
             .mailboxes

@@ -3,7 +3,7 @@
 //! reopened at random points).
 
 use chat_core::{Account, DirectMessage, Record, RoomMessage, RoomName, Snapshot, UserKey};
-use chat_store::conformance::{account, direct, id_of, key, message};
+use chat_store::conformance::{account, direct, direct_from, id_of, key, message};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 use proptest::prelude::*;
 
@@ -15,8 +15,21 @@ const USERS: [&str; 3] = ["bob", "carol", "dave"];
 enum Rec {
     /// A message with the next id, or (stale) an id `back` below it.
     Say { room: usize, stale: Option<u64> },
-    /// A DM with the next id; `shout` spells the name in upper case.
-    Queue { to: usize, shout: bool },
+    /// A queued DM with the next id; `shout` spells the name in upper case; `history`: its
+    /// conversation's record too (as the core stores a DM to an offline account).
+    Queue {
+        to: usize,
+        shout: bool,
+        history: bool,
+    },
+    /// A DM for its conversation's history with the next id, or (stale) an id `back` below it;
+    /// `shout` spells the sender in upper case. `from` and `to` may be one user.
+    Dm {
+        from: usize,
+        to: usize,
+        shout: bool,
+        stale: Option<u64>,
+    },
     /// A delivery through the id `back` below the next one.
     Deliver { owner: usize, back: u64 },
     /// A reservation `ahead` ids past the next one.
@@ -44,6 +57,12 @@ enum Op {
     Mailbox {
         owner: usize,
     },
+    DmPage {
+        a: usize,
+        b: usize,
+        before: Option<u64>,
+        limit: usize,
+    },
     Take {
         owner: usize,
     },
@@ -58,7 +77,10 @@ fn rec() -> impl Strategy<Value = Rec> {
     prop_oneof![
         4 => (0..ROOMS.len(), prop::option::weighted(0.15, 0..5u64))
             .prop_map(|(room, stale)| Rec::Say { room, stale }),
-        3 => (0..USERS.len(), any::<bool>()).prop_map(|(to, shout)| Rec::Queue { to, shout }),
+        3 => (0..USERS.len(), any::<bool>(), any::<bool>())
+            .prop_map(|(to, shout, history)| Rec::Queue { to, shout, history }),
+        3 => (0..USERS.len(), 0..USERS.len(), any::<bool>(), prop::option::weighted(0.15, 0..5u64))
+            .prop_map(|(from, to, shout, stale)| Rec::Dm { from, to, shout, stale }),
         1 => (0..USERS.len(), 0..6u64).prop_map(|(owner, back)| Rec::Deliver { owner, back }),
         1 => (0..40u64).prop_map(|ahead| Rec::Reserve { ahead }),
         1 => (0..USERS.len(), any::<bool>(), prop::option::of(0..3u8))
@@ -71,6 +93,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => prop::collection::vec(rec(), 0..5).prop_map(Op::Append),
         3 => (0..ROOMS.len(), prop::option::of(0..60u64), 0..8usize)
             .prop_map(|(room, before, limit)| Op::Page { room, before, limit }),
+        2 => (0..USERS.len(), 0..USERS.len(), prop::option::of(0..60u64), 0..8usize)
+            .prop_map(|(a, b, before, limit)| Op::DmPage { a, b, before, limit }),
         1 => (0..6usize).prop_map(|history| Op::Load { history }),
         1 => (0..USERS.len()).prop_map(|owner| Op::Mailbox { owner }),
         1 => (0..USERS.len()).prop_map(|owner| Op::Take { owner }),
@@ -86,6 +110,7 @@ enum Seen {
     Page(Result<Vec<RoomMessage>, String>),
     Snapshot(Result<Snapshot, String>),
     Mailbox(Result<Vec<DirectMessage>, String>),
+    DmPage(Result<Vec<DirectMessage>, String>),
     Account(Result<Option<Account>, String>),
 }
 
@@ -116,6 +141,17 @@ async fn observe<S: Store>(store: &S, op: &Op, records: &[Record]) -> Seen {
         ),
         Op::Load { history } => Seen::Snapshot(store.load(*history).await.map_err(text)),
         Op::Mailbox { owner } => Seen::Mailbox(store.mailbox(&user(*owner)).await.map_err(text)),
+        Op::DmPage {
+            a,
+            b,
+            before,
+            limit,
+        } => Seen::DmPage(
+            store
+                .dm_history(&user(*a), &user(*b), before.map(|b| id_of(b + 1)), *limit)
+                .await
+                .map_err(text),
+        ),
         Op::Take { owner } => Seen::Mailbox(store.take_mailbox(&user(*owner)).await.map_err(text)),
         Op::Account { user: u } => Seen::Account(store.account(&user(*u)).await.map_err(text)),
         Op::Reopen => Seen::Appended(Ok(())),
@@ -128,6 +164,12 @@ fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
         *next += 1;
         id_of(*next - 1)
     }
+    fn stale_or_take(stale: Option<u64>, next: &mut u64) -> chat_core::MessageId {
+        match stale {
+            Some(back) => id_of(next.saturating_sub(1 + back).max(1)),
+            None => take(next),
+        }
+    }
     fn spelled(i: usize, shout: bool) -> String {
         if shout {
             USERS[i].to_ascii_uppercase()
@@ -136,27 +178,46 @@ fn resolve(recs: &[Rec], next: &mut u64) -> Vec<Record> {
         }
     }
     recs.iter()
-        .map(|rec| match *rec {
+        .flat_map(|rec| match *rec {
             Rec::Say { room, stale } => {
-                let id = match stale {
-                    Some(back) => id_of(next.saturating_sub(1 + back).max(1)),
-                    None => take(next),
-                };
-                Record::Message(message(ROOMS[room], id.get(), "hi there"))
+                let id = stale_or_take(stale, next);
+                vec![Record::Message(message(ROOMS[room], id.get(), "hi there"))]
             }
-            Rec::Queue { to, shout } => {
-                Record::Queued(direct(take(next).get(), &spelled(to, shout), "psst"))
+            Rec::Queue { to, shout, history } => {
+                let dm = direct(take(next).get(), &spelled(to, shout), "psst");
+                let mut records = vec![Record::Queued(dm.clone())];
+                if history {
+                    records.push(Record::Dm(dm));
+                }
+                records
             }
-            Rec::Deliver { owner, back } => Record::Delivered {
+            Rec::Dm {
+                from,
+                to,
+                shout,
+                stale,
+            } => {
+                let id = stale_or_take(stale, next);
+                vec![Record::Dm(direct_from(
+                    id.get(),
+                    &spelled(from, shout),
+                    USERS[to],
+                    "hello",
+                ))]
+            }
+            Rec::Deliver { owner, back } => vec![Record::Delivered {
                 owner: user(owner),
                 through: id_of(next.saturating_sub(1 + back).max(1)),
-            },
-            Rec::Reserve { ahead } => Record::IdsReserved {
+            }],
+            Rec::Reserve { ahead } => vec![Record::IdsReserved {
                 until: id_of(*next + ahead),
-            },
+            }],
             Rec::Register { user, shout, hash } => {
                 let hash = hash.map(|n| format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${n}"));
-                Record::Account(account(&spelled(user, shout), hash.as_deref()))
+                vec![Record::Account(account(
+                    &spelled(user, shout),
+                    hash.as_deref(),
+                ))]
             }
         })
         .collect()

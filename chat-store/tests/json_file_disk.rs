@@ -1,14 +1,14 @@
-//! JsonFileStore's on-disk behaviour: the layout a person reads (accounts included, and no file
-//! that says "password"), torn tails repaired at open, damage in the middle reported with file
-//! and line, leftovers of interrupted replacements, and paging through files much larger than
-//! one read.
+//! JsonFileStore's on-disk behaviour: the layout a person reads (accounts and DM conversations
+//! included, and no file that says "password"), torn tails repaired at open, damage in the middle
+//! reported with file and line, leftovers of interrupted replacements, and paging through files
+//! much larger than one read.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chat_core::Record;
-use chat_store::conformance::{HASH, account, direct, id_of, key, message, rooms_of};
+use chat_core::{DirectMessage, Record};
+use chat_store::conformance::{HASH, account, direct, direct_from, id_of, key, message, rooms_of};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
 
 async fn open(dir: &Path) -> JsonFileStore {
@@ -21,6 +21,27 @@ fn room_file(dir: &Path, room: &str) -> PathBuf {
 
 fn ids(messages: &[chat_core::RoomMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.id.get()).collect()
+}
+
+fn dm_ids(dms: &[DirectMessage]) -> Vec<u64> {
+    dms.iter().map(|dm| dm.id.get()).collect()
+}
+
+/// A store in `dir` holding DMs 1..=n between alice and bob, in turns.
+async fn conversation_with(dir: &Path, n: u64) {
+    let store = open(dir).await;
+    for id in 1..=n {
+        let (from, to) = if id % 2 == 1 {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
+        store
+            .append(&[Record::Dm(direct_from(id, from, to, &format!("dm {id}")))])
+            .await
+            .unwrap();
+    }
+    store.close().await.unwrap();
 }
 
 /// A store in `dir` holding messages 1..=n of #general.
@@ -548,5 +569,295 @@ async fn pages_of_a_large_file_match_the_reference() {
         store.load(50).await.unwrap(),
         reference.load(50).await.unwrap()
     );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn dms_are_json_lines_in_one_file_per_conversation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let store = open(dir).await;
+    store
+        .append(&[
+            Record::Dm(direct_from(1, "alice", "Bob", "hi bob")),
+            Record::Dm(direct_from(2, "BOB", "alice", "grüß dich")),
+            Record::Dm(direct_from(3, "carol", "alice", "hi")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("dms/alice+bob.jsonl")).unwrap(),
+        "{\"id\":1,\"from\":\"alice\",\"to\":\"Bob\",\"text\":\"hi bob\",\"ts\":\"2025-11-24T16:00:00.001Z\"}\n\
+         {\"id\":2,\"from\":\"BOB\",\"to\":\"alice\",\"text\":\"grüß dich\",\"ts\":\"2025-11-24T16:00:00.002Z\"}\n"
+    );
+    let carol = fs::read_to_string(dir.join("dms/alice+carol.jsonl")).unwrap();
+    assert_eq!(carol.lines().count(), 1);
+    assert!(carol.contains("\"from\":\"carol\""), "{carol}");
+    assert_eq!(
+        fs::read_dir(dir.join("mailboxes")).unwrap().count(),
+        0,
+        "a DM in a conversation is not queued"
+    );
+
+    // A queued DM with its conversation's record: a delivery rewrites the mailbox only.
+    let dm = direct(4, "bob", "while you were out");
+    store
+        .append(&[Record::Queued(dm.clone()), Record::Dm(dm)])
+        .await
+        .unwrap();
+    let conversation = fs::read(dir.join("dms/alice+bob.jsonl")).unwrap();
+    store
+        .append(&[Record::Delivered {
+            owner: key("bob"),
+            through: id_of(4),
+        }])
+        .await
+        .unwrap();
+    assert!(!dir.join("mailboxes/bob.jsonl").exists());
+    assert_eq!(
+        fs::read(dir.join("dms/alice+bob.jsonl")).unwrap(),
+        conversation
+    );
+    store.close().await.unwrap();
+
+    let store = open(dir).await;
+    let page = store
+        .dm_history(&key("bob"), &key("alice"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(dm_ids(&page), vec![1, 2, 4]);
+    assert_eq!(page[1].text.as_str(), "grüß dich");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dm_cut_short_is_dropped_at_open_and_ids_continue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    conversation_with(dir, 10).await;
+    let path = dir.join("dms/alice+bob.jsonl");
+    let full = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(full - 7)
+        .unwrap();
+
+    let store = open(dir).await;
+    let snapshot = store.load(100).await.unwrap();
+    assert_eq!(
+        dm_ids(&snapshot.dms[&key("alice")].messages),
+        (1..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(snapshot.next_id, Some(id_of(10)));
+    assert!(fs::read(&path).unwrap().ends_with(b"\n"));
+    store
+        .append(&[Record::Dm(direct_from(10, "bob", "alice", "again"))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    // Garbage with a newline (a grown size persisted before the data) goes the same way.
+    let good = fs::read(&path).unwrap();
+    append_bytes(&path, b"\0\0\0garbage\n");
+    let store = open(dir).await;
+    assert_eq!(fs::read(&path).unwrap(), good);
+    let page = store
+        .dm_history(&key("alice"), &key("bob"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(dm_ids(&page), vec![9, 10]);
+    assert_eq!(page[1].text.as_str(), "again");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn damage_in_a_conversation_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    conversation_with(dir, 10).await;
+    let path = dir.join("dms/alice+bob.jsonl");
+    replace_line(&path, 4, "{\"id\":4,\"fr");
+
+    // Opening and the newest DMs read only the end of the file; reading across line 4 fails.
+    let store = open(dir).await;
+    let (alice, bob) = (key("alice"), key("bob"));
+    assert_eq!(store.load(3).await.unwrap().dms[&alice].messages.len(), 3);
+    let err = store.load(100).await.unwrap_err();
+    match &err {
+        StoreError::Corrupt { path: at, line, .. } => assert_eq!((at, *line), (&path, 4)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("alice+bob.jsonl:4: corrupt record"),
+        "{err}"
+    );
+    assert!(matches!(
+        store.dm_history(&bob, &alice, Some(id_of(6)), 10).await,
+        Err(StoreError::Corrupt { line: 4, .. })
+    ));
+    assert_eq!(
+        dm_ids(&store.dm_history(&alice, &bob, None, 4).await.unwrap()),
+        vec![7, 8, 9, 10]
+    );
+    store.close().await.unwrap();
+
+    // A DM of other users in this conversation's file is damage too.
+    let stranger = serde_json::to_string(&*direct_from(4, "carol", "dave", "lost")).unwrap();
+    replace_line(&path, 4, &stranger);
+    let store = open(dir).await;
+    match store.dm_history(&alice, &bob, None, 100).await {
+        Err(StoreError::Corrupt {
+            line: 4, reason, ..
+        }) => assert!(
+            reason.contains(
+                "a DM from carol to dave in the file of the conversation of alice and bob"
+            ),
+            "{reason}"
+        ),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    store.close().await.unwrap();
+
+    // Ids out of order in the middle, and two bad lines at the end (not a torn tail).
+    let ninth = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .nth(8)
+        .unwrap()
+        .to_owned();
+    replace_line(&path, 4, &ninth);
+    let store = open(dir).await;
+    assert!(matches!(
+        store.load(100).await,
+        Err(StoreError::Corrupt { line: 5, .. })
+    ));
+    store.close().await.unwrap();
+    replace_line(&path, 10, "not json");
+    append_bytes(&path, b"{\"torn");
+    let err = JsonFileStore::open(dir).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { line: 10, path: p, .. } if *p == path),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn conversation_files_the_store_did_not_name_are_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    conversation_with(dir, 2).await;
+    let dms = dir.join("dms");
+    let strangers = [
+        "bob+alice.jsonl",
+        "alice.jsonl",
+        "alice+bob+carol.jsonl",
+        "Alice+carol.jsonl",
+        "notes.txt",
+    ];
+    for name in strangers {
+        fs::write(dms.join(name), "not the store's").unwrap();
+    }
+    fs::write(dms.join("alice+bob.jsonl.tmp"), "{\"half").unwrap();
+
+    let store = open(dir).await;
+    let snapshot = store.load(10).await.unwrap();
+    assert_eq!(
+        snapshot.dms.keys().collect::<Vec<_>>(),
+        vec![&key("alice"), &key("bob")]
+    );
+    assert_eq!(dm_ids(&snapshot.dms[&key("bob")].messages), vec![1, 2]);
+    assert!(
+        !dms.join("alice+bob.jsonl.tmp").exists(),
+        "a leftover is removed"
+    );
+    for name in strangers {
+        assert_eq!(
+            fs::read_to_string(dms.join(name)).unwrap(),
+            "not the store's",
+            "{name}"
+        );
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dm_pages_of_a_large_conversation_match_the_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    let reference = MemoryStore::new();
+    // 3000 DMs between alice and bob with ids 3, 6, 9, ... in both directions and texts from 1
+    // to ~5000 bytes, so that lines straddle every read chunk; and DMs of alice's with carol
+    // (ids 3n + 1) whose tail merges with them.
+    let mut batch = Vec::new();
+    for n in 1..=3000u64 {
+        let len = 1 + (n * 7919) % 5000;
+        let text = format!("{n}:{}", "é".repeat(len as usize / 2));
+        let (from, to) = if n % 3 == 0 {
+            ("bob", "alice")
+        } else {
+            ("alice", "bob")
+        };
+        batch.push(Record::Dm(direct_from(3 * n, from, to, &text)));
+        if n % 10 == 0 {
+            batch.push(Record::Dm(direct_from(3 * n + 1, "carol", "alice", "hi")));
+        }
+        if batch.len() >= 500 {
+            store.append(&batch).await.unwrap();
+            reference.append(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    store.append(&batch).await.unwrap();
+    reference.append(&batch).await.unwrap();
+    let (alice, bob) = (key("alice"), key("bob"));
+    let befores = [
+        None,
+        Some(1),
+        Some(3),
+        Some(4),
+        Some(1500),
+        Some(4500),
+        Some(8999),
+        Some(9000),
+        Some(9001),
+        Some(10_000),
+    ];
+    for before in befores {
+        for limit in [1, 7, 100, 500] {
+            let before = before.map(id_of);
+            let got = store.dm_history(&alice, &bob, before, limit).await.unwrap();
+            let want = reference
+                .dm_history(&bob, &alice, before, limit)
+                .await
+                .unwrap();
+            assert_eq!(
+                dm_ids(&got),
+                dm_ids(&want),
+                "before {before:?}, limit {limit}"
+            );
+            assert_eq!(got, want);
+        }
+    }
+    for n in (1..9001u64).step_by(97) {
+        let got = store
+            .dm_history(&bob, &alice, Some(id_of(n)), 3)
+            .await
+            .unwrap();
+        let want = reference
+            .dm_history(&alice, &bob, Some(id_of(n)), 3)
+            .await
+            .unwrap();
+        assert_eq!(dm_ids(&got), dm_ids(&want), "before {n}");
+    }
+    for history in [0, 1, 50, 1000] {
+        assert_eq!(
+            store.load(history).await.unwrap(),
+            reference.load(history).await.unwrap(),
+            "history {history}"
+        );
+    }
     store.close().await.unwrap();
 }

@@ -1,15 +1,16 @@
-//! A failed append followed by `recover` leaves exactly the acknowledged records, accounts and
-//! account room sets included: through a [`FailingStore`] over both backends, through a JSON store whose mailbox
-//! replacement fails in the middle of a batch, and for real, on a full file system.
+//! A failed append followed by `recover` leaves exactly the acknowledged records, accounts,
+//! account room sets and DM conversations included: through a [`FailingStore`] over both
+//! backends, through a JSON store whose mailbox replacement fails in the middle of a batch, and
+//! for real, on a full file system.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use chat_core::{Record, RoomMessage, RoomName, Snapshot};
-use chat_store::conformance::{HASH, account, direct, id_of, key, message, rooms_of};
+use chat_core::{DirectMessage, Record, RoomMessage, RoomName, Snapshot};
+use chat_store::conformance::{HASH, account, direct, direct_from, id_of, key, message, rooms_of};
 use chat_store::{FailingStore, JsonFileStore, MemoryStore, Store, StoreError};
 
 fn room(name: &str) -> RoomName {
@@ -24,6 +25,16 @@ async fn history_ids(store: &dyn Store, name: &str) -> Vec<u64> {
     ids(&store.history(&room(name), None, usize::MAX).await.unwrap())
 }
 
+fn dm_ids(dms: &[DirectMessage]) -> Vec<u64> {
+    dms.iter().map(|dm| dm.id.get()).collect()
+}
+
+/// The ids of the whole conversation of `a` and `b`.
+async fn conversation_ids(store: &dyn Store, a: &str, b: &str) -> Vec<u64> {
+    let dms = store.dm_history(&key(a), &key(b), None, usize::MAX).await;
+    dm_ids(&dms.unwrap())
+}
+
 /// Runs a failed append and a recovery through `store`, returning the snapshot it holds at the
 /// end, which is exactly what was acknowledged.
 async fn fail_and_recover(store: &FailingStore) -> Snapshot {
@@ -32,6 +43,7 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
         .append(&[
             Record::Message(message("general", 1, "one")),
             Record::Queued(direct(2, "bob", "psst")),
+            Record::Dm(direct(2, "bob", "psst")),
             Record::Account(account("Bob", None)),
             rooms_of("bob", &["general"]),
         ])
@@ -53,6 +65,8 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
                 Record::Account(account("bob", Some(HASH))),
                 rooms_of("bob", &[]),
                 rooms_of("carol", &["fresh"]),
+                Record::Dm(direct_from(5, "bob", "alice", "never stored")),
+                Record::Dm(direct_from(6, "carol", "dave", "never stored")),
             ])
             .await;
         assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
@@ -79,15 +93,23 @@ async fn fail_and_recover(store: &FailingStore) -> Snapshot {
         vec![(key("bob"), vec![room("general")])],
         "the failed room sets are not stored"
     );
+    assert_eq!(conversation_ids(store, "alice", "bob").await, vec![2]);
+    assert!(conversation_ids(store, "carol", "dave").await.is_empty());
     // The failed call's ids were never stored, so they can be used now.
     store
-        .append(&[Record::Message(message("general", 3, "three"))])
+        .append(&[
+            Record::Message(message("general", 3, "three")),
+            Record::Dm(direct_from(4, "bob", "alice", "four")),
+        ])
         .await
         .unwrap();
     assert_eq!(history_ids(store, "general").await, vec![1, 3]);
+    assert_eq!(conversation_ids(store, "alice", "bob").await, vec![2, 4]);
     let snapshot = store.load(100).await.unwrap();
-    assert_eq!(snapshot.next_id, Some(id_of(4)));
+    assert_eq!(snapshot.next_id, Some(id_of(5)));
     assert_eq!(snapshot.mailboxes[&key("bob")].len(), 1);
+    assert_eq!(dm_ids(&snapshot.dms[&key("alice")].messages), vec![2, 4]);
+    assert!(!snapshot.dms.contains_key(&key("carol")));
     snapshot
 }
 
@@ -131,27 +153,32 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
             Record::Queued(direct(2, "bob", "first")),
             Record::Queued(direct(3, "bob", "second")),
             Record::Queued(direct(4, "carol", "for carol")),
+            Record::Dm(direct(4, "carol", "for carol")),
         ])
         .await
         .unwrap();
     let general = dir.join("rooms/general.jsonl");
+    let alice_carol = dir.join("dms/alice+carol.jsonl");
+    let new_conversation = dir.join("dms/bob+dave.jsonl");
     let bob = dir.join("mailboxes/bob.jsonl");
     let carol = dir.join("mailboxes/carol.jsonl");
     let accounts = dir.join("accounts.jsonl");
     let account_rooms = dir.join("account_rooms.jsonl");
-    let files_before: Vec<Vec<u8>> = [&general, &bob, &carol]
+    let files_before: Vec<Vec<u8>> = [&general, &bob, &carol, &alice_carol]
         .iter()
         .map(|p| fs::read(p).unwrap())
         .collect();
     let acknowledged = store.load(100).await.unwrap();
 
-    // The room appends (to an old file and a new one) and carol's are written and fsynced
-    // before bob's partial delivery fails to replace his mailbox.
+    // The room and conversation appends (each to an old file and a new one) and carol's are
+    // written and fsynced before bob's partial delivery fails to replace his mailbox.
     let blocker = block_replacement(&bob);
     let batch = [
         Record::Message(message("general", 5, "rolled back")),
         Record::Message(message("fresh", 6, "rolled back")),
         Record::Queued(direct(7, "carol", "rolled back")),
+        Record::Dm(direct_from(8, "carol", "alice", "rolled back")),
+        Record::Dm(direct_from(9, "dave", "bob", "rolled back")),
         Record::Account(account("Dave", Some(HASH))),
         rooms_of("dave", &["fresh", "general"]),
         Record::Delivered {
@@ -164,12 +191,16 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
         matches!(&failed, Err(StoreError::Io { path, .. }) if path.starts_with(&blocker)),
         "{failed:?}"
     );
-    let files_after: Vec<Vec<u8>> = [&general, &bob, &carol]
+    let files_after: Vec<Vec<u8>> = [&general, &bob, &carol, &alice_carol]
         .iter()
         .map(|p| fs::read(p).unwrap())
         .collect();
     assert!(files_after == files_before, "the batch left no trace");
     assert!(!dir.join("rooms/fresh.jsonl").exists());
+    assert!(
+        !new_conversation.exists(),
+        "the conversation file the batch created is removed"
+    );
     assert!(
         !accounts.exists(),
         "the accounts file the batch created is removed"
@@ -224,6 +255,8 @@ async fn a_batch_that_fails_half_way_is_rolled_back_whole() {
     let at_end = store.load(100).await.unwrap();
     assert_eq!(history_ids(&store, "general").await, vec![1, 5]);
     assert_eq!(history_ids(&store, "fresh").await, vec![6]);
+    assert_eq!(conversation_ids(&store, "carol", "alice").await, vec![4, 8]);
+    assert_eq!(conversation_ids(&store, "bob", "dave").await, vec![9]);
     assert_eq!(
         store.account(&key("dave")).await.unwrap(),
         Some(account("Dave", Some(HASH)))
@@ -285,6 +318,19 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Writes zeros to a new file at `path` until the file system is full.
+fn fill_up(path: &Path) {
+    let mut file = fs::File::create(path).unwrap();
+    let block = [0u8; 4096];
+    loop {
+        match file.write_all(&block) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::StorageFull => return,
+            Err(e) => panic!("filling up {}: {e}", path.display()),
+        }
+    }
+}
+
 fn running_as_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -318,7 +364,7 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     let filler = mount_point.join("filler");
     fs::write(&filler, vec![0u8; 64 * 1024]).unwrap();
 
-    // Fill the disk with appends of about 2 KiB each, each with an account.
+    // Fill the disk with appends of about 4 KiB each, each with a DM and an account.
     let text = "x".repeat(2000);
     let user = |id: u64| format!("user{id}");
     let mut acknowledged = Vec::new();
@@ -327,6 +373,7 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
         match store
             .append(&[
                 Record::Message(message("general", id, &text)),
+                Record::Dm(direct_from(id, "bob", "alice", &text)),
                 Record::Account(account(&user(id), Some(HASH))),
             ])
             .await
@@ -340,7 +387,7 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
             Err(other) => panic!("expected a full disk, got {other}"),
         }
     }
-    let failed_id = failed_id.expect("256 KiB fill up within 1000 appends of 2 KiB");
+    let failed_id = failed_id.expect("256 KiB fill up within 1000 appends of 4 KiB");
     assert!(!acknowledged.is_empty());
 
     // The failed record is not there; everything acknowledged is.
@@ -354,6 +401,14 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     let room_file = fs::read_to_string(dir.join("rooms/general.jsonl")).unwrap();
     assert_eq!(room_file.lines().count(), acknowledged.len());
     assert!(room_file.ends_with('\n'), "no torn line left behind");
+    assert_eq!(conversation_ids(&store, "alice", "bob").await, acknowledged);
+    assert_eq!(dm_ids(&snapshot.dms[&key("bob")].messages), acknowledged);
+    let conversation_file = fs::read_to_string(dir.join("dms/alice+bob.jsonl")).unwrap();
+    assert_eq!(conversation_file.lines().count(), acknowledged.len());
+    assert!(
+        conversation_file.ends_with('\n'),
+        "no torn line left behind"
+    );
     let acknowledged_users: Vec<String> = acknowledged.iter().map(|&id| user(id)).collect();
     let stored_users = |snapshot: &Snapshot| -> Vec<String> {
         let mut users: Vec<String> = snapshot
@@ -370,7 +425,10 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     assert_eq!(accounts_file.lines().count(), acknowledged.len());
     assert!(accounts_file.ends_with('\n'), "no torn line left behind");
 
-    // Refused at once while halted; recovery fails while the disk is full.
+    // Refused at once while halted; recovery fails while the disk is full. (Rolling the batch
+    // back may have freed a page one of its files had taken, so fill the disk up again.)
+    let top_up = mount_point.join("top-up");
+    fill_up(&top_up);
     let refused = store
         .append(&[Record::Message(message("general", failed_id, "x"))])
         .await;
@@ -387,6 +445,7 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
 
     // Free space; recovery succeeds and appends work again.
     fs::remove_file(&filler).unwrap();
+    fs::remove_file(&top_up).unwrap();
     let mut recovered = store.recover().await;
     for _ in 0..3 {
         if recovered.is_ok() {
@@ -396,16 +455,24 @@ async fn a_full_disk_rolls_back_the_failed_append_and_recovers_once_space_is_fre
     }
     recovered.expect("the store recovers once space is free");
     store
-        .append(&[Record::Message(message("general", failed_id, "after"))])
+        .append(&[
+            Record::Message(message("general", failed_id, "after")),
+            Record::Dm(direct_from(failed_id, "bob", "alice", "after")),
+        ])
         .await
         .unwrap();
     acknowledged.push(failed_id);
     assert_eq!(history_ids(&store, "general").await, acknowledged);
+    assert_eq!(conversation_ids(&store, "alice", "bob").await, acknowledged);
     store.close().await.unwrap();
 
     // From disk: exactly the acknowledged records, and ids continue after them.
     let reopened = JsonFileStore::open(&dir).await.unwrap();
     assert_eq!(history_ids(&reopened, "general").await, acknowledged);
+    assert_eq!(
+        conversation_ids(&reopened, "bob", "alice").await,
+        acknowledged
+    );
     let snapshot = reopened.load(1).await.unwrap();
     assert_eq!(snapshot.next_id, Some(id_of(failed_id + 1)));
     assert_eq!(snapshot.mailboxes[&key("bob")].len(), 1);

@@ -99,6 +99,7 @@ impl Authenticator for Tokens {
 /// A login with the token of `name`.
 pub fn token_login(name: &str) -> Command {
     Command::Login {
+        since: None,
         name: None,
         password: None,
         token: Some(Secret::new(format!("token:{name}"))),
@@ -108,6 +109,7 @@ pub fn token_login(name: &str) -> Command {
 /// A login as `name` with `password`.
 pub fn password_login(name: &str, password: &str) -> Command {
     Command::Login {
+        since: None,
         name: Some(name.into()),
         password: Some(Secret::new(password)),
         token: None,

@@ -1,7 +1,7 @@
 //! Reading a JSON-lines file by lines without reading all of it: backwards from an end offset
-//! (tails and history pages), forwards from an offset (binary search), and the line number of an
-//! offset for error reports (only ever computed on the error path, where reading the file up to
-//! the offset is acceptable).
+//! (tails, history pages, the merge of a user's conversations), forwards from an offset (binary
+//! search), and the line number of an offset for error reports (only ever computed on the error
+//! path, where reading the file up to the offset is acceptable).
 //!
 //! Every function takes an `end`: the committed length of the file, published by the writer
 //! after its fsync. Readers never look past it, so a line the writer is still appending is
@@ -9,13 +9,15 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
 
-/// How much is read at once when walking backwards.
+/// The first read when walking backwards; each further one doubles, up to [`BACK_CHUNK`].
+const FIRST_BACK_CHUNK: u64 = 4 * 1024;
+/// The most read at once when walking backwards.
 const BACK_CHUNK: u64 = 64 * 1024;
 /// How much is read at once when walking forwards.
 const FORWARD_CHUNK: u64 = 8 * 1024;
@@ -37,45 +39,89 @@ fn read_at(mut file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The last `count` lines that end at or before `end` (which is 0 or just after a newline),
-/// oldest first.
-pub(crate) fn read_back(file: &File, end: u64, count: usize) -> io::Result<Vec<Line>> {
-    let mut lines = Vec::new();
-    // Unconsumed bytes [buf_start, buf_start + buf.len()); when not empty they end with the
-    // newline of the next line to hand out.
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start = end;
-    while lines.len() < count {
-        let body = buf.len().saturating_sub(1);
-        match buf[..body].iter().rposition(|&b| b == b'\n') {
-            Some(newline) => {
-                lines.push(Line {
-                    offset: buf_start + newline as u64 + 1,
-                    bytes: buf[newline + 1..body].to_vec(),
-                });
-                buf.truncate(newline + 1);
-            }
-            None if buf_start == 0 => {
-                if !buf.is_empty() {
-                    buf.truncate(body);
-                    lines.push(Line {
-                        offset: 0,
-                        bytes: std::mem::take(&mut buf),
-                    });
+/// The lines of a file that end at or before an offset, read backwards one at a time: the last
+/// first.
+///
+/// It reads a chunk at a time, the first small and each next one twice the size (up to
+/// [`BACK_CHUNK`]), so taking a line or two of a long file reads little. It opens the file only
+/// for each read, so many of them can be alive at once (one per conversation of a user, say)
+/// without holding a file descriptor each.
+#[derive(Debug)]
+pub(crate) struct Backwards {
+    path: PathBuf,
+    /// Unconsumed bytes `[start, start + buf.len())`; when not empty they end with the newline of
+    /// the next line to hand out (or, for the file's last line, with its last byte).
+    buf: Vec<u8>,
+    start: u64,
+    /// The size of the next read.
+    chunk: u64,
+}
+
+impl Backwards {
+    /// The lines of the file at `path` that end at or before `end` (which is 0 or just after a
+    /// newline; see [`Backwards::next_line`] for a torn last line).
+    pub(crate) fn new(path: impl Into<PathBuf>, end: u64) -> Self {
+        Backwards {
+            path: path.into(),
+            buf: Vec::new(),
+            start: end,
+            chunk: FIRST_BACK_CHUNK,
+        }
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The line before the ones handed out so far, or `None` at the start of the file.
+    ///
+    /// The end's last byte is taken for the newline of the last line, so for a last line cut
+    /// short (no newline) it returns the line minus its last byte, at the right offset, which
+    /// is all that repairing a torn line needs.
+    pub(crate) fn next_line(&mut self) -> Result<Option<Line>, StoreError> {
+        loop {
+            let body = self.buf.len().saturating_sub(1);
+            match self.buf[..body].iter().rposition(|&b| b == b'\n') {
+                Some(newline) => {
+                    let line = Line {
+                        offset: self.start + newline as u64 + 1,
+                        bytes: self.buf[newline + 1..body].to_vec(),
+                    };
+                    self.buf.truncate(newline + 1);
+                    return Ok(Some(line));
                 }
-                break;
-            }
-            None => {
-                let len = BACK_CHUNK.min(buf_start);
-                buf_start -= len;
-                let mut chunk = read_at(file, buf_start, len)?;
-                chunk.extend_from_slice(&buf);
-                buf = chunk;
+                None if self.start == 0 => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    self.buf.truncate(body);
+                    return Ok(Some(Line {
+                        offset: 0,
+                        bytes: std::mem::take(&mut self.buf),
+                    }));
+                }
+                None => self.read_chunk()?,
             }
         }
     }
-    lines.reverse();
-    Ok(lines)
+
+    /// Whether lines are left before the ones handed out so far.
+    pub(crate) fn has_more(&self) -> bool {
+        self.start > 0 || !self.buf.is_empty()
+    }
+
+    /// Puts the chunk before the unconsumed bytes in front of them.
+    fn read_chunk(&mut self) -> Result<(), StoreError> {
+        let len = self.chunk.min(self.start);
+        let read = File::open(&self.path).and_then(|file| read_at(&file, self.start - len, len));
+        let mut chunk = read.map_err(|e| StoreError::io(&self.path, e))?;
+        chunk.extend_from_slice(&self.buf);
+        self.buf = chunk;
+        self.start -= len;
+        self.chunk = (self.chunk * 2).min(BACK_CHUNK);
+        Ok(())
+    }
 }
 
 /// The first line that starts at or after `from` and before `end`, if any.
@@ -168,6 +214,20 @@ mod tests {
         (tmp, file)
     }
 
+    /// The last `count` lines that end at or before `end`, oldest first.
+    fn read_back(path: &Path, end: u64, count: usize) -> Result<Vec<Line>, StoreError> {
+        let mut backwards = Backwards::new(path, end);
+        let mut lines = Vec::new();
+        while lines.len() < count {
+            match backwards.next_line()? {
+                Some(line) => lines.push(line),
+                None => break,
+            }
+        }
+        lines.reverse();
+        Ok(lines)
+    }
+
     fn texts(lines: &[Line]) -> Vec<(u64, String)> {
         lines
             .iter()
@@ -179,9 +239,10 @@ mod tests {
     fn reads_back_across_chunks() {
         let long = "x".repeat(BACK_CHUNK as usize + 10);
         let contents = format!("a\n{long}\nbc\n");
-        let (_tmp, file) = file_with(contents.as_bytes());
+        let (tmp, _file) = file_with(contents.as_bytes());
+        let file = tmp.path();
         let end = contents.len() as u64;
-        let all = read_back(&file, end, 10).unwrap();
+        let all = read_back(file, end, 10).unwrap();
         assert_eq!(
             texts(&all),
             vec![
@@ -191,15 +252,42 @@ mod tests {
             ]
         );
         assert_eq!(
-            texts(&read_back(&file, end, 1).unwrap()),
+            texts(&read_back(file, end, 1).unwrap()),
             vec![(3 + long.len() as u64, "bc".into())]
         );
         assert_eq!(
-            texts(&read_back(&file, 2, 5).unwrap()),
+            texts(&read_back(file, 2, 5).unwrap()),
             vec![(0, "a".into())]
         );
-        assert!(read_back(&file, 0, 5).unwrap().is_empty());
-        assert!(read_back(&file, end, 0).unwrap().is_empty());
+        assert!(read_back(file, 0, 5).unwrap().is_empty());
+        assert!(read_back(file, end, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn walking_back_says_whether_lines_are_left() {
+        let contents = b"one\ntwo\n";
+        let (tmp, _file) = file_with(contents);
+        let mut backwards = Backwards::new(tmp.path(), contents.len() as u64);
+        assert!(backwards.has_more());
+        assert_eq!(backwards.next_line().unwrap().unwrap().offset, 4);
+        assert!(backwards.has_more());
+        assert_eq!(backwards.next_line().unwrap().unwrap().offset, 0);
+        assert!(!backwards.has_more());
+        assert!(backwards.next_line().unwrap().is_none());
+        assert!(!Backwards::new(tmp.path(), 0).has_more());
+    }
+
+    #[test]
+    fn a_few_lines_of_a_long_file_take_a_small_read() {
+        // Lines of 100 bytes: the first read holds the last 40 or so.
+        let line = format!("{}\n", "y".repeat(99));
+        let contents = line.repeat(10_000);
+        let (tmp, _file) = file_with(contents.as_bytes());
+        let mut backwards = Backwards::new(tmp.path(), contents.len() as u64);
+        for _ in 0..10 {
+            backwards.next_line().unwrap().unwrap();
+        }
+        assert_eq!(backwards.start, contents.len() as u64 - FIRST_BACK_CHUNK);
     }
 
     #[test]

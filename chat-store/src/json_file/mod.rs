@@ -2,9 +2,10 @@
 //! `grep`. Its layout and guarantees are documented on the type; the submodules hold one
 //! concern each: file names ([`layout`]), fsync and atomic replacement ([`durable`]), group
 //! commit and rollback ([`writer`]), reading a directory at open and recovery ([`scan`]),
-//! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room files ([`room_log`]),
-//! mailbox files ([`mailbox_file`]), the accounts file ([`accounts_file`]), the account rooms
-//! file ([`account_rooms_file`]) and the id counter ([`ids_file`]).
+//! line-level reads ([`lines`]), torn-tail repair ([`repair`]), room and conversation history
+//! files ([`message_log`]), mailbox files ([`mailbox_file`]), the accounts file
+//! ([`accounts_file`]), the account rooms file ([`account_rooms_file`]) and the id counter
+//! ([`ids_file`]).
 
 mod account_rooms_file;
 mod accounts_file;
@@ -13,8 +14,8 @@ mod ids_file;
 mod layout;
 mod lines;
 mod mailbox_file;
+mod message_log;
 mod repair;
-mod room_log;
 mod scan;
 mod writer;
 
@@ -28,12 +29,15 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use chat_core::{
     Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, RoomTail, Snapshot, UserKey,
+    conversation,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use self::layout::Layout;
+use self::message_log::NewestFirst;
 use self::writer::{Request, Writer};
+use crate::conversations::{self, Conversation};
 use crate::ledger::Ledger;
 use crate::store::{Store, StoreError};
 
@@ -43,6 +47,9 @@ use crate::store::{Store, StoreError};
 ///
 /// ```text
 /// DIR/rooms/<room>.jsonl        one RoomMessage per line, in id order, append-only
+/// DIR/dms/<a>+<b>.jsonl         the DMs between users a and b (lower-cased, a < b), both
+///                               directions, one DirectMessage per line, in id order,
+///                               append-only
 /// DIR/mailboxes/<user>.jsonl    the undelivered DMs of <user> (lower-cased), one per line
 /// DIR/accounts.jsonl            one Account per line, append-only: the last line for a name wins
 /// DIR/account_rooms.jsonl       an account's whole room set per line, append-only: the last
@@ -56,6 +63,13 @@ use crate::store::{Store, StoreError};
 /// newline), so `grep -r 'grüß' DIR` finds them. File names are the names themselves, encoded
 /// defensively so that no name can leave the directory.
 ///
+/// A conversation's file holds the DM history of two users ([`Record::Dm`]): a DM from alice to
+/// Bob and Bob's answer are both lines of `dms/alice+bob.jsonl`, each as chat-core serialises
+/// it, e.g. `{"id":8,"from":"Bob","to":"alice","text":"hi","ts":"…"}`. It is written, repaired,
+/// read and rolled back exactly like a room's file. A DM that is also queued for an offline
+/// recipient is a line of the recipient's mailbox too; the two files are independent, and a
+/// delivery rewrites only the mailbox.
+///
 /// An account's line is `{"name":"Alice","hash":"$argon2id$v=19$…"}` (no `hash` for an account
 /// made by a token): the name as registered and the password's salted hash, never the password.
 /// A later record for the same name (compared case-insensitively) is appended too and replaces
@@ -68,52 +82,55 @@ use crate::store::{Store, StoreError};
 ///
 /// # Durability
 ///
-/// Every change goes through one writer thread, which commits concurrent appends
-/// together: one write and one fsync per touched file, one fsync per directory that gained a
-/// file, and only then the answer. `append` returning `Ok` means the records are on disk. Room
-/// files are only ever appended to. A delivered mailbox is unlinked (nothing left, the usual
-/// case) or replaced by a temporary file renamed over it (DMs newer than `through` left), each
-/// followed by an fsync of the directory; `ids.json` is replaced the same way. A crash therefore
-/// leaves a mailbox either as it was before the delivery or as it is after it: a DM is never
-/// lost and never delivered twice. (An append-only delivery marker would also be atomic, but
-/// would leave delivered DMs on disk forever or need the same rewrite later.)
+/// Every change goes through one writer thread, which commits concurrent appends together: one
+/// write and one fsync per touched file, one fsync per directory that gained a file, and only then
+/// the answer. `append` returning `Ok` means the records are on disk. Room and conversation files
+/// are only ever appended to. A delivered mailbox is unlinked (nothing left, the usual case) or
+/// replaced by a temporary file renamed over it (DMs newer than `through` left), each followed by
+/// an fsync of the directory; `ids.json` is replaced the same way. A crash therefore leaves a
+/// mailbox either as it was before the delivery or as it is after it: a DM is never lost and never
+/// delivered twice. (An append-only delivery marker would also be atomic, but would leave delivered
+/// DMs on disk forever or need the same rewrite later.)
 ///
 /// # Failed writes
 ///
 /// A failed write or fsync fails every append of its batch with [`StoreError::Io`] and leaves no
-/// trace of the batch: the writer knows the length of every file before it, and at once cuts
-/// each file it appended to (room files, mailboxes, the accounts and account rooms files) back to that length (ftruncate and fsync, which needs no free
-/// space; a file the batch created is removed) and puts each mailbox it began to replace or
-/// remove back to its acknowledged DMs. Readers never saw the batch. From then on appends fail
-/// at once with [`StoreError::Halted`] until [`Store::recover`] succeeds. `recover` rolls every
-/// file back to the acknowledged state again (in case the first rollback failed too), re-reads
-/// the directory as opening does (torn tails, lengths, last ids, mailboxes, accounts, account
-/// rooms, the id counter),
-/// checks that the disk takes a write and an fsync again (a small probe file, written and
-/// removed), and only then accepts appends; while the disk is still full or unwritable it
-/// fails, and the runtime tries again later. `ids.json` is not rolled back: a failed
-/// reservation may leave the counter raised, which only skips ids. If the process dies after a
-/// failed write before any rollback got through, a restart may find complete lines of the
-/// failed batch and keeps them, as it would after a crash in the middle of a commit.
+/// trace of the batch: the writer knows the length of every file before it, and at once cuts each
+/// file it appended to (room and conversation files, mailboxes, the accounts and account rooms
+/// files) back to that length (ftruncate and fsync, which needs no free space; a file the batch
+/// created is removed) and puts each mailbox it began to replace or remove back to its acknowledged
+/// DMs. Readers never saw the batch. From then on appends fail at once with [`StoreError::Halted`]
+/// until [`Store::recover`] succeeds. `recover` rolls every file back to the acknowledged state
+/// again (in case the first rollback failed too), re-reads the directory as opening does (torn
+/// tails, lengths, last ids, mailboxes, accounts, account rooms, the id counter), checks that the
+/// disk takes a write and an fsync again (a small probe file, written and removed), and only then
+/// accepts appends; while the disk is still full or unwritable it fails, and the runtime tries
+/// again later. `ids.json` is not rolled back: a failed reservation may leave the counter raised,
+/// which only skips ids. If the process dies after a failed write before any rollback got through,
+/// a restart may find complete lines of the failed batch and keeps them, as it would after a crash
+/// in the middle of a commit.
 ///
 /// # Opening
 ///
 /// [`JsonFileStore::open`] creates the directory if needed, removes leftovers of replacements a
 /// crash interrupted (`*.tmp`, whose originals are still intact), and checks the last line of
-/// every room, mailbox, accounts and account rooms file: a torn or garbage last line, which can only be an
-/// append that was never acknowledged, is logged and truncated away. Files that are not the
-/// store's are logged and left alone. Room files are not read further: start-up costs one read
-/// of the last line per room, whatever the size of the history. Mailboxes (small, bounded by
-/// the core) and the accounts and account rooms files are read whole, so [`Store::account`] answers from memory.
-/// The leftover of a recovery's probe (`write-probe.tmp`) is removed too.
+/// every room, conversation, mailbox, accounts and account rooms file: a torn or garbage last
+/// line, which can only be an append that was never acknowledged, is logged and truncated away.
+/// Files that are not the store's are logged and left alone. Room and conversation files are
+/// not read further: start-up costs one read of the last line per room and per conversation,
+/// whatever the size of the history. Mailboxes (small, bounded by the core) and the accounts and
+/// account rooms files are read whole, so [`Store::account`] answers from memory. The leftover
+/// of a recovery's probe (`write-probe.tmp`) is removed too.
 ///
 /// # Reading
 ///
-/// [`Store::load`] reads the newest `history` lines of each room backwards from the end;
-/// [`Store::history`] binary-searches the room file for the page. Both read only up
-/// to the length the writer published after its last fsync. A garbage line met on the way is
-/// [`StoreError::Corrupt`] with the file and its line number. Reads run on tokio's blocking pool,
-/// so the store needs a tokio runtime.
+/// [`Store::load`] reads the newest `history` lines of each room backwards from the end, and builds
+/// each user's DM tail by merging that user's conversation files backwards from their ends, newest
+/// first, reading from each only the DMs that make it into the tail (and one more);
+/// [`Store::history`] and [`Store::dm_history`] binary-search the room's or conversation's file for
+/// the page. All of them read only up to the length the writer published after its last fsync. A
+/// garbage line met on the way is [`StoreError::Corrupt`] with the file and its line number. Reads
+/// run on tokio's blocking pool, so the store needs a tokio runtime.
 ///
 /// One directory is meant for one open store at a time; nothing locks it.
 #[derive(Debug)]
@@ -131,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) ledger: Ledger,
     /// The committed length of every room file (0 for an empty one).
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The committed length of every conversation file (0 for an empty one).
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The committed length of the accounts file (0 if there is none).
     pub(crate) accounts_len: u64,
     /// The committed length of the account rooms file (0 if there is none).
@@ -166,7 +185,7 @@ impl JsonFileStore {
     fn open_blocking(dir: &Path) -> Result<Self, StoreError> {
         let layout = Layout::new(dir);
         let existed = dir.is_dir();
-        for sub in [&layout.dir, &layout.rooms, &layout.mailboxes] {
+        for sub in [&layout.dir, &layout.rooms, &layout.dms, &layout.mailboxes] {
             fs::create_dir_all(sub).map_err(|e| StoreError::io(sub, e))?;
         }
         if !existed {
@@ -182,6 +201,7 @@ impl JsonFileStore {
         let shared = Arc::new(Mutex::new(Shared {
             ledger: scan.ledger.clone(),
             room_len: scan.room_len.clone(),
+            conversation_len: scan.conversation_len.clone(),
             accounts_len: scan.accounts_len,
             account_rooms_len: scan.account_rooms_len,
             closed: false,
@@ -191,6 +211,7 @@ impl JsonFileStore {
             layout: layout.clone(),
             ledger: scan.ledger,
             room_len: scan.room_len,
+            conversation_len: scan.conversation_len,
             mailbox_files: scan.mailbox_files,
             accounts_len: scan.accounts_len,
             account_rooms_len: scan.account_rooms_len,
@@ -270,7 +291,7 @@ impl Store for JsonFileStore {
     }
 
     async fn load(&self, history: usize) -> Result<Snapshot, StoreError> {
-        let (rooms, mailboxes, accounts, account_rooms, next_id) = {
+        let (rooms, conversation_len, mailboxes, accounts, account_rooms, next_id) = {
             let shared = self.shared()?;
             let rooms: Vec<(RoomName, PathBuf, u64)> = shared
                 .room_len
@@ -278,19 +299,27 @@ impl Store for JsonFileStore {
                 .filter(|&(_, &len)| len > 0)
                 .map(|(room, &len)| (room.clone(), self.layout.room(room), len))
                 .collect();
+            let conversation_len: HashMap<Conversation, u64> = shared
+                .conversation_len
+                .iter()
+                .filter(|&(_, &len)| len > 0)
+                .map(|(conversation, &len)| (conversation.clone(), len))
+                .collect();
             (
                 rooms,
+                conversation_len,
                 shared.ledger.mailboxes.clone(),
                 shared.ledger.account_names(),
                 shared.ledger.account_rooms.clone(),
                 shared.ledger.floor,
             )
         };
-        let rooms = blocking(move || {
-            rooms
+        let layout = self.layout.clone();
+        let (rooms, dms) = blocking(move || {
+            let rooms = rooms
                 .into_iter()
                 .map(|(room, path, len)| {
-                    let (messages, has_older) = room_log::tail(&path, &room, len, history)?;
+                    let (messages, has_older) = message_log::tail(&path, &room, len, history)?;
                     Ok((
                         room,
                         RoomTail {
@@ -299,7 +328,13 @@ impl Store for JsonFileStore {
                         },
                     ))
                 })
-                .collect()
+                .collect::<Result<_, StoreError>>()?;
+            let dms = conversations::tails(conversation_len.keys(), history, |conversation| {
+                let len = conversation_len.get(conversation).copied().unwrap_or(0);
+                let path = layout.conversation(conversation);
+                NewestFirst::<DirectMessage>::new(path, conversation.clone(), len)
+            })?;
+            Ok((rooms, dms))
         })
         .await?;
         Ok(Snapshot {
@@ -308,6 +343,7 @@ impl Store for JsonFileStore {
             mailboxes,
             accounts,
             account_rooms,
+            dms,
         })
     }
 
@@ -321,7 +357,22 @@ impl Store for JsonFileStore {
             return Ok(Vec::new());
         };
         let (room, path) = (room.clone(), self.layout.room(room));
-        blocking(move || room_log::page(&path, &room, len, before, limit)).await
+        blocking(move || message_log::page(&path, &room, len, before, limit)).await
+    }
+
+    async fn dm_history(
+        &self,
+        a: &UserKey,
+        b: &UserKey,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DirectMessage>, StoreError> {
+        let conversation = conversation(a.clone(), b.clone());
+        let Some(len) = self.shared()?.conversation_len.get(&conversation).copied() else {
+            return Ok(Vec::new());
+        };
+        let path = self.layout.conversation(&conversation);
+        blocking(move || message_log::page(&path, &conversation, len, before, limit)).await
     }
 
     async fn rooms(&self) -> Result<Vec<RoomName>, StoreError> {

@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use super::lines::{self, Line};
+use super::lines::{self, Backwards, Line};
 use crate::store::StoreError;
 
 /// A file after its tail was checked.
@@ -42,7 +42,7 @@ pub(crate) fn repair<T>(
     let mut discarded = false;
     loop {
         // The last line, with or without its newline.
-        let Some((line, terminated)) = last_line(&file, len).map_err(io)? else {
+        let Some((line, terminated)) = last_line(path, &file, len)? else {
             return Ok(Repaired { len, last: None });
         };
         let problem = if terminated {
@@ -75,18 +75,18 @@ pub(crate) fn repair<T>(
     }
 }
 
-/// The last line of the first `len` bytes of `file`, and whether it ends with a newline.
-fn last_line(mut file: &File, len: u64) -> std::io::Result<Option<(Line, bool)>> {
+/// The last line of the first `len` bytes of `file` (open at `path`), and whether it ends with a
+/// newline.
+fn last_line(path: &Path, mut file: &File, len: u64) -> Result<Option<(Line, bool)>, StoreError> {
     if len == 0 {
         return Ok(None);
     }
     let mut last_byte = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last_byte)?;
-    // `read_back` takes the final byte for the newline, so for an unterminated line it returns
+    file.seek(SeekFrom::Start(len - 1))
+        .and_then(|_| file.read_exact(&mut last_byte))
+        .map_err(|e| StoreError::io(path, e))?;
+    // `Backwards` takes the final byte for the newline, so for an unterminated line it returns
     // the line minus its last byte, at the right offset, which is all a torn line needs.
-    let line = lines::read_back(file, len, 1)?
-        .pop()
-        .expect("a non-empty file has a last line");
-    Ok(Some((line, last_byte[0] == b'\n')))
+    let line = Backwards::new(path, len).next_line()?;
+    Ok(line.map(|line| (line, last_byte[0] == b'\n')))
 }

@@ -2,27 +2,31 @@
 //! recovers from a failed write.
 //!
 //! Both read the directory the same way: leftovers of interrupted replacements are removed, the
-//! tail of every room, mailbox, accounts and account rooms file is repaired ([`repair`](super::repair)), each
-//! room's length and last id, every mailbox, every account and every account's room set are
-//! read, and the id counter is
+//! tail of every room, conversation, mailbox, accounts and account rooms file is repaired
+//! ([`repair`](super::repair)), each room's and conversation's length and last id, every
+//! mailbox, every account and every account's room set are read, and the id counter is
 //! restored. Recovery ([`Committed`] given) first puts every file back to the state the writer
-//! last committed, which is what readers were shown and callers were told: a room file, the
-//! accounts file and the account rooms file are cut back to their committed length (or removed if the failed batch created
-//! them) and a mailbox is restored to its committed DMs. So after recovery the writer's state is
-//! exactly what a restart would read, and holds no record of a failed batch.
+//! last committed, which is what readers were shown and callers were told: a room or
+//! conversation file, the accounts file and the account rooms file are cut back to their
+//! committed length (or removed if the failed batch created them) and a mailbox is restored to
+//! its committed DMs. So after recovery the writer's state is exactly what a restart would read,
+//! and holds no record of a failed batch.
 //!
-//! The cost is that of opening: one read of the last line per room, whatever the size of its
-//! history, and every mailbox (small, bounded by the core) and the accounts and account rooms
-//! files read whole.
+//! The cost is that of opening: one read of the last line per room and per conversation,
+//! whatever the size of its history, and every mailbox (small, bounded by the core) and the
+//! accounts and account rooms files read whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 
-use chat_core::{MessageId, RoomName, UserKey};
+use chat_core::{DirectMessage, MessageId, RoomMessage, RoomName, UserKey};
 
-use super::layout::{Entry, Layout, classify};
-use super::{account_rooms_file, accounts_file, durable, ids_file, mailbox_file, room_log};
+use super::layout::{self, Entry, Layout, classify};
+use super::message_log::{self, Logged};
+use super::{account_rooms_file, accounts_file, durable, ids_file, mailbox_file};
+use crate::conversations::Conversation;
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -32,6 +36,8 @@ pub(crate) struct Scan {
     pub(crate) ledger: Ledger,
     /// The length of every room file (0 for an empty one).
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The length of every conversation file (0 for an empty one).
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The mailboxes that have a file.
     pub(crate) mailbox_files: HashSet<UserKey>,
     /// The length of the accounts file (0 if there is none).
@@ -48,6 +54,8 @@ pub(crate) struct Committed {
     pub(crate) ledger: Ledger,
     /// The committed length of every room file.
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The committed length of every conversation file.
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The committed length of the accounts file (0: it has no committed line).
     pub(crate) accounts_len: u64,
     /// The committed length of the account rooms file (0: it has no committed line).
@@ -70,55 +78,26 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
         ledger.raise_floor(floor);
     }
 
-    let mut room_len = HashMap::new();
-    for (name, path) in data_files(&layout.rooms)? {
-        let room = match RoomName::parse(&name) {
-            Ok(room) if room.as_str() == name => room,
-            _ => {
-                foreign(&path);
-                continue;
-            }
-        };
-        if let Some(committed) = committed {
-            match committed.room_len.get(&room) {
-                Some(&len) => roll_back_append(&path, len)?,
-                None => {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "removing a room file a failed write created"
-                    );
-                    durable::remove(&path)?;
-                    continue;
-                }
-            }
-        }
-        let repaired = room_log::open(&path, &room)?;
-        if let Some(last) = repaired.last {
-            ledger.room_last.insert(room.clone(), last);
-            ledger.raise_floor(last.next());
-        }
-        room_len.insert(room, repaired.len);
+    let rooms = scan_logs::<RoomMessage>(
+        &layout.rooms,
+        layout::room_of,
+        |room| layout.room(room),
+        committed.map(|c| &c.room_len),
+    )?;
+    let conversations = scan_logs::<DirectMessage>(
+        &layout.dms,
+        layout::conversation_of,
+        |conversation| layout.conversation(conversation),
+        committed.map(|c| &c.conversation_len),
+    )?;
+    for last in rooms.last.values().chain(conversations.last.values()) {
+        ledger.raise_floor(last.next());
     }
-    if let Some(committed) = committed {
-        for (room, &len) in &committed.room_len {
-            if len > 0 && !room_len.contains_key(room) {
-                tracing::error!(
-                    path = %layout.room(room).display(),
-                    "a room file with acknowledged history is gone"
-                );
-            }
-        }
-    }
+    ledger.room_last = rooms.last;
+    ledger.conversation_last = conversations.last;
 
     let mut mailbox_files = HashSet::new();
-    for (name, path) in data_files(&layout.mailboxes)? {
-        let owner = match UserKey::parse(&name) {
-            Ok(owner) if owner.as_str() == name => owner,
-            _ => {
-                foreign(&path);
-                continue;
-            }
-        };
+    for (owner, path) in data_files(&layout.mailboxes, layout::owner_of)? {
         let dms = match committed {
             Some(committed) => {
                 let dms = committed
@@ -174,12 +153,69 @@ pub(crate) fn scan(layout: &Layout, committed: Option<&Committed>) -> Result<Sca
 
     Ok(Scan {
         ledger,
-        room_len,
+        room_len: rooms.len,
+        conversation_len: conversations.len,
         mailbox_files,
         accounts_len: accounts.len,
         account_rooms_len: account_rooms.len,
         ids_on_disk,
     })
+}
+
+/// The message logs of one kind (rooms, conversations) as read from their directory.
+struct Logs<K> {
+    /// The length of every file (0 for an empty one).
+    len: HashMap<K, u64>,
+    /// The last id of every file that has a message.
+    last: HashMap<K, MessageId>,
+}
+
+/// Reads the message logs of `M` in `dir`, each file named as `log_of` reads it back and
+/// `path_of` writes it: rolls each back to its length in `committed` if given (removing a file a
+/// failed write created), and repairs its tail.
+fn scan_logs<M>(
+    dir: &Path,
+    log_of: impl Fn(&str) -> Option<M::Log>,
+    path_of: impl Fn(&M::Log) -> PathBuf,
+    committed: Option<&HashMap<M::Log, u64>>,
+) -> Result<Logs<M::Log>, StoreError>
+where
+    M: Logged,
+    M::Log: Hash + Ord,
+{
+    let mut logs = Logs {
+        len: HashMap::new(),
+        last: HashMap::new(),
+    };
+    for (log, path) in data_files(dir, log_of)? {
+        if let Some(committed) = committed {
+            match committed.get(&log) {
+                Some(&len) => roll_back_append(&path, len)?,
+                None => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "removing a history file a failed write created"
+                    );
+                    durable::remove(&path)?;
+                    continue;
+                }
+            }
+        }
+        let repaired = message_log::open::<M>(&path, &log)?;
+        if let Some(last) = repaired.last {
+            logs.last.insert(log.clone(), last);
+        }
+        logs.len.insert(log, repaired.len);
+    }
+    for (log, &len) in committed.into_iter().flatten() {
+        if len > 0 && !logs.len.contains_key(log) {
+            tracing::error!(
+                path = %path_of(log).display(),
+                "a history file with acknowledged messages is gone"
+            );
+        }
+    }
+    Ok(logs)
 }
 
 /// Puts a file of the directory read whole (the accounts, the account rooms) back to its
@@ -198,8 +234,8 @@ fn roll_back_whole(path: &Path, len: u64, what: &str) -> Result<(), StoreError> 
     }
 }
 
-/// Cuts an append-only file (a room's, the accounts, the account rooms) back to its committed length `len`,
-/// dropping what a failed batch appended.
+/// Cuts an append-only file (a room's, a conversation's, the accounts, the account rooms) back
+/// to its committed length `len`, dropping what a failed batch appended.
 fn roll_back_append(path: &Path, len: u64) -> Result<(), StoreError> {
     let on_disk = match fs::metadata(path) {
         Ok(metadata) => metadata.len(),
@@ -231,9 +267,12 @@ fn roll_back_append(path: &Path, len: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The store's files in `dir` as (decoded name, path), after removing interrupted
-/// replacements and logging what is not the store's.
-fn data_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+/// The store's files in `dir` as (the name `name_of` reads from a file's stem, path), in name
+/// order, after removing interrupted replacements and logging what is not the store's.
+fn data_files<N: Ord>(
+    dir: &Path,
+    name_of: impl Fn(&str) -> Option<N>,
+) -> Result<Vec<(N, PathBuf)>, StoreError> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
         let entry = entry.map_err(|e| StoreError::io(dir, e))?;
@@ -246,13 +285,14 @@ fn data_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
             foreign(&path);
             continue;
         }
-        match entry.file_name().to_str().map(classify) {
+        let file_name = entry.file_name();
+        match file_name.to_str().map(|name| classify(name, &name_of)) {
             Some(Entry::Data(name)) => files.push((name, path)),
             Some(Entry::Temporary) => remove_leftover(&path)?,
             Some(Entry::Foreign) | None => foreign(&path),
         }
     }
-    files.sort();
+    files.sort_by(|(a, _), (b, _)| a.cmp(b));
     Ok(files)
 }
 

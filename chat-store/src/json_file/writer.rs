@@ -8,15 +8,16 @@
 //!
 //! 1. `ids.json` is replaced if a reservation or delivery raised the counter (first, so that a
 //!    crash later in the batch leaves more ids reserved, never fewer);
-//! 2. each touched room and mailbox file, and the accounts and account rooms files, get one `write` of all its new
-//!    lines, and then one fsync (the fsyncs of different files run in parallel, so the file
-//!    system can merge them into one journal commit), plus one fsync of each directory that
-//!    gained a file;
+//! 2. each touched room, conversation and mailbox file, and the accounts and account rooms
+//!    files, get one `write` of all its new lines, and then one fsync (the fsyncs of different
+//!    files run in parallel, so the file system can merge them into one journal commit), plus
+//!    one fsync of each directory that gained a file;
 //! 3. each delivered mailbox is removed or replaced atomically ([`mailbox_file`]).
 //!
-//! Only then are the new file lengths, mailboxes, accounts and account rooms published to readers, and every
-//! request of the batch answered. So a burst of concurrent appends costs one fsync per touched
-//! file, not one per append, and nothing is acknowledged before it is on disk.
+//! Only then are the new file lengths, last ids, mailboxes, accounts and account rooms published
+//! to readers, and every request of the batch answered. So a burst of concurrent appends costs
+//! one fsync per touched file, not one per append, and nothing is acknowledged before it is on
+//! disk.
 //!
 //! If a write or fsync fails, the batch is undone: while writing, the writer notes the length
 //! of every file before its append ([`Undo`]); on failure it cuts each back (removing the files
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 use super::layout::Layout;
 use super::scan::{self, Committed};
 use super::{Shared, account_rooms_file, durable, encode_line, ids_file, mailbox_file};
+use crate::conversations::Conversation;
 use crate::ledger::Ledger;
 use crate::store::StoreError;
 
@@ -79,6 +81,8 @@ pub(crate) struct Writer {
     pub(crate) ledger: Ledger,
     /// The length of every room file.
     pub(crate) room_len: HashMap<RoomName, u64>,
+    /// The length of every conversation file.
+    pub(crate) conversation_len: HashMap<Conversation, u64>,
     /// The mailboxes that have a file.
     pub(crate) mailbox_files: HashSet<UserKey>,
     /// The length of the accounts file (0 if there is none).
@@ -106,7 +110,11 @@ struct Undo {
 /// The accepted changes of one batch, by file.
 #[derive(Debug, Default)]
 struct Pending {
+    /// The lines to append to each room file.
     rooms: BTreeMap<RoomName, Vec<u8>>,
+    /// The lines to append to each conversation file.
+    conversations: BTreeMap<Conversation, Vec<u8>>,
+    /// The lines to append to each mailbox file.
     mailbox_appends: BTreeMap<UserKey, Vec<u8>>,
     /// Mailboxes that had a delivery: their file is rewritten from the ledger instead.
     mailbox_rewrites: BTreeSet<UserKey>,
@@ -130,6 +138,9 @@ impl Pending {
                     self.rooms.entry(message.room.clone()).or_default(),
                     &**message,
                 );
+            }
+            Record::Dm(dm) => {
+                encode_line(self.conversations.entry(dm.parties()).or_default(), &**dm);
             }
             Record::Queued(dm) => {
                 let owner = dm.owner();
@@ -162,6 +173,7 @@ impl Pending {
 
     fn is_empty(&self) -> bool {
         self.rooms.is_empty()
+            && self.conversations.is_empty()
             && self.mailbox_appends.is_empty()
             && self.mailbox_rewrites.is_empty()
             && self.accounts.is_empty()
@@ -259,8 +271,8 @@ impl Writer {
         let cause = error.to_string();
         self.shared.lock().unwrap_or_else(|p| p.into_inner()).halted = Some(cause.clone());
         self.halted = Some(cause);
-        // `ledger`, `room_len` and `mailbox_files` now include the failed batch; no append is
-        // accepted until `recover` replaces them with what is on disk.
+        // `ledger`, `room_len`, `conversation_len` and `mailbox_files` now include the failed
+        // batch; no append is accepted until `recover` replaces them with what is on disk.
     }
 
     /// Puts every file `undo` lists back to its committed state; tries them all and returns the
@@ -306,6 +318,7 @@ impl Writer {
             Committed {
                 ledger: shared.ledger.clone(),
                 room_len: shared.room_len.clone(),
+                conversation_len: shared.conversation_len.clone(),
                 accounts_len: shared.accounts_len,
                 account_rooms_len: shared.account_rooms_len,
             }
@@ -316,12 +329,14 @@ impl Writer {
             let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             shared.ledger = scan.ledger.clone();
             shared.room_len = scan.room_len.clone();
+            shared.conversation_len = scan.conversation_len.clone();
             shared.accounts_len = scan.accounts_len;
             shared.account_rooms_len = scan.account_rooms_len;
             shared.halted = None;
         }
         self.ledger = scan.ledger;
         self.room_len = scan.room_len;
+        self.conversation_len = scan.conversation_len;
         self.mailbox_files = scan.mailbox_files;
         self.accounts_len = scan.accounts_len;
         self.account_rooms_len = scan.account_rooms_len;
@@ -346,6 +361,14 @@ impl Writer {
             let path = self.layout.room(room);
             if !self.room_len.contains_key(room) {
                 new_dirs.insert(self.layout.rooms.clone());
+            }
+            self.append(&path, lines, undo)?;
+            touched.push(path);
+        }
+        for (conversation, lines) in &pending.conversations {
+            let path = self.layout.conversation(conversation);
+            if !self.conversation_len.contains_key(conversation) {
+                new_dirs.insert(self.layout.dms.clone());
             }
             self.append(&path, lines, undo)?;
             touched.push(path);
@@ -382,6 +405,12 @@ impl Writer {
         }
         for (room, lines) in &pending.rooms {
             *self.room_len.entry(room.clone()).or_default() += lines.len() as u64;
+        }
+        for (conversation, lines) in &pending.conversations {
+            *self
+                .conversation_len
+                .entry(conversation.clone())
+                .or_default() += lines.len() as u64;
         }
         self.accounts_len += pending.accounts.len() as u64;
         self.account_rooms_len += pending.account_rooms.len() as u64;
@@ -460,6 +489,17 @@ impl Writer {
             shared.room_len.insert(room.clone(), self.room_len[room]);
             if let Some(&last) = self.ledger.room_last.get(room) {
                 shared.ledger.room_last.insert(room.clone(), last);
+            }
+        }
+        for conversation in pending.conversations.keys() {
+            shared
+                .conversation_len
+                .insert(conversation.clone(), self.conversation_len[conversation]);
+            if let Some(&last) = self.ledger.conversation_last.get(conversation) {
+                shared
+                    .ledger
+                    .conversation_last
+                    .insert(conversation.clone(), last);
             }
         }
         for owner in pending
