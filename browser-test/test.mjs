@@ -12,6 +12,10 @@
 // password nor a wrong one is left in any storage or cookie. With CHAT_SERVER_DATA (the store
 // directory) the restart keeps the accounts, and those pages log in again by themselves;
 // CHAT_JWT_SECRET_FILE (the server's --jwt-secret-file) lets the test sign a token.
+// Resuming: with CHAT_SERVER_BIN the test also starts a server of its own (in memory, with a
+// small resume limit) behind a loopback TCP relay, cuts a page's connection there while another
+// page talks and DMs it, and checks that the page, back by itself, shows everything once, in
+// order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -19,6 +23,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createServer, connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -45,6 +50,7 @@ let profile;
 let alice;
 let bob;
 let restarted = null; // a server this test started
+const ownServers = []; // servers of single tests, stopped at the end whatever happens
 const pageErrors = [];
 let browser = null; // a second browser, for the accounts' contexts
 const accounts = {}; // those contexts and their pages
@@ -87,14 +93,74 @@ after(async () => {
   if (browser) await browser.close();
   if (context) await context.close();
   if (profile) rmSync(profile, { recursive: true, force: true });
-  if (restarted) {
-    restarted.kill('SIGTERM');
+  for (const server of [restarted, ...ownServers].filter(Boolean)) {
+    server.kill('SIGTERM');
     await new Promise((resolve) => {
-      if (restarted.exitCode !== null) resolve();
-      else restarted.once('exit', resolve);
+      if (server.exitCode !== null) resolve();
+      else server.once('exit', resolve);
     });
   }
 });
+
+// Starts the bundled server with `args` (which bind `--ws 127.0.0.1:0`); resolves to its port
+// once it listens.
+async function startServer(bin, args) {
+  const server = spawn(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  ownServers.push(server);
+  const line = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the server did not start')), PATIENCE);
+    createInterface({ input: server.stdout }).on('line', (said) => {
+      if (said.startsWith('listening ws://')) {
+        clearTimeout(timer);
+        resolve(said);
+      }
+    });
+    server.once('exit', (code) => reject(new Error(`the server exited (${code})`)));
+  });
+  return Number(/^listening ws:\/\/127\.0\.0\.1:(\d+)\//.exec(line)[1]);
+}
+
+// A TCP relay on a free loopback port in front of the server on `port`, page and WebSocket
+// alike. cut() drops every connection through it, as a network failure would (no close frame),
+// and refuses new ones until open().
+async function relayTo(port) {
+  const sockets = new Set();
+  let open = true;
+  const relay = createServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(port, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const cut = () => {
+    open = false;
+    for (const socket of sockets) socket.destroy();
+  };
+  return {
+    url: `http://127.0.0.1:${relay.address().port}/`,
+    cut,
+    open: () => {
+      open = true;
+    },
+    close: () => {
+      cut();
+      relay.close();
+    },
+  };
+}
 
 // The conversation a page shows.
 const shown = (page) => page.locator('#views ol.messages:not([hidden])');
@@ -333,6 +399,84 @@ test('a token in the page address logs in, and is taken out of the address', asy
   assert.equal(await page.textContent('#me'), 'erin');
   assert.equal(new URL(page.url()).hash, '', 'the token left the address bar');
   assert.ok(await page.locator('#register-open').isHidden(), 'a token is an account');
+});
+
+test('a page cut off while others talk shows everything it missed once, in order', async (t) => {
+  const bin = process.env.CHAT_SERVER_BIN;
+  if (!bin) {
+    t.skip('CHAT_SERVER_BIN is not set');
+    return;
+  }
+  // A resume limit of 5: what the page misses does not fit in one joined, so it pages back.
+  const port = await startServer(bin, [
+    '--memory', '--resume-limit', '5', '--ws', '127.0.0.1:0', '--tcp', 'off',
+  ]);
+  const relay = await relayTo(port);
+  t.after(relay.close);
+  browser ??= await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
+  const frank = watch(await (await newContext()).newPage());
+  const gina = watch(await (await newContext()).newPage());
+  const texts = (page, view) => page.locator(`#views ol[data-view="${view}"] li.msg .text`);
+  const has = (page, view, text) =>
+    texts(page, view).filter({ hasText: new RegExp(`^${text}$`) }).waitFor({ state: 'attached' });
+  const sayAll = async (lines) => {
+    for (const line of lines) await say(gina, line);
+  };
+  const numbered = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `r${from + i}`);
+
+  // frank, an account (DMs wait for it), through the relay; gina straight to the server.
+  await frank.goto(relay.url);
+  await frank.fill('#name', 'frank');
+  await frank.fill('#password', PASSWORD + '-frank');
+  await frank.click('#register-button');
+  await shown(frank).locator('li.info', { hasText: 'frank is now registered' }).waitFor();
+  await gina.goto(`http://127.0.0.1:${port}/`);
+  await gina.fill('#name', 'gina');
+  await gina.click('#login-form button[type=submit]');
+  await gina.locator('#status[data-state="online"]').waitFor();
+  for (const page of [frank, gina]) {
+    await say(page, '/join resume');
+    await page.locator('#conv-title', { hasText: '#resume' }).waitFor();
+  }
+  await sayAll(numbered(1, 5));
+  await has(frank, 'room:resume', 'r5');
+
+  // gina goes on talking; frank's connection is cut in the middle of it, and stays down while
+  // she talks and DMs him.
+  const flowing = sayAll(numbered(6, 15));
+  await has(frank, 'room:resume', 'r8');
+  relay.cut();
+  await frank.locator('#status[data-state="reconnecting"]').waitFor();
+  await flowing;
+  await sayAll([...numbered(16, 20), '/dm frank d1', ...numbered(21, 30), '/dm frank d2']);
+  await has(gina, 'room:resume', 'r30');
+  await has(gina, 'dm', 'd2');
+
+  // Back (at once, on a click), while gina goes on.
+  relay.open();
+  if (await frank.locator('#status[data-state="reconnecting"]').count()) {
+    await frank.click('#status');
+  }
+  await frank.locator('#status[data-state="online"]').waitFor({ timeout: 15_000 });
+  await sayAll([...numbered(31, 33), '/dm frank d3']);
+  await has(frank, 'room:resume', 'r33');
+  await has(frank, 'dm', 'd3');
+  // A last line: anything shown twice would have come before it.
+  await say(gina, 'the end');
+  await has(frank, 'room:resume', 'the end');
+
+  assert.deepEqual(
+    await texts(frank, 'room:resume').allTextContents(),
+    [...numbered(1, 33), 'the end'],
+    'every message once, in order',
+  );
+  assert.deepEqual(await texts(frank, 'dm').allTextContents(), ['d1', 'd2', 'd3']);
+  await frank.context().close();
+  await gina.context().close();
 });
 
 test('a lost connection is shown, and the page reconnects by itself', async (t) => {

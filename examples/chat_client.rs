@@ -13,8 +13,11 @@
 //! (`[HH:MM:SS] #room <alice> text`).
 //! Incoming messages are printed above the line being typed (reedline's external printer), so
 //! they never garble it. When the connection is lost the client says so and reconnects with
-//! back-off, logs in again and goes back to its room; a refused name asks for another. Ctrl-C or
-//! Ctrl-D leave like `/quit`. Without a terminal (input from a pipe) it reads plain lines.
+//! back-off, logs in again and goes back to its room, then prints what was said while it was
+//! away: each missed message and DM once, in order (the login says `since`, the last id shown;
+//! a room that missed more than the server sends at once is paged in first). A refused name asks
+//! for another. Ctrl-C or Ctrl-D leave like `/quit`. Without a terminal (input from a pipe) it
+//! reads plain lines.
 //!
 //! Accounts: when the server answers a name with `auth_required` (the name is registered, or
 //! the server admits accounts only), the client asks `Password: ` without echo and logs in with

@@ -6,11 +6,10 @@
 //! down instead of growing a queue, and a server that keeps sending eventually drops it as too
 //! slow.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_core::{Command, ErrorCode, Event, Ref, RoomName, Secret, SendKind};
+use chat_core::{Command, ErrorCode, Event, Ref, RoomName, Secret, SendKind, UserKey};
 use chat_protocol::line::{Action, BYE, LineSession};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,6 +17,7 @@ use tokio_tungstenite::tungstenite;
 
 use crate::backoff::mix;
 use crate::client::{ClientError, Incoming, WsClient};
+use crate::resume::{PageWanted, Resume, Shown};
 use crate::session::{SessionConfig, Typed};
 use crate::update::{Notice, Update, seconds};
 
@@ -48,9 +48,12 @@ pub(crate) struct Driver {
     /// What typed lines mean, and the room the user is in (one at a time).
     line: LineSession,
     logged_in_once: bool,
-    /// The newest message id shown per room, so a reconnection's `joined` history is not shown
-    /// twice.
-    newest: HashMap<RoomName, u64>,
+    /// What was shown: the `since` of the next login, and what not to show twice.
+    resume: Resume,
+    /// Pages of missed messages to ask for, once the event at hand is shown.
+    wanted: Vec<PageWanted>,
+    /// The name the server welcomed, to tell the DMs the user sent from those sent to them.
+    me: Option<UserKey>,
     next_ref: u64,
     /// The `ref` of the `join` that takes the user back to their room after a reconnection: its
     /// history is filtered like a login's.
@@ -60,6 +63,20 @@ pub(crate) struct Driver {
 
 /// The program stopped listening.
 struct Gone;
+
+/// Why handling a server event ended the connection.
+enum Stop {
+    /// The program stopped listening.
+    Gone,
+    /// Sending what the event asked for failed.
+    Lost(ClientError),
+}
+
+impl From<Gone> for Stop {
+    fn from(Gone: Gone) -> Stop {
+        Stop::Gone
+    }
+}
 
 impl Driver {
     /// The task of a session with `config`, reporting on `updates` and reading `lines`.
@@ -81,7 +98,9 @@ impl Driver {
             lines,
             line: LineSession::chatting(),
             logged_in_once: false,
-            newest: HashMap::new(),
+            resume: Resume::default(),
+            wanted: Vec::new(),
+            me: None,
             next_ref: 0,
             restoring: None,
             seed,
@@ -99,7 +118,9 @@ impl Driver {
             if self.emit(connecting).await.is_err() {
                 return;
             }
-            let (why, reset) = match self.connection().await {
+            let outcome = self.connection().await;
+            self.resume.disconnected();
+            let (why, reset) = match outcome {
                 Outcome::Quit => {
                     let _ = self.emit(Update::Ended { reason: BYE.into() }).await;
                     return;
@@ -206,7 +227,9 @@ impl Driver {
             }
         };
         self.registering = None;
-        if let Err(error) = client.send(&self.login(), None).await {
+        self.wanted.clear();
+        let login = self.login();
+        if let Err(error) = client.send(&login, None).await {
             return Outcome::Retry {
                 why: describe(&error),
                 logged_in: false,
@@ -273,11 +296,10 @@ impl Driver {
                     };
                 }
                 Incoming::Event { event, reference } => {
-                    let Ok(sends) = self.show(event, reference).await else {
-                        return Outcome::Gone;
-                    };
-                    for send in sends {
-                        if let Err(error) = self.send_asked(&mut client, send).await {
+                    match self.handle(&mut client, event, reference).await {
+                        Ok(()) => {}
+                        Err(Stop::Gone) => return Outcome::Gone,
+                        Err(Stop::Lost(error)) => {
                             return Outcome::Retry {
                                 why: describe(&error),
                                 logged_in: false,
@@ -307,13 +329,41 @@ impl Driver {
             .await?;
         }
         self.logged_in_once = true;
-        // After a reconnection the line session asks to go back to the user's room.
-        for send in self.show(welcome, None).await? {
-            let joins = matches!(send, Action::Send(Command::Join { .. }));
+        if let Event::Welcome { name, rooms, .. } = &welcome {
+            self.me = Some(name.key());
+            // After a resumed login, the rooms' `joined` frames carry what was missed.
+            self.resume.welcomed(rooms);
+        }
+        // After a reconnection the line session asks to go back to the user's room, and a guest
+        // out of the rooms joined at login.
+        for mut send in self.show(welcome, None).await? {
+            let mut joins = false;
+            match &mut send {
+                Action::Send(Command::Join { room, since }) => {
+                    joins = true;
+                    // With this login's `since`, so that it carries what was missed there too.
+                    *since = self.resume.since();
+                    if let Ok(room) = RoomName::parse(room) {
+                        self.resume.rejoining(room);
+                    }
+                }
+                Action::SendQuietly(Command::Leave { room }) => {
+                    if let Ok(room) = RoomName::parse(room) {
+                        self.resume.leaving(room);
+                    }
+                }
+                _ => {}
+            }
             // A failure here shows up as the connection ending, in the chat loop.
             if let (Ok(Some(reference)), true) = (self.send_asked(client, send).await, joins) {
                 // Its history is filtered like a login's.
                 self.restoring = Some(reference);
+            }
+        }
+        // The pong of this ping follows the login's DMs, which are then shown in order.
+        if self.resume.wants_burst_end() {
+            if let Ok(reference) = self.send(client, &Command::Ping).await {
+                self.resume.burst_ends_at(reference);
             }
         }
         Ok(())
@@ -350,16 +400,15 @@ impl Driver {
                                 return Outcome::Quit;
                             }
                         }
-                        // Keepalive answers are not news.
-                        continue;
-                    }
-                    let Ok(sends) = self.show(event, reference).await else {
-                        return Outcome::Gone;
-                    };
-                    for send in sends {
-                        if let Err(error) = self.send_asked(&mut client, send).await {
-                            return lost(describe(&error));
+                        // Keepalive answers are not news; the end of a login's burst is.
+                        if !self.resume.ends_burst(reference.as_ref()) {
+                            continue;
                         }
+                    }
+                    match self.handle(&mut client, event, reference).await {
+                        Ok(()) => {}
+                        Err(Stop::Gone) => return Outcome::Gone,
+                        Err(Stop::Lost(error)) => return lost(describe(&error)),
                     }
                 }
                 line = self.lines.recv(), if quitting.is_none() => {
@@ -426,20 +475,23 @@ impl Driver {
         }
     }
 
-    /// The login this session sends: by token, or by name with the password if there is one.
-    fn login(&self) -> Command {
+    /// The login of a new connection: by token, or by name with the password if there is one;
+    /// after the first login, with `since`, the newest message id shown, so that the server sends
+    /// what was missed meanwhile.
+    fn login(&mut self) -> Command {
+        let since = self.resume.login(self.logged_in_once);
         match &self.config.token {
             Some(token) => Command::Login {
-                since: None,
                 name: None,
                 password: None,
                 token: Some(token.clone()),
+                since,
             },
             None => Command::Login {
-                since: None,
                 name: Some(self.config.name.clone()),
                 password: self.password.clone(),
                 token: None,
+                since,
             },
         }
     }
@@ -482,9 +534,30 @@ impl Driver {
         }
     }
 
+    /// Shows a server event, then sends what it asks for: the commands of the line session, and
+    /// the next page of missed messages.
+    async fn handle(
+        &mut self,
+        client: &mut WsClient,
+        event: Event,
+        reference: Option<Ref>,
+    ) -> Result<(), Stop> {
+        for send in self.show(event, reference).await? {
+            self.send_asked(client, send).await.map_err(Stop::Lost)?;
+        }
+        for page in std::mem::take(&mut self.wanted) {
+            let reference = self.send(client, &page.command()).await;
+            self.resume
+                .asked(&page.room, reference.map_err(Stop::Lost)?);
+        }
+        Ok(())
+    }
+
     /// Reports a server event, with the kind a line client would have got it as, then what the
     /// line session tells the user about it; returns the commands the session asks to send (its
-    /// [`Action::Send`]s and [`Action::SendQuietly`]s).
+    /// [`Action::Send`]s and [`Action::SendQuietly`]s). What was shown before is not reported
+    /// again, and a resumed room's events wait while its missed messages are paged in (see
+    /// `resume.rs`).
     async fn show(&mut self, event: Event, reference: Option<Ref>) -> Result<Vec<Action>, Gone> {
         self.note_registration(&event, reference.as_ref());
         let actions = self.line.on_event(&event);
@@ -493,19 +566,36 @@ impl Driver {
         if restoring {
             self.restoring = None;
         }
-        let event = self.unseen(event, answers_command && !restoring);
         let kind = match &event {
             Event::Message(_) | Event::Dm { .. } if answers_command => SendKind::Echo,
-            Event::Joined { .. } | Event::History { .. } => SendKind::Backlog,
+            // Sent by the user, from another session or before a reconnection.
+            Event::Dm { message, .. } if self.me.as_ref() == Some(&message.from.key()) => {
+                SendKind::Copy
+            }
+            Event::Joined { .. } | Event::History { .. } | Event::DmHistory { .. } => {
+                SendKind::Backlog
+            }
+            Event::Dm { replay: true, .. } => SendKind::Backlog,
             Event::Message(_) | Event::Dm { .. } | Event::Presence { .. } => SendKind::Push,
             _ => SendKind::Reply,
         };
-        self.emit(Update::Server {
+        let shown = Shown {
             event,
             answers_command,
             kind,
-        })
-        .await?;
+        };
+        let step = self
+            .resume
+            .on_event(shown, answers_command && !restoring, reference.as_ref());
+        self.wanted.extend(step.page);
+        for shown in step.shown {
+            self.emit(Update::Server {
+                event: shown.event,
+                answers_command: shown.answers_command,
+                kind: shown.kind,
+            })
+            .await?;
+        }
         let mut sends = Vec::new();
         for action in actions {
             match action {
@@ -518,45 +608,6 @@ impl Driver {
             }
         }
         Ok(sends)
-    }
-
-    /// Notes the newest message shown per room, and drops from a `joined` that the user did not
-    /// ask for (at login, or going back after a reconnection) the history lines shown before.
-    fn unseen(&mut self, event: Event, asked: bool) -> Event {
-        match event {
-            Event::Joined {
-                room,
-                members,
-                history,
-                ..
-            } => {
-                let shown = self.newest.get(&room).copied().unwrap_or(0);
-                let history = if asked {
-                    history
-                } else {
-                    history.into_iter().filter(|m| m.id.get() > shown).collect()
-                };
-                self.note_newest(&room, history.iter().map(|m| m.id.get()));
-                Event::Joined {
-                    complete: None,
-                    room,
-                    members,
-                    history,
-                }
-            }
-            Event::Message(message) => {
-                self.note_newest(&message.room, [message.id.get()]);
-                Event::Message(message)
-            }
-            other => other,
-        }
-    }
-
-    fn note_newest(&mut self, room: &RoomName, ids: impl IntoIterator<Item = u64>) {
-        if let Some(max) = ids.into_iter().max() {
-            let newest = self.newest.entry(room.clone()).or_insert(0);
-            *newest = (*newest).max(max);
-        }
     }
 }
 

@@ -43,12 +43,16 @@
 //! - `backoff.rs`: [`Backoff`], the waits between reconnection attempts.
 //! - `driver.rs`: the session's task: connect, log in, chat, wait out the back-off, again; while
 //!   chatting, a `select!` over the socket, the typed lines and a keepalive tick.
+//! - `resume.rs`: what the session has shown: the `since` of each reconnection's login, the
+//!   paging of a room's missed messages past the server's resume limit, and the filters that
+//!   keep a message or DM from being shown twice.
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod backoff;
 mod client;
 mod driver;
+mod resume;
 mod session;
 mod update;
 

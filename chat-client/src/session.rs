@@ -11,6 +11,14 @@
 //! without repeating the history lines already shown. A refused name ends the session with
 //! [`Update::Refused`], so the program can ask for another.
 //!
+//! Nothing said while the connection was down is lost: every login after the first sends
+//! `since`, the newest message id the session showed (room messages and DMs alike), and the
+//! server answers with what came after it: each room's missed messages in its `joined`, and an
+//! account's missed DMs as replayed `dm` frames. When more were missed than the server sends at
+//! once, the session pages back with `history` and reports the room's `joined` once all of it is
+//! in, its history every missed message, oldest first. A message or DM already shown is never
+//! reported again.
+//!
 //! Accounts: a [`SessionConfig`] may carry the name's password, or a signed token instead of the
 //! name, and every login of the session sends it, reconnections included. A guest who registers
 //! (`/register PASSWORD`, or [`Typist::register`] with a password the program asked for without

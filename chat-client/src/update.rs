@@ -35,7 +35,12 @@ pub enum Update {
         /// The attempt's number since the last successful login.
         attempt: u32,
     },
-    /// A server frame.
+    /// A server frame, or what the session made of several: after a reconnection, the `joined`
+    /// of a room holds only the messages not shown before, and when the server cut them
+    /// (`complete: Some(false)`) the session pages in the older ones first, so the `joined` it
+    /// reports holds all of them, oldest first (`complete: Some(true)`, or `Some(false)` when the
+    /// server could not say what is older), followed by the room's messages that came meanwhile.
+    /// Messages and DMs already reported are not reported again.
     Server {
         /// The event.
         event: Event,

@@ -1,14 +1,17 @@
 //! The terminal client's session layer (`ClientSession`) against a real server on a loopback
 //! port: two users talk, a refused name and a lost connection are said clearly, and a session
 //! comes back by itself after the server restarts, logging in with the same password or token,
-//! or with the password its name was registered with meanwhile.
+//! or with the password its name was registered with meanwhile. A session cut off (through a
+//! relay that drops its connection) while others talk shows, once it is back, every message and
+//! DM it missed exactly once and in order, paging back when more were missed than the server's
+//! resume limit.
 
 #[path = "../../chat-runtime/tests/tokens/mod.rs"]
 mod tokens;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_client::{Backoff, ClientSession, Notice, SessionConfig, Update};
@@ -18,7 +21,7 @@ use chat_runtime::{Authenticator, Runtime, RuntimeConfig};
 use chat_store::{JsonFileStore, MemoryStore, Store};
 use chat_transport_ws::{WsConfig, serve};
 use tokens::Tokens;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -34,7 +37,12 @@ struct TestServer {
 impl TestServer {
     /// A server on `addr` (port 0 for a free one).
     async fn start(addr: &str, store: Arc<dyn Store>) -> TestServer {
-        let runtime = Runtime::start(Config::default(), store, RuntimeConfig::default())
+        Self::configured(addr, Config::default(), store).await
+    }
+
+    /// A server on `addr` with the chat settings `chat`.
+    async fn configured(addr: &str, chat: Config, store: Arc<dyn Store>) -> TestServer {
+        let runtime = Runtime::start(chat, store, RuntimeConfig::default())
             .await
             .expect("the runtime starts");
         Self::serving(addr, runtime).await
@@ -627,4 +635,257 @@ async fn a_guest_who_registers_logs_in_with_that_password_after_a_reconnection()
         "{refused:?}"
     );
     second.stop().await;
+}
+
+/// A loopback TCP relay in front of a server. A test cuts the connections through it as a
+/// network failure would (no close frame: both sockets are just gone), and keeps new ones out
+/// until it opens again, so that a session misses what is said meanwhile.
+struct Relay {
+    addr: SocketAddr,
+    links: Arc<Mutex<Links>>,
+    accepting: JoinHandle<()>,
+}
+
+struct Links {
+    /// Whether new connections get through (refused ones are closed at once).
+    open: bool,
+    /// The connections through the relay, one task each.
+    relaying: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn to(server: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let links = Arc::new(Mutex::new(Links {
+            open: true,
+            relaying: Vec::new(),
+        }));
+        let shared = links.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut links = shared.lock().unwrap();
+                if !links.open {
+                    continue;
+                }
+                links.relaying.push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(server).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Relay {
+            addr,
+            links,
+            accepting,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/chat", self.addr)
+    }
+
+    /// Drops every connection through the relay, and refuses new ones until [`open`](Self::open).
+    fn cut(&self) {
+        let mut links = self.links.lock().unwrap();
+        links.open = false;
+        for link in links.relaying.drain(..) {
+            link.abort();
+        }
+    }
+
+    fn open(&self) {
+        self.links.lock().unwrap().open = true;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut();
+    }
+}
+
+/// What a session showed of the conversation, in order: the texts of room messages (those of
+/// `joined` frames included) and of DMs.
+#[derive(Debug, Default)]
+struct Transcript {
+    said: Vec<String>,
+    dms: Vec<String>,
+    /// The history of each `joined` after the first login, by its size.
+    resumed: Vec<usize>,
+}
+
+impl Transcript {
+    /// Notes what `update` shows; returns whether it is the connection's loss.
+    fn take(&mut self, update: &Update) -> bool {
+        match server_event(update) {
+            Some((Event::Joined { history, .. }, ..)) => {
+                self.resumed.push(history.len());
+                let texts = history.iter().map(|m| m.text.as_str().to_owned());
+                self.said.extend(texts);
+            }
+            Some((Event::Message(message), ..)) => self.said.push(message.text.to_string()),
+            Some((Event::Dm { message, .. }, ..)) => self.dms.push(message.text.to_string()),
+            Some((Event::History { .. }, ..)) => panic!("the catch-up's pages are not shown"),
+            _ => {}
+        }
+        matches!(update, Update::Lost { .. })
+    }
+
+    fn has_said(&self, text: &str) -> bool {
+        self.said.iter().any(|said| said == text)
+    }
+}
+
+/// `prefix1` to `prefixN`.
+fn numbered(prefix: &str, range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Types each of `lines` in turn.
+async fn type_all(session: &ClientSession, lines: &[String]) {
+    for line in lines {
+        session.type_line(line).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_session_cut_off_while_messages_flow_shows_every_message_and_dm_once_in_order() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let server = TestServer::start_with("127.0.0.1:0", store, accounts()).await;
+    let relay = Relay::to(server.addr).await;
+    // An account, so that DMs sent while it is away wait for it or are replayed.
+    let alice_config = config(&relay.url(), "alice").with_password(Secret::new("pw:alice"));
+    let mut alice = ClientSession::start(alice_config);
+    let mut heard = Transcript::default();
+    until(&mut alice, "alice's login", |u| {
+        heard.take(u);
+        matches!(server_event(u), Some((Event::Joined { .. }, false, _)))
+    })
+    .await;
+    heard.resumed.clear();
+    let mut bob = logged_in(&server.url(), "bob").await;
+
+    // Bob talks, with a DM to alice now and then; her connection is cut in the middle of it,
+    // and he goes on while she cannot get back.
+    let talk = |range: std::ops::RangeInclusive<u32>| {
+        let mut lines = Vec::new();
+        for i in range {
+            lines.push(format!("m{i}"));
+            if i % 8 == 0 {
+                lines.push(format!("/dm alice d{i}"));
+            }
+        }
+        lines
+    };
+    let typist = bob.typist();
+    let flowing = talk(1..=20);
+    let typing = tokio::spawn(async move {
+        for line in flowing {
+            typist.line(&line).await.unwrap();
+        }
+    });
+    until(&mut alice, "m10", |u| {
+        heard.take(u);
+        heard.has_said("m10")
+    })
+    .await;
+    relay.cut();
+    until(&mut alice, "the loss", |u| heard.take(u)).await;
+    typing.await.unwrap();
+    type_all(&bob, &talk(21..=40)).await;
+    until(&mut bob, "his last DM's echo", |u| {
+        matches!(server_event(u), Some((Event::Dm { message, .. }, true, _)) if message.text.as_str() == "d40")
+    })
+    .await;
+
+    // She comes back by herself while bob goes on.
+    relay.open();
+    let mut more = numbered("m", 41..=50);
+    more.push("/dm alice d50".into());
+    type_all(&bob, &more).await;
+    until(&mut alice, "everything", |u| {
+        heard.take(u);
+        heard.has_said("m50") && heard.dms.iter().any(|dm| dm == "d50")
+    })
+    .await;
+    // A last line: anything shown twice would have come before it.
+    bob.type_line("the end").await.unwrap();
+    until(&mut alice, "the end", |u| {
+        heard.take(u);
+        heard.has_said("the end")
+    })
+    .await;
+
+    let mut everything = numbered("m", 1..=50);
+    everything.push("the end".into());
+    assert_eq!(heard.said, everything, "every message once, in order");
+    let dms: Vec<String> = [8, 16, 24, 32, 40, 50].map(|i| format!("d{i}")).into();
+    assert_eq!(heard.dms, dms, "every DM once, in order");
+    assert!(
+        heard.resumed.iter().any(|&n| n > 5),
+        "the rejoin carried what was missed, not just the last few: {:?}",
+        heard.resumed
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_that_missed_more_than_the_resume_limit_pages_back_for_the_rest() {
+    let chat = Config {
+        resume_limit: 10,
+        ..Config::default()
+    };
+    let server = TestServer::configured("127.0.0.1:0", chat, Arc::new(MemoryStore::new())).await;
+    let relay = Relay::to(server.addr).await;
+    // A guest in #rust: after the reconnection it is welcomed into #general, and goes back to
+    // #rust with the login's since.
+    let mut alice = logged_in(&relay.url(), "alice").await;
+    alice.type_line("/join rust").await.unwrap();
+    until(&mut alice, "alice's joined", |u| {
+        matches!(server_event(u), Some((Event::Joined { .. }, true, _)))
+    })
+    .await;
+    let mut bob = logged_in(&server.url(), "bob").await;
+    bob.type_line("/join rust").await.unwrap();
+    let mut heard = Transcript::default();
+    type_all(&bob, &numbered("m", 1..=5)).await;
+    until(&mut alice, "m5", |u| {
+        heard.take(u);
+        heard.has_said("m5")
+    })
+    .await;
+
+    relay.cut();
+    until(&mut alice, "the loss", |u| heard.take(u)).await;
+    type_all(&bob, &numbered("m", 6..=40)).await;
+    until(&mut bob, "his echo of m40", |u| is_text(u, "m40")).await;
+    relay.open();
+    type_all(&bob, &numbered("m", 41..=45)).await;
+    until(&mut alice, "m45", |u| {
+        heard.take(u);
+        heard.has_said("m45")
+    })
+    .await;
+    bob.type_line("the end").await.unwrap();
+    until(&mut alice, "the end", |u| {
+        heard.take(u);
+        heard.has_said("the end")
+    })
+    .await;
+
+    let mut everything = numbered("m", 1..=45);
+    everything.push("the end".into());
+    assert_eq!(heard.said, everything, "every message once, in order");
+    let back = heard.resumed.iter().max().copied().unwrap_or(0);
+    assert!(
+        back > 10,
+        "more than the resume limit came back, in one joined: {:?}",
+        heard.resumed
+    );
+    server.stop().await;
 }

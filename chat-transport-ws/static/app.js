@@ -9,6 +9,14 @@
 // itself, as it does for a guest; a reload forgets it and asks again. A token handed to the page
 // in its fragment (`#token=JWT`, how an app signs its users in) is taken out of the address
 // and kept in sessionStorage, so that a reload of the tab logs in with it again.
+//
+// Reconnecting: every login after the first says `since`, the newest message or DM id the page
+// has shown (ids are one sequence over rooms and DMs), and so does the join that takes the page
+// back to a room. The server answers each room's `joined` with what came after it; when that was
+// cut (`complete: false`: more were missed than it sends at once) the page asks for `history`
+// before the oldest it got until it reaches `since`. An account's missed DMs follow the login as
+// `dm` frames with `replay`. Messages go into their lists in id order and never twice (each view
+// knows the ids it shows), so the conversation reads as if the connection had never dropped.
 'use strict';
 
 (() => {
@@ -17,6 +25,7 @@
   const path = meta && meta.content.startsWith('/') ? meta.content : '/chat';
   const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
   const PAGE = 50; // messages per history page
+  const CATCH_UP_PAGE = 500; // messages per page when catching up after a reconnection
   const KEEPALIVE_MS = 25000; // ping when quiet this long; the connection is lost after 2.5 times
   const MAX_BACKOFF_MS = 10000;
 
@@ -40,6 +49,10 @@
     active: null,
     nextRef: 1,
     pending: new Map(), // ref -> what the frame was for
+    lastId: 0, // the newest message or DM id shown: what a reconnection resumes from
+    loginSince: null, // the `since` of the current socket's login (null: a first login)
+    catchingUp: new Map(), // room -> since, while that room's missed messages are not all in
+    burstSince: null, // the since of a resumed login until its pong: its DMs may still come
     roomList: [],
     refreshTimer: null,
   };
@@ -175,6 +188,7 @@
       else list.prepend(item);
     }
     view.ids.add(id);
+    state.lastId = Math.max(state.lastId, id);
     view.oldest = view.oldest === null ? id : Math.min(view.oldest, id);
     view.newest = view.newest === null ? id : Math.max(view.newest, id);
   }
@@ -302,9 +316,24 @@
         if (!state.active) activate(atLogin.length ? roomView(atLogin[0]) : dmView());
       } else {
         note('reconnected');
+        const since = state.loginSince;
+        if (since !== null) {
+          // What was missed comes with each room's joined, then (for an account) the DMs; the
+          // pong of this ping follows them all.
+          state.catchingUp.clear();
+          for (const room of atLogin) if (state.rooms.has(room)) state.catchingUp.set(room, since);
+          state.burstSince = since;
+          send({ type: 'ping' }, { kind: 'burst' });
+        }
         // Back to where the user was: the rooms they were in, and not the ones they had left.
         for (const room of state.rooms.keys()) {
-          if (!atLogin.includes(room)) send({ type: 'join', room }, { kind: 'rejoin' });
+          if (atLogin.includes(room)) continue;
+          const frame = { type: 'join', room };
+          if (since !== null) {
+            frame.since = since;
+            state.catchingUp.set(room, since);
+          }
+          send(frame, { kind: 'rejoin' });
         }
         for (const room of atLogin) {
           if (!state.rooms.has(room)) {
@@ -334,8 +363,18 @@
     joined(frame, purpose) {
       if (state.leaving.has(frame.room)) return;
       const view = roomView(frame.room);
+      const newest = view.newest;
       view.members = Array.isArray(frame.members) ? frame.members : [];
-      for (const message of frame.history || []) addMessage(view, message, message.from);
+      const history = Array.isArray(frame.history) ? frame.history : [];
+      for (const message of history) addMessage(view, message, message.from);
+      const since = state.catchingUp.get(frame.room);
+      if (since !== undefined && (!purpose || purpose.kind === 'rejoin')) {
+        const oldest = history.length && typeof history[0].id === 'number' ? history[0].id : null;
+        // Cut short, and nothing in it was shown before: what is older comes page by page.
+        const gap = oldest === null || newest === null || oldest > newest;
+        if (frame.complete === false && gap) catchUp(view, since, oldest);
+        else state.catchingUp.delete(frame.room);
+      }
       if (purpose && purpose.kind === 'join') activate(view);
       else if (!state.active || (state.active === state.dm && !state.dm.ids.size)) activate(view);
       if (view === state.active) renderMembers();
@@ -392,6 +431,10 @@
     history(frame, purpose) {
       const view = purpose && purpose.view;
       if (!view || !state.rooms.has(view.room)) return;
+      if (purpose.kind === 'catchup') {
+        caughtUp(view, purpose, Array.isArray(frame.messages) ? frame.messages : []);
+        return;
+      }
       view.loading = false;
       const messages = Array.isArray(frame.messages) ? frame.messages : [];
       const list = view.list;
@@ -420,13 +463,18 @@
       line(view, 'info', 'in #' + frame.room + ': ' + (frame.members || []).join(', '));
     },
 
-    pong() {},
+    pong(frame, purpose) {
+      // A resumed login's DMs are all in.
+      if (purpose && purpose.kind === 'burst') state.burstSince = null;
+    },
 
     error(frame, purpose) {
       if (purpose && purpose.kind === 'history') {
         purpose.view.loading = false;
         purpose.view.atStart = true;
       }
+      // A catch-up page refused: what there is stays shown, and the error says why.
+      if (purpose && purpose.kind === 'catchup') state.catchingUp.delete(purpose.view.room);
       if (purpose && purpose.kind === 'register') {
         openRegister('Not registered: ' + (frame.message || frame.code));
         return;
@@ -439,6 +487,40 @@
     },
   };
 
+  // ---------------------------------------------------------------- catching up
+
+  // Asks for the page of `view`'s missed messages before `before` (the newest, if null).
+  function catchUp(view, since, before) {
+    const frame = { type: 'history', room: view.room, limit: CATCH_UP_PAGE };
+    if (before !== null) frame.before = before;
+    // Not sent (the socket closed): the next login's since asks for it all again.
+    send(frame, { kind: 'catchup', view, since, before });
+  }
+
+  // A page of missed messages: shown in place, then the next one until `since` is reached.
+  function caughtUp(view, purpose, messages) {
+    for (const message of messages) {
+      if (typeof message.id === 'number' && message.id > purpose.since) {
+        addMessage(view, message, message.from);
+      }
+    }
+    const oldest = messages.length && typeof messages[0].id === 'number' ? messages[0].id : null;
+    const reached = oldest === null || oldest <= purpose.since;
+    const stuck = oldest !== null && purpose.before !== null && oldest >= purpose.before;
+    if (reached || stuck) state.catchingUp.delete(view.room);
+    else catchUp(view, purpose.since, oldest);
+    renderRooms();
+  }
+
+  // The `since` of a reconnection's login: the newest id shown, or less while what was missed
+  // before is not all in.
+  function resumeFrom() {
+    let since = state.lastId;
+    for (const from of state.catchingUp.values()) since = Math.min(since, from);
+    if (state.burstSince !== null) since = Math.min(since, state.burstSince);
+    return since;
+  }
+
   // ---------------------------------------------------------------- logging in
 
   // The errors that answer a login: the login form says why, and the connection stays for the
@@ -449,9 +531,16 @@
   ]);
 
   function loginFrame() {
-    if (state.token) return { type: 'login', token: state.token };
-    const frame = { type: 'login', name: state.name };
-    if (state.password) frame.password = state.password;
+    const frame = { type: 'login' };
+    if (state.token) {
+      frame.token = state.token;
+    } else {
+      frame.name = state.name;
+      if (state.password) frame.password = state.password;
+    }
+    // After the first login, what was missed meanwhile comes with this one.
+    state.loginSince = state.everIn ? resumeFrom() : null;
+    if (state.loginSince !== null) frame.since = state.loginSince;
     return frame;
   }
 
