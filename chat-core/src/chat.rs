@@ -769,9 +769,9 @@ impl Chat {
         Ok(())
     }
 
-    /// A resume's DMs: `key`'s DMs with an id above `since` (the newest
-    /// [`Config::resume_limit`]), except those just delivered from the mailbox, as `dm` frames
-    /// with `replay`.
+    /// A resume's DMs: `key`'s DMs with an id above `since`, leaving out those the mailbox just
+    /// delivered, and of the rest the newest [`Config::resume_limit`], as `dm` frames with
+    /// `replay`.
     fn replay_dms(
         &mut self,
         conn: ConnectionId,
