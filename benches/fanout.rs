@@ -3,6 +3,8 @@
 //! - `core_fanout`: one message into a room of 10, 1,000 and 10,000 members through `chat-core`
 //!   alone (handle the `say`, drain the outputs). The core's work per message does not grow
 //!   with the room, so deliveries per second grow with it.
+//! - `core_fanout_sessions`: the same with as many connections, each account logged in twice
+//!   (half as many users): sessions of one user are just more recipients.
 //! - `runtime_fanout`: the runtime with N in-process connections, JSON encoding included, until
 //!   every connection has taken the message from its outbox.
 //! - `ws_fanout` and `tcp_fanout`: a real server on loopback and N real clients in the same
@@ -17,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chat_core::{Chat, Command, Config, ConnectionId, Input, Timestamp};
+use chat_core::{
+    Chat, Command, Config, ConnectionId, Identity, Input, Secret, Timestamp, UserName,
+};
 use chat_runtime::{Outgoing, Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
 use chat_transport_ws::JsonFormat;
@@ -61,6 +65,40 @@ fn chat_with(members: u64) -> Chat {
     chat
 }
 
+/// A chat with `connections` logged-in connections in `general`: accounts, two sessions each.
+fn chat_with_sessions(connections: u64) -> Chat {
+    let mut chat = Chat::new(Config {
+        login_timeout: None,
+        ..Config::default()
+    });
+    let now = Timestamp::from_unix_millis(1_764_000_000_000);
+    for i in 0..connections {
+        let conn = ConnectionId(i);
+        chat.handle(Input::Connect(conn), now)
+            .expect("a new connection");
+        let name = UserName::parse(&format!("u{}", i / 2)).expect("a valid name");
+        let login = Command::Login {
+            name: None,
+            password: None,
+            token: Some(Secret::new("checked below")),
+            since: None,
+        };
+        let command = Input::Command {
+            conn,
+            command: login,
+            reference: None,
+        };
+        chat.handle(command, now).expect("a known connection");
+        let verdict = Input::Authenticated {
+            conn,
+            outcome: Ok(Identity::Account(name)),
+        };
+        chat.handle(verdict, now).expect("a known connection");
+        while chat.poll_output().is_some() {}
+    }
+    chat
+}
+
 fn core_fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("core_fanout");
     for members in [10u64, 1_000, 10_000] {
@@ -83,6 +121,33 @@ fn core_fanout(c: &mut Criterion) {
                 outputs
             });
         });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("core_fanout_sessions");
+    for connections in [10u64, 1_000, 10_000] {
+        let mut chat = chat_with_sessions(connections);
+        let now = Timestamp::from_unix_millis(1_764_000_000_000);
+        group.throughput(Throughput::Elements(connections));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(connections),
+            &connections,
+            |b, _| {
+                b.iter(|| {
+                    let input = Input::Command {
+                        conn: ConnectionId(0),
+                        command: say("the quick brown fox jumps over the lazy dog, twice over"),
+                        reference: None,
+                    };
+                    chat.handle(input, now).expect("a known connection");
+                    let mut outputs = 0;
+                    while let Some(output) = chat.poll_output() {
+                        std::hint::black_box(&output);
+                        outputs += 1;
+                    }
+                    outputs
+                });
+            },
+        );
     }
     group.finish();
 }
