@@ -99,57 +99,40 @@ fn chat_with_sessions(connections: u64) -> Chat {
     chat
 }
 
+/// Connection 0 says one message; drains the outputs and returns how many there were.
+fn say_once(chat: &mut Chat, now: Timestamp) -> usize {
+    let input = Input::Command {
+        conn: ConnectionId(0),
+        command: say("the quick brown fox jumps over the lazy dog, twice over"),
+        reference: None,
+    };
+    chat.handle(input, now).expect("a known connection");
+    let mut outputs = 0;
+    while let Some(output) = chat.poll_output() {
+        std::hint::black_box(&output);
+        outputs += 1;
+    }
+    outputs
+}
+
 fn core_fanout(c: &mut Criterion) {
-    let mut group = c.benchmark_group("core_fanout");
-    for members in [10u64, 1_000, 10_000] {
-        let mut chat = chat_with(members);
-        let now = Timestamp::from_unix_millis(1_764_000_000_000);
-        group.throughput(Throughput::Elements(members));
-        group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
-            b.iter(|| {
-                let input = Input::Command {
-                    conn: ConnectionId(0),
-                    command: say("the quick brown fox jumps over the lazy dog, twice over"),
-                    reference: None,
-                };
-                chat.handle(input, now).expect("a known connection");
-                let mut outputs = 0;
-                while let Some(output) = chat.poll_output() {
-                    std::hint::black_box(&output);
-                    outputs += 1;
-                }
-                outputs
-            });
-        });
+    for (name, build) in [
+        ("core_fanout", chat_with as fn(u64) -> Chat),
+        ("core_fanout_sessions", chat_with_sessions),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for connections in [10u64, 1_000, 10_000] {
+            let mut chat = build(connections);
+            let now = Timestamp::from_unix_millis(1_764_000_000_000);
+            group.throughput(Throughput::Elements(connections));
+            group.bench_with_input(
+                BenchmarkId::from_parameter(connections),
+                &connections,
+                |b, _| b.iter(|| say_once(&mut chat, now)),
+            );
+        }
+        group.finish();
     }
-    group.finish();
-    let mut group = c.benchmark_group("core_fanout_sessions");
-    for connections in [10u64, 1_000, 10_000] {
-        let mut chat = chat_with_sessions(connections);
-        let now = Timestamp::from_unix_millis(1_764_000_000_000);
-        group.throughput(Throughput::Elements(connections));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(connections),
-            &connections,
-            |b, _| {
-                b.iter(|| {
-                    let input = Input::Command {
-                        conn: ConnectionId(0),
-                        command: say("the quick brown fox jumps over the lazy dog, twice over"),
-                        reference: None,
-                    };
-                    chat.handle(input, now).expect("a known connection");
-                    let mut outputs = 0;
-                    while let Some(output) = chat.poll_output() {
-                        std::hint::black_box(&output);
-                        outputs += 1;
-                    }
-                    outputs
-                });
-            },
-        );
-    }
-    group.finish();
 }
 
 /// A chat runtime with the defaults and no rate limit, on the in-memory store.

@@ -245,7 +245,8 @@ fn by_room(sent: &[(&str, u64)]) -> BTreeMap<String, Vec<u64>> {
     rooms
 }
 
-async fn in_process() -> Server {
+/// The bundled server in this process on the memory store, WebSocket only, no rate limit.
+fn in_process_config() -> ServerConfig {
     let mut config = ServerConfig {
         ws: Some("127.0.0.1:0".into()),
         tcp: None,
@@ -253,7 +254,11 @@ async fn in_process() -> Server {
         ..ServerConfig::default()
     };
     config.limits.rate_limit = 0;
-    Server::start(config).await.unwrap()
+    config
+}
+
+async fn in_process() -> Server {
+    Server::start(in_process_config()).await.unwrap()
 }
 
 #[tokio::test]
@@ -299,13 +304,7 @@ async fn a_client_cut_off_while_a_thousand_messages_flow_shows_each_once_in_orde
 
 #[tokio::test]
 async fn a_since_older_than_the_history_says_incomplete_and_paging_finds_the_rest() {
-    let mut config = ServerConfig {
-        ws: Some("127.0.0.1:0".into()),
-        tcp: None,
-        store: StoreChoice::Memory,
-        ..ServerConfig::default()
-    };
-    config.limits.rate_limit = 0;
+    let mut config = in_process_config();
     config.chat.history = 10;
     config.chat.join_history = 5;
     let server = Server::start(config).await.unwrap();
