@@ -1217,10 +1217,15 @@ impl Chat {
         Ok(())
     }
 
-    /// Keeps a DM in the DM history of each account it is between, and has it stored if there
-    /// is one (a DM between two guests is kept nowhere once delivered).
+    /// Keeps a DM in the DM history of each account it is between (so a resume replays it),
+    /// and has it stored when both are accounts.
+    ///
+    /// A DM with a guest is not stored: a guest name is anyone's, and whoever registers it
+    /// later must not find the DMs of the guest who had it before in its stored history. So an
+    /// account's stored DM history holds exactly its DMs with other accounts, which are the
+    /// only ones it can page (`history` with a guest is `invalid_target`).
     fn keep_dm(&mut self, message: &Arc<DirectMessage>) {
-        let mut kept = false;
+        let mut accounts = 0;
         for party in [message.from.key(), message.to.key()] {
             if self.accounts.contains_key(&party) {
                 let capacity = self.config.history;
@@ -1229,10 +1234,10 @@ impl Chat {
                     .entry(party)
                     .or_insert_with(|| History::new(capacity));
                 log.push(message.clone());
-                kept = true;
+                accounts += 1;
             }
         }
-        if kept {
+        if accounts == 2 {
             self.outputs
                 .push_back(Output::Persist(Record::Dm(message.clone())));
         }

@@ -31,9 +31,8 @@ pub enum Record {
     Queued(Arc<DirectMessage>),
     /// Append a DM to the history of the conversation between its sender and its recipient
     /// (the same two users in either direction, case-insensitively: see
-    /// [`DirectMessage::parties`]). Emitted for every DM that has an account on either side,
-    /// online or queued (a queued one is also a [`Record::Queued`]), so an account can page and
-    /// resume its DMs.
+    /// [`DirectMessage::parties`]). Emitted for every DM between two accounts, online or queued
+    /// (a queued one is also a [`Record::Queued`]), so an account can page and resume its DMs.
     Dm(Arc<DirectMessage>),
     /// The owner's mailbox was delivered at login: drop every DM in it with an id up to and
     /// including `through`.

@@ -24,7 +24,7 @@
 //! room and a user, or neither, are refused with their codes. Every
 //! [`Output::FetchHistory`](chat_core::Output::FetchHistory), of a room or of DMs, is predicted
 //! exactly. The store gets exactly the model's records, in order: room messages, a
-//! [`Record::Dm`] for every DM with an account on either side, [`Record::Queued`] and
+//! [`Record::Dm`] for every DM between two accounts, [`Record::Queued`] and
 //! [`Record::Delivered`] for mailboxes.
 //!
 //! Ops mostly go where they can do something (a login to a connection not logged in, the rest to
@@ -723,7 +723,8 @@ impl Model {
                     to: to.into(),
                 };
                 self.dms.insert(id, sent);
-                // Each account party keeps it in its DM history; kept anywhere, it is stored.
+                // Each account party keeps it in its DM history; between two accounts, it is
+                // stored.
                 let parties: Vec<String> = [me.clone(), key.clone()]
                     .into_iter()
                     .filter(|party| self.accounts.contains_key(party))
@@ -731,7 +732,7 @@ impl Model {
                 for party in &parties {
                     self.dm_logs.entry(party.clone()).or_default().push(id);
                 }
-                if !parties.is_empty() {
+                if parties.len() == 2 {
                     self.stored.push(Stored::Dm(id));
                 }
                 if queued {

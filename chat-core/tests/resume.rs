@@ -314,15 +314,16 @@ fn dm_history_is_for_accounts_about_accounts() {
 }
 
 #[test]
-fn dms_with_an_account_are_stored_and_between_guests_are_not() {
+fn only_dms_between_two_accounts_are_stored() {
     let mut sim = Sim::new(config());
     let alice = sim.login_account("alice");
+    sim.make_account("bob");
     let gus = sim.login("gus");
-    let hal = sim.login("hal");
+    sim.login("hal");
     sim.dm(gus, "hal", "between guests");
     sim.dm(gus, "alice", "to an account");
     sim.dm(alice, "gus", "from an account");
-    let _ = (alice, hal);
+    sim.dm(alice, "bob", "between accounts");
     let stored: Vec<&str> = sim
         .records
         .iter()
@@ -331,7 +332,39 @@ fn dms_with_an_account_are_stored_and_between_guests_are_not() {
             _ => None,
         })
         .collect();
-    assert_eq!(stored, ["to an account", "from an account"]);
+    assert_eq!(stored, ["between accounts"]);
+}
+
+#[test]
+fn a_name_registered_after_a_guest_had_it_finds_none_of_that_guests_dms() {
+    let mut sim = Sim::new(config());
+    let bob = sim.login_account("bob");
+    let guest = sim.login("mallory");
+    sim.dm(guest, "bob", "from the guest who had the name first");
+    sim.dm(bob, "mallory", "to that guest");
+    sim.disconnect(guest);
+    sim.quiet();
+    // Someone else takes the name as an account and resumes from the start.
+    let conn = sim.connect();
+    sim.command(conn, login_since("mallory", 0));
+    assert!(dms(&sim.events(conn)).is_empty());
+    sim.command(
+        conn,
+        Command::History {
+            room: None,
+            with: Some("bob".into()),
+            before: None,
+            limit: None,
+        },
+    );
+    assert!(matches!(
+        &sim.events(conn)[..],
+        [Event::DmHistory { messages, .. }] if messages.is_empty()
+    ));
+    // Bob, who was a party, still gets his side replayed from memory.
+    let again = sim.connect();
+    sim.command(again, login_since("bob", 0));
+    assert_eq!(dms(&sim.events(again)).len(), 2);
 }
 
 #[test]
