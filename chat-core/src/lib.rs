@@ -101,7 +101,8 @@ mod user_name;
 pub use chat::Chat;
 pub use command::{Command, MAX_REF_LEN, Ref, RefError};
 pub use config::{
-    Config, DEFAULT_LARGE_ROOM, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT, DEFAULT_ROOM, MAX_PAGE,
+    Config, DEFAULT_LARGE_ROOM, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT,
+    DEFAULT_ROOM, MAX_PAGE,
 };
 pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};

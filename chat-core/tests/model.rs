@@ -40,8 +40,8 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{
-    Command, Config, ConnectionId, DEFAULT_LARGE_ROOM, ErrorCode, Event, HistoryOf,
-    PresenceChange, Record, Ref, RoomName, SendKind, UserName,
+    Command, Config, ConnectionId, DEFAULT_LARGE_ROOM, ErrorCode, Event, HistoryOf, PresenceChange,
+    Record, Ref, RoomName, SendKind, UserName,
 };
 use proptest::prelude::*;
 use sim::Sim;
