@@ -305,7 +305,8 @@ impl Chat {
             .unwrap_or_default()
     }
 
-    /// The members of `room`, sorted case-insensitively (empty if the room does not exist).
+    /// The members of `room`, sorted case-insensitively (empty if the room does not exist):
+    /// all of them, even of a large room.
     pub fn members(&self, room: &RoomName) -> Vec<UserName> {
         self.rooms
             .get(room)
@@ -958,9 +959,9 @@ impl Chat {
     }
 
     /// `user` joins `room_name` from `conn`: the room gets the user once (presence only if it
-    /// was not a member, and the room is not large with it); `conn` gets `joined` with `reference` (with what it missed after
-    /// `since`, for a resume), the user's other sessions a plain copy (only when the join
-    /// changed something).
+    /// was not a member, and the room is not large with it); `conn` gets `joined` with
+    /// `reference` (with what it missed after `since`, for a resume), the user's other sessions
+    /// a plain copy (only when the join changed something).
     fn join(
         &mut self,
         conn: ConnectionId,
