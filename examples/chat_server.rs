@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chat_engine::core::{Config, DEFAULT_RESUME_LIMIT, RoomName};
+use chat_engine::core::{Config, DEFAULT_LARGE_ROOM, DEFAULT_RESUME_LIMIT, RoomName};
 use chat_engine::runtime::RuntimeConfig;
 use chat_engine::server::{self, ServerConfig, StoreChoice};
 use chat_engine::tcp::TcpConfig;
@@ -71,6 +71,10 @@ struct Options {
     /// client pages.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_RESUME_LIMIT)]
     resume_limit: usize,
+    /// Members past which a room is large: joins and leaves are not announced, and `joined`
+    /// lists only this many members (with `member_count`).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LARGE_ROOM)]
+    large_room: usize,
     /// HS256 secret (the file's content without its trailing newline); enables token logins.
     #[arg(long, value_name = "FILE")]
     jwt_secret_file: Option<PathBuf>,
@@ -164,6 +168,7 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             guests: options.guests,
             max_sessions: options.max_sessions,
             resume_limit: options.resume_limit,
+            large_room: options.large_room,
             ..Config::default()
         },
         jwt_secret_file: options.jwt_secret_file,

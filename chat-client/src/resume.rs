@@ -526,6 +526,7 @@ mod tests {
             event: Event::Joined {
                 room: room(room_name),
                 members: Vec::new(),
+                member_count: None,
                 history: said_in(room_name, ids),
                 complete,
             },

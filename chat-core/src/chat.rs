@@ -305,7 +305,8 @@ impl Chat {
             .unwrap_or_default()
     }
 
-    /// The members of `room`, sorted case-insensitively (empty if the room does not exist).
+    /// The members of `room`, sorted case-insensitively (empty if the room does not exist):
+    /// all of them, even of a large room.
     pub fn members(&self, room: &RoomName) -> Vec<UserName> {
         self.rooms
             .get(room)
@@ -842,9 +843,16 @@ impl Chat {
         Ok(())
     }
 
-    /// The `joined` frame of `room`: its last few messages, or after a resume (`since`) what
-    /// came after that id, with whether that is all of it.
+    /// The `joined` frame of `room`: its members (of a large room the first
+    /// [`Config::large_room`] and the total), its last few messages, or after a resume (`since`)
+    /// what came after that id, with whether that is all of it.
     fn joined(&self, name: RoomName, room: &Room, since: Option<u64>) -> Event {
+        let total = room.member_count();
+        let (members, member_count) = if total > self.config.large_room {
+            (room.first_member_names(self.config.large_room), Some(total))
+        } else {
+            (room.member_names(), None)
+        };
         let (history, complete) = match since {
             None => (room.history.last(self.config.join_history), None),
             Some(since) => {
@@ -856,7 +864,8 @@ impl Chat {
         };
         Event::Joined {
             room: name,
-            members: room.member_names(),
+            members,
+            member_count,
             history,
             complete,
         }
@@ -950,9 +959,9 @@ impl Chat {
     }
 
     /// `user` joins `room_name` from `conn`: the room gets the user once (presence only if it
-    /// was not a member); `conn` gets `joined` with `reference` (with what it missed after
-    /// `since`, for a resume), the user's other sessions a plain copy (only when the join
-    /// changed something).
+    /// was not a member, and the room is not large with it); `conn` gets `joined` with
+    /// `reference` (with what it missed after `since`, for a resume), the user's other sessions
+    /// a plain copy (only when the join changed something).
     fn join(
         &mut self,
         conn: ConnectionId,
@@ -966,24 +975,31 @@ impl Chat {
             return;
         };
         let history_capacity = self.config.history;
+        let large_room = self.config.large_room;
         let room = self
             .rooms
             .entry(room_name.clone())
             .or_insert_with(|| Room::new(History::new(history_capacity)));
         let mut others = Vec::new();
         if online.rooms.insert(room_name.clone()) {
-            let before_join = room.recipients();
-            room.add(user.clone(), online.sessions.clone());
-            if !before_join.is_empty() {
-                self.outputs.push_back(Output::Broadcast {
-                    to: before_join,
-                    except: None,
-                    event: Arc::new(Event::Presence {
-                        room: room_name.clone(),
-                        user: user.clone(),
-                        event: PresenceChange::Join,
-                    }),
-                });
+            // Presence only while the room, with the joiner, is not large. A large room's
+            // recipient set is not even asked for: it is built at its next message.
+            if room.member_count() < large_room {
+                let before_join = room.recipients();
+                room.add(user.clone(), online.sessions.clone());
+                if !before_join.is_empty() {
+                    self.outputs.push_back(Output::Broadcast {
+                        to: before_join,
+                        except: None,
+                        event: Arc::new(Event::Presence {
+                            room: room_name.clone(),
+                            user: user.clone(),
+                            event: PresenceChange::Join,
+                        }),
+                    });
+                }
+            } else {
+                room.add(user.clone(), online.sessions.clone());
             }
             others.extend(online.sessions.iter().copied().filter(|&c| c != conn));
         }
@@ -1068,15 +1084,20 @@ impl Chat {
         self.account_rooms.insert(key.clone(), rooms);
     }
 
-    /// Takes `user` (every session of it) out of `room_name`, tells the remaining members, and
-    /// forgets the room if it is idle.
+    /// Takes `user` (every session of it) out of `room_name`, tells the remaining members
+    /// (unless the room was large before the leave), and forgets the room if it is idle.
     fn remove_member(&mut self, user: &UserName, key: &UserKey, room_name: RoomName) {
         let Some(room) = self.rooms.get_mut(&room_name) else {
             return;
         };
+        let was_large = room.member_count() > self.config.large_room;
         room.remove(key);
         if room.is_idle() {
             self.rooms.remove(&room_name);
+            return;
+        }
+        if was_large {
+            // Nobody is told; the recipient set is built at the room's next message.
             return;
         }
         // Built now, the set is the room's cache for the next message too.

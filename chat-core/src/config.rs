@@ -48,10 +48,19 @@ pub struct Config {
     /// The most connections one account may be logged in from at once (10, `--max-sessions`);
     /// past it a login is refused with `too_many_sessions`. A guest name has one session.
     pub max_sessions: usize,
+    /// The most members a room may have and still be told every join and leave (500,
+    /// `--large-room`). A room with more members than this is *large*: a join into it and a
+    /// leave out of it send no `presence` frames, and its `joined` frame lists only the first
+    /// `large_room` members (in the usual order) with the total in `member_count`. So filling a
+    /// room costs O(1) frames per join instead of O(members). `who` still lists everyone.
+    pub large_room: usize,
 }
 
 /// The default of [`Config::max_sessions`].
 pub const DEFAULT_MAX_SESSIONS: usize = 10;
+
+/// The default of [`Config::large_room`].
+pub const DEFAULT_LARGE_ROOM: usize = 500;
 
 /// The default of [`Config::resume_limit`].
 pub const DEFAULT_RESUME_LIMIT: usize = 500;
@@ -83,6 +92,7 @@ impl Default for Config {
             guests: true,
             authenticate_guests: false,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            large_room: DEFAULT_LARGE_ROOM,
         }
     }
 }

@@ -38,8 +38,15 @@ pub enum Event {
     Joined {
         /// The room joined.
         room: RoomName,
-        /// Every member, the joiner included, sorted by name case-insensitively.
+        /// Every member, the joiner included, sorted by name case-insensitively; of a large
+        /// room (more than [`Config::large_room`](crate::Config::large_room) members) only the
+        /// first `large_room` of them, and `member_count` says how many there are.
         members: Vec<UserName>,
+        /// Only for a large room: how many members it has, the joiner included (`members` then
+        /// lists only the first of them; `who` lists all). Absent otherwise, so the frame of a
+        /// room at or under the limit is unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member_count: Option<usize>,
         /// The room's last messages, oldest first; after a resume (`since`), the messages the
         /// client missed (the newest of them, up to the resume limit).
         #[serde(serialize_with = "as_message_frames")]
@@ -253,6 +260,7 @@ mod tests {
             Event::Joined {
                 room: rust.clone(),
                 members: vec![alice.clone(), bob.clone()],
+                member_count: None,
                 history: vec![message()],
                 complete: None,
             },
@@ -263,6 +271,7 @@ mod tests {
             Event::Joined {
                 room: rust.clone(),
                 members: vec![alice.clone()],
+                member_count: None,
                 history: vec![],
                 complete: Some(false),
             },
@@ -346,6 +355,41 @@ mod tests {
         round_trip(
             Event::error(&ChatError::NotLoggedIn),
             json!({"type":"error","code":"not_logged_in","message":"log in first"}),
+        );
+    }
+
+    #[test]
+    fn a_large_rooms_joined_carries_its_member_count() {
+        let general = RoomName::parse("general").unwrap();
+        let names = ["alice", "bob"].map(|n| UserName::parse(n).unwrap());
+        round_trip(
+            Event::Joined {
+                room: general.clone(),
+                members: names.to_vec(),
+                member_count: Some(10_000),
+                history: vec![],
+                complete: None,
+            },
+            json!({"type":"joined","room":"general","members":["alice","bob"],
+                   "member_count":10_000,"history":[]}),
+        );
+        // Without it (a small room, or an older server) the field is absent and reads as None.
+        let small = json!({"type":"joined","room":"general","members":["alice"],"history":[]});
+        let Event::Joined { member_count, .. } = serde_json::from_value(small).unwrap() else {
+            panic!("a joined frame");
+        };
+        assert_eq!(member_count, None);
+        let text = serde_json::to_string(&Event::Joined {
+            room: general,
+            members: names[..1].to_vec(),
+            member_count: None,
+            history: vec![],
+            complete: None,
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"joined","room":"general","members":["alice"],"history":[]}"#
         );
     }
 

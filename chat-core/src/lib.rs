@@ -60,6 +60,10 @@
 //! - Rooms and presence belong to the user, not the connection: a join or leave in one session
 //!   holds for all of them (the others get a [`SendKind::Copy`]), presence `join` comes when the
 //!   user joins and `leave` when it leaves or its last session ends.
+//! - A join or leave costs the core O(1) outputs however large the room. Past
+//!   [`Config::large_room`] members a room is *large*: joins and leaves are not announced (no
+//!   presence, so no delivery to every member), and `joined` lists only the first
+//!   `large_room` members with the total in `member_count`; `who` still lists everyone.
 //! - Events serialise (serde) to exactly the protocol's server frames and [`Command`]s
 //!   deserialise from its client frames, so transports need no second model.
 //! - Every rule a client can break is a [`ChatError`], answered with an `error` event; the
@@ -97,7 +101,8 @@ mod user_name;
 pub use chat::Chat;
 pub use command::{Command, MAX_REF_LEN, Ref, RefError};
 pub use config::{
-    Config, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT, DEFAULT_ROOM, MAX_PAGE,
+    Config, DEFAULT_LARGE_ROOM, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT,
+    DEFAULT_ROOM, MAX_PAGE,
 };
 pub use error::{ChatError, ErrorCode, InputError, RestoreError};
 pub use event::{Event, PresenceChange, RoomSummary};

@@ -6,6 +6,12 @@
 //! a 10,000-member room costs the core one `Arc` clone each. A member is a user, with every
 //! session it is logged in from: the recipient set is every session of every member, rebuilt
 //! when membership or a member's sessions change.
+//!
+//! A large room (more members than [`Config::large_room`](crate::Config::large_room)) tells
+//! nobody of joins and leaves, so nothing asks for its recipient set at a membership change: it
+//! is built at the next message, once, however many members came and went before it. Its
+//! `joined` frames list only the first members in order ([`Room::first_member_names`]), which
+//! the sorted map hands out without looking at the rest.
 
 use std::collections::BTreeMap;
 
@@ -67,8 +73,15 @@ impl Room {
 
     /// Member names, sorted case-insensitively.
     pub(crate) fn member_names(&self) -> Vec<UserName> {
+        self.first_member_names(usize::MAX)
+    }
+
+    /// The first `limit` member names, sorted case-insensitively: O(`limit`), whatever the
+    /// room's size.
+    pub(crate) fn first_member_names(&self, limit: usize) -> Vec<UserName> {
         self.members
             .values()
+            .take(limit)
             .map(|(name, _)| name.clone())
             .collect()
     }

@@ -47,6 +47,7 @@ fn login_welcomes_joins_the_default_room_and_tells_its_members() {
             complete: None,
             room: room("general"),
             members: names(&["Alice", "bob"]),
+            member_count: None,
             history: vec![]
         }
     );

@@ -27,6 +27,11 @@
 //! [`Record::Dm`] for every DM between two accounts, [`Record::Queued`] and
 //! [`Record::Delivered`] for mailboxes.
 //!
+//! Large rooms: each run has a `large_room` limit of 1, 2 or the default. A join is announced
+//! (presence) only if the room has at most that many members with the joiner, a leave only if
+//! it had at most that many before; a larger room's `joined` lists only its first `large_room`
+//! members, sorted, with `member_count`.
+//!
 //! Ops mostly go where they can do something (a login to a connection not logged in, the rest to
 //! one that is), sometimes to any connection, so that most of a run is past the errors.
 
@@ -35,8 +40,8 @@ mod sim;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chat_core::{
-    Command, Config, ConnectionId, ErrorCode, Event, HistoryOf, PresenceChange, Record, Ref,
-    RoomName, SendKind, UserName,
+    Command, Config, ConnectionId, DEFAULT_LARGE_ROOM, ErrorCode, Event, HistoryOf, PresenceChange,
+    Record, Ref, RoomName, SendKind, UserName,
 };
 use proptest::prelude::*;
 use sim::Sim;
@@ -53,6 +58,9 @@ const RESUME_LIMITS: [usize; 2] = [3, 9];
 const MAILBOX: usize = 2;
 const MAX_TEXT: usize = 10;
 const MAX_SESSIONS: usize = 2;
+/// The large-room limits tried: with at most three users online (alice, bob, carol), 1 and 2
+/// cross the limit both ways; the default never does, so the rooms behave as small ones.
+const LARGE_ROOMS: [usize; 3] = [1, 2, DEFAULT_LARGE_ROOM];
 
 /// A message id for `since` or `before`, resolved against the ids handed out when the op runs.
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +177,7 @@ enum Seen {
     Joined {
         room: String,
         members: Vec<String>,
+        member_count: Option<usize>,
         history: Vec<u64>,
         complete: Option<bool>,
     },
@@ -207,11 +216,13 @@ fn seen(event: &Event) -> Seen {
         Event::Joined {
             room,
             members,
+            member_count,
             history,
             complete,
         } => Seen::Joined {
             room: room.to_string(),
             members: members.iter().map(ToString::to_string).collect(),
+            member_count: *member_count,
             history: history.iter().map(|m| m.id.get()).collect(),
             complete: *complete,
         },
@@ -306,6 +317,8 @@ struct Model {
     /// The most messages a resume sends per room, and DMs it replays: the configured limit,
     /// but never more than memory holds.
     resume_limit: usize,
+    /// Past this many members a room is large: no presence, a bounded `joined`.
+    large_room: usize,
     /// The newest id handed out (0: none yet).
     next_id: u64,
     expected: BTreeMap<u64, Vec<Delivery>>,
@@ -459,9 +472,13 @@ impl Model {
                 (history, Some(complete))
             }
         };
+        let mut members = self.sorted_members(room);
+        let member_count = (members.len() > self.large_room).then_some(members.len());
+        members.truncate(self.large_room);
         Seen::Joined {
             room: room.into(),
-            members: self.sorted_members(room),
+            members,
+            member_count,
             history,
             complete,
         }
@@ -474,7 +491,8 @@ impl Model {
         let others = self.room_sessions(room);
         let members = self.members.entry(room.to_owned()).or_default();
         let new = members.insert(key.clone());
-        if new {
+        let announced = members.len() <= self.large_room;
+        if new && announced {
             for other in others {
                 let presence = Seen::Presence {
                     room: room.into(),
@@ -514,10 +532,15 @@ impl Model {
         }
     }
 
-    /// The user `key` leaves `room`: the remaining members' sessions are told.
+    /// The user `key` leaves `room`: the remaining members' sessions are told, unless the room
+    /// was large.
     fn leave(&mut self, key: &str, room: &str, name: &str) {
         let members = self.members.get_mut(room).expect("leaving a known room");
+        let announced = members.len() <= self.large_room;
         members.remove(key);
+        if !announced {
+            return;
+        }
         for other in self.room_sessions(room) {
             let presence = Seen::Presence {
                 room: room.into(),
@@ -826,7 +849,7 @@ impl Model {
     }
 }
 
-fn config(resume_limit: usize) -> Config {
+fn config(resume_limit: usize, large_room: usize) -> Config {
     Config {
         history: HISTORY,
         join_history: JOIN_HISTORY,
@@ -836,6 +859,7 @@ fn config(resume_limit: usize) -> Config {
         login_timeout: None,
         id_block: 3,
         max_sessions: MAX_SESSIONS,
+        large_room,
         ..Config::default()
     }
 }
@@ -886,10 +910,11 @@ fn command(op: &Op, point: Option<u64>) -> Command {
     }
 }
 
-fn run(ops: Vec<Op>, resume_limit: usize) -> Result<(), TestCaseError> {
-    let mut sim = Sim::new(config(resume_limit));
+fn run(ops: Vec<Op>, resume_limit: usize, large_room: usize) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(config(resume_limit, large_room));
     let mut model = Model {
         resume_limit: resume_limit.min(HISTORY),
+        large_room,
         ..Model::default()
     };
     let mut open: Vec<ConnectionId> = Vec::new();
@@ -1037,7 +1062,8 @@ proptest! {
     fn the_core_behaves_like_the_reference_model(
         ops in proptest::collection::vec(op(), 1..150),
         resume_limit in proptest::sample::select(&RESUME_LIMITS[..]),
+        large_room in proptest::sample::select(&LARGE_ROOMS[..]),
     ) {
-        run(ops, resume_limit)?;
+        run(ops, resume_limit, large_room)?;
     }
 }

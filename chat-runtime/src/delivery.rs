@@ -666,11 +666,13 @@ fn without_refused(refused: &HashSet<MessageId>, event: Arc<Event>) -> Option<Ar
         Event::Joined {
             room,
             members,
+            member_count,
             history,
             complete,
         } if history.iter().any(|m| refused.contains(&m.id)) => Some(Arc::new(Event::Joined {
             room: room.clone(),
             members: members.clone(),
+            member_count: *member_count,
             history: kept(history),
             complete: *complete,
         })),

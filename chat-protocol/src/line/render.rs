@@ -31,6 +31,8 @@ pub fn render(event: &Event, answers_command: bool, kind: SendKind) -> Option<St
             ),
         },
         Event::Registered { name } => info(&mut out, &format!("{name} is now registered")),
+        // Members are not shown (`/who` lists them), so neither is a large room's
+        // `member_count`.
         Event::Joined { room, history, .. } if kind == SendKind::Copy => {
             info(&mut out, &format!("You joined #{room}"));
             for message in history {
@@ -242,6 +244,7 @@ mod tests {
             complete: None,
             room: general.clone(),
             members: vec![UserName::parse("alice").unwrap()],
+            member_count: None,
             history: vec![message("old")],
         };
         assert_eq!(
@@ -285,6 +288,7 @@ mod tests {
             complete: None,
             room: general.clone(),
             members: vec![bob.clone()],
+            member_count: None,
             history: vec![message("old")],
         };
         assert_eq!(
@@ -295,6 +299,21 @@ mod tests {
             render(&joined, false, SendKind::Backlog).unwrap(),
             "[09:05:07] #general <alice> old\n"
         );
+        // `joined` never lists members on a line client (`/who` does), so a large room's
+        // bounded list and `member_count` show the same.
+        let large = Event::Joined {
+            complete: None,
+            room: general.clone(),
+            members: vec![bob.clone()],
+            member_count: Some(10_000),
+            history: vec![message("old")],
+        };
+        for answers_command in [true, false] {
+            assert_eq!(
+                render(&large, answers_command, SendKind::Backlog),
+                render(&joined, answers_command, SendKind::Backlog)
+            );
+        }
         let left = Event::Left {
             room: general.clone(),
         };
