@@ -328,6 +328,13 @@ fn help_lists_every_option_of_the_bundled_server() {
         "--max-frame",
         "--rate-limit",
         "--max-connections",
+        "--guests",
+        "--max-sessions",
+        "--resume-limit",
+        "--large-room",
+        "--jwt-secret-file",
+        "--tls-cert",
+        "--tls-key",
     ] {
         assert!(
             help.contains(&format!("{option} ")) || help.contains(&format!("{option}\n")),
