@@ -1,4 +1,5 @@
-//! What the server process costs, read from `/proc`: resident memory and CPU time.
+//! What the server process costs, read from `/proc`: resident memory and CPU time, and the cores
+//! a process may run on (its CPU affinity), to give its CPU as a share of them.
 
 use std::io;
 
@@ -42,6 +43,44 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The CPUs `pid` may run on (its affinity, `Cpus_allowed_list` in `/proc/PID/status`).
+pub(crate) fn allowed_cpus(pid: u32) -> io::Result<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|list| count_cpus(list.trim()))
+        .ok_or_else(|| io::Error::other(format!("no Cpus_allowed_list in /proc/{pid}/status")))
+}
+
+/// Threads of `pid` (`Threads` in `/proc/PID/status`).
+pub(crate) fn threads(pid: u32) -> io::Result<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no Threads in /proc/{pid}/status")))
+}
+
+/// How many CPUs a list such as `0-3,8,10-11` names (`None` if it is malformed or empty).
+fn count_cpus(list: &str) -> Option<usize> {
+    let mut count = 0;
+    for part in list.split(',') {
+        count += match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+                hi.checked_sub(lo)? + 1
+            }
+            None => {
+                part.trim().parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    (count > 0).then_some(count)
+}
+
 /// Open file descriptors of `pid`.
 pub(crate) fn open_fds(pid: u32) -> io::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
@@ -57,5 +96,18 @@ mod tests {
         assert!(rss_kib(me).unwrap() > 0);
         assert!(cpu_seconds(me).unwrap() >= 0.0);
         assert!(open_fds(me).unwrap() >= 3);
+        assert!(allowed_cpus(me).unwrap() >= 1);
+        assert!(threads(me).unwrap() >= 1);
+    }
+
+    #[test]
+    fn counts_cpu_lists() {
+        assert_eq!(count_cpus("0"), Some(1));
+        assert_eq!(count_cpus("1"), Some(1));
+        assert_eq!(count_cpus("0-1"), Some(2));
+        assert_eq!(count_cpus("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpus(""), None);
+        assert_eq!(count_cpus("3-1"), None);
+        assert_eq!(count_cpus("x"), None);
     }
 }

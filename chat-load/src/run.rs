@@ -16,7 +16,7 @@ use crate::Options;
 use crate::client::{self, Reader, Stamp, Target, Writer};
 use crate::pager::Pager;
 use crate::probe;
-use crate::report::{IdleReport, LoadReport};
+use crate::report::{self, IdleReport, LoadReport};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -378,6 +378,18 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         Some(100.0 * (after - before) / elapsed.as_secs_f64())
     });
     let rss = options.pid.map(probe::rss_kib).transpose()?;
+    let server_cores = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
+    let me = std::process::id();
+    let load_cores = match (probe::allowed_cpus(me), probe::threads(me)) {
+        (Ok(cpus), Ok(threads)) => Some(cpus.min(threads)),
+        _ => None,
+    };
+    let server_share = cpu
+        .zip(server_cores)
+        .map(|(cpu, cores)| report::share(cpu, cores).0);
+    let load_share = load_cpu
+        .zip(load_cores)
+        .map(|(cpu, cores)| report::share(cpu, cores));
     tasks.abort_all();
 
     // Stalled connections: read what is buffered until the server's close, or give up.
@@ -404,8 +416,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         sent: sent.load(Ordering::Acquire),
         stalled_closed,
         server_rss_kib: rss,
+        server: options.server_kind.clone(),
         server_cpu_percent: cpu,
+        server_cores,
+        server_cpu_share_percent: server_share,
         load_cpu_percent: load_cpu,
+        load_cores,
+        load_cpu_share_percent: load_share.map(|(share, _)| share),
+        load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
         pager_room: options.pager.clone(),
         pager_pages: pager.map(|p| p.pages),
         pager_messages: pager.map(|p| p.messages),
