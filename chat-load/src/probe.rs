@@ -32,6 +32,28 @@ pub(crate) fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clock_ticks())
 }
 
+/// CPU time every process on the machine has used so far (all CPUs; `/proc/stat`), in seconds.
+pub(crate) fn machine_busy_seconds() -> io::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))?
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user): all but
+    // idle and iowait are busy.
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|&(i, _)| i != 3 && i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Ok(busy / clock_ticks())
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), 100 where it cannot be asked.
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
@@ -98,6 +120,7 @@ mod tests {
         assert!(open_fds(me).unwrap() >= 3);
         assert!(allowed_cpus(me).unwrap() >= 1);
         assert!(threads(me).unwrap() >= 1);
+        assert!(machine_busy_seconds().unwrap() >= cpu_seconds(me).unwrap());
     }
 
     #[test]

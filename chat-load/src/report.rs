@@ -6,7 +6,8 @@
 //! fewer of its threads and the CPUs its affinity allows: chat-load runs one thread (a
 //! `current_thread` runtime), so its share is its % of one core, whatever it is pinned to. A run
 //! where chat-load's share is above [`LOAD_TOOL_BOUND_PERCENT`] is marked load-tool-bound: the
-//! tool, not the server, may have set its throughput and latency.
+//! tool, not the server, may have set its throughput and latency. The CPU every other process on
+//! the machine used meanwhile is given too: on a shared machine, it tells a noisy figure.
 
 use serde::Serialize;
 
@@ -59,6 +60,10 @@ pub(crate) struct LoadReport {
     /// chat-load's share was above [`LOAD_TOOL_BOUND_PERCENT`]: the figures may be the tool's
     /// limit, not the server's.
     pub(crate) load_tool_bound: bool,
+    /// The CPU every other process on the machine used over the run, in % of one core (with
+    /// `--pid`; without it, the server's is in there too). Figures measured while this is high
+    /// were measured on a busy machine.
+    pub(crate) others_cpu_percent: Option<f64>,
     /// `--pager`: its room, and the history pages and messages it read during the run, and the
     /// pages the server refused for now (`unavailable`, `rate_limited`).
     pub(crate) pager_room: Option<String>,
@@ -154,6 +159,9 @@ impl LoadReport {
                     share(self.load_cpu_share_percent, self.load_cores)
                 ),
             );
+        }
+        if let Some(cpu) = self.others_cpu_percent {
+            row("other processes CPU", format!("{cpu:.0}% of one core"));
         }
         if self.load_tool_bound {
             row(

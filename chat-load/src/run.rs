@@ -314,6 +314,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
 
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
     let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
+    let machine_before = probe::machine_busy_seconds().ok();
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -377,6 +378,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         let after = probe::cpu_seconds(std::process::id()).ok()?;
         Some(100.0 * (after - before) / elapsed.as_secs_f64())
     });
+    // Everything else the machine ran meanwhile (other processes compete for the same cores).
+    let others_cpu = machine_before.and_then(|before| {
+        let busy = 100.0 * (probe::machine_busy_seconds().ok()? - before) / elapsed.as_secs_f64();
+        Some((busy - cpu.unwrap_or(0.0) - load_cpu?).max(0.0))
+    });
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     let server_cores = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
     let me = std::process::id();
@@ -424,6 +430,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         load_cores,
         load_cpu_share_percent: load_share.map(|(share, _)| share),
         load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
+        others_cpu_percent: others_cpu,
         pager_room: options.pager.clone(),
         pager_pages: pager.map(|p| p.pages),
         pager_messages: pager.map(|p| p.messages),
