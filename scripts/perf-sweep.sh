@@ -17,7 +17,8 @@
 #
 # Every result also carries the server's and chat-load's CPU shares and `load_tool_bound` (true
 # when chat-load used over 90% of its core: that run's figures may be chat-load's limit, not the
-# server's). Results go to perf/results.jsonl (one JSON line per run; OUT overrides); the plot
+# server's), and `contended` (true when other processes used over 10% of one core meanwhile: on a
+# shared machine, those figures are noisy; the server's and chat-load's cores' busy % say more). Results go to perf/results.jsonl (one JSON line per run; OUT overrides); the plot
 # to docs/fanout.svg (SVG overrides). Loopback only; every run is bounded by --duration.
 #
 #   scripts/perf-sweep.sh [SECONDS]        # default 10 s per run
@@ -100,12 +101,14 @@ for rate in sorted({r["rate"] for r in sweep}):
         if floor and r is not floor and floor["p50_ms"] > 0 and floor["p99_ms"] > 0:
             ratio = f" ({r['p50_ms'] / floor['p50_ms']:.1f}x, {r['p99_ms'] / floor['p99_ms']:.1f}x)"
         bound = "  LOAD-TOOL-BOUND" if r.get("load_tool_bound") else ""
+        bound += "  CONTENDED" if r.get("contended") else ""
         print(f"{rate * r['receivers']:>9} {r.get('server', 'chat'):>5} {r['transport']:>3}: "
               f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms{ratio}, "
               f"{r['deliveries_per_s']:.0f} deliveries/s, lost {r['lost']}, "
               f"server {fmt(r.get('server_cpu_share_percent'))} of {r.get('server_cores')} core(s), "
               f"chat-load {fmt(r.get('load_cpu_share_percent'))} of {r.get('load_cores')} core(s), "
-              f"others {fmt(r.get('others_cpu_percent'))}{bound}")
+              f"others {fmt(r.get('others_cpu_percent'))}, cores busy "
+              f"{fmt(r.get('server_cores_busy_percent'))}/{fmt(r.get('load_cores_busy_percent'))}{bound}")
 PY
 python3 scripts/plot.py "$out" "$svg"
 echo "wrote $out and $svg"

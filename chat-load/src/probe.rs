@@ -32,26 +32,44 @@ pub(crate) fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / clock_ticks())
 }
 
-/// CPU time every process on the machine has used so far (all CPUs; `/proc/stat`), in seconds.
-pub(crate) fn machine_busy_seconds() -> io::Result<f64> {
+/// CPU time every process has used so far on `cpus` (`None`: on all of them), from
+/// `/proc/stat`, in seconds.
+pub(crate) fn busy_seconds(cpus: Option<&[usize]>) -> io::Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
-    let ticks: Vec<f64> = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("cpu "))
-        .ok_or_else(|| io::Error::other("no cpu line in /proc/stat"))?
+    let mut seconds = 0.0;
+    let mut found = 0;
+    for line in stat.lines() {
+        let Some((label, ticks)) = line.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let wanted = match (label.strip_prefix("cpu"), cpus) {
+            (Some(""), None) => true,
+            (Some(n), Some(cpus)) if !n.is_empty() => {
+                n.parse().is_ok_and(|n: usize| cpus.contains(&n))
+            }
+            _ => false,
+        };
+        if wanted {
+            seconds += busy_ticks(ticks) / clock_ticks();
+            found += 1;
+        }
+    }
+    if found == 0 {
+        return Err(io::Error::other("no such cpu lines in /proc/stat"));
+    }
+    Ok(seconds)
+}
+
+/// The busy ticks of one `/proc/stat` cpu line (after its label): user nice system idle iowait
+/// irq softirq steal (guest time is already in user); all but idle and iowait are busy.
+fn busy_ticks(fields: &str) -> f64 {
+    fields
         .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user): all but
-    // idle and iowait are busy.
-    let busy: f64 = ticks
-        .iter()
         .take(8)
         .enumerate()
         .filter(|&(i, _)| i != 3 && i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    Ok(busy / clock_ticks())
+        .map(|(_, t)| t.parse::<f64>().unwrap_or(0.0))
+        .sum()
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), 100 where it cannot be asked.
@@ -66,12 +84,12 @@ fn clock_ticks() -> f64 {
 }
 
 /// The CPUs `pid` may run on (its affinity, `Cpus_allowed_list` in `/proc/PID/status`).
-pub(crate) fn allowed_cpus(pid: u32) -> io::Result<usize> {
+pub(crate) fn allowed_cpus(pid: u32) -> io::Result<Vec<usize>> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .and_then(|list| count_cpus(list.trim()))
+        .and_then(|list| cpu_list(list.trim()))
         .ok_or_else(|| io::Error::other(format!("no Cpus_allowed_list in /proc/{pid}/status")))
 }
 
@@ -85,22 +103,23 @@ pub(crate) fn threads(pid: u32) -> io::Result<usize> {
         .ok_or_else(|| io::Error::other(format!("no Threads in /proc/{pid}/status")))
 }
 
-/// How many CPUs a list such as `0-3,8,10-11` names (`None` if it is malformed or empty).
-fn count_cpus(list: &str) -> Option<usize> {
-    let mut count = 0;
+/// The CPUs a list such as `0-3,8,10-11` names (`None` if it is malformed or empty).
+fn cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
     for part in list.split(',') {
-        count += match part.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
-                hi.checked_sub(lo)? + 1
-            }
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.trim().parse().ok()?, hi.trim().parse().ok()?),
             None => {
-                part.trim().parse::<usize>().ok()?;
-                1
+                let n: usize = part.trim().parse().ok()?;
+                (n, n)
             }
         };
+        if hi < lo {
+            return None;
+        }
+        cpus.extend(lo..=hi);
     }
-    (count > 0).then_some(count)
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 /// Open file descriptors of `pid`.
@@ -118,19 +137,23 @@ mod tests {
         assert!(rss_kib(me).unwrap() > 0);
         assert!(cpu_seconds(me).unwrap() >= 0.0);
         assert!(open_fds(me).unwrap() >= 3);
-        assert!(allowed_cpus(me).unwrap() >= 1);
+        let cpus = allowed_cpus(me).unwrap();
+        assert!(!cpus.is_empty());
         assert!(threads(me).unwrap() >= 1);
-        assert!(machine_busy_seconds().unwrap() >= cpu_seconds(me).unwrap());
+        let all = busy_seconds(None).unwrap();
+        assert!(all >= cpu_seconds(me).unwrap());
+        assert!(busy_seconds(Some(&cpus)).unwrap() <= all + 1.0);
+        assert!(busy_seconds(Some(&[usize::MAX])).is_err());
     }
 
     #[test]
-    fn counts_cpu_lists() {
-        assert_eq!(count_cpus("0"), Some(1));
-        assert_eq!(count_cpus("1"), Some(1));
-        assert_eq!(count_cpus("0-1"), Some(2));
-        assert_eq!(count_cpus("0-3,8,10-11"), Some(7));
-        assert_eq!(count_cpus(""), None);
-        assert_eq!(count_cpus("3-1"), None);
-        assert_eq!(count_cpus("x"), None);
+    fn reads_cpu_lists() {
+        assert_eq!(cpu_list("0"), Some(vec![0]));
+        assert_eq!(cpu_list("1"), Some(vec![1]));
+        assert_eq!(cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(cpu_list(""), None);
+        assert_eq!(cpu_list("3-1"), None);
+        assert_eq!(cpu_list("x"), None);
     }
 }

@@ -7,12 +7,16 @@
 //! `current_thread` runtime), so its share is its % of one core, whatever it is pinned to. A run
 //! where chat-load's share is above [`LOAD_TOOL_BOUND_PERCENT`] is marked load-tool-bound: the
 //! tool, not the server, may have set its throughput and latency. The CPU every other process on
-//! the machine used meanwhile is given too: on a shared machine, it tells a noisy figure.
+//! the machine used meanwhile is given too, and how busy the server's and chat-load's cores were
+//! (by every process); a run where other processes used over [`CONTENDED_PERCENT`] of one core
+//! is marked contended: on a shared machine, that tells a noisy figure.
 
 use serde::Serialize;
 
 /// chat-load's CPU share (of the cores it can use) above which a run is load-tool-bound.
 pub(crate) const LOAD_TOOL_BOUND_PERCENT: f64 = 90.0;
+/// Other processes' CPU (in % of one core) above which a run is marked contended.
+pub(crate) const CONTENDED_PERCENT: f64 = 10.0;
 
 /// The result of a load run.
 #[derive(Debug, Default, Serialize)]
@@ -64,6 +68,14 @@ pub(crate) struct LoadReport {
     /// `--pid`; without it, the server's is in there too). Figures measured while this is high
     /// were measured on a busy machine.
     pub(crate) others_cpu_percent: Option<f64>,
+    /// `others_cpu_percent` was above [`CONTENDED_PERCENT`]: other processes competed for the
+    /// cores, and the figures say as much about them as about the server.
+    pub(crate) contended: bool,
+    /// How busy the server's cores were, by every process, in % of their capacity.
+    pub(crate) server_cores_busy_percent: Option<f64>,
+    /// How busy chat-load's cores were, by every process, in % of their capacity: near 100
+    /// while chat-load's own share is well below it means other processes starved it.
+    pub(crate) load_cores_busy_percent: Option<f64>,
     /// `--pager`: its room, and the history pages and messages it read during the run, and the
     /// pages the server refused for now (`unavailable`, `rate_limited`).
     pub(crate) pager_room: Option<String>,
@@ -163,6 +175,23 @@ impl LoadReport {
         if let Some(cpu) = self.others_cpu_percent {
             row("other processes CPU", format!("{cpu:.0}% of one core"));
         }
+        if let (Some(server), Some(load)) =
+            (self.server_cores_busy_percent, self.load_cores_busy_percent)
+        {
+            row(
+                "cores busy",
+                format!("the server's {server:.0}%, chat-load's {load:.0}% (every process)"),
+            );
+        }
+        if self.contended {
+            row(
+                "CONTENDED",
+                format!(
+                    "other processes used over {CONTENDED_PERCENT:.0}% of one core meanwhile: \
+                     these figures are of a busy machine"
+                ),
+            );
+        }
         if self.load_tool_bound {
             row(
                 "LOAD-TOOL-BOUND",
@@ -235,5 +264,12 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["load_tool_bound"], true);
         assert!(!LoadReport::default().table().contains("LOAD-TOOL-BOUND"));
+        assert!(!LoadReport::default().table().contains("CONTENDED"));
+        let busy = LoadReport {
+            others_cpu_percent: Some(60.0),
+            contended: true,
+            ..LoadReport::default()
+        };
+        assert!(busy.table().contains("CONTENDED"));
     }
 }

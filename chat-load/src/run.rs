@@ -314,7 +314,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
 
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
     let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
-    let machine_before = probe::machine_busy_seconds().ok();
+    // How busy the machine, the server's cores and chat-load's cores are, by every process.
+    let me = std::process::id();
+    let server_cpus = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
+    let load_cpus = probe::allowed_cpus(me).ok();
+    let busy = |cpus: Option<&Vec<usize>>| probe::busy_seconds(cpus.map(Vec::as_slice)).ok();
+    let machine_before = busy(None);
+    let server_cores_before = server_cpus.as_ref().and_then(|c| busy(Some(c)));
+    let load_cores_before = load_cpus.as_ref().and_then(|c| busy(Some(c)));
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -379,15 +386,23 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         Some(100.0 * (after - before) / elapsed.as_secs_f64())
     });
     // Everything else the machine ran meanwhile (other processes compete for the same cores).
-    let others_cpu = machine_before.and_then(|before| {
-        let busy = 100.0 * (probe::machine_busy_seconds().ok()? - before) / elapsed.as_secs_f64();
-        Some((busy - cpu.unwrap_or(0.0) - load_cpu?).max(0.0))
-    });
+    let percent = |before: Option<f64>, cpus: Option<&Vec<usize>>, cores: usize| {
+        let after = busy(cpus)?;
+        Some(100.0 * (after - before?) / elapsed.as_secs_f64() / cores.max(1) as f64)
+    };
+    let others_cpu = percent(machine_before, None, 1)
+        .zip(load_cpu)
+        .map(|(busy, load)| (busy - cpu.unwrap_or(0.0) - load).max(0.0));
+    let server_cores_busy = server_cpus
+        .as_ref()
+        .and_then(|c| percent(server_cores_before, Some(c), c.len()));
+    let load_cores_busy = load_cpus
+        .as_ref()
+        .and_then(|c| percent(load_cores_before, Some(c), c.len()));
     let rss = options.pid.map(probe::rss_kib).transpose()?;
-    let server_cores = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
-    let me = std::process::id();
-    let load_cores = match (probe::allowed_cpus(me), probe::threads(me)) {
-        (Ok(cpus), Ok(threads)) => Some(cpus.min(threads)),
+    let server_cores = server_cpus.as_ref().map(Vec::len);
+    let load_cores = match (&load_cpus, probe::threads(me)) {
+        (Some(cpus), Ok(threads)) => Some(cpus.len().min(threads)),
         _ => None,
     };
     let server_share = cpu
@@ -431,6 +446,9 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         load_cpu_share_percent: load_share.map(|(share, _)| share),
         load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
         others_cpu_percent: others_cpu,
+        contended: others_cpu.is_some_and(|cpu| cpu > report::CONTENDED_PERCENT),
+        server_cores_busy_percent: server_cores_busy,
+        load_cores_busy_percent: load_cores_busy,
         pager_room: options.pager.clone(),
         pager_pages: pager.map(|p| p.pages),
         pager_messages: pager.map(|p| p.messages),
