@@ -13,9 +13,10 @@
 //!
 //! Every text carries its sender, a per-sender sequence number and the instant it was sent, so
 //! each receiver measures latency and checks order on its own; the load is closed-loop by default
-//! (at most `--window` messages not yet delivered to every receiver) or a fixed `--rate`. Only
-//! loopback addresses are accepted, and every run is bounded by `--duration`. `--pager ROOM`
-//! adds one client that pages through a room's stored history meanwhile (see `pager.rs`).
+//! (at most `--window` messages not yet delivered to every receiver) or a fixed `--rate` (the
+//! senders take turns, evenly spaced). Only loopback addresses are accepted, and every run is
+//! bounded by `--duration`. `--pager ROOM` adds one client that pages through a room's stored
+//! history meanwhile (see `pager.rs`).
 //!
 //! `chat-load floor` serves the floor instead (see `floor.rs`): a minimal single-threaded line
 //! fan-out server that chat-load drives with `--tcp`, so that the chat server's latency can be

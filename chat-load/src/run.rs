@@ -342,6 +342,8 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             global: global.clone(),
             room: options.room.clone(),
             size: options.size,
+            started: sending_started,
+            senders: options.senders,
             deadline,
             period,
         };
@@ -490,14 +492,22 @@ struct Sender {
     global: Arc<AtomicU64>,
     room: String,
     size: usize,
+    /// When sending starts, and how many senders share the rate.
+    started: Instant,
+    senders: usize,
     deadline: Instant,
     period: Option<Duration>,
 }
 
 impl Sender {
     async fn run(mut self) -> Result<()> {
+        // At a fixed rate, the senders take turns: sender i sends i/senders of a period after
+        // sender 0, so the room gets one message every period/senders, not bursts of `senders`
+        // messages every period (a burst's fan-out queues behind itself, in the server and here,
+        // and its latency would be the burst's, not the rate's).
         let mut ticks = self.period.map(|p| {
-            let mut interval = tokio::time::interval(p);
+            let phase = p.mul_f64(self.index as f64 / self.senders.max(1) as f64);
+            let mut interval = tokio::time::interval_at(self.started + phase, p);
             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
             interval
         });
