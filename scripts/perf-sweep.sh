@@ -23,6 +23,7 @@
 #
 #   scripts/perf-sweep.sh [SECONDS]        # default 10 s per run
 #   SIZES= LOADS="200000 1000000" scripts/perf-sweep.sh 8    # only the floor sweep, two loads
+#   LOAD_ARGS=--in-phase scripts/perf-sweep.sh   # more chat-load options for every run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -61,8 +62,9 @@ run() { # chat|floor transport receivers extra-args...
   tcp=$(sed -n 's/^listening tcp:\/\/\(.*\)$/\1/p' "$log")
   local target=(--ws "$ws")
   [ "$transport" = tcp ] && target=(--tcp "$tcp")
+  # shellcheck disable=SC2086 # LOAD_ARGS is split into words on purpose
   "${pin_load[@]}" "$load" "${target[@]}" --receivers "$receivers" --senders 10 --size 64 \
-      --duration "$seconds" --pid "$pid" --server-kind "$kind" --json "$@"
+      --duration "$seconds" --pid "$pid" --server-kind "$kind" --json ${LOAD_ARGS:-} "$@"
   kill -TERM "$pid"; wait "$pid" || true
   rm -f "$log"
 }

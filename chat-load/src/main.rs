@@ -63,6 +63,10 @@ pub(crate) struct Options {
     /// Messages per second, all senders together; 0 runs closed-loop at the maximum.
     #[arg(long, default_value_t = 0)]
     pub(crate) rate: u64,
+    /// At a fixed rate, every sender sends at the same instants (bursts of --senders messages
+    /// each period, which the server and chat-load then batch) instead of taking turns.
+    #[arg(long)]
+    pub(crate) in_phase: bool,
     /// Closed loop: messages in flight (sent, not yet delivered to every receiver).
     #[arg(long, default_value_t = 64)]
     pub(crate) window: usize,

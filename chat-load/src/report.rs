@@ -32,6 +32,8 @@ pub(crate) struct LoadReport {
     /// Target messages per second; 0 for closed loop.
     pub(crate) rate: u64,
     pub(crate) window: usize,
+    /// At a fixed rate: the senders sent in bursts (`--in-phase`) instead of taking turns.
+    pub(crate) in_phase: bool,
     pub(crate) seconds: f64,
     pub(crate) sent: u64,
     pub(crate) deliveries: u64,
@@ -112,7 +114,12 @@ impl LoadReport {
         let load = if self.rate == 0 {
             format!("closed loop, window {}", self.window)
         } else {
-            format!("{} messages/s", self.rate)
+            let spacing = if self.in_phase {
+                "senders in phase"
+            } else {
+                "senders take turns"
+            };
+            format!("{} messages/s ({spacing})", self.rate)
         };
         row(
             "load",

@@ -344,6 +344,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             size: options.size,
             started: sending_started,
             senders: options.senders,
+            in_phase: options.in_phase,
             deadline,
             period,
         };
@@ -435,6 +436,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         size: options.size,
         rate: options.rate,
         window: options.window,
+        in_phase: options.in_phase && options.rate > 0,
         seconds: sending.as_secs_f64(),
         sent: sent.load(Ordering::Acquire),
         stalled_closed,
@@ -495,6 +497,8 @@ struct Sender {
     /// When sending starts, and how many senders share the rate.
     started: Instant,
     senders: usize,
+    /// Send at the same instants as every other sender.
+    in_phase: bool,
     deadline: Instant,
     period: Option<Duration>,
 }
@@ -504,9 +508,10 @@ impl Sender {
         // At a fixed rate, the senders take turns: sender i sends i/senders of a period after
         // sender 0, so the room gets one message every period/senders, not bursts of `senders`
         // messages every period (a burst's fan-out queues behind itself, in the server and here,
-        // and its latency would be the burst's, not the rate's).
+        // but is written and read in fewer, larger writes and reads), unless --in-phase.
         let mut ticks = self.period.map(|p| {
-            let phase = p.mul_f64(self.index as f64 / self.senders.max(1) as f64);
+            let turn = if self.in_phase { 0 } else { self.index };
+            let phase = p.mul_f64(turn as f64 / self.senders.max(1) as f64);
             let mut interval = tokio::time::interval_at(self.started + phase, p);
             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
             interval
