@@ -95,6 +95,11 @@ pub(crate) struct Options {
     /// and must differ from --room).
     #[arg(long, value_name = "ROOM")]
     pub(crate) pager: Option<String>,
+    /// Threads that drive the load (1: one `current_thread` runtime). More let chat-load use
+    /// more cores where its affinity allows them; its CPU share is then of
+    /// min(threads, allowed CPUs) cores.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: u16,
     /// A label for this run, copied into the JSON line (for plots).
     #[arg(long, default_value = "")]
     pub(crate) label: String,
@@ -127,10 +132,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts on this machine");
+    let runtime = if options.threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(options.threads))
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("a tokio runtime starts on this machine");
     match runtime.block_on(run::run(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -93,16 +93,6 @@ pub(crate) fn allowed_cpus(pid: u32) -> io::Result<Vec<usize>> {
         .ok_or_else(|| io::Error::other(format!("no Cpus_allowed_list in /proc/{pid}/status")))
 }
 
-/// Threads of `pid` (`Threads` in `/proc/PID/status`).
-pub(crate) fn threads(pid: u32) -> io::Result<usize> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| io::Error::other(format!("no Threads in /proc/{pid}/status")))
-}
-
 /// The CPUs a list such as `0-3,8,10-11` names (`None` if it is malformed or empty).
 fn cpu_list(list: &str) -> Option<Vec<usize>> {
     let mut cpus = Vec::new();
@@ -139,7 +129,6 @@ mod tests {
         assert!(open_fds(me).unwrap() >= 3);
         let cpus = allowed_cpus(me).unwrap();
         assert!(!cpus.is_empty());
-        assert!(threads(me).unwrap() >= 1);
         let all = busy_seconds(None).unwrap();
         assert!(all >= cpu_seconds(me).unwrap());
         assert!(busy_seconds(Some(&cpus)).unwrap() <= all + 1.0);

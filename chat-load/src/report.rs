@@ -3,8 +3,9 @@
 //! CPU is given two ways: in % of one core (CPU seconds over wall seconds, all threads), and as a
 //! share of the cores the process can use. For the server that is the CPUs its affinity allows
 //! (`Cpus_allowed_list`: 1 when the sweep pins it with `taskset -c 0`). For chat-load it is the
-//! fewer of its threads and the CPUs its affinity allows: chat-load runs one thread (a
-//! `current_thread` runtime), so its share is its % of one core, whatever it is pinned to. A run
+//! fewer of its runtime threads (`--threads`) and the CPUs its affinity allows: by default
+//! chat-load runs one thread (a `current_thread` runtime), so its share is its % of one core,
+//! whatever it is pinned to; with `--threads 4` on 8 allowed CPUs, of 4 cores. A run
 //! where chat-load's share is above [`LOAD_TOOL_BOUND_PERCENT`] is marked load-tool-bound: the
 //! tool, not the server, may have set its throughput and latency. The CPU every other process on
 //! the machine used meanwhile is given too, and how busy the server's and chat-load's cores were
@@ -59,7 +60,9 @@ pub(crate) struct LoadReport {
     pub(crate) server_cpu_share_percent: Option<f64>,
     /// chat-load's own CPU over the same interval, in % of one core.
     pub(crate) load_cpu_percent: Option<f64>,
-    /// The cores chat-load can use: the fewer of its threads (1) and its allowed CPUs.
+    /// chat-load's runtime threads (`--threads`).
+    pub(crate) load_threads: u16,
+    /// The cores chat-load can use: the fewer of its runtime threads and its allowed CPUs.
     pub(crate) load_cores: Option<usize>,
     /// `load_cpu_percent` as a share of `load_cores`, in %.
     pub(crate) load_cpu_share_percent: Option<f64>,

@@ -404,10 +404,10 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         .and_then(|c| percent(load_cores_before, Some(c), c.len()));
     let rss = options.pid.map(probe::rss_kib).transpose()?;
     let server_cores = server_cpus.as_ref().map(Vec::len);
-    let load_cores = match (&load_cpus, probe::threads(me)) {
-        (Some(cpus), Ok(threads)) => Some(cpus.len().min(threads)),
-        _ => None,
-    };
+    // chat-load's runtime threads are the most cores it can keep busy.
+    let load_cores = load_cpus
+        .as_ref()
+        .map(|cpus| cpus.len().min(usize::from(options.threads)));
     let server_share = cpu
         .zip(server_cores)
         .map(|(cpu, cores)| report::share(cpu, cores).0);
@@ -446,6 +446,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         server_cores,
         server_cpu_share_percent: server_share,
         load_cpu_percent: load_cpu,
+        load_threads: options.threads,
         load_cores,
         load_cpu_share_percent: load_share.map(|(share, _)| share),
         load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
