@@ -22,8 +22,9 @@
 //! fan-out server that chat-load drives with `--tcp`, so that the chat server's latency can be
 //! given as a ratio to the least any line fan-out costs on the same machine, in the same run.
 //!
-//! Every report gives the server's CPU and chat-load's own, as a share of the cores each may run
-//! on, and marks a run as load-tool-bound when chat-load's share is above 90% (see `report.rs`).
+//! Every report gives the server's CPU and chat-load's own, each also as a share of the cores it
+//! can use, the CPU other processes used meanwhile, and marks a run as load-tool-bound when
+//! chat-load's share is above 90% (see `report.rs`).
 
 mod client;
 mod floor;
