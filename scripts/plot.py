@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Draws chat-load's JSON lines as a small SVG: deliveries/s against room size (closed loop,
-label "max") and latency percentiles at half the maximum rate (label "half"), per transport.
+label "max") and latency percentiles at half the maximum rate (label "half"), per transport,
+for the chat server only (the floor's runs, "server": "floor", are perf-sweep.sh's sweep).
 Standard library only, so it runs anywhere Python does.
 
     python3 scripts/plot.py perf/results.jsonl docs/fanout.svg
@@ -52,6 +53,7 @@ def panel(runs, key_y, title, y_label, left, series):
 def main():
     source, target = sys.argv[1], sys.argv[2]
     runs = [json.loads(line) for line in open(source) if line.strip().startswith("{")]
+    runs = [r for r in runs if r.get("server", "chat") == "chat"]
     throughput, latency = [], []
     for transport, colour in COLOURS.items():
         pts = [(r["receivers"], r["deliveries_per_s"]) for r in runs if r["transport"] == transport and r["label"] == "max"]

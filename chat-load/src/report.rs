@@ -1,11 +1,30 @@
 //! What a run measured, as one JSON line for scripts or a table for people.
+//!
+//! CPU is given two ways: in % of one core (CPU seconds over wall seconds, all threads), and as a
+//! share of the cores the process can use. For the server that is the CPUs its affinity allows
+//! (`Cpus_allowed_list`: 1 when the sweep pins it with `taskset -c 0`). For chat-load it is the
+//! fewer of its runtime threads (`--threads`) and the CPUs its affinity allows: by default
+//! chat-load runs one thread (a `current_thread` runtime), so its share is its % of one core,
+//! whatever it is pinned to; with `--threads 4` on 8 allowed CPUs, of 4 cores. A run
+//! where chat-load's share is above [`LOAD_TOOL_BOUND_PERCENT`] is marked load-tool-bound: the
+//! tool, not the server, may have set its throughput and latency. The CPU every other process on
+//! the machine used meanwhile is given too, and how busy the server's and chat-load's cores were
+//! (by every process); a run where other processes used over [`CONTENDED_PERCENT`] of one core
+//! is marked contended: on a shared machine, that tells a noisy figure.
 
 use serde::Serialize;
+
+/// chat-load's CPU share (of the cores it can use) above which a run is load-tool-bound.
+pub(crate) const LOAD_TOOL_BOUND_PERCENT: f64 = 90.0;
+/// Other processes' CPU (in % of one core) above which a run is marked contended.
+pub(crate) const CONTENDED_PERCENT: f64 = 10.0;
 
 /// The result of a load run.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct LoadReport {
     pub(crate) label: String,
+    /// What was driven (`--server-kind`): `chat` for the chat server, `floor` for the floor.
+    pub(crate) server: String,
     pub(crate) transport: &'static str,
     pub(crate) receivers: usize,
     pub(crate) senders: usize,
@@ -14,6 +33,8 @@ pub(crate) struct LoadReport {
     /// Target messages per second; 0 for closed loop.
     pub(crate) rate: u64,
     pub(crate) window: usize,
+    /// At a fixed rate: the senders sent in bursts (`--in-phase`) instead of taking turns.
+    pub(crate) in_phase: bool,
     pub(crate) seconds: f64,
     pub(crate) sent: u64,
     pub(crate) deliveries: u64,
@@ -31,10 +52,35 @@ pub(crate) struct LoadReport {
     /// Stalled connections the server had closed by the end.
     pub(crate) stalled_closed: usize,
     pub(crate) server_rss_kib: Option<u64>,
+    /// The server's CPU over the run, in % of one core (all its threads).
     pub(crate) server_cpu_percent: Option<f64>,
-    /// chat-load's own CPU over the same interval, in % of one core: near 100 on its core means
-    /// the tool, not the server, may have set the figures.
+    /// The CPUs the server may run on (its affinity).
+    pub(crate) server_cores: Option<usize>,
+    /// `server_cpu_percent` as a share of `server_cores`, in %.
+    pub(crate) server_cpu_share_percent: Option<f64>,
+    /// chat-load's own CPU over the same interval, in % of one core.
     pub(crate) load_cpu_percent: Option<f64>,
+    /// chat-load's runtime threads (`--threads`).
+    pub(crate) load_threads: u16,
+    /// The cores chat-load can use: the fewer of its runtime threads and its allowed CPUs.
+    pub(crate) load_cores: Option<usize>,
+    /// `load_cpu_percent` as a share of `load_cores`, in %.
+    pub(crate) load_cpu_share_percent: Option<f64>,
+    /// chat-load's share was above [`LOAD_TOOL_BOUND_PERCENT`]: the figures may be the tool's
+    /// limit, not the server's.
+    pub(crate) load_tool_bound: bool,
+    /// The CPU every other process on the machine used over the run, in % of one core (with
+    /// `--pid`; without it, the server's is in there too). Figures measured while this is high
+    /// were measured on a busy machine.
+    pub(crate) others_cpu_percent: Option<f64>,
+    /// `others_cpu_percent` was above [`CONTENDED_PERCENT`]: other processes competed for the
+    /// cores, and the figures say as much about them as about the server.
+    pub(crate) contended: bool,
+    /// How busy the server's cores were, by every process, in % of their capacity.
+    pub(crate) server_cores_busy_percent: Option<f64>,
+    /// How busy chat-load's cores were, by every process, in % of their capacity: near 100
+    /// while chat-load's own share is well below it means other processes starved it.
+    pub(crate) load_cores_busy_percent: Option<f64>,
     /// `--pager`: its room, and the history pages and messages it read during the run, and the
     /// pages the server refused for now (`unavailable`, `rate_limited`).
     pub(crate) pager_room: Option<String>,
@@ -60,7 +106,7 @@ impl LoadReport {
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
         let mut row = |k: &str, v: String| out.push_str(&format!("{k:<22} {v}\n"));
-        row("transport", self.transport.to_owned());
+        row("server", format!("{} ({})", self.server, self.transport));
         row(
             "connections",
             format!(
@@ -71,7 +117,12 @@ impl LoadReport {
         let load = if self.rate == 0 {
             format!("closed loop, window {}", self.window)
         } else {
-            format!("{} messages/s", self.rate)
+            let spacing = if self.in_phase {
+                "senders in phase"
+            } else {
+                "senders take turns"
+            };
+            format!("{} messages/s ({spacing})", self.rate)
         };
         row(
             "load",
@@ -106,11 +157,59 @@ impl LoadReport {
         if let Some(rss) = self.server_rss_kib {
             row("server RSS", format!("{:.1} MiB", rss as f64 / 1024.0));
         }
+        let share = |share: Option<f64>, cores: Option<usize>| match (share, cores) {
+            (Some(share), Some(cores)) => {
+                let s = if cores == 1 { "" } else { "s" };
+                format!(", {share:.0}% of the {cores} core{s} it can use")
+            }
+            _ => String::new(),
+        };
         if let Some(cpu) = self.server_cpu_percent {
-            row("server CPU", format!("{cpu:.0}% of one core"));
+            row(
+                "server CPU",
+                format!(
+                    "{cpu:.0}% of one core{}",
+                    share(self.server_cpu_share_percent, self.server_cores)
+                ),
+            );
         }
         if let Some(cpu) = self.load_cpu_percent {
-            row("chat-load CPU", format!("{cpu:.0}% of one core"));
+            row(
+                "chat-load CPU",
+                format!(
+                    "{cpu:.0}% of one core{}",
+                    share(self.load_cpu_share_percent, self.load_cores)
+                ),
+            );
+        }
+        if let Some(cpu) = self.others_cpu_percent {
+            row("other processes CPU", format!("{cpu:.0}% of one core"));
+        }
+        if let (Some(server), Some(load)) =
+            (self.server_cores_busy_percent, self.load_cores_busy_percent)
+        {
+            row(
+                "cores busy",
+                format!("the server's {server:.0}%, chat-load's {load:.0}% (every process)"),
+            );
+        }
+        if self.contended {
+            row(
+                "CONTENDED",
+                format!(
+                    "other processes used over {CONTENDED_PERCENT:.0}% of one core meanwhile: \
+                     these figures are of a busy machine"
+                ),
+            );
+        }
+        if self.load_tool_bound {
+            row(
+                "LOAD-TOOL-BOUND",
+                format!(
+                    "chat-load used over {LOAD_TOOL_BOUND_PERCENT:.0}% of what it can: these \
+                     figures may be its limit, not the server's"
+                ),
+            );
         }
         if let (Some(room), Some(pages), Some(messages)) =
             (&self.pager_room, self.pager_pages, self.pager_messages)
@@ -128,6 +227,13 @@ impl LoadReport {
     }
 }
 
+/// `percent` of one core as a share of `cores`, and whether that share makes a run
+/// load-tool-bound.
+pub(crate) fn share(percent: f64, cores: usize) -> (f64, bool) {
+    let share = percent / cores.max(1) as f64;
+    (share, share > LOAD_TOOL_BOUND_PERCENT)
+}
+
 impl IdleReport {
     pub(crate) fn table(&self) -> String {
         format!(
@@ -142,5 +248,38 @@ impl IdleReport {
                 .map(|n| format!(", {n} open fds"))
                 .unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_tool_is_marked() {
+        assert_eq!(share(95.0, 1), (95.0, true));
+        assert_eq!(share(95.0, 2), (47.5, false));
+        assert_eq!(share(180.0, 2), (90.0, false));
+        assert_eq!(share(50.0, 0), (50.0, false));
+        let report = LoadReport {
+            load_cpu_percent: Some(95.0),
+            load_cores: Some(1),
+            load_cpu_share_percent: Some(95.0),
+            load_tool_bound: true,
+            ..LoadReport::default()
+        };
+        let table = report.table();
+        assert!(table.contains("95% of one core, 95% of the 1 core it can use"));
+        assert!(table.contains("LOAD-TOOL-BOUND"));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["load_tool_bound"], true);
+        assert!(!LoadReport::default().table().contains("LOAD-TOOL-BOUND"));
+        assert!(!LoadReport::default().table().contains("CONTENDED"));
+        let busy = LoadReport {
+            others_cpu_percent: Some(60.0),
+            contended: true,
+            ..LoadReport::default()
+        };
+        assert!(busy.table().contains("CONTENDED"));
     }
 }

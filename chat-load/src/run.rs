@@ -16,7 +16,7 @@ use crate::Options;
 use crate::client::{self, Reader, Stamp, Target, Writer};
 use crate::pager::Pager;
 use crate::probe;
-use crate::report::{IdleReport, LoadReport};
+use crate::report::{self, IdleReport, LoadReport};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -314,6 +314,14 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
 
     let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
     let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
+    // How busy the machine, the server's cores and chat-load's cores are, by every process.
+    let me = std::process::id();
+    let server_cpus = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
+    let load_cpus = probe::allowed_cpus(me).ok();
+    let busy = |cpus: Option<&Vec<usize>>| probe::busy_seconds(cpus.map(Vec::as_slice)).ok();
+    let machine_before = busy(None);
+    let server_cores_before = server_cpus.as_ref().and_then(|c| busy(Some(c)));
+    let load_cores_before = load_cpus.as_ref().and_then(|c| busy(Some(c)));
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -334,6 +342,9 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             global: global.clone(),
             room: options.room.clone(),
             size: options.size,
+            started: sending_started,
+            senders: options.senders,
+            in_phase: options.in_phase,
             deadline,
             period,
         };
@@ -377,7 +388,32 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         let after = probe::cpu_seconds(std::process::id()).ok()?;
         Some(100.0 * (after - before) / elapsed.as_secs_f64())
     });
+    // Everything else the machine ran meanwhile (other processes compete for the same cores).
+    let percent = |before: Option<f64>, cpus: Option<&Vec<usize>>, cores: usize| {
+        let after = busy(cpus)?;
+        Some(100.0 * (after - before?) / elapsed.as_secs_f64() / cores.max(1) as f64)
+    };
+    let others_cpu = percent(machine_before, None, 1)
+        .zip(load_cpu)
+        .map(|(busy, load)| (busy - cpu.unwrap_or(0.0) - load).max(0.0));
+    let server_cores_busy = server_cpus
+        .as_ref()
+        .and_then(|c| percent(server_cores_before, Some(c), c.len()));
+    let load_cores_busy = load_cpus
+        .as_ref()
+        .and_then(|c| percent(load_cores_before, Some(c), c.len()));
     let rss = options.pid.map(probe::rss_kib).transpose()?;
+    let server_cores = server_cpus.as_ref().map(Vec::len);
+    // chat-load's runtime threads are the most cores it can keep busy.
+    let load_cores = load_cpus
+        .as_ref()
+        .map(|cpus| cpus.len().min(usize::from(options.threads)));
+    let server_share = cpu
+        .zip(server_cores)
+        .map(|(cpu, cores)| report::share(cpu, cores).0);
+    let load_share = load_cpu
+        .zip(load_cores)
+        .map(|(cpu, cores)| report::share(cpu, cores));
     tasks.abort_all();
 
     // Stalled connections: read what is buffered until the server's close, or give up.
@@ -400,12 +436,24 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         size: options.size,
         rate: options.rate,
         window: options.window,
+        in_phase: options.in_phase && options.rate > 0,
         seconds: sending.as_secs_f64(),
         sent: sent.load(Ordering::Acquire),
         stalled_closed,
         server_rss_kib: rss,
+        server: options.server_kind.clone(),
         server_cpu_percent: cpu,
+        server_cores,
+        server_cpu_share_percent: server_share,
         load_cpu_percent: load_cpu,
+        load_threads: options.threads,
+        load_cores,
+        load_cpu_share_percent: load_share.map(|(share, _)| share),
+        load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
+        others_cpu_percent: others_cpu,
+        contended: others_cpu.is_some_and(|cpu| cpu > report::CONTENDED_PERCENT),
+        server_cores_busy_percent: server_cores_busy,
+        load_cores_busy_percent: load_cores_busy,
         pager_room: options.pager.clone(),
         pager_pages: pager.map(|p| p.pages),
         pager_messages: pager.map(|p| p.messages),
@@ -447,14 +495,25 @@ struct Sender {
     global: Arc<AtomicU64>,
     room: String,
     size: usize,
+    /// When sending starts, and how many senders share the rate.
+    started: Instant,
+    senders: usize,
+    /// Send at the same instants as every other sender.
+    in_phase: bool,
     deadline: Instant,
     period: Option<Duration>,
 }
 
 impl Sender {
     async fn run(mut self) -> Result<()> {
+        // At a fixed rate, the senders take turns: sender i sends i/senders of a period after
+        // sender 0, so the room gets one message every period/senders, not bursts of `senders`
+        // messages every period (a burst's fan-out queues behind itself, in the server and here,
+        // but is written and read in fewer, larger writes and reads), unless --in-phase.
         let mut ticks = self.period.map(|p| {
-            let mut interval = tokio::time::interval(p);
+            let turn = if self.in_phase { 0 } else { self.index };
+            let phase = p.mul_f64(turn as f64 / self.senders.max(1) as f64);
+            let mut interval = tokio::time::interval_at(self.started + phase, p);
             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
             interval
         });
