@@ -64,6 +64,12 @@
 //!   [`Config::large_room`] members a room is *large*: joins and leaves are not announced (no
 //!   presence, so no delivery to every member), and `joined` lists only the first
 //!   `large_room` members with the total in `member_count`; `who` still lists everyone.
+//! - Nothing a client saw is lost to a reconnect: `since` on a login or join (the last id the
+//!   client saw) makes each `joined` carry the room's messages after it, at most
+//!   [`Config::resume_limit`], with `complete` saying whether that is all; an account's DMs
+//!   (kept per account, stored as [`Record::Dm`] between two accounts, paged with `history` and
+//!   `with`) follow as replays. Resume is answered from memory; what memory no longer holds,
+//!   the client pages from the store.
 //! - Events serialise (serde) to exactly the protocol's server frames and [`Command`]s
 //!   deserialise from its client frames, so transports need no second model.
 //! - Every rule a client can break is a [`ChatError`], answered with an `error` event; the
