@@ -1004,10 +1004,11 @@ impl Chat {
             others.extend(online.sessions.iter().copied().filter(|&c| c != conn));
         }
         let room = &self.rooms[&room_name];
-        let copy = Arc::new(self.joined(room_name.clone(), room, None));
-        let event = match since {
-            None => copy.clone(),
-            Some(_) => Arc::new(self.joined(room_name, room, since)),
+        let event = Arc::new(self.joined(room_name.clone(), room, since));
+        // The other sessions get the plain frame: the asking session's resume is its own.
+        let copy = match since {
+            Some(_) if !others.is_empty() => Arc::new(self.joined(room_name, room, None)),
+            _ => event.clone(),
         };
         self.outputs.push_back(Output::Send {
             to: conn,
@@ -1196,7 +1197,7 @@ impl Chat {
             text,
             ts: now,
         });
-        self.keep_dm(&message);
+        self.keep_dm(&message, [&sender, &owner]);
         let delivered = Arc::new(Event::dm(message.clone()));
         match online {
             Some(recipients) => {
@@ -1245,18 +1246,21 @@ impl Chat {
     /// later must not find the DMs of the guest who had it before in its stored history. So an
     /// account's stored DM history holds exactly its DMs with other accounts, which are the
     /// only ones it can page (`history` with a guest is `invalid_target`).
-    fn keep_dm(&mut self, message: &Arc<DirectMessage>) {
+    fn keep_dm(&mut self, message: &Arc<DirectMessage>, parties: [&UserKey; 2]) {
         let mut accounts = 0;
-        for party in [message.from.key(), message.to.key()] {
-            if self.accounts.contains_key(&party) {
-                let capacity = self.config.history;
-                let log = self
-                    .dm_logs
-                    .entry(party)
-                    .or_insert_with(|| History::new(capacity));
-                log.push(message.clone());
-                accounts += 1;
+        for party in parties {
+            if !self.accounts.contains_key(party) {
+                continue;
             }
+            match self.dm_logs.get_mut(party) {
+                Some(log) => log.push(message.clone()),
+                None => {
+                    let mut log = History::new(self.config.history);
+                    log.push(message.clone());
+                    self.dm_logs.insert(party.clone(), log);
+                }
+            }
+            accounts += 1;
         }
         if accounts == 2 {
             self.outputs
@@ -1287,7 +1291,8 @@ impl Chat {
         };
         let page = match self.dm_logs.get(&key) {
             Some(log) => log.page_of(before, limit, |dm| {
-                dm.from.key() == peer || dm.to.key() == peer
+                let is_peer = |name: &UserName| name.as_str().eq_ignore_ascii_case(peer.as_str());
+                is_peer(&dm.from) || is_peer(&dm.to)
             }),
             None => Page::Complete(Vec::new()),
         };
