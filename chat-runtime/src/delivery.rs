@@ -655,13 +655,18 @@ fn without_refused(refused: &HashSet<MessageId>, event: Arc<Event>) -> Option<Ar
     if refused.is_empty() {
         return Some(event);
     }
-    let kept = |messages: &[Arc<chat_core::RoomMessage>]| -> Vec<Arc<chat_core::RoomMessage>> {
+    /// The messages whose id (`id_of`) was not refused.
+    fn kept<M>(
+        refused: &HashSet<MessageId>,
+        messages: &[Arc<M>],
+        id_of: impl Fn(&M) -> MessageId,
+    ) -> Vec<Arc<M>> {
         messages
             .iter()
-            .filter(|m| !refused.contains(&m.id))
+            .filter(|m| !refused.contains(&id_of(m)))
             .cloned()
             .collect()
-    };
+    }
     match &*event {
         Event::Joined {
             room,
@@ -673,23 +678,19 @@ fn without_refused(refused: &HashSet<MessageId>, event: Arc<Event>) -> Option<Ar
             room: room.clone(),
             members: members.clone(),
             member_count: *member_count,
-            history: kept(history),
+            history: kept(refused, history, |m| m.id),
             complete: *complete,
         })),
         Event::DmHistory { with, messages } if messages.iter().any(|m| refused.contains(&m.id)) => {
             Some(Arc::new(Event::DmHistory {
                 with: with.clone(),
-                messages: messages
-                    .iter()
-                    .filter(|m| !refused.contains(&m.id))
-                    .cloned()
-                    .collect(),
+                messages: kept(refused, messages, |m| m.id),
             }))
         }
         Event::History { room, messages } if messages.iter().any(|m| refused.contains(&m.id)) => {
             Some(Arc::new(Event::History {
                 room: room.clone(),
-                messages: kept(messages),
+                messages: kept(refused, messages, |m| m.id),
             }))
         }
         Event::Dm { message, .. } if refused.contains(&message.id) => None,
