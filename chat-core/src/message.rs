@@ -53,16 +53,6 @@ impl DirectMessage {
     pub fn parties(&self) -> (UserKey, UserKey) {
         conversation(self.from.key(), self.to.key())
     }
-
-    /// The other user of this DM's conversation, seen from `user` (the recipient if `user` sent
-    /// it, else the sender).
-    pub fn peer_of(&self, user: &UserKey) -> &UserName {
-        if self.from.key() == *user {
-            &self.to
-        } else {
-            &self.from
-        }
-    }
 }
 
 /// The key of the conversation between `a` and `b`: the two keys, the smaller first.
