@@ -739,6 +739,17 @@ impl Transcript {
     fn has_said(&self, text: &str) -> bool {
         self.said.iter().any(|said| said == text)
     }
+
+    /// Has `sender` say a last line, "the end", and notes what `listener` shows up to it:
+    /// anything shown twice would have come before it.
+    async fn until_the_end(&mut self, sender: &ClientSession, listener: &mut ClientSession) {
+        sender.type_line("the end").await.unwrap();
+        until(listener, "the end", |u| {
+            self.take(u);
+            self.has_said("the end")
+        })
+        .await;
+    }
 }
 
 /// `prefix1` to `prefixN`.
@@ -813,13 +824,7 @@ async fn a_session_cut_off_while_messages_flow_shows_every_message_and_dm_once_i
         heard.has_said("m50") && heard.dms.iter().any(|dm| dm == "d50")
     })
     .await;
-    // A last line: anything shown twice would have come before it.
-    bob.type_line("the end").await.unwrap();
-    until(&mut alice, "the end", |u| {
-        heard.take(u);
-        heard.has_said("the end")
-    })
-    .await;
+    heard.until_the_end(&bob, &mut alice).await;
 
     let mut everything = numbered("m", 1..=50);
     everything.push("the end".into());
@@ -871,12 +876,7 @@ async fn a_session_that_missed_more_than_the_resume_limit_pages_back_for_the_res
         heard.has_said("m45")
     })
     .await;
-    bob.type_line("the end").await.unwrap();
-    until(&mut alice, "the end", |u| {
-        heard.take(u);
-        heard.has_said("the end")
-    })
-    .await;
+    heard.until_the_end(&bob, &mut alice).await;
 
     let mut everything = numbered("m", 1..=45);
     everything.push("the end".into());
