@@ -70,6 +70,17 @@ fn append_bytes(path: &Path, bytes: &[u8]) {
 }
 
 /// Replaces line `number` (1-based) of the file at `path`.
+/// Overwrites line `to` (1-based) with a copy of line `from`: ids out of order in the middle.
+fn copy_line(path: &Path, from: usize, to: usize) {
+    let line = fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .nth(from - 1)
+        .unwrap()
+        .to_owned();
+    replace_line(path, to, &line);
+}
+
 fn replace_line(path: &Path, number: usize, with: &str) {
     let text = fs::read_to_string(path).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
@@ -237,13 +248,7 @@ async fn damage_in_the_middle_is_reported_with_file_and_line() {
     store.close().await.unwrap();
 
     // Ids out of order in the middle are damage too.
-    let ninth = fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .nth(8)
-        .unwrap()
-        .to_owned();
-    replace_line(&path, 4, &ninth);
+    copy_line(&path, 9, 4);
     let store = open(dir).await;
     assert!(matches!(
         store.load(100).await,
@@ -722,13 +727,7 @@ async fn damage_in_a_conversation_is_reported_with_file_and_line() {
     store.close().await.unwrap();
 
     // Ids out of order in the middle, and two bad lines at the end (not a torn tail).
-    let ninth = fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .nth(8)
-        .unwrap()
-        .to_owned();
-    replace_line(&path, 4, &ninth);
+    copy_line(&path, 9, 4);
     let store = open(dir).await;
     assert!(matches!(
         store.load(100).await,
