@@ -270,6 +270,14 @@ impl Chat {
         self.connections.len()
     }
 
+    /// Every open connection, logged in or not, in id order: what a runtime that lost a
+    /// group of connections at once (a cluster node that died) disconnects, one by one.
+    pub fn connection_ids(&self) -> Vec<ConnectionId> {
+        let mut ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Logged-in users.
     pub fn online_count(&self) -> usize {
         self.online.len()

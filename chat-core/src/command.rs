@@ -141,6 +141,14 @@ impl Command {
             Command::Ping => "ping",
         }
     }
+
+    /// Whether handling this command only reads the chat's state (`ping`, `who`, `rooms`): it
+    /// changes nothing, so its answer depends on nothing but what came before it. A runtime
+    /// that keeps several copies of one chat in step (a cluster) may answer it from its own
+    /// copy alone, without telling the others.
+    pub fn reads_only(&self) -> bool {
+        matches!(self, Command::Ping | Command::Who { .. } | Command::Rooms)
+    }
 }
 
 /// The longest `ref`, in characters.

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, ClientInfo};
 use crate::delivery::{Origin, Sink, Work};
 use crate::metrics::Metrics;
+use crate::replication::{Replay, Replica, connections_of};
 use crate::throttle::LoginThrottle;
 
 /// How long an authenticator may take over one check before the client is told `unavailable`.
@@ -263,15 +264,30 @@ pub(crate) struct CoreTask {
     pub(crate) stop: CancellationToken,
     /// The origin of the monotonic clock the core's deadlines are on.
     pub(crate) started: Instant,
+    /// Set when this runtime is one replica of a cluster: inputs then go through the cluster's
+    /// log, and the core is fed the log's entries (see [`crate::replication`]).
+    pub(crate) replica: Option<Replica>,
+    /// The time of the last entry replayed from the log: what a replica answers local reads at,
+    /// so they move no deadline the other replicas have not moved.
+    pub(crate) replayed_at: Now,
 }
 
 impl CoreTask {
     /// Runs until `stop` is cancelled or every sender is gone, then hands back the chat.
     pub(crate) async fn run(mut self) -> Chat {
         let mut inputs = Vec::with_capacity(self.batch);
+        let mut replays = Vec::new();
         loop {
-            let deadline = self.chat.poll_timeout().map(|at| self.started + at);
+            let deadline = match &self.replica {
+                None => self.chat.poll_timeout().map(|at| self.started + at),
+                Some(replica) => replica.timer(self.chat.poll_timeout()),
+            };
+            let (replay, refused) = match &mut self.replica {
+                Some(replica) => (Some(&mut replica.replay), Some(&mut replica.refused)),
+                None => (None, None),
+            };
             let mut stopping = false;
+            let mut refusals = None;
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => stopping = true,
@@ -283,6 +299,13 @@ impl CoreTask {
                 Some(checked) = self.checks.verdicts.recv() => {
                     self.checks.immediate.push_back(checked);
                 }
+                received = recv_many(replay, &mut replays, self.batch) => {
+                    if received == 0 {
+                        tracing::error!("the cluster's log reader stopped; this node stops too");
+                        break;
+                    }
+                }
+                Some(inputs) = recv(refused) => refusals = Some(inputs),
                 () = sleep_until(deadline) => {}
             }
             if stopping {
@@ -304,8 +327,27 @@ impl CoreTask {
                 self.feed_verdicts(&mut work);
             }
             self.feed_verdicts(&mut work);
-            // Deadlines that passed while the inputs waited (or the timer fired).
-            self.feed(Input::Tick, None, &mut work);
+            for replay in replays.drain(..) {
+                self.replay(replay, &mut work);
+            }
+            match &mut self.replica {
+                None => {
+                    // Deadlines that passed while the inputs waited (or the timer fired).
+                    self.feed(Input::Tick, None, &mut work);
+                }
+                Some(replica) => {
+                    for (conn, reference, answer) in replica.refusals(refusals.unwrap_or_default())
+                    {
+                        let origin = Some(Origin { conn, reference });
+                        work.push(Work::Outputs {
+                            origin,
+                            outputs: vec![answer],
+                        });
+                    }
+                    replica.tick_if_due(self.chat.poll_timeout());
+                    replica.flush();
+                }
+            }
             if !work.is_empty() && self.delivery.send(work).await.is_err() {
                 break;
             }
@@ -321,6 +363,16 @@ impl CoreTask {
             ToCore::Connect { conn, sink, client } => {
                 // Registered before any output can name the connection.
                 work.push(Work::Register { conn, sink });
+                if let Some(replica) = &mut self.replica {
+                    if !replica.connected(conn) {
+                        // Numbered before this node restarted under a new id: its client
+                        // connects again.
+                        work.push(Work::Drop(conn));
+                        return;
+                    }
+                    self.checks.connected(conn, client);
+                    return;
+                }
                 self.checks.connected(conn, client);
                 self.feed(Input::Connect(conn), None, work);
             }
@@ -329,6 +381,24 @@ impl CoreTask {
                 command,
                 reference,
             } => {
+                if let Some(replica) = &mut self.replica {
+                    if replica.answers_locally(conn, &command) {
+                        let origin = Origin {
+                            conn,
+                            reference: reference.clone(),
+                        };
+                        let input = Input::Command {
+                            conn,
+                            command,
+                            reference,
+                        };
+                        let now = self.replayed_at;
+                        self.feed_at(input, Some(origin), now, work);
+                    } else {
+                        replica.submit(conn, command, reference);
+                    }
+                    return;
+                }
                 let origin = Origin {
                     conn,
                     reference: reference.clone(),
@@ -342,7 +412,10 @@ impl CoreTask {
             }
             ToCore::Disconnect(conn) => {
                 self.checks.disconnected(conn);
-                self.feed(Input::Disconnect(conn), None, work);
+                match &mut self.replica {
+                    Some(replica) => replica.disconnected(conn),
+                    None => self.feed(Input::Disconnect(conn), None, work),
+                }
                 work.push(Work::Unregister(conn));
             }
             // The core has nothing to decide here; this task is only the point that orders it.
@@ -380,12 +453,23 @@ impl CoreTask {
             Timestamp::from_system_time(SystemTime::now()),
             self.started.elapsed(),
         );
+        self.feed_at(input, origin, now, work);
+    }
+
+    /// [`CoreTask::feed`] at a given time. A replica carries out only the outputs that concern
+    /// its own connections (and stores every record).
+    fn feed_at(&mut self, input: Input, origin: Option<Origin>, now: Now, work: &mut Vec<Work>) {
         if let Err(error) = self.chat.handle(input, now) {
             tracing::error!(%error, "the runtime fed the core an inconsistent input");
         }
         let mut outputs: Vec<Output> = Vec::new();
         let mut origin = origin;
         while let Some(output) = self.chat.poll_output() {
+            if let Some(replica) = &self.replica {
+                if !replica.carries_out(&output) {
+                    continue;
+                }
+            }
             match output {
                 Output::Authenticate {
                     conn,
@@ -426,11 +510,16 @@ impl CoreTask {
                 // The connection left while it was checked.
                 continue;
             };
-            let origin = Origin {
-                conn,
-                reference: pending.reference,
-            };
-            self.feed(input, Some(origin), work);
+            match &mut self.replica {
+                Some(replica) => replica.submit_verdict(conn, input, pending.reference),
+                None => {
+                    let origin = Origin {
+                        conn,
+                        reference: pending.reference,
+                    };
+                    self.feed(input, Some(origin), work);
+                }
+            }
             for message in pending.held {
                 // A held frame may start a check of its own: the rest then wait for that one.
                 if let Some(message) = self.checks.hold(message) {
@@ -438,6 +527,67 @@ impl CoreTask {
                 }
             }
         }
+    }
+}
+
+impl CoreTask {
+    /// One thing the cluster's log handed this replica.
+    fn replay(&mut self, replay: Replay, work: &mut Vec<Work>) {
+        match replay {
+            Replay::Inputs { node, at, inputs } => {
+                let now = Now::from(at);
+                self.replayed_at = now;
+                for input in inputs {
+                    let origin = self.replica.as_mut().and_then(|replica| {
+                        let (conn, reference) = replica.origin_of(node, &input)?;
+                        Some(Origin { conn, reference })
+                    });
+                    self.feed_at(input, origin, now, work);
+                }
+            }
+            Replay::NodeGone { node, at } => {
+                let now = Now::from(at);
+                self.replayed_at = now;
+                tracing::info!(%node, "a node of the cluster is gone: its connections leave");
+                for conn in connections_of(&self.chat, node) {
+                    self.feed_at(Input::Disconnect(conn), None, now, work);
+                }
+            }
+            Replay::Inspect(inspect) => inspect(&self.chat),
+            Replay::Restart { node, chat } => {
+                let Some(replica) = &mut self.replica else {
+                    return;
+                };
+                tracing::warn!(%node, "this node starts over in the cluster: its connections are closed");
+                for conn in replica.restart(node) {
+                    self.checks.disconnected(conn);
+                    work.push(Work::Drop(conn));
+                }
+                if let Some(chat) = chat {
+                    self.chat = *chat;
+                }
+            }
+        }
+    }
+}
+
+/// Takes up to `limit` of what a receiver has, or never returns if there is no receiver.
+async fn recv_many<T>(
+    receiver: Option<&mut mpsc::Receiver<T>>,
+    into: &mut Vec<T>,
+    limit: usize,
+) -> usize {
+    match receiver {
+        Some(receiver) => receiver.recv_many(into, limit).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next value of a receiver, or never if there is no receiver.
+async fn recv<T>(receiver: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -101,6 +101,9 @@ pub(crate) enum Work {
     },
     /// The connection is gone; forget its sink.
     Unregister(ConnectionId),
+    /// Close the connection (after what is queued for it, as at shutdown) and forget its sink:
+    /// a cluster node that starts over drops its connections, whose clients reconnect.
+    Drop(ConnectionId),
     /// The core has forgotten these unstored messages: no later output shows them.
     Forgotten(Vec<MessageId>),
 }
@@ -398,6 +401,11 @@ impl DeliveryTask {
             }
             Work::Unregister(conn) => {
                 self.recipients.remove(&conn);
+            }
+            Work::Drop(conn) => {
+                if let Some(recipient) = self.recipients.remove(&conn) {
+                    recipient.sink.close(Closing::Shutdown);
+                }
             }
             Work::Forgotten(ids) => {
                 for id in ids {

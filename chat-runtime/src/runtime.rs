@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_core::{Chat, Config, RestoreError};
+use chat_core::{Chat, Config, Now, RestoreError, Timestamp};
 use chat_store::{Store, StoreError};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -19,6 +19,7 @@ use crate::delivery::{DeliveryTask, Sink};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbox::{Delivery, Outbound, outbox};
 use crate::rate_limit::RateLimiter;
+use crate::replication::{Replica, Replication};
 use crate::wire::WireFormat;
 
 /// How many inputs may wait for the core task before senders wait too.
@@ -55,7 +56,8 @@ pub(crate) struct Shared {
     pub(crate) to_core: mpsc::Sender<ToCore>,
     pub(crate) config: RuntimeConfig,
     pub(crate) metrics: Arc<Metrics>,
-    next_conn: AtomicU64,
+    /// The next connection's id (a cluster node's carry the node's id in their high bits).
+    next_conn: Arc<AtomicU64>,
     /// Cancelled when shutdown begins: transports stop accepting.
     pub(crate) closing: CancellationToken,
     /// Notified whenever the last open connection goes away.
@@ -114,6 +116,31 @@ impl Runtime {
         config: RuntimeConfig,
         authenticator: Arc<dyn Authenticator>,
     ) -> Runtime {
+        Self::launch(chat, store, config, authenticator, None)
+    }
+
+    /// Starts a runtime as one replica of a cluster: `chat` must be the cluster's state at the
+    /// point of the log where `replication.replay` begins (chat-cluster builds both). Inputs of
+    /// this runtime's connections go to the log; the core is fed the log's entries.
+    pub fn replica(
+        chat: Chat,
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        authenticator: Arc<dyn Authenticator>,
+        replication: Replication,
+    ) -> Runtime {
+        Self::launch(chat, store, config, authenticator, Some(replication))
+    }
+
+    fn launch(
+        chat: Chat,
+        store: Arc<dyn Store>,
+        config: RuntimeConfig,
+        authenticator: Arc<dyn Authenticator>,
+        replication: Option<Replication>,
+    ) -> Runtime {
+        let next_conn = Arc::new(AtomicU64::new(1));
+        let replica = replication.map(|r| Replica::start(r, next_conn.clone()));
         let (to_core, inbox) = mpsc::channel(INBOX);
         let (to_delivery, work) = mpsc::channel(DELIVERY_QUEUE);
         let metrics = Arc::new(Metrics::default());
@@ -127,6 +154,8 @@ impl Runtime {
                 batch: config.batch.max(1),
                 stop: stop.clone(),
                 started: tokio::time::Instant::now(),
+                replica,
+                replayed_at: Now::from(Timestamp::EPOCH),
             }
             .run(),
         );
@@ -137,7 +166,7 @@ impl Runtime {
             to_core,
             config,
             metrics,
-            next_conn: AtomicU64::new(1),
+            next_conn,
             closing: CancellationToken::new(),
             idle: Notify::new(),
             formats: Mutex::new(Vec::new()),

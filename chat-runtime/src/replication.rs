@@ -1,0 +1,452 @@
+//! Running the core as one replica among several: how a runtime takes part in a cluster.
+//!
+//! The core is deterministic: fed the same inputs in the same order at the same times, two
+//! [`Chat`]s make the same decisions (the same ids, the same name given to the same
+//! connection). So several runtimes are one chat if each feeds its core not its own clients'
+//! inputs but the inputs of *every* node, in one order that all of them agree on: an
+//! [`InputLog`] (chat-cluster's is a Redis stream). Each node appends what its connections send
+//! and replays what the log hands back ([`Replay`]), stamped with the log's time, and carries
+//! out only the outputs that concern its own connections. The core never learns that it is one
+//! of several.
+//!
+//! What stays local:
+//!
+//! - commands that only read ([`Command::reads_only`]: `ping`, `who`, `rooms`) are answered from
+//!   this node's replica, once the connection's earlier commands are back from the log (so the
+//!   answers keep their order and a client reads its own writes), and while the log is
+//!   unreachable;
+//! - the authenticator runs on the node that holds the connection, and its verdict goes
+//!   through the log like any input;
+//! - history pages past the core's memory are read from the store by that node alone.
+//!
+//! While the log refuses appends (Redis is down), every command is answered `unavailable` at
+//! once. Connects, disconnects and verdicts are kept, in order, and appended when the log is
+//! back, so no node is left believing in a connection that is gone (a verdict is kept as an
+//! `unavailable` one: the client is told to try again, rather than being logged in long after it
+//! asked).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use chat_core::{
+    AuthError, Chat, ChatError, Command, ConnectionId, Event, Input, Output, Ref, SendKind,
+    Timestamp,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A node of a cluster, as named by the cluster (chat-cluster hands out a fresh one to every node
+/// that joins). Connection ids carry their node in their high bits, so they are unique across
+/// the cluster and a node's connections can be told apart from the others'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+/// Bits of a [`ConnectionId`] below its node's.
+const NODE_SHIFT: u32 = 40;
+
+impl NodeId {
+    /// The node a connection id belongs to.
+    pub fn of(conn: ConnectionId) -> NodeId {
+        NodeId((conn.0 >> NODE_SHIFT) as u32)
+    }
+
+    /// The first connection id this node hands out.
+    pub fn first_connection(self) -> ConnectionId {
+        ConnectionId((u64::from(self.0) << NODE_SHIFT) | 1)
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {}", self.0)
+    }
+}
+
+/// Why an append to the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log cannot be reached now (Redis is down, say); the append did not happen.
+    #[error("the input log is unreachable: {0}")]
+    Unreachable(String),
+    /// The log was closed: the node is stopping.
+    #[error("the input log is closed")]
+    Closed,
+}
+
+/// The ordered log every node of a cluster appends its inputs to, and reads all of them back
+/// from (through [`Replay`]).
+#[async_trait::async_trait]
+pub trait InputLog: Send + Sync + 'static {
+    /// Appends `inputs`, `node`'s, in this order, as one entry. On `Ok` the log holds them and
+    /// every node (this one too) will replay them; on `Err` none of them was appended.
+    async fn append(&self, node: NodeId, inputs: &[Input]) -> Result<(), LogError>;
+}
+
+/// What the log hands a replica, in the log's order.
+pub enum Replay {
+    /// One entry: `node`'s inputs, in order, at the log's time `at`.
+    Inputs {
+        /// The node that appended them.
+        node: NodeId,
+        /// When the log took them: the time every replica handles them at.
+        at: Timestamp,
+        /// The inputs.
+        inputs: Vec<Input>,
+    },
+    /// The cluster declared `node` dead (it stopped, or fell silent for too long): every
+    /// connection it had is disconnected, in id order.
+    NodeGone {
+        /// The node.
+        node: NodeId,
+        /// When the log took the verdict.
+        at: Timestamp,
+    },
+    /// Runs a function on the replica here, between two entries: how a cluster takes a
+    /// checkpoint of the state at a known point of the log.
+    Inspect(Box<dyn FnOnce(&Chat) + Send>),
+    /// Start over as `node`: every connection of this node is closed (its clients reconnect and
+    /// resume), and, if given, the replica is replaced by `chat` (rebuilt from a checkpoint,
+    /// when this node fell too far behind the log to catch up entry by entry).
+    Restart {
+        /// The node's new id.
+        node: NodeId,
+        /// The replica to continue from, if the current one cannot.
+        chat: Option<Box<Chat>>,
+    },
+}
+
+/// What a runtime needs to run as a replica: its node id, the log to append to, and the
+/// entries to replay.
+pub struct Replication {
+    /// This node's id.
+    pub node: NodeId,
+    /// Where this node's inputs go.
+    pub log: Arc<dyn InputLog>,
+    /// Every node's inputs, in the log's order.
+    pub replay: mpsc::Receiver<Replay>,
+}
+
+/// A batch for the publisher task, or a word about its backlog.
+pub(crate) enum Publish {
+    Inputs(NodeId, Vec<Input>),
+    /// The node restarted: what its previous self kept for retrying no longer means anything.
+    Forget,
+}
+
+/// The core task's side of replication.
+pub(crate) struct Replica {
+    pub(crate) node: NodeId,
+    pub(crate) replay: mpsc::Receiver<Replay>,
+    /// Commands the publisher could not append, to answer with `unavailable`.
+    pub(crate) refused: mpsc::UnboundedReceiver<Vec<Input>>,
+    publish: mpsc::UnboundedSender<Publish>,
+    /// This batch's inputs, appended as one entry when the batch ends.
+    outgoing: Vec<Input>,
+    /// This node's connections, and how many of each one's commands are out in the log.
+    local: HashMap<ConnectionId, u32>,
+    /// The `ref` of the frame each verdict out in the log answers.
+    verdicts: HashMap<ConnectionId, Option<Ref>>,
+    /// The deadline a tick was last asked for, so it is asked once.
+    ticked: Option<Duration>,
+    next_conn: Arc<AtomicU64>,
+}
+
+impl Replica {
+    /// The replica of `replication`, and the publisher task that appends for it.
+    pub(crate) fn start(replication: Replication, next_conn: Arc<AtomicU64>) -> Replica {
+        let (publish, batches) = mpsc::unbounded_channel();
+        let (refuse, refused) = mpsc::unbounded_channel();
+        tokio::spawn(publisher(replication.log, batches, refuse));
+        next_conn.store(replication.node.first_connection().0, Ordering::Relaxed);
+        Replica {
+            node: replication.node,
+            replay: replication.replay,
+            refused,
+            publish,
+            outgoing: Vec::new(),
+            local: HashMap::new(),
+            verdicts: HashMap::new(),
+            ticked: None,
+            next_conn,
+        }
+    }
+
+    /// Whether `conn` is one of this node's connections now.
+    pub(crate) fn is_local(&self, conn: ConnectionId) -> bool {
+        self.local.contains_key(&conn)
+    }
+
+    /// A connection of this node was accepted; false if its id is from before a restart.
+    pub(crate) fn connected(&mut self, conn: ConnectionId) -> bool {
+        if NodeId::of(conn) != self.node {
+            return false;
+        }
+        self.local.insert(conn, 0);
+        self.outgoing.push(Input::Connect(conn));
+        true
+    }
+
+    /// A connection of this node is gone.
+    pub(crate) fn disconnected(&mut self, conn: ConnectionId) {
+        if self.local.remove(&conn).is_some() {
+            self.verdicts.remove(&conn);
+            self.outgoing.push(Input::Disconnect(conn));
+        }
+    }
+
+    /// Whether `command` of `conn` may be answered from this replica alone: it only reads, and
+    /// the connection's earlier commands are all back from the log.
+    pub(crate) fn answers_locally(&self, conn: ConnectionId, command: &Command) -> bool {
+        command.reads_only() && self.local.get(&conn) == Some(&0)
+    }
+
+    /// Sends a command of `conn` to the log.
+    pub(crate) fn submit(&mut self, conn: ConnectionId, command: Command, reference: Option<Ref>) {
+        if let Some(out) = self.local.get_mut(&conn) {
+            *out += 1;
+            self.outgoing.push(Input::Command {
+                conn,
+                command,
+                reference,
+            });
+        }
+    }
+
+    /// Sends a verdict on `conn`'s login or registration (the frame with `reference`) to the log.
+    pub(crate) fn submit_verdict(
+        &mut self,
+        conn: ConnectionId,
+        verdict: Input,
+        reference: Option<Ref>,
+    ) {
+        if self.local.contains_key(&conn) {
+            self.verdicts.insert(conn, reference);
+            self.outgoing.push(verdict);
+        }
+    }
+
+    /// Appends what this batch gathered, as one entry.
+    pub(crate) fn flush(&mut self) {
+        if !self.outgoing.is_empty() {
+            let inputs = std::mem::take(&mut self.outgoing);
+            let _ = self.publish.send(Publish::Inputs(self.node, inputs));
+        }
+    }
+
+    /// Asks the log for a tick if the replica's deadline has passed on this node's clock (all
+    /// replicas then handle it at the same point).
+    pub(crate) fn tick_if_due(&mut self, deadline: Option<Duration>) {
+        let Some(deadline) = deadline else {
+            return;
+        };
+        if self.ticked == Some(deadline) || wall_clock() < deadline {
+            return;
+        }
+        self.ticked = Some(deadline);
+        self.outgoing.push(Input::Tick);
+    }
+
+    /// When this node's clock reaches the replica's deadline, on tokio's clock.
+    pub(crate) fn timer(&self, deadline: Option<Duration>) -> Option<Instant> {
+        let deadline = deadline.filter(|d| self.ticked != Some(*d))?;
+        Some(Instant::now() + deadline.saturating_sub(wall_clock()))
+    }
+
+    /// Where an input of the log came from, if it answers a frame of this node's: the frame's
+    /// connection and `ref`, for the unit of work that answers it.
+    pub(crate) fn origin_of(
+        &mut self,
+        node: NodeId,
+        input: &Input,
+    ) -> Option<(ConnectionId, Option<Ref>)> {
+        if node != self.node {
+            return None;
+        }
+        match input {
+            Input::Command {
+                conn, reference, ..
+            } => {
+                let out = self.local.get_mut(conn)?;
+                *out = out.saturating_sub(1);
+                Some((*conn, reference.clone()))
+            }
+            Input::Authenticated { conn, .. } | Input::PasswordHashed { conn, .. } => {
+                let reference = self.verdicts.remove(conn)?;
+                Some((*conn, reference))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this node carries out `output` (it concerns one of its connections, or every
+    /// node does it, as storing records).
+    pub(crate) fn carries_out(&self, output: &Output) -> bool {
+        match output {
+            Output::Authenticate { conn, .. } | Output::HashPassword { conn, .. } => {
+                self.is_local(*conn)
+            }
+            Output::FetchHistory(request) => self.is_local(request.conn),
+            Output::Send { to, .. } => self.is_local(*to),
+            Output::Close { conn, .. } => self.is_local(*conn),
+            Output::Broadcast { .. } | Output::Persist(_) => true,
+        }
+    }
+
+    /// Commands the publisher could not append: each answered `unavailable`, as the unit of
+    /// work of its frame.
+    pub(crate) fn refusals(
+        &mut self,
+        inputs: Vec<Input>,
+    ) -> Vec<(ConnectionId, Option<Ref>, Output)> {
+        let mut answers = Vec::new();
+        for input in inputs {
+            if let Input::Command {
+                conn, reference, ..
+            } = input
+            {
+                let Some(out) = self.local.get_mut(&conn) else {
+                    continue;
+                };
+                *out = out.saturating_sub(1);
+                let answer = Output::Send {
+                    to: conn,
+                    event: Arc::new(Event::error(&ChatError::Unavailable)),
+                    reference: reference.clone(),
+                    kind: SendKind::Reply,
+                };
+                answers.push((conn, reference, answer));
+            }
+        }
+        answers
+    }
+
+    /// Starts over as `node`: every connection of this node is forgotten (the caller closes
+    /// them) and returned.
+    pub(crate) fn restart(&mut self, node: NodeId) -> Vec<ConnectionId> {
+        self.node = node;
+        self.next_conn
+            .store(node.first_connection().0, Ordering::Relaxed);
+        self.verdicts.clear();
+        self.outgoing.clear();
+        self.ticked = None;
+        let _ = self.publish.send(Publish::Forget);
+        let mut gone: Vec<ConnectionId> = self.local.drain().map(|(conn, _)| conn).collect();
+        gone.sort_unstable();
+        gone
+    }
+}
+
+/// The connections of `node` a replica knows of, for a [`Replay::NodeGone`].
+pub(crate) fn connections_of(chat: &Chat, node: NodeId) -> Vec<ConnectionId> {
+    let ids = chat.connection_ids().into_iter();
+    ids.filter(|conn| NodeId::of(*conn) == node).collect()
+}
+
+/// The wall clock as the log's time is: milliseconds since the Unix epoch.
+fn wall_clock() -> Duration {
+    Duration::from_millis(Timestamp::from_system_time(SystemTime::now()).unix_millis())
+}
+
+/// The first pause before a backlog is appended again, doubled after each failure.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest pause between two tries.
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
+/// Appends the core task's batches in order. While the log refuses, commands are handed back to
+/// be answered `unavailable`, and everything else waits in a backlog that goes first once the
+/// log takes appends again.
+async fn publisher(
+    log: Arc<dyn InputLog>,
+    mut batches: mpsc::UnboundedReceiver<Publish>,
+    refuse: mpsc::UnboundedSender<Vec<Input>>,
+) {
+    let mut backlog: VecDeque<Input> = VecDeque::new();
+    let mut node = NodeId(0);
+    let mut retry = FIRST_RETRY;
+    loop {
+        let batch = if backlog.is_empty() {
+            match batches.recv().await {
+                Some(batch) => Some(batch),
+                None => return,
+            }
+        } else {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => Some(batch),
+                    None => return,
+                },
+                () = tokio::time::sleep(retry) => None,
+            }
+        };
+        let inputs = match batch {
+            Some(Publish::Forget) => {
+                backlog.clear();
+                continue;
+            }
+            Some(Publish::Inputs(from, inputs)) => {
+                node = from;
+                inputs
+            }
+            None => Vec::new(),
+        };
+        if !backlog.is_empty() {
+            let waiting: Vec<Input> = backlog.iter().cloned().collect();
+            match log.append(node, &waiting).await {
+                Ok(()) => {
+                    backlog.clear();
+                    retry = FIRST_RETRY;
+                    tracing::info!("the input log takes appends again");
+                }
+                Err(LogError::Closed) => return,
+                Err(error) => {
+                    retry = (retry * 2).min(LAST_RETRY);
+                    tracing::debug!(%error, "the input log still refuses appends");
+                    keep_or_refuse(inputs, &mut backlog, &refuse);
+                    continue;
+                }
+            }
+        }
+        if inputs.is_empty() {
+            continue;
+        }
+        match log.append(node, &inputs).await {
+            Ok(()) => {}
+            Err(LogError::Closed) => return,
+            Err(error) => {
+                tracing::warn!(%error, "the input log refused an append; commands are answered `unavailable` until it is back");
+                keep_or_refuse(inputs, &mut backlog, &refuse);
+            }
+        }
+    }
+}
+
+/// Sorts inputs the log refused: commands go back to be answered `unavailable`; connects,
+/// disconnects and verdicts wait for the log (a verdict as an `unavailable` one); ticks are
+/// dropped (the next one will do).
+fn keep_or_refuse(
+    inputs: Vec<Input>,
+    backlog: &mut VecDeque<Input>,
+    refuse: &mpsc::UnboundedSender<Vec<Input>>,
+) {
+    let mut refused = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Command { .. } => refused.push(input),
+            Input::Authenticated { conn, .. } => backlog.push_back(Input::Authenticated {
+                conn,
+                outcome: Err(AuthError::Unavailable),
+            }),
+            Input::PasswordHashed { conn, .. } => backlog.push_back(Input::PasswordHashed {
+                conn,
+                outcome: Err(AuthError::Unavailable),
+            }),
+            Input::Tick => {}
+            other => backlog.push_back(other),
+        }
+    }
+    if !refused.is_empty() {
+        let _ = refuse.send(refused);
+    }
+}
