@@ -144,7 +144,8 @@ pub(crate) struct Replica {
     publish: mpsc::UnboundedSender<Publish>,
     /// This batch's inputs, appended as one entry when the batch ends.
     outgoing: Vec<Input>,
-    /// This node's connections, and how many of each one's commands are out in the log.
+    /// This node's connections, and how many of each one's inputs (its connect, its commands)
+    /// are out in the log.
     local: HashMap<ConnectionId, u32>,
     /// The `ref` of the frame each verdict out in the log answers.
     verdicts: HashMap<ConnectionId, Option<Ref>>,
@@ -183,7 +184,9 @@ impl Replica {
         if NodeId::of(conn) != self.node {
             return false;
         }
-        self.local.insert(conn, 0);
+        // Until its connect is back from the log the replica does not know the connection, so
+        // not even a `ping` of it can be answered here.
+        self.local.insert(conn, 1);
         self.outgoing.push(Input::Connect(conn));
         true
     }
@@ -197,7 +200,7 @@ impl Replica {
     }
 
     /// Whether `command` of `conn` may be answered from this replica alone: it only reads, and
-    /// the connection's earlier commands are all back from the log.
+    /// the connection's connect and earlier commands are all back from the log.
     pub(crate) fn answers_locally(&self, conn: ConnectionId, command: &Command) -> bool {
         command.reads_only() && self.local.get(&conn) == Some(&0)
     }
@@ -255,7 +258,8 @@ impl Replica {
     }
 
     /// Where an input of the log came from, if it answers a frame of this node's: the frame's
-    /// connection and `ref`, for the unit of work that answers it.
+    /// connection and `ref`, for the unit of work that answers it. (A connect of this node's
+    /// answers no frame, but the connection's reads wait for it no longer.)
     pub(crate) fn origin_of(
         &mut self,
         node: NodeId,
@@ -265,6 +269,11 @@ impl Replica {
             return None;
         }
         match input {
+            Input::Connect(conn) => {
+                let out = self.local.get_mut(conn)?;
+                *out = out.saturating_sub(1);
+                None
+            }
             Input::Command {
                 conn, reference, ..
             } => {
