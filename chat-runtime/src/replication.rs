@@ -23,7 +23,7 @@
 //! once. Connects, disconnects and verdicts are kept, in order, and appended when the log is
 //! back, so no node is left believing in a connection that is gone (a verdict is kept as an
 //! `unavailable` one: the client is told to try again, rather than being logged in long after it
-//! asked).
+//! asked); so is a tick, so a deadline that passed meanwhile is kept once the log is back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -432,8 +432,9 @@ async fn publisher(
 }
 
 /// Sorts inputs the log refused: commands go back to be answered `unavailable`; connects,
-/// disconnects and verdicts wait for the log (a verdict as an `unavailable` one); ticks are
-/// dropped (the next one will do).
+/// disconnects and verdicts wait for the log (a verdict as an `unavailable` one), and so does
+/// one tick: the replica asks for a tick once per deadline, so a tick dropped here would leave
+/// the deadline unkept until some other entry came.
 fn keep_or_refuse(
     inputs: Vec<Input>,
     backlog: &mut VecDeque<Input>,
@@ -451,7 +452,7 @@ fn keep_or_refuse(
                 conn,
                 outcome: Err(AuthError::Unavailable),
             }),
-            Input::Tick => {}
+            Input::Tick if backlog.contains(&Input::Tick) => {}
             other => backlog.push_back(other),
         }
     }
