@@ -382,7 +382,20 @@ impl CoreTask {
                 reference,
             } => {
                 if let Some(replica) = &mut self.replica {
-                    if replica.answers_locally(conn, &command) {
+                    if replica.pongs_directly(&command) {
+                        work.push(Work::Outputs {
+                            origin: Some(Origin {
+                                conn,
+                                reference: reference.clone(),
+                            }),
+                            outputs: vec![Output::Send {
+                                to: conn,
+                                event: Arc::new(Event::Pong),
+                                reference,
+                                kind: SendKind::Reply,
+                            }],
+                        });
+                    } else if replica.answers_locally(conn, &command) {
                         let origin = Origin {
                             conn,
                             reference: reference.clone(),

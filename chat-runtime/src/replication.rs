@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use chat_core::{
@@ -149,9 +149,12 @@ pub(crate) struct Replica {
     local: HashMap<ConnectionId, u32>,
     /// The `ref` of the frame each verdict out in the log answers.
     verdicts: HashMap<ConnectionId, Option<Ref>>,
-    /// The deadline a tick was last asked for, so it is asked once.
-    ticked: Option<Duration>,
+    /// The deadline a tick was last asked for, and when: it is asked again only after
+    /// [`TICK_AGAIN`] (the log's clock may lag this node's, so that the tick came too early).
+    ticked: Option<(Duration, Instant)>,
     next_conn: Arc<AtomicU64>,
+    /// Set by the publisher while the log refuses appends.
+    down: Arc<AtomicBool>,
 }
 
 impl Replica {
@@ -159,7 +162,8 @@ impl Replica {
     pub(crate) fn start(replication: Replication, next_conn: Arc<AtomicU64>) -> Replica {
         let (publish, batches) = mpsc::unbounded_channel();
         let (refuse, refused) = mpsc::unbounded_channel();
-        tokio::spawn(publisher(replication.log, batches, refuse));
+        let down = Arc::new(AtomicBool::new(false));
+        tokio::spawn(publisher(replication.log, batches, refuse, down.clone()));
         next_conn.store(replication.node.first_connection().0, Ordering::Relaxed);
         Replica {
             node: replication.node,
@@ -171,6 +175,7 @@ impl Replica {
             verdicts: HashMap::new(),
             ticked: None,
             next_conn,
+            down,
         }
     }
 
@@ -203,6 +208,13 @@ impl Replica {
     /// the connection's connect and earlier commands are all back from the log.
     pub(crate) fn answers_locally(&self, conn: ConnectionId, command: &Command) -> bool {
         command.reads_only() && self.local.get(&conn) == Some(&0)
+    }
+
+    /// Whether `command` is a `ping` to answer without the core: while the log refuses
+    /// appends, a `ping` is answered `pong` even if the connection's earlier frames (or its
+    /// connect) are still waiting for the log, as a client's way to tell that the server is up.
+    pub(crate) fn pongs_directly(&self, command: &Command) -> bool {
+        matches!(command, Command::Ping) && self.down.load(Ordering::Acquire)
     }
 
     /// Sends a command of `conn` to the log.
@@ -244,17 +256,22 @@ impl Replica {
         let Some(deadline) = deadline else {
             return;
         };
-        if self.ticked == Some(deadline) || wall_clock() < deadline {
+        let asked = self.ticked.filter(|(asked_for, _)| *asked_for == deadline);
+        if asked.is_some_and(|(_, at)| at.elapsed() < TICK_AGAIN) || wall_clock() < deadline {
             return;
         }
-        self.ticked = Some(deadline);
+        self.ticked = Some((deadline, Instant::now()));
         self.outgoing.push(Input::Tick);
     }
 
-    /// When this node's clock reaches the replica's deadline, on tokio's clock.
+    /// When to look at the replica's deadline next, on tokio's clock: when this node's clock
+    /// reaches it, or, if a tick was asked for it already, [`TICK_AGAIN`] after that.
     pub(crate) fn timer(&self, deadline: Option<Duration>) -> Option<Instant> {
-        let deadline = deadline.filter(|d| self.ticked != Some(*d))?;
-        Some(Instant::now() + deadline.saturating_sub(wall_clock()))
+        let deadline = deadline?;
+        match self.ticked {
+            Some((asked_for, at)) if asked_for == deadline => Some(at + TICK_AGAIN),
+            _ => Some(Instant::now() + deadline.saturating_sub(wall_clock())),
+        }
     }
 
     /// Where an input of the log came from, if it answers a frame of this node's: the frame's
@@ -358,6 +375,10 @@ fn wall_clock() -> Duration {
     Duration::from_millis(Timestamp::from_system_time(SystemTime::now()).unix_millis())
 }
 
+/// How long after asking for a tick a node asks again, if the deadline still stands (the tick
+/// came before the deadline on the log's clock, or went missing).
+const TICK_AGAIN: Duration = Duration::from_secs(1);
+
 /// The first pause before a backlog is appended again, doubled after each failure.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest pause between two tries.
@@ -370,6 +391,7 @@ async fn publisher(
     log: Arc<dyn InputLog>,
     mut batches: mpsc::UnboundedReceiver<Publish>,
     refuse: mpsc::UnboundedSender<Vec<Input>>,
+    down: Arc<AtomicBool>,
 ) {
     let mut backlog: VecDeque<Input> = VecDeque::new();
     let mut node = NodeId(0);
@@ -406,6 +428,7 @@ async fn publisher(
                 Ok(()) => {
                     backlog.clear();
                     retry = FIRST_RETRY;
+                    down.store(false, Ordering::Release);
                     tracing::info!("the input log takes appends again");
                 }
                 Err(LogError::Closed) => return,
@@ -421,9 +444,10 @@ async fn publisher(
             continue;
         }
         match log.append(node, &inputs).await {
-            Ok(()) => {}
+            Ok(()) => down.store(false, Ordering::Release),
             Err(LogError::Closed) => return,
             Err(error) => {
+                down.store(true, Ordering::Release);
                 tracing::warn!(%error, "the input log refused an append; commands are answered `unavailable` until it is back");
                 keep_or_refuse(inputs, &mut backlog, &refuse);
             }
