@@ -10,3 +10,9 @@
 //!
 //! Redis is also the store (`RedisStore`): the room and DM logs that history pages read beyond
 //! what the core keeps in memory, and the accounts the authenticator checks passwords against.
+//!
+//! # Layout
+//!
+//! - [`redis_server`]: a throwaway `redis-server` for tests (test support).
+
+pub mod redis_server;
