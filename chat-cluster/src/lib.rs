@@ -8,5 +8,18 @@
 //! presence. Each node then carries out only the outputs that concern its own connections. The
 //! core does not know whether it runs alone or in a cluster.
 //!
-//! Redis is also the store (`RedisStore`): the room and DM logs that history pages read beyond
+//! Redis is also the store ([`RedisStore`]): the room and DM logs that history pages read beyond
 //! what the core keeps in memory, and the accounts the authenticator checks passwords against.
+//! Every node appends the same records to it ([`StoreMode::Shared`]), and the store keeps one
+//! copy of each.
+//!
+//! # Layout
+//!
+//! - [`RedisStore`] (`store`): a [`chat_store::Store`] on Redis, its key layout, its atomic
+//!   appends (one Lua script per call) and its two modes.
+//! - [`redis_server`]: a throwaway `redis-server` for tests (test support).
+
+pub mod redis_server;
+mod store;
+
+pub use store::{RedisStore, StoreMode};
