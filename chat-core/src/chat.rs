@@ -1130,7 +1130,7 @@ impl Chat {
             return Err(ChatError::NotInRoom(room_name));
         }
         let text = Text::parse(text, self.config.max_text_bytes)?;
-        let id = self.allocate_id();
+        let id = self.allocate_id().ok_or(ChatError::Unavailable)?;
         let message = Arc::new(RoomMessage {
             room: room_name.clone(),
             id,
@@ -1189,7 +1189,7 @@ impl Chat {
         if online.is_none() && (self.mailbox_len(&owner) >= self.config.mailbox || server_full) {
             return Err(ChatError::MailboxFull(to));
         }
-        let id = self.allocate_id();
+        let id = self.allocate_id().ok_or(ChatError::Unavailable)?;
         let message = Arc::new(DirectMessage {
             id,
             from,
@@ -1397,9 +1397,15 @@ impl Chat {
         });
     }
 
-    /// The next message id, reserving a new block first when the current one is used up.
-    fn allocate_id(&mut self) -> MessageId {
+    /// The next message id, reserving a new block first when the current one is used up; `None`
+    /// when the ids have run out. The last id, `u64::MAX`, is never handed out: a counter that
+    /// reached it has run out (only a corrupt snapshot or checkpoint puts it anywhere near), and
+    /// handing it out twice would break the promise that ids strictly increase.
+    fn allocate_id(&mut self) -> Option<MessageId> {
         let id = self.next_id;
+        if id.get() == u64::MAX {
+            return None;
+        }
         if id >= self.reserved_until {
             let until = MessageId::new(id.get().saturating_add(self.config.id_block.max(1)))
                 .expect("a successor of a positive id is positive");
@@ -1408,6 +1414,6 @@ impl Chat {
                 .push_back(Output::Persist(Record::IdsReserved { until }));
         }
         self.next_id = id.next();
-        id
+        Some(id)
     }
 }

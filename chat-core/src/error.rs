@@ -146,7 +146,8 @@ pub enum ChatError {
     #[error("too many failed logins for this name or from this address; try again in a minute")]
     LoginsThrottled,
     /// The store failed to keep a message or to read a history page (raised by the runtime);
-    /// nothing of the frame reached anyone.
+    /// nothing of the frame reached anyone. The core raises it too for a message when the ids
+    /// have run out, which only a corrupt snapshot or checkpoint can bring about.
     #[error("the server cannot store or read messages right now; try again")]
     Unavailable,
     /// The login needs a password or a token; the text says why.
