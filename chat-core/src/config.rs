@@ -79,6 +79,16 @@ pub const DEFAULT_PAGE: usize = 50;
 /// The largest `history` page.
 pub const MAX_PAGE: usize = 500;
 
+impl Config {
+    /// This config as a chat runs it: [`Config::join_history`] and [`Config::resume_limit`] are
+    /// served from memory, so they are capped at [`Config::history`].
+    pub(crate) fn capped(mut self) -> Self {
+        self.join_history = self.join_history.min(self.history);
+        self.resume_limit = self.resume_limit.min(self.history);
+        self
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

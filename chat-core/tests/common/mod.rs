@@ -1,7 +1,7 @@
 //! Random client sessions for the property tests: ops (connect, log in, join, say, DM, page
 //! history, disconnect) over a small vocabulary of names, rooms and texts, valid and not, each
 //! aimed at an open connection by a [`Pick`] the test resolves against its own connections.
-//! `model.rs` runs them against a reference model.
+//! `model.rs` runs them against a reference model; `checkpoint.rs` runs them against replicas.
 
 #![allow(dead_code, unreachable_pub)]
 
