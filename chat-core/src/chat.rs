@@ -27,45 +27,49 @@ use crate::timestamp::Timestamp;
 use crate::user_name::{UserKey, UserName};
 
 /// The chat server's state machine. See the [crate documentation](crate) for the run loop.
+///
+/// Every field that decides a later output is in a [`Checkpoint`](crate::Checkpoint) (or is
+/// rebuilt from one): a new field belongs there too (`Chat::checkpoint` lists them all, so the
+/// compiler points at it).
 #[derive(Debug)]
 pub struct Chat {
-    config: Config,
-    connections: HashMap<ConnectionId, Connection>,
+    pub(crate) config: Config,
+    pub(crate) connections: HashMap<ConnectionId, Connection>,
     /// Logged-in users, each with its sessions and its rooms.
-    online: HashMap<UserKey, User>,
-    rooms: BTreeMap<RoomName, Room>,
-    mailboxes: HashMap<UserKey, Mailbox>,
+    pub(crate) online: HashMap<UserKey, User>,
+    pub(crate) rooms: BTreeMap<RoomName, Room>,
+    pub(crate) mailboxes: HashMap<UserKey, Mailbox>,
     /// Each account's recent DMs, both directions (a DM between two accounts is shared by
     /// both): served to `history` with `with`, and replayed at a resume.
-    dm_logs: HashMap<UserKey, History<DirectMessage>>,
+    pub(crate) dm_logs: HashMap<UserKey, History<DirectMessage>>,
     /// Every account's name, as registered.
-    accounts: HashMap<UserKey, UserName>,
+    pub(crate) accounts: HashMap<UserKey, UserName>,
     /// The room set of every account that has one, online or not, as last stored (an account
     /// without one has never logged in). An online account's entry follows its `User::rooms`.
-    account_rooms: HashMap<UserKey, BTreeSet<RoomName>>,
+    pub(crate) account_rooms: HashMap<UserKey, BTreeSet<RoomName>>,
     /// Connections whose login or registration the runtime is checking, with the commands they
     /// sent since (answered once the check is back, in order).
-    checking: HashMap<ConnectionId, Checking>,
+    pub(crate) checking: HashMap<ConnectionId, Checking>,
     /// DMs waiting in all mailboxes together.
-    queued: usize,
-    next_id: MessageId,
+    pub(crate) queued: usize,
+    pub(crate) next_id: MessageId,
     /// Ids below this are durably reserved; handing out this one needs a new reservation.
-    reserved_until: MessageId,
+    pub(crate) reserved_until: MessageId,
     /// Connections waiting to log in, by deadline on the monotonic clock (pushed in time order,
     /// so sorted).
-    login_deadlines: VecDeque<(Duration, ConnectionId)>,
-    outputs: VecDeque<Output>,
+    pub(crate) login_deadlines: VecDeque<(Duration, ConnectionId)>,
+    pub(crate) outputs: VecDeque<Output>,
 }
 
 /// A login or registration out for checking.
 #[derive(Debug)]
-struct Checking {
+pub(crate) struct Checking {
     /// The `ref` of the `login` or `register` frame.
-    reference: Option<Ref>,
+    pub(crate) reference: Option<Ref>,
     /// The login's `since` (a resume), for when it is admitted.
-    since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// Commands the connection sent since, in order.
-    waiting: VecDeque<(Command, Option<Ref>)>,
+    pub(crate) waiting: VecDeque<(Command, Option<Ref>)>,
 }
 
 /// The most commands a connection may send while its login is checked (a runtime that paces
@@ -75,23 +79,23 @@ const MAX_WAITING: usize = 256;
 /// A logged-in user: the rooms belong to it (not to a connection); an account's are also kept
 /// in `Chat::account_rooms` for its next login.
 #[derive(Debug)]
-struct User {
-    name: UserName,
+pub(crate) struct User {
+    pub(crate) name: UserName,
     /// Whether the name is an account's (then it may have several sessions).
-    account: bool,
+    pub(crate) account: bool,
     /// Its connections, in login order (never empty).
-    sessions: Vec<ConnectionId>,
-    rooms: BTreeSet<RoomName>,
+    pub(crate) sessions: Vec<ConnectionId>,
+    pub(crate) rooms: BTreeSet<RoomName>,
 }
 
 #[derive(Debug)]
-struct Connection {
-    user: Option<UserName>,
+pub(crate) struct Connection {
+    pub(crate) user: Option<UserName>,
     /// When the connection must have logged in by, on the monotonic clock (if a login timeout
     /// is configured).
-    login_deadline: Option<Duration>,
+    pub(crate) login_deadline: Option<Duration>,
     /// A `Close` was emitted; commands are ignored until the runtime reports the disconnect.
-    closing: bool,
+    pub(crate) closing: bool,
 }
 
 impl Chat {
@@ -104,10 +108,8 @@ impl Chat {
     /// A chat that continues from what a store kept: room history tails, offline mailboxes and
     /// the id counter. Fails if the snapshot contradicts itself (ids out of order, a message filed
     /// under the wrong room or mailbox), since continuing would break the id guarantees.
-    pub fn restore(mut config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
-        // Join history is served from memory (see `Config::join_history`).
-        config.join_history = config.join_history.min(config.history);
-        config.resume_limit = config.resume_limit.min(config.history);
+    pub fn restore(config: Config, snapshot: Snapshot) -> Result<Self, RestoreError> {
+        let config = config.capped();
         let mut next_id = snapshot.next_id.unwrap_or(MessageId::FIRST);
         let mut rooms = BTreeMap::new();
         for (room, tail) in snapshot.rooms {
@@ -1138,7 +1140,7 @@ impl Chat {
             return Err(ChatError::NotInRoom(room_name));
         }
         let text = Text::parse(text, self.config.max_text_bytes)?;
-        let id = self.allocate_id();
+        let id = self.allocate_id().ok_or(ChatError::Unavailable)?;
         let message = Arc::new(RoomMessage {
             room: room_name.clone(),
             id,
@@ -1197,7 +1199,7 @@ impl Chat {
         if online.is_none() && (self.mailbox_len(&owner) >= self.config.mailbox || server_full) {
             return Err(ChatError::MailboxFull(to));
         }
-        let id = self.allocate_id();
+        let id = self.allocate_id().ok_or(ChatError::Unavailable)?;
         let message = Arc::new(DirectMessage {
             id,
             from,
@@ -1405,9 +1407,15 @@ impl Chat {
         });
     }
 
-    /// The next message id, reserving a new block first when the current one is used up.
-    fn allocate_id(&mut self) -> MessageId {
+    /// The next message id, reserving a new block first when the current one is used up; `None`
+    /// when the ids have run out. The last id, `u64::MAX`, is never handed out: a counter that
+    /// reached it has run out (only a corrupt snapshot or checkpoint puts it anywhere near), and
+    /// handing it out twice would break the promise that ids strictly increase.
+    fn allocate_id(&mut self) -> Option<MessageId> {
         let id = self.next_id;
+        if id.get() == u64::MAX {
+            return None;
+        }
         if id >= self.reserved_until {
             let until = MessageId::new(id.get().saturating_add(self.config.id_block.max(1)))
                 .expect("a successor of a positive id is positive");
@@ -1416,6 +1424,6 @@ impl Chat {
                 .push_back(Output::Persist(Record::IdsReserved { until }));
         }
         self.next_id = id.next();
-        id
+        Some(id)
     }
 }

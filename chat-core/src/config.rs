@@ -2,11 +2,16 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::room_name::RoomName;
 use crate::text::DEFAULT_MAX_TEXT_BYTES;
 
 /// How a [`Chat`](crate::Chat) behaves. `Config::default()` is the protocol's defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serialises (every field, none optional), so that the nodes of a cluster, which must all
+/// decide alike, can check that they run with equal configs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// The room a guest joins at login, and an account at its first login ever (`general`);
     /// `None` disables it. Later logins of an account rejoin the account's own rooms.
@@ -74,6 +79,16 @@ pub const DEFAULT_PAGE: usize = 50;
 /// The largest `history` page.
 pub const MAX_PAGE: usize = 500;
 
+impl Config {
+    /// This config as a chat runs it: [`Config::join_history`] and [`Config::resume_limit`] are
+    /// served from memory, so they are capped at [`Config::history`].
+    pub(crate) fn capped(mut self) -> Self {
+        self.join_history = self.join_history.min(self.history);
+        self.resume_limit = self.resume_limit.min(self.history);
+        self
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -93,6 +108,33 @@ impl Default for Config {
             authenticate_guests: false,
             max_sessions: DEFAULT_MAX_SESSIONS,
             large_room: DEFAULT_LARGE_ROOM,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_round_trips_through_json_and_a_missing_field_is_an_error() {
+        let configs = [
+            Config::default(),
+            Config {
+                default_room: None,
+                login_timeout: None,
+                ..Config::default()
+            },
+        ];
+        for config in configs {
+            let json = serde_json::to_value(&config).unwrap();
+            assert_eq!(
+                serde_json::from_value::<Config>(json.clone()).unwrap(),
+                config
+            );
+            let mut partial = json;
+            partial.as_object_mut().unwrap().remove("large_room");
+            assert!(serde_json::from_value::<Config>(partial).is_err());
         }
     }
 }

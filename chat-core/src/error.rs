@@ -146,7 +146,8 @@ pub enum ChatError {
     #[error("too many failed logins for this name or from this address; try again in a minute")]
     LoginsThrottled,
     /// The store failed to keep a message or to read a history page (raised by the runtime);
-    /// nothing of the frame reached anyone.
+    /// nothing of the frame reached anyone. The core raises it too for a message when the ids
+    /// have run out, which only a corrupt snapshot or checkpoint can bring about.
     #[error("the server cannot store or read messages right now; try again")]
     Unavailable,
     /// The login needs a password or a token; the text says why.
@@ -212,7 +213,9 @@ pub enum InputError {
     DuplicateConnection(ConnectionId),
 }
 
-/// A snapshot handed to [`Chat::restore`](crate::Chat::restore) contradicts itself.
+/// A snapshot handed to [`Chat::restore`](crate::Chat::restore), or a checkpoint handed to
+/// [`Chat::from_checkpoint`](crate::Chat::from_checkpoint), cannot be continued from: it
+/// contradicts itself, or it is of another format.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
     /// A room's history is not in strictly increasing id order, or holds another room's message.
@@ -246,6 +249,20 @@ pub enum RestoreError {
     /// A mailbox appears twice in the snapshot.
     #[error("the mailbox of {0} appears twice in the snapshot")]
     DuplicateMailbox(UserKey),
+    /// The checkpoint was written in a format this build does not read (by another version of
+    /// the chat).
+    #[error("the checkpoint has format version {found}; this build reads version {supported}")]
+    CheckpointVersion {
+        /// The checkpoint's version.
+        found: u32,
+        /// The one this build reads, [`Checkpoint::VERSION`](crate::Checkpoint::VERSION).
+        supported: u32,
+    },
+    /// The checkpoint contradicts itself; the text names the part and what is wrong with it
+    /// (a session that is no connection, a room a user is in that it does not hold, an id
+    /// counter behind the ids it holds, …).
+    #[error("the checkpoint contradicts itself: {0}")]
+    InconsistentCheckpoint(String),
 }
 
 #[cfg(test)]

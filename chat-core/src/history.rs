@@ -92,6 +92,33 @@ impl<M: Kept> History<M> {
         history
     }
 
+    /// A ring as [`History::parts`] gave it, with room for `capacity` messages: if it holds
+    /// more (a checkpoint taken with a larger [`Config::history`](crate::Config::history)), the
+    /// oldest are let go of as [`History::push`] would have. `messages` are in strictly
+    /// increasing id order (the caller checks).
+    pub(crate) fn from_parts(
+        capacity: usize,
+        messages: impl IntoIterator<Item = Arc<M>>,
+        older_up_to: u64,
+    ) -> Self {
+        let mut history = History {
+            ring: messages.into_iter().collect(),
+            capacity,
+            older_up_to,
+        };
+        let excess = history.ring.len().saturating_sub(capacity);
+        if let Some(evicted) = history.ring.drain(..excess).next_back() {
+            history.older_up_to = evicted.id().get();
+        }
+        history
+    }
+
+    /// The messages held, oldest first, and the newest id let go of (0 if none): with the
+    /// capacity, which the configuration gives, everything that decides what the ring answers.
+    pub(crate) fn parts(&self) -> (impl Iterator<Item = &Arc<M>>, u64) {
+        (self.ring.iter(), self.older_up_to)
+    }
+
     /// Appends the newest message, dropping the oldest when full.
     pub(crate) fn push(&mut self, message: Arc<M>) {
         debug_assert!(self.ring.back().is_none_or(|last| last.id() < message.id()));

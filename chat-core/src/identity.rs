@@ -106,8 +106,10 @@ impl LoginAttempt {
     }
 }
 
-/// Who a verified login is: what an authenticator vouches for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Who a verified login is: what an authenticator vouches for. Its serde form (`{"guest":"bob"}`,
+/// `{"account":"Alice"}`) is how a cluster passes the answer to every node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Identity {
     /// A guest: the name is the user's only while this connection holds it, and only if no
     /// account owns it (the core checks that).
@@ -126,8 +128,10 @@ impl Identity {
     }
 }
 
-/// Why an authenticator refused, each answered with its protocol error.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why an authenticator refused, each answered with its protocol error. Its serde form
+/// (`"failed"`, `{"not_offered":"…"}`) is how a cluster passes the answer to every node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthError {
     /// The name needs a password or a token (`auth_required`).
     #[error("a password or token is required")]

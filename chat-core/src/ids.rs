@@ -9,8 +9,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The runtime's handle for one client connection, whatever its transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The runtime's handle for one client connection, whatever its transport. Its serde form is the
+/// bare number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ConnectionId(pub u64);
 
 impl fmt::Display for ConnectionId {

@@ -75,16 +75,24 @@
 //! - Every rule a client can break is a [`ChatError`], answered with an `error` event; the
 //!   connection stays.
 //!
+//! # Replicas
+//!
+//! Nothing a chat decides depends on anything but its inputs and their times: not a clock, not
+//! randomness, not the iteration order of a hash map. So several nodes can each run a [`Chat`]
+//! and feed it one shared log of [`Input`]s (they serialise with serde) with the times the log
+//! gives: every replica makes the same decisions, and each node carries out the outputs that
+//! concern its own connections. A node that joins later starts from a [`Checkpoint`] of another
+//! replica ([`Chat::checkpoint`], [`Chat::from_checkpoint`]) and feeds the inputs after it.
+//!
 //! # Room left for later
 //!
 //! - *Rate limits* count frames the core never sees (undecodable ones too), so they belong to
 //!   the runtime, which answers with [`ChatError::RateLimited`].
-//! - *Several nodes*: all state is keyed by [`RoomName`] and [`UserKey`], and every effect is an
-//!   output value, so a room can be owned by one node and its outputs forwarded to others.
 
 #![warn(missing_docs, unreachable_pub)]
 
 mod chat;
+mod checkpoint;
 mod command;
 mod config;
 mod error;
@@ -105,6 +113,7 @@ mod timestamp;
 mod user_name;
 
 pub use chat::Chat;
+pub use checkpoint::Checkpoint;
 pub use command::{Command, MAX_REF_LEN, Ref, RefError};
 pub use config::{
     Config, DEFAULT_LARGE_ROOM, DEFAULT_MAX_SESSIONS, DEFAULT_PAGE, DEFAULT_RESUME_LIMIT,

@@ -22,6 +22,18 @@ impl Mailbox {
         }
     }
 
+    /// A mailbox holding `messages`, oldest first, as [`Mailbox::iter`] gave them.
+    pub(crate) fn from_messages(messages: impl IntoIterator<Item = Arc<DirectMessage>>) -> Self {
+        Mailbox {
+            queue: messages.into_iter().collect(),
+        }
+    }
+
+    /// The DMs, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<DirectMessage>> {
+        self.queue.iter()
+    }
+
     pub(crate) fn push(&mut self, message: Arc<DirectMessage>) {
         self.queue.push_back(message);
     }

@@ -1,6 +1,14 @@
 //! The core's inputs and outputs: everything that crosses between it and a runtime is data.
+//!
+//! An [`Input`] also has a serde form, so that a cluster can append it to a shared log and have
+//! every node feed the same one to its core: `{"connect":7}`, `{"command":{"conn":7,"command":
+//! {"type":"say",…},"reference":"a1"}}`, `"tick"`. Its parts keep the serde forms they have
+//! elsewhere (a [`Command`] is its client frame, a [`Record`] its store line), and secrets and
+//! password hashes are carried verbatim: the log is as sensitive as the store.
 
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Ref};
 use crate::event::Event;
@@ -12,7 +20,8 @@ use crate::room_name::RoomName;
 use crate::user_name::{UserKey, UserName};
 
 /// Something that happened, fed to [`Chat::handle`](crate::Chat::handle) with the current time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Input {
     /// The runtime accepted a connection and named it.
     Connect(ConnectionId),
@@ -23,6 +32,7 @@ pub enum Input {
         /// What it asks.
         command: Command,
         /// The client's `ref`, echoed on the reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reference: Option<Ref>,
     },
     /// The connection is gone (closed by either side). If it was its user's last session, the
@@ -227,5 +237,67 @@ impl Recipients {
     /// Whether two sets are one shared allocation (the cache was reused).
     pub fn ptr_eq(&self, other: &Recipients) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::identity::AuthError;
+
+    #[test]
+    fn inputs_serialise_as_a_shared_log_holds_them() {
+        let conn = ConnectionId(7);
+        let alice = UserName::parse("Alice").unwrap();
+        let cases = [
+            (Input::Connect(conn), json!({"connect": 7})),
+            (
+                Input::Command {
+                    conn,
+                    command: Command::join("rust"),
+                    reference: Some(Ref::number(1)),
+                },
+                json!({"command": {"conn": 7, "command": {"type": "join", "room": "rust"}, "reference": 1}}),
+            ),
+            (
+                Input::Command {
+                    conn,
+                    command: Command::Register {
+                        password: Secret::new("correct horse"),
+                    },
+                    reference: None,
+                },
+                json!({"command": {"conn": 7, "command": {"type": "register", "password": "correct horse"}}}),
+            ),
+            (
+                Input::Authenticated {
+                    conn,
+                    outcome: Ok(Identity::Account(alice)),
+                },
+                json!({"authenticated": {"conn": 7, "outcome": {"Ok": {"account": "Alice"}}}}),
+            ),
+            (
+                Input::PasswordHashed {
+                    conn,
+                    outcome: Ok(PasswordHash::new("$argon2id$v=19$x")),
+                },
+                json!({"password_hashed": {"conn": 7, "outcome": {"Ok": "$argon2id$v=19$x"}}}),
+            ),
+            (
+                Input::PasswordHashed {
+                    conn,
+                    outcome: Err(AuthError::NotOffered("no".into())),
+                },
+                json!({"password_hashed": {"conn": 7, "outcome": {"Err": {"not_offered": "no"}}}}),
+            ),
+            (Input::Disconnect(conn), json!({"disconnect": 7})),
+            (Input::Tick, json!("tick")),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(serde_json::to_value(&input).unwrap(), expected);
+            assert_eq!(serde_json::from_value::<Input>(expected).unwrap(), input);
+        }
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chat_core::{
     Chat, CloseReason, Command, Config, ConnectionId, DirectMessage, ErrorCode, Event, HistoryOf,
-    Input, Now, Output, PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary, RoomTail,
-    SendKind, Snapshot, Text, Timestamp, UserName,
+    Input, MessageId, Now, Output, PresenceChange, Record, Ref, RoomMessage, RoomName, RoomSummary,
+    RoomTail, SendKind, Snapshot, Text, Timestamp, UserName,
 };
 use sim::{Sim, id};
 
@@ -759,6 +759,22 @@ fn an_inconsistent_snapshot_is_refused() {
         },
     );
     assert!(Chat::restore(Config::default(), snapshot).is_err());
+}
+
+#[test]
+fn ids_that_run_out_are_refused_not_handed_out_twice() {
+    // Only a corrupt store puts the counter here; the last id, u64::MAX, is never handed out.
+    let snapshot = Snapshot {
+        next_id: MessageId::new(u64::MAX - 1),
+        ..Snapshot::default()
+    };
+    let mut sim = Sim::with_chat(Chat::restore(Config::default(), snapshot).unwrap());
+    let alice = sim.login("alice");
+    sim.say(alice, "general", "the last one");
+    assert!(matches!(&sim.events(alice)[..], [Event::Message(m)] if m.id.get() == u64::MAX - 1));
+    sim.say(alice, "general", "one too many");
+    assert_eq!(sim.error_code(alice), ErrorCode::Unavailable);
+    assert_eq!(sim.chat.history_len(&room("general")), 1);
 }
 
 #[test]

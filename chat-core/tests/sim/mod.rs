@@ -3,11 +3,10 @@
 //!
 //! Every delivery lands in the recipient's inbox; records, history fetches and closes are kept
 //! for inspection. Logins with a password or token and registrations are answered by a fake
-//! authenticator, at once unless `hold_checks` is set (then they wait in `checks` until
-//! [`Sim::answer_checks`]): a token `token:NAME` proves NAME, a password is right when it is
-//! the one the name was registered with (the fake hash is `fake:PASSWORD`). The harness also checks the core's delivery promises as it goes: nothing is
-//! ever addressed to a connection that is not open, and every id the core hands out was reserved
-//! by an earlier record.
+//! authenticator ([`FakeAuth`]), at once unless `hold_checks` is set (then they wait in `checks`
+//! until [`Sim::answer_checks`]). The harness also checks the core's delivery promises as it
+//! goes: nothing is ever addressed to a connection that is not open, and every id the core hands
+//! out was reserved by an earlier record.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -60,8 +59,58 @@ pub struct Sim {
     /// Checks asked for and not answered yet (only while `hold_checks`).
     pub checks: VecDeque<Check>,
     pub hold_checks: bool,
-    /// The fake authenticator's accounts: the hash stored for each, from the records.
+    /// The fake authenticator, which learns the accounts from the records.
+    pub auth: FakeAuth,
+}
+
+/// The fake authenticator: a token `token:NAME` proves NAME, a password is right when it is the
+/// one the name was registered with (the fake hash is `fake:PASSWORD`), and a login with neither
+/// is a guest's.
+#[derive(Clone, Debug, Default)]
+pub struct FakeAuth {
+    /// The hash stored for each account, from the records (empty for one without a password).
     hashes: HashMap<UserKey, String>,
+}
+
+impl FakeAuth {
+    /// Its verdict on a login.
+    pub fn verify(&self, attempt: &chat_core::LoginAttempt) -> Result<Identity, AuthError> {
+        if let Some(token) = &attempt.token {
+            let name = token
+                .expose()
+                .strip_prefix("token:")
+                .ok_or(AuthError::Failed)?;
+            return UserName::parse(name)
+                .map(Identity::Account)
+                .map_err(|_| AuthError::Failed);
+        }
+        let name = attempt.name.clone().ok_or(AuthError::Failed)?;
+        match &attempt.password {
+            None => Ok(Identity::Guest(name)),
+            Some(password) => {
+                let stored = self.hashes.get(&name.key()).ok_or(AuthError::Failed)?;
+                if *stored == format!("fake:{}", password.expose()) {
+                    Ok(Identity::Account(name))
+                } else {
+                    Err(AuthError::Failed)
+                }
+            }
+        }
+    }
+
+    /// The fake hash of a password.
+    pub fn hash(password: &Secret) -> PasswordHash {
+        PasswordHash::new(format!("fake:{}", password.expose()))
+    }
+
+    /// Learns the account a record stores, if it stores one.
+    pub fn learn(&mut self, record: &Record) {
+        if let Record::Account(account) = record {
+            let hash = account.hash.as_ref().map(|h| h.as_str().to_owned());
+            self.hashes
+                .insert(account.name.key(), hash.unwrap_or_default());
+        }
+    }
 }
 
 impl Sim {
@@ -86,7 +135,7 @@ impl Sim {
             reserved_until,
             checks: VecDeque::new(),
             hold_checks: false,
-            hashes: HashMap::new(),
+            auth: FakeAuth::default(),
         }
     }
 
@@ -106,41 +155,17 @@ impl Sim {
             let input = match check {
                 Check::Hash { conn, password } => Input::PasswordHashed {
                     conn,
-                    outcome: Ok(PasswordHash::new(format!("fake:{}", password.expose()))),
+                    outcome: Ok(FakeAuth::hash(&password)),
                 },
                 Check::Login { conn, attempt } => Input::Authenticated {
                     conn,
-                    outcome: self.verify(&attempt),
+                    outcome: self.auth.verify(&attempt),
                 },
             };
             self.chat
                 .handle(input, self.now)
                 .expect("the simulated runtime is consistent");
             self.drain();
-        }
-    }
-
-    fn verify(&self, attempt: &chat_core::LoginAttempt) -> Result<Identity, AuthError> {
-        if let Some(token) = &attempt.token {
-            let name = token
-                .expose()
-                .strip_prefix("token:")
-                .ok_or(AuthError::Failed)?;
-            return UserName::parse(name)
-                .map(Identity::Account)
-                .map_err(|_| AuthError::Failed);
-        }
-        let name = attempt.name.clone().ok_or(AuthError::Failed)?;
-        match &attempt.password {
-            None => Ok(Identity::Guest(name)),
-            Some(password) => {
-                let stored = self.hashes.get(&name.key()).ok_or(AuthError::Failed)?;
-                if *stored == format!("fake:{}", password.expose()) {
-                    Ok(Identity::Account(name))
-                } else {
-                    Err(AuthError::Failed)
-                }
-            }
         }
     }
 
@@ -183,11 +208,7 @@ impl Sim {
                         assert!(until.get() > self.reserved_until, "reservations only grow");
                         self.reserved_until = until.get();
                     }
-                    if let Record::Account(account) = &record {
-                        let hash = account.hash.as_ref().map(|h| h.as_str().to_owned());
-                        self.hashes
-                            .insert(account.name.key(), hash.unwrap_or_default());
-                    }
+                    self.auth.learn(&record);
                     self.records.push(record);
                 }
                 Output::FetchHistory(request) => self.fetches.push(request),
