@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use chat_engine::cluster::ClusterOptions;
 use chat_engine::core::{Config, DEFAULT_LARGE_ROOM, DEFAULT_RESUME_LIMIT, RoomName};
 use chat_engine::runtime::RuntimeConfig;
 use chat_engine::server::{self, ServerConfig, StoreChoice};
@@ -84,6 +86,13 @@ struct Options {
     /// TLS private key (PEM: PKCS#8, RSA or SEC1) of the --tls-cert certificate.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Cluster mode: every server started with the same Redis is one chat; Redis is the store
+    /// and the bus (--data and --memory do not apply).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data", "memory"])]
+    redis: Option<String>,
+    /// Cluster: how long a silent node's users stay present, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "redis")]
+    node_timeout: u64,
 }
 
 /// What to log: `RUST_LOG` (default `info`), except that the WebSocket and HTTP libraries never
@@ -155,10 +164,14 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let config = ServerConfig {
         ws: listener(options.ws),
         tcp: listener(options.tcp),
-        store: if options.memory {
-            StoreChoice::Memory
-        } else {
-            StoreChoice::JsonFile(options.data)
+        store: match options.redis {
+            Some(url) => {
+                let mut cluster = ClusterOptions::new(url);
+                cluster.node_timeout = Duration::from_secs(options.node_timeout.max(1));
+                StoreChoice::Redis(cluster)
+            }
+            None if options.memory => StoreChoice::Memory,
+            None => StoreChoice::JsonFile(options.data),
         },
         chat: Config {
             default_room,

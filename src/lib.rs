@@ -9,6 +9,7 @@ pub mod server;
 pub mod tls;
 
 pub use chat_client as client;
+pub use chat_cluster as cluster;
 pub use chat_core as core;
 pub use chat_protocol as protocol;
 pub use chat_runtime as runtime;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_auth::Accounts;
+use chat_cluster::{ClusterError, ClusterNode, ClusterOptions};
 use chat_core::Config;
 use chat_runtime::{Runtime, RuntimeConfig, RuntimeError};
 use chat_store::{JsonFileStore, MemoryStore, Store, StoreError};
@@ -37,12 +38,15 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// Where the server keeps what must survive a restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum StoreChoice {
     /// The crash-safe JSON-lines store in this directory (`--data`).
     JsonFile(PathBuf),
     /// Memory only: nothing survives a restart (`--memory`).
     Memory,
+    /// Cluster mode (`--redis`): this server is one node of the chat on this Redis, which is
+    /// its store and its bus.
+    Redis(ClusterOptions),
 }
 
 /// Everything [`run`] needs. The default is the bundled server's defaults.
@@ -118,6 +122,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The node could not join its cluster.
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
     /// The runtime failed to start or to stop cleanly.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -160,6 +167,8 @@ pub async fn run(
 /// ```
 pub struct Server {
     runtime: Runtime,
+    /// The cluster node, in cluster mode: it leaves the cluster after the runtime stops.
+    node: Option<ClusterNode>,
     listeners: Vec<tokio::task::JoinHandle<io::Result<()>>>,
     ws: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -189,16 +198,37 @@ impl Server {
             ),
             None => None,
         };
-        let store: Arc<dyn Store> = match &config.store {
-            StoreChoice::Memory => Arc::new(MemoryStore::new()),
-            StoreChoice::JsonFile(dir) => Arc::new(JsonFileStore::open(dir).await?),
+        let accounts = |store: Arc<dyn Store>| {
+            let accounts = Accounts::new(store);
+            Arc::new(match jwt_secret {
+                Some(secret) => accounts.with_jwt_secret(secret),
+                None => accounts,
+            })
         };
-        let mut accounts = Accounts::new(store.clone());
-        if let Some(secret) = jwt_secret {
-            accounts = accounts.with_jwt_secret(secret);
-        }
-        let runtime =
-            Runtime::start_with(config.chat, store, config.limits, Arc::new(accounts)).await?;
+        let (runtime, node) = match &config.store {
+            StoreChoice::Redis(options) => {
+                let joined = ClusterNode::join(options, config.chat).await?;
+                let authenticator = accounts(joined.store.clone());
+                let runtime = Runtime::replica(
+                    joined.chat,
+                    joined.store,
+                    config.limits,
+                    authenticator,
+                    joined.replication,
+                );
+                (runtime, Some(joined.node))
+            }
+            choice => {
+                let store: Arc<dyn Store> = match choice {
+                    StoreChoice::JsonFile(dir) => Arc::new(JsonFileStore::open(dir).await?),
+                    _ => Arc::new(MemoryStore::new()),
+                };
+                let authenticator = accounts(store.clone());
+                let runtime =
+                    Runtime::start_with(config.chat, store, config.limits, authenticator).await?;
+                (runtime, None)
+            }
+        };
         let handle = runtime.handle();
 
         let acceptor = config.tls.map(TlsAcceptor::from);
@@ -243,6 +273,7 @@ impl Server {
         }
         Ok(Server {
             runtime,
+            node,
             listeners,
             ws: ws_addr,
             tcp: tcp_addr,
@@ -271,6 +302,9 @@ impl Server {
         tracing::info!("shutting down: flushing the store and closing connections");
         let handle = self.runtime.handle();
         self.runtime.shutdown().await?;
+        if let Some(node) = self.node {
+            node.leave().await;
+        }
         for listener in self.listeners {
             listener.await??;
         }
