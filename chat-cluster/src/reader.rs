@@ -24,16 +24,17 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{self, Position, Stored};
 use crate::keys::Keys;
 use crate::log::{Body, Entry, RedisLog};
+#[cfg(doc)]
+use crate::node::ClusterOptions;
 use crate::node::{self, NodeState};
 
 /// Entries read at once.
 const READ_COUNT: usize = 1024;
 /// How long one read waits for new entries (then it reads again: a stop is noticed).
 const READ_BLOCK: Duration = Duration::from_millis(1000);
-/// A checkpoint after this many entries…
+/// A checkpoint after this many entries, or after [`ClusterOptions::checkpoint_interval`],
+/// whichever comes first (if any entry came at all).
 const CHECKPOINT_ENTRIES: u64 = 20_000;
-/// …or this long, whichever comes first (if any entry came at all).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 
 pub(crate) struct Reader {
     pub(crate) client: redis::Client,
@@ -45,6 +46,7 @@ pub(crate) struct Reader {
     pub(crate) position: Position,
     pub(crate) replay: mpsc::Sender<Replay>,
     pub(crate) stop: CancellationToken,
+    pub(crate) checkpoint_interval: Duration,
 }
 
 impl Reader {
@@ -108,7 +110,7 @@ impl Reader {
             self.state.read_to(&self.position.id);
             let due = self.position.seq - checkpointed.1 >= CHECKPOINT_ENTRIES
                 || (self.position.seq > checkpointed.1
-                    && checkpointed.0.elapsed() >= CHECKPOINT_INTERVAL);
+                    && checkpointed.0.elapsed() >= self.checkpoint_interval);
             if due && self.state.leader.load(Ordering::Acquire) {
                 checkpointed = (Instant::now(), self.position.seq);
                 let trim_to = previous.replace(self.position.clone());
