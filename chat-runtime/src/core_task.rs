@@ -489,6 +489,10 @@ impl CoreTask {
                     attempt,
                     reference,
                 } => {
+                    let attempt = match &mut self.replica {
+                        Some(replica) => replica.reveal_attempt(conn, attempt),
+                        None => attempt,
+                    };
                     self.checks.started(conn, reference);
                     self.checks.authenticate(conn, attempt);
                     // The frame is answered by its verdict's unit, not this one.
@@ -500,6 +504,10 @@ impl CoreTask {
                     password,
                     reference,
                 } => {
+                    let password = match &mut self.replica {
+                        Some(replica) => replica.reveal(conn, password),
+                        None => password,
+                    };
                     self.checks.started(conn, reference);
                     self.checks.hash(conn, name, password);
                     origin = None;

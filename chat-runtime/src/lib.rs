@@ -61,6 +61,7 @@ mod outbox;
 mod rate_limit;
 mod replication;
 mod runtime;
+mod stand_in;
 mod throttle;
 mod wire;
 

@@ -31,11 +31,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use chat_core::{
-    AuthError, Chat, ChatError, Command, ConnectionId, Event, Input, Output, Ref, SendKind,
-    Timestamp,
+    AuthError, Chat, ChatError, Command, ConnectionId, Event, Input, LoginAttempt, Output, Ref,
+    Secret, SendKind, Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::stand_in::StandIns;
 
 /// A node of a cluster, as named by the cluster (chat-cluster hands out a fresh one to every node
 /// that joins). Connection ids carry their node in their high bits, so they are unique across
@@ -155,6 +157,8 @@ pub(crate) struct Replica {
     next_conn: Arc<AtomicU64>,
     /// Set by the publisher while the log refuses appends.
     down: Arc<AtomicBool>,
+    /// The secrets this node's clients sent; the log carries stand-ins.
+    stand_ins: StandIns,
 }
 
 impl Replica {
@@ -176,6 +180,7 @@ impl Replica {
             ticked: None,
             next_conn,
             down,
+            stand_ins: StandIns::default(),
         }
     }
 
@@ -200,6 +205,7 @@ impl Replica {
     pub(crate) fn disconnected(&mut self, conn: ConnectionId) {
         if self.local.remove(&conn).is_some() {
             self.verdicts.remove(&conn);
+            self.stand_ins.forget(conn);
             self.outgoing.push(Input::Disconnect(conn));
         }
     }
@@ -221,12 +227,27 @@ impl Replica {
     pub(crate) fn submit(&mut self, conn: ConnectionId, command: Command, reference: Option<Ref>) {
         if let Some(out) = self.local.get_mut(&conn) {
             *out += 1;
+            let command = self.stand_ins.conceal(conn, command);
             self.outgoing.push(Input::Command {
                 conn,
                 command,
                 reference,
             });
         }
+    }
+
+    /// A login attempt of one of this node's connections, with its secrets back.
+    pub(crate) fn reveal_attempt(
+        &mut self,
+        conn: ConnectionId,
+        attempt: LoginAttempt,
+    ) -> LoginAttempt {
+        self.stand_ins.reveal_attempt(conn, attempt)
+    }
+
+    /// A password one of this node's connections registers with, back from its stand-in.
+    pub(crate) fn reveal(&mut self, conn: ConnectionId, password: Secret) -> Secret {
+        self.stand_ins.reveal(conn, password)
     }
 
     /// Sends a verdict on `conn`'s login or registration (the frame with `reference`) to the log.
@@ -355,6 +376,7 @@ impl Replica {
         self.next_conn
             .store(node.first_connection().0, Ordering::Relaxed);
         self.verdicts.clear();
+        self.stand_ins.clear();
         self.outgoing.clear();
         self.ticked = None;
         let _ = self.publish.send(Publish::Forget);

@@ -9,15 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chat_core::{
-    Chat, Command, Config, ErrorCode, Event, Input, MessageId, PresenceChange, Ref, SendKind,
-    Timestamp,
+    Chat, Command, Config, ErrorCode, Event, Input, MessageId, PresenceChange, Ref, Secret,
+    SendKind, Timestamp,
 };
 use chat_runtime::{
     Authenticator, Closing, Delivery, GuestsOnly, Handle, InputLog, LocalConnection, LogError,
     NodeId, Outgoing, Replay, Replication, Runtime, RuntimeConfig,
 };
 use chat_store::MemoryStore;
-use tokens::{Tokens, token_login};
+use tokens::{Tokens, password_login, token_login};
 use tokio::sync::{Mutex, mpsc, watch};
 
 /// How long a test waits for what it expects before it fails.
@@ -39,6 +39,8 @@ struct LogState {
     /// Every node's replay channel, in the order the nodes subscribed.
     nodes: Vec<mpsc::Sender<Replay>>,
     refusing: bool,
+    /// Every input appended, as JSON (what a real log would hold).
+    held: Vec<String>,
 }
 
 impl TestLog {
@@ -48,6 +50,7 @@ impl TestLog {
                 last: Timestamp::EPOCH,
                 nodes: Vec::new(),
                 refusing: false,
+                held: Vec::new(),
             }),
             refused: watch::Sender::new(0),
         })
@@ -108,6 +111,10 @@ impl InputLog for TestLog {
         if state.refusing {
             self.refused.send_modify(|n| *n += 1);
             return Err(LogError::Unreachable("the test log refuses appends".into()));
+        }
+        for input in inputs {
+            let json = serde_json::to_string(input).expect("inputs serialise");
+            state.held.push(json);
         }
         let entry = |at| Replay::Inputs {
             node,
@@ -673,5 +680,36 @@ async fn a_login_deadline_that_passed_while_the_log_refused_is_kept_once_it_is_b
     cluster.log.refused_at_least(refusals + 2).await;
     cluster.log.refuse(false).await;
     assert_eq!(lurker.closed().await, Closing::LoginTimeout);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_log_holds_no_password_and_no_token() {
+    let tokens = Tokens {
+        registers: true,
+        ..Tokens::default()
+    };
+    let cluster = cluster(2, Config::default(), Arc::new(tokens)).await;
+    let mut dana = Client::connect(&cluster.handle(0)).await;
+    dana.send(password_login("dana", "pw:dana"), 1).await;
+    assert!(matches!(&*dana.reply(1).await.event, Event::Welcome { .. }));
+    let mut eve = Client::connect(&cluster.handle(1)).await;
+    eve.send(token_login("eve"), 1).await;
+    assert!(matches!(&*eve.reply(1).await.event, Event::Welcome { .. }));
+    let mut guest = login(&cluster.handle(1), "frank").await;
+    let register = Command::Register {
+        password: Secret::new("a secret of frank's"),
+    };
+    guest.send(register, 7).await;
+    assert!(matches!(
+        &*guest.reply(7).await.event,
+        Event::Registered { .. }
+    ));
+
+    let held = cluster.log.state.lock().await.held.join("\n");
+    for secret in ["pw:dana", "token:eve", "a secret of frank's"] {
+        assert!(!held.contains(secret), "{secret:?} is in the log:\n{held}");
+    }
+    assert!(held.contains("dana") && held.contains("frank"), "{held}");
     cluster.shutdown().await;
 }
