@@ -301,6 +301,9 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down: flushing the store and closing connections");
         let handle = self.runtime.handle();
+        if let Some(node) = &self.node {
+            node.stop();
+        }
         self.runtime.shutdown().await?;
         if let Some(node) = self.node {
             node.leave().await;

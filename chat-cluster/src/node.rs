@@ -127,8 +127,9 @@ impl ClusterNode {
         let client = redis::Client::open(options.url.as_str())?;
         let redis = connect(&client, options.node_timeout).await?;
         let keys = Keys::new(&options.prefix);
+        let stop = CancellationToken::new();
         let store = RedisStore::shared(&options.url, &keys.store()).await?;
-        let store: Arc<dyn Store> = Arc::new(NodeStore::new(store));
+        let store: Arc<dyn Store> = Arc::new(NodeStore::new(store, stop.clone()));
         let state = Arc::new(NodeState {
             id: AtomicU32::new(0),
             ttl: options.heartbeat_ttl(),
@@ -143,7 +144,6 @@ impl ClusterNode {
         tracing::info!(%node, entry = position.seq, "joined the cluster");
 
         let log = RedisLog::new(redis.clone(), keys.clone());
-        let stop = CancellationToken::new();
         let (replay_tx, replay) = mpsc::channel(REPLAY_QUEUE);
         let reader = Reader {
             client,
@@ -190,6 +190,14 @@ impl ClusterNode {
         self.state.id()
     }
 
+    /// Stops following the cluster: the node reads the log no more, renews its heartbeat no
+    /// more, and stops retrying records Redis does not take (so that the runtime can shut down
+    /// while Redis is away). Call it right before shutting the runtime down, then
+    /// [`ClusterNode::leave`].
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
     /// Leaves the cluster: the node's connections leave every room at once (rather than after
     /// the node timeout), its heartbeat is removed and its leadership, if it led, handed on.
     /// Call it after the runtime has shut down.
@@ -199,22 +207,33 @@ impl ClusterNode {
             let _ = task.await;
         }
         let me = self.state.id();
-        if let Err(error) = self.log.append_gone(me, me).await {
-            tracing::warn!(%error, "cannot tell the cluster this node leaves; it will notice within the node timeout");
+        let (log, keys, mut redis) = (self.log, self.keys, self.redis);
+        let farewell = async move {
+            if let Err(error) = log.append_gone(me, me).await {
+                tracing::warn!(%error, "cannot tell the cluster this node leaves; it will notice within the node timeout");
+            }
+            let _: Result<(), _> = redis::pipe()
+                .del(keys.node(me))
+                .srem(keys.nodes(), me.0)
+                .query_async(&mut redis)
+                .await;
+            let _: Result<i64, _> = redis::Script::new(RELEASE)
+                .key(keys.leader())
+                .arg(me.0)
+                .invoke_async(&mut redis)
+                .await;
+        };
+        // Redis may be away: the others then notice within the node timeout.
+        if tokio::time::timeout(LEAVE_AT_MOST, farewell).await.is_err() {
+            tracing::warn!(
+                "redis did not answer; the cluster will notice this node is gone within the node timeout"
+            );
         }
-        let mut redis = self.redis;
-        let _: Result<(), _> = redis::pipe()
-            .del(self.keys.node(me))
-            .srem(self.keys.nodes(), me.0)
-            .query_async(&mut redis)
-            .await;
-        let _: Result<i64, _> = redis::Script::new(RELEASE)
-            .key(self.keys.leader())
-            .arg(me.0)
-            .invoke_async(&mut redis)
-            .await;
     }
 }
+
+/// How long a leaving node tries to tell the cluster.
+const LEAVE_AT_MOST: Duration = Duration::from_secs(3);
 
 /// Connects to Redis, waiting for it (up to `at_most`) if it is not up yet.
 async fn connect(

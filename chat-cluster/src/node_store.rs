@@ -15,6 +15,7 @@ use chat_core::{
     Account, DirectMessage, MessageId, Record, RoomMessage, RoomName, Snapshot, UserKey,
 };
 use chat_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
 
 use crate::store::RedisStore;
 
@@ -25,13 +26,17 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 pub(crate) struct NodeStore {
     inner: RedisStore,
     closed: AtomicBool,
+    /// Cancelled when the node stops: an append that is still retrying gives up, so that a node
+    /// can shut down while Redis is away.
+    stopping: CancellationToken,
 }
 
 impl NodeStore {
-    pub(crate) fn new(inner: RedisStore) -> NodeStore {
+    pub(crate) fn new(inner: RedisStore, stopping: CancellationToken) -> NodeStore {
         NodeStore {
             inner,
             closed: AtomicBool::new(false),
+            stopping,
         }
     }
 }
@@ -53,12 +58,16 @@ impl Store for NodeStore {
                     return Ok(());
                 }
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
+                Err(error) if self.stopping.is_cancelled() => return Err(error),
                 Err(error) => {
                     if !warned {
                         tracing::warn!(%error, "cannot store records in redis; retrying until it is back");
                         warned = true;
                     }
-                    tokio::time::sleep(pause).await;
+                    tokio::select! {
+                        () = self.stopping.cancelled() => {}
+                        () = tokio::time::sleep(pause) => {}
+                    }
                     pause = (pause * 2).min(LAST_RETRY);
                     let _ = self.inner.recover().await;
                 }
