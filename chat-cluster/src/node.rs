@@ -279,12 +279,12 @@ async fn bootstrap(
         if locked.is_some() {
             let snapshot = store.load(config.history).await?;
             let chat = Chat::restore(config.clone(), snapshot)?;
-            // Entries already in the log (none, for a new cluster) are in the store, or gone.
-            let seq: Option<u64> = redis::cmd("GET")
-                .arg(keys.log_seq())
-                .query_async(redis)
-                .await?;
-            let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            // Entries already in the log (none, for a new cluster) are in the store, or gone:
+            // the replica starts after the last one (number and id read in one step).
+            let (seq, last): (Option<u64>, redis::streams::StreamRangeReply) = redis::pipe()
+                .atomic()
+                .get(keys.log_seq())
+                .cmd("XREVRANGE")
                 .arg(keys.log())
                 .arg("+")
                 .arg("-")

@@ -89,9 +89,9 @@ impl Reader {
                         continue;
                     }
                 };
-                if entry.seq <= self.position.seq {
-                    continue;
-                }
+                // Never an older number: the read starts after this replica's entry. An older
+                // one means Redis lost the log's tail (a crash before its append-only file had
+                // it), and the numbers were handed out again: the replica is ahead of Redis.
                 if entry.seq != self.position.seq + 1 {
                     tracing::warn!(
                         expected = self.position.seq + 1,
