@@ -11,10 +11,12 @@
 //!
 //! What stays local:
 //!
-//! - commands that only read ([`Command::reads_only`]: `ping`, `who`, `rooms`) are answered from
-//!   this node's replica, once the connection's earlier commands are back from the log (so the
-//!   answers keep their order and a client reads its own writes), and while the log is
-//!   unreachable;
+//! - `ping` is answered from this node's replica once the connection's earlier frames are back
+//!   from the log (so the answers keep their order);
+//! - `who` and `rooms` ([`Command::reads_only`]) go through the log like any command, so that
+//!   they see everything acknowledged before them on any node (a client told that a join on
+//!   another node was done finds it in `who`); while the log is unreachable they are answered
+//!   from this node's replica, as it was when the log went away;
 //! - the authenticator runs on the node that holds the connection, and its verdict goes
 //!   through the log like any input;
 //! - history pages past the core's memory are read from the store by that node alone.
@@ -210,10 +212,15 @@ impl Replica {
         }
     }
 
-    /// Whether `command` of `conn` may be answered from this replica alone: it only reads, and
-    /// the connection's connect and earlier commands are all back from the log.
+    /// Whether `command` of `conn` may be answered from this replica alone: it only reads, the
+    /// connection's connect and earlier commands are all back from the log, and it is a `ping`
+    /// or the log refuses appends (a read through the log sees every write acknowledged before
+    /// it, on any node; one from this replica could miss a write another node acknowledged a
+    /// moment ago).
     pub(crate) fn answers_locally(&self, conn: ConnectionId, command: &Command) -> bool {
-        command.reads_only() && self.local.get(&conn) == Some(&0)
+        let settled = self.local.get(&conn) == Some(&0);
+        let alone = matches!(command, Command::Ping) || self.down.load(Ordering::Acquire);
+        command.reads_only() && settled && alone
     }
 
     /// Whether `command` is a `ping` to answer without the core: while the log refuses
