@@ -408,6 +408,9 @@ fn wall_clock() -> Duration {
 /// came before the deadline on the log's clock, or went missing).
 const TICK_AGAIN: Duration = Duration::from_secs(1);
 
+/// The most inputs the publisher puts in one entry of the log (more wait for the next).
+const ENTRY_AT_MOST: usize = 4096;
+
 /// The first pause before a backlog is appended again, doubled after each failure.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest pause between two tries.
@@ -440,17 +443,29 @@ async fn publisher(
                 () = tokio::time::sleep(retry) => None,
             }
         };
-        let inputs = match batch {
-            Some(Publish::Forget) => {
-                backlog.clear();
-                continue;
+        let mut inputs = Vec::new();
+        let mut next = batch;
+        // Batches that queued up while the last append was out go in one entry.
+        loop {
+            match next {
+                Some(Publish::Forget) => {
+                    backlog.clear();
+                    inputs.clear();
+                }
+                Some(Publish::Inputs(from, more)) => {
+                    node = from;
+                    inputs.extend(more);
+                }
+                None => {}
             }
-            Some(Publish::Inputs(from, inputs)) => {
-                node = from;
-                inputs
+            if inputs.len() >= ENTRY_AT_MOST {
+                break;
             }
-            None => Vec::new(),
-        };
+            next = match batches.try_recv() {
+                Ok(batch) => Some(batch),
+                Err(_) => break,
+            };
+        }
         if !backlog.is_empty() {
             let waiting: Vec<Input> = backlog.iter().cloned().collect();
             match log.append(node, &waiting).await {
