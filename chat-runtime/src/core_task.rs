@@ -395,22 +395,12 @@ impl CoreTask {
                                 kind: SendKind::Reply,
                             }],
                         });
-                    } else if replica.answers_locally(conn, &command) {
-                        let origin = Origin {
-                            conn,
-                            reference: reference.clone(),
-                        };
-                        let input = Input::Command {
-                            conn,
-                            command,
-                            reference,
-                        };
-                        let now = self.replayed_at;
-                        self.feed_at(input, Some(origin), now, work);
-                    } else {
-                        replica.submit(conn, command, reference);
+                        return;
                     }
-                    return;
+                    if !replica.answers_locally(conn, &command) {
+                        replica.submit(conn, command, reference);
+                        return;
+                    }
                 }
                 let origin = Origin {
                     conn,
@@ -462,10 +452,15 @@ impl CoreTask {
     /// One input, then every output it caused, as one unit of work. A client's frame always
     /// makes a unit (empty or not), so the delivery task can count it as answered.
     fn feed(&mut self, input: Input, origin: Option<Origin>, work: &mut Vec<Work>) {
-        let now = Now::new(
-            Timestamp::from_system_time(SystemTime::now()),
-            self.started.elapsed(),
-        );
+        let now = match self.replica {
+            // A replica answers what it answers alone at the time of the last entry it
+            // replayed, so that it moves no deadline the other replicas have not moved.
+            Some(_) => self.replayed_at,
+            None => Now::new(
+                Timestamp::from_system_time(SystemTime::now()),
+                self.started.elapsed(),
+            ),
+        };
         self.feed_at(input, origin, now, work);
     }
 
