@@ -32,7 +32,8 @@ use crate::node::{self, NodeState};
 
 /// Entries read at once.
 const READ_COUNT: usize = 1024;
-/// How long one read waits for new entries (then it reads again: a stop is noticed).
+/// How long one read waits for new entries (then it reads again, and takes a checkpoint if one
+/// is due).
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// A checkpoint after this many entries, or after [`ClusterOptions::checkpoint_interval`],
 /// whichever comes first (if any entry came at all).
@@ -59,10 +60,13 @@ impl Reader {
         // The checkpoint before the newest: how far the log may be trimmed.
         let mut previous: Option<Position> = None;
         loop {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let entries = match self.read(&mut connection).await {
+            // A read blocks for up to `READ_BLOCK`: a stop does not wait for it (a node that
+            // leaves announces it only once this task has ended).
+            let read = tokio::select! {
+                () = self.stop.cancelled() => return,
+                read = self.read(&mut connection) => read,
+            };
+            let entries = match read {
                 Ok(entries) => {
                     retry = Duration::from_millis(50);
                     entries
