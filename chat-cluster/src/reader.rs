@@ -3,7 +3,9 @@
 //!
 //! It reads the stream from where the replica is. Each entry's number must be one more than the
 //! last: a gap means entries this replica needs are gone (trimmed while this node could not
-//! read, or lost by Redis), and the node starts over from the newest checkpoint. An entry that
+//! read, or lost by Redis), and the node starts over under a new id: from the newest checkpoint
+//! if that reaches past the gap (the entries were trimmed), or else from its own replica, past
+//! the gap (the entries were lost: no replica has them). An entry that
 //! declares this node gone (it could not renew its heartbeat in time) makes it start over under
 //! a new id. While Redis is unreachable it retries, and continues from the same entry: nothing
 //! published meanwhile is missed. When this node leads, the reader also asks the replica for a
@@ -30,7 +32,8 @@ use crate::node::{self, NodeState};
 
 /// Entries read at once.
 const READ_COUNT: usize = 1024;
-/// How long one read waits for new entries (then it reads again: a stop is noticed).
+/// How long one read waits for new entries (then it reads again, and takes a checkpoint if one
+/// is due).
 const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// A checkpoint after this many entries, or after [`ClusterOptions::checkpoint_interval`],
 /// whichever comes first (if any entry came at all).
@@ -57,10 +60,13 @@ impl Reader {
         // The checkpoint before the newest: how far the log may be trimmed.
         let mut previous: Option<Position> = None;
         loop {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let entries = match self.read(&mut connection).await {
+            // A read blocks for up to `READ_BLOCK`: a stop does not wait for it (a node that
+            // leaves announces it only once this task has ended).
+            let read = tokio::select! {
+                () = self.stop.cancelled() => return,
+                read = self.read(&mut connection) => read,
+            };
+            let entries = match read {
                 Ok(entries) => {
                     retry = Duration::from_millis(50);
                     entries
@@ -98,7 +104,7 @@ impl Reader {
                         found = entry.seq,
                         "entries of the cluster's log are missing for this node: it starts over from the newest checkpoint"
                     );
-                    if !self.start_over().await {
+                    if !self.start_over(entry.seq).await {
                         return;
                     }
                     break;
@@ -198,9 +204,14 @@ impl Reader {
         }
     }
 
-    /// Reloads the newest checkpoint after a gap; false if the replica is gone or the node
-    /// stops.
-    async fn start_over(&mut self) -> bool {
+    /// Starts over after a gap (the next entry in the stream is numbered `found`): from the
+    /// newest checkpoint if it reaches past the missing entries, from this replica otherwise;
+    /// false if the replica is gone or the node stops.
+    ///
+    /// A checkpoint older than the missing entries cannot help: replaying from it meets the
+    /// same gap again. Then nobody can have those entries, and every replica meets the gap at
+    /// the same entry with the same chat, so each steps over it and stays like the others.
+    async fn start_over(&mut self, found: u64) -> bool {
         let old = self.state.id();
         loop {
             let loaded = checkpoint::load(&mut self.redis, &self.keys).await;
@@ -216,9 +227,12 @@ impl Reader {
                     // Whatever the checkpoint says this node's connections were, they leave.
                     if let Err(error) = self.log.append_gone(old, old).await {
                         tracing::warn!(%error, "cannot announce this node's restart yet; retrying");
-                    } else {
+                    } else if position.seq + 1 >= found {
                         self.position = position;
                         return self.rejoin(Some(Box::new(chat))).await;
+                    } else {
+                        self.position.seq = found - 1;
+                        return self.rejoin(None).await;
                     }
                 }
                 Err(error) => {
