@@ -114,7 +114,7 @@ impl Reader {
                 }
             }
             self.state.read_to(&self.position.id);
-            let due = self.position.seq - checkpointed.1 >= CHECKPOINT_ENTRIES
+            let due = self.position.seq.saturating_sub(checkpointed.1) >= CHECKPOINT_ENTRIES
                 || (self.position.seq > checkpointed.1
                     && checkpointed.0.elapsed() >= self.checkpoint_interval);
             if due && self.state.leader.load(Ordering::Acquire) {
@@ -211,6 +211,8 @@ impl Reader {
     /// A checkpoint older than the missing entries cannot help: replaying from it meets the
     /// same gap again. Then nobody can have those entries, and every replica meets the gap at
     /// the same entry with the same chat, so each steps over it and stays like the others.
+    /// A number at or below this replica's (Redis lost the log's tail and numbers the entries
+    /// again) always goes back to the checkpoint: the replica is ahead of what Redis kept.
     async fn start_over(&mut self, found: u64) -> bool {
         let old = self.state.id();
         loop {
@@ -227,7 +229,10 @@ impl Reader {
                     // Whatever the checkpoint says this node's connections were, they leave.
                     if let Err(error) = self.log.append_gone(old, old).await {
                         tracing::warn!(%error, "cannot announce this node's restart yet; retrying");
-                    } else if position.seq + 1 >= found {
+                    } else if position.seq + 1 >= found || found <= self.position.seq {
+                        // The checkpoint reaches past the missing entries, or Redis lost the
+                        // log's tail (numbers handed out again): the log from the checkpoint on
+                        // is what the cluster is now.
                         self.position = position;
                         return self.rejoin(Some(Box::new(chat))).await;
                     } else {
