@@ -6,6 +6,12 @@
 //! to the stream in one atomic step: the stream's order is the order every replica handles the
 //! inputs in, and the stream's id (milliseconds, never going back) is the time they handle them
 //! at. An input is in the log, and so acknowledged, only once Redis has answered the script.
+//!
+//! Only members may append inputs: the script refuses a node that is not in the set of nodes.
+//! Declaring a node gone takes it out of the set and appends the verdict in one step, so no
+//! input of a node can follow the verdict on it (a node that was declared gone while it was
+//! still running, cut off from Redis for too long, cannot add a connection nobody would ever
+//! disconnect).
 
 use chat_core::{Input, Timestamp};
 use chat_runtime::{InputLog, LogError, NodeId};
@@ -14,10 +20,20 @@ use redis::streams::StreamId;
 
 use crate::keys::Keys;
 
-/// Numbers an entry and appends it, atomically.
+/// Numbers a member's entry and appends it, atomically.
 const APPEND: &str = r"
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then
+  return redis.error_reply('NOTMEMBER this node was declared gone')
+end
 local n = redis.call('INCR', KEYS[2])
-return redis.call('XADD', KEYS[1], '*', 'n', n, 'node', ARGV[1], ARGV[2], ARGV[3])
+return redis.call('XADD', KEYS[1], '*', 'n', n, 'node', ARGV[1], 'in', ARGV[2])
+";
+
+/// Takes a node out of the set of nodes and appends the verdict that it is gone, atomically.
+const GONE: &str = r"
+redis.call('SREM', KEYS[3], ARGV[2])
+local n = redis.call('INCR', KEYS[2])
+return redis.call('XADD', KEYS[1], '*', 'n', n, 'node', ARGV[1], 'gone', ARGV[2])
 ";
 
 /// The log, as a node appends to it.
@@ -25,7 +41,8 @@ return redis.call('XADD', KEYS[1], '*', 'n', n, 'node', ARGV[1], ARGV[2], ARGV[3
 pub(crate) struct RedisLog {
     redis: ConnectionManager,
     keys: Keys,
-    script: redis::Script,
+    append: redis::Script,
+    gone: redis::Script,
 }
 
 impl RedisLog {
@@ -33,23 +50,28 @@ impl RedisLog {
         RedisLog {
             redis,
             keys,
-            script: redis::Script::new(APPEND),
+            append: redis::Script::new(APPEND),
+            gone: redis::Script::new(GONE),
         }
     }
 
     /// Appends the verdict that `gone` is gone (`by` is the node that found it out).
     pub(crate) async fn append_gone(&self, by: NodeId, gone: NodeId) -> Result<(), LogError> {
-        self.append_field(by, "gone", gone.0.to_string()).await
+        self.run(&self.gone, by, gone.0.to_string()).await
     }
 
-    async fn append_field(&self, node: NodeId, field: &str, value: String) -> Result<(), LogError> {
+    async fn run(
+        &self,
+        script: &redis::Script,
+        node: NodeId,
+        value: String,
+    ) -> Result<(), LogError> {
         let mut redis = self.redis.clone();
-        let appended: Result<String, redis::RedisError> = self
-            .script
+        let appended: Result<String, redis::RedisError> = script
             .key(self.keys.log())
             .key(self.keys.log_seq())
+            .key(self.keys.nodes())
             .arg(node.0)
-            .arg(field)
             .arg(value)
             .invoke_async(&mut redis)
             .await;
@@ -64,7 +86,7 @@ impl InputLog for RedisLog {
     async fn append(&self, node: NodeId, inputs: &[Input]) -> Result<(), LogError> {
         let json = serde_json::to_string(inputs)
             .map_err(|error| LogError::Unreachable(format!("inputs not encodable: {error}")))?;
-        self.append_field(node, "in", json).await
+        self.run(&self.append, node, json).await
     }
 }
 
@@ -168,5 +190,66 @@ impl Entry {
             node,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis_server::RedisServer;
+    use chat_core::ConnectionId;
+
+    async fn entries(redis: &mut ConnectionManager, keys: &Keys) -> Vec<Entry> {
+        let range: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(keys.log())
+            .arg("-")
+            .arg("+")
+            .query_async(redis)
+            .await
+            .expect("the log reads");
+        range
+            .ids
+            .iter()
+            .map(|raw| Entry::decode(raw).expect("entries decode"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn no_input_of_a_node_follows_the_verdict_that_it_is_gone() {
+        let server = RedisServer::launch().await.expect("redis-server starts");
+        let client = redis::Client::open(server.url()).expect("a valid URL");
+        let mut redis = ConnectionManager::new(client).await.expect("redis answers");
+        let keys = Keys::new("test:");
+        let log = RedisLog::new(redis.clone(), keys.clone());
+        let (a, b) = (NodeId(1), NodeId(2));
+        let _: () = redis::cmd("SADD")
+            .arg(keys.nodes())
+            .arg(&[1, 2])
+            .query_async(&mut redis)
+            .await
+            .expect("SADD");
+        let connect = [Input::Connect(ConnectionId(5))];
+        log.append(b, &connect).await.expect("a member appends");
+        log.append_gone(a, b)
+            .await
+            .expect("the verdict is appended");
+        let refused = log.append(b, &connect).await;
+        assert!(
+            matches!(refused, Err(LogError::Unreachable(_))),
+            "{refused:?}"
+        );
+        log.append(a, &connect)
+            .await
+            .expect("a member still appends");
+
+        let entries = entries(&mut redis, &keys).await;
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2, 3], "numbered without a gap");
+        assert!(matches!(entries[1].body, Body::Gone(NodeId(2))));
+        assert_eq!(
+            entries.iter().filter(|e| e.node == b).count(),
+            1,
+            "nothing of node 2 after its verdict"
+        );
     }
 }

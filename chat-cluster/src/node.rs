@@ -212,9 +212,8 @@ impl ClusterNode {
             if let Err(error) = log.append_gone(me, me).await {
                 tracing::warn!(%error, "cannot tell the cluster this node leaves; it will notice within the node timeout");
             }
-            let _: Result<(), _> = redis::pipe()
-                .del(keys.node(me))
-                .srem(keys.nodes(), me.0)
+            let _: Result<(), _> = redis::cmd("DEL")
+                .arg(keys.node(me))
                 .query_async(&mut redis)
                 .await;
             let _: Result<i64, _> = redis::Script::new(RELEASE)
@@ -478,12 +477,8 @@ impl Membership {
                 continue;
             }
             tracing::warn!(%node, "a node stopped renewing its heartbeat: its users leave");
-            if self.log.append_gone(me, node).await.is_ok() {
-                let _: () = redis::cmd("SREM")
-                    .arg(self.keys.nodes())
-                    .arg(node.0)
-                    .query_async(&mut self.redis)
-                    .await?;
+            if let Err(error) = self.log.append_gone(me, node).await {
+                tracing::warn!(%error, %node, "cannot declare the node gone yet");
             }
         }
         Ok(())
