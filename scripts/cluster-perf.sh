@@ -18,7 +18,10 @@
 # (c) Idle: IDLE (50,000) idle logged-in connections spread over IDLE_NODES (3) nodes, run
 #     with --max-connections 20000 --default-room off (each node holds under 20,000), opened by
 #     as many chat-load processes as the open-file limit needs; RSS per connection per node.
-#     Beside it, a plain --memory server holding IDLE/IDLE_NODES connections (the baseline).
+#     Beside it, a plain --memory server holding IDLE/IDLE_NODES connections (the baseline),
+#     and a cluster where node 0 alone holds that many (what remote users cost the others).
+#
+# Before each run the script waits (at most QUIET_WAIT s) for the machine to be quiet.
 #
 # Every run is bounded (chat-load's --duration, and `timeout` around every command); loopback
 # only. Each result is one JSON line appended to perf/cluster.jsonl (OUT overrides) with the
@@ -29,6 +32,8 @@
 #   scripts/cluster-perf.sh [SECONDS]          # default 10 s per load run
 #   NODES=4 IDLE_NODES=4 scripts/cluster-perf.sh 8
 #   SKIP_IDLE=1 RATE=500 scripts/cluster-perf.sh
+#   SKIP_LOAD=1 scripts/cluster-perf.sh        # only (c)
+#   CONFIGS="memory cluster3" RATE=300 SKIP_IDLE=1 scripts/cluster-perf.sh   # rerun two of (a)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -61,6 +66,28 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+
+# Waits until the machine is quiet (under QUIET_PERCENT, default 15, % of one core busy over
+# 2 s, while nothing of this script runs), for at most QUIET_WAIT seconds (default 300): on a
+# shared machine, a run that starts while someone else builds measures mostly their build. A
+# run that had to start anyway is marked `contended` by chat-load.
+wait_quiet() {
+  local deadline=$((SECONDS + ${QUIET_WAIT:-300})) busy
+  while :; do
+    busy=$(python3 -c '
+import os, time
+def busy():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return sum(f) - f[3] - f[4]
+a = busy(); time.sleep(2); b = busy()
+print(int(100 * (b - a) / os.sysconf("SC_CLK_TCK") / 2))')
+    [ "$busy" -lt "${QUIET_PERCENT:-15}" ] && return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "(the machine is still busy, ${busy}% of one core: running anyway)" >&2; return 0
+    fi
+    sleep 5
+  done
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -141,6 +168,7 @@ record() {
 # left in $dir/last.json.
 load_run() {
   local config=$1; shift
+  wait_quiet
   start_config "$config" --max-connections 20000
   local urls pids_list extra=()
   urls=$(IFS=,; echo "${node_urls[*]}"); pids_list=$(IFS=,; echo "${node_pids[*]}")
@@ -155,24 +183,31 @@ load_run() {
   cat "$dir/last.json"
 }
 
-configs=(memory cluster1 "cluster$nodes")
-maxima=()
-for config in "${configs[@]}"; do
-  load_run "$config" --label max
-  [ -s "$dir/last.json" ] && maxima+=("$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["messages_per_s"]))' "$dir/last.json")")
-done
-rate=${RATE:-$(python3 -c 'import sys; print(max(1, min(int(x) for x in sys.argv[1:]) // 2))' "${maxima[@]}")}
-echo "fixed rate: $rate messages/s"
-for config in "${configs[@]}"; do
-  load_run "$config" --rate "$rate" --label rate
-done
+read -r -a configs <<< "${CONFIGS:-memory cluster1 cluster$nodes}"
+if [ -z "${SKIP_LOAD:-}" ]; then
+  maxima=()
+  for config in "${configs[@]}"; do
+    load_run "$config" --label max
+    [ -s "$dir/last.json" ] && maxima+=("$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["messages_per_s"]))' "$dir/last.json")")
+  done
+  rate=${RATE:-$(python3 -c 'import sys; print(max(1, min(int(x) for x in sys.argv[1:]) // 2))' "${maxima[@]}")}
+  echo "fixed rate: $rate messages/s"
+  for config in "${configs[@]}"; do
+    load_run "$config" --rate "$rate" --label rate
+  done
+fi
 
 if [ -z "${SKIP_IDLE:-}" ]; then
   per_node=$(( (idle + idle_nodes - 1) / idle_nodes ))
-  for config in idle-memory "idle-cluster$idle_nodes"; do
-    count=$idle; [ "$config" = idle-memory ] && count=$per_node
+  # idle-memory: the baseline, one plain server holding one node's share. idle-clusterN: IDLE
+  # spread over every node. idle-remote-clusterN: one node's share, all on node 0, while the
+  # other nodes hold none: their growth is what other nodes' users cost a node.
+  for config in idle-memory "idle-cluster$idle_nodes" "idle-remote-cluster$idle_nodes"; do
+    count=$idle; [ "$config" = "idle-cluster$idle_nodes" ] || count=$per_node
+    wait_quiet
     start_config "$config" --max-connections 20000 --default-room off
     urls=$(IFS=,; echo "${node_urls[*]}"); pids_list=$(IFS=,; echo "${node_pids[*]}")
+    [[ $config = idle-remote-* ]] && urls=${node_urls[0]}
     line=$(timeout 600 "${pin_load[@]}" "$load" --ws "$urls" --pid "$pids_list" --idle "$count" \
         --json --label idle) || { echo "!! chat-load --idle failed against $config" >&2; touch "$dir/trouble"; }
     stop_config "$config"
@@ -225,13 +260,16 @@ for label in ("max", "rate"):
             print(f"{'':<18} Redis per message: " + ", ".join(f"{k} {v / max(1, r['sent']):.2f}" for k, v in calls))
 idle = [r for r in runs if r.get("label") == "idle"]
 base = next((r for r in idle if r["config"] == "idle-memory"), None)
+plain = base["kib_per_connection"] if base else 0
 for r in idle:
-    ratio = f" ({r['kib_per_connection'] / base['kib_per_connection']:.2f}x the plain server's)" if base and r is not base and base["kib_per_connection"] else ""
-    print(f"idle     {r['config']:<14} {r['connections']} connections in {r['seconds']:.1f} s by "
-          f"{r.get('processes', 1)} process(es): {r['kib_per_connection']:.2f} KiB per connection, all servers{ratio}")
+    print(f"idle     {r['config']:<20} {r['connections']} connections in {r['seconds']:.1f} s by "
+          f"{r.get('processes', 1)} process(es): servers' RSS +{(r['server_rss_after_kib'] - r['server_rss_before_kib']) / 1024:.0f} MiB, "
+          f"{r['kib_per_connection']:.2f} KiB per connection, all servers together")
     for n in r.get("nodes", []):
-        print(f"{'':<18} {n['endpoint']} holds {n['connections']}: RSS +{(n['rss_after_kib'] - n['rss_before_kib']) / 1024:.0f} MiB, "
-              f"{n['kib_per_connection']:.2f} KiB per connection it holds, "
+        where = n["endpoint"] or f"pid {n['pid']} (no endpoint)"
+        ratio = f" ({n['kib_per_connection'] / plain:.2f}x the plain server's)" if plain and n["connections"] else ""
+        print(f"{'':<18} {where} holds {n['connections']}: RSS +{(n['rss_after_kib'] - n['rss_before_kib']) / 1024:.0f} MiB, "
+              f"{n['kib_per_connection']:.2f} KiB per connection it holds{ratio}, "
               f"{n['kib_per_cluster_connection']:.2f} KiB per connection of the cluster")
 PY
 echo "appended to $out"

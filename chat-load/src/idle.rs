@@ -12,7 +12,9 @@
 //! closed standard input is their signal to go).
 //!
 //! Each node of a cluster keeps the chat state of every user, not only of its own connections,
-//! so its growth is given both per connection it holds and per connection of the run.
+//! so its growth is given both per connection it holds and per connection of the run. A `--pid`
+//! beyond the endpoints is a node that holds none: its growth is the state of other nodes'
+//! users alone.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -45,7 +47,7 @@ pub(crate) async fn run(options: &Options, targets: &[Target], count: usize) -> 
     if options.pid.is_empty() {
         return Err("--idle needs --pid to read the server's memory".into());
     }
-    if options.pid.len() != targets.len() {
+    if options.pid.len() < targets.len() {
         return Err(format!(
             "--idle needs one --pid per endpoint, in the same order ({} endpoints, {} pids)",
             targets.len(),
@@ -87,20 +89,29 @@ pub(crate) async fn run(options: &Options, targets: &[Target], count: usize) -> 
         .map(|&pid| probe::open_fds(pid).ok())
         .collect();
     let (sum_before, sum_after) = (before.iter().sum::<u64>(), after.iter().sum::<u64>());
-    let nodes = if targets.len() > 1 {
-        targets
+    let nodes = if options.pid.len() > 1 {
+        options
+            .pid
             .iter()
             .enumerate()
-            .map(|(i, target)| {
-                let connections = share(count, options.names_from, targets.len(), i);
+            .map(|(i, &pid)| {
+                // A pid beyond the endpoints is a node that holds none of the connections.
+                let connections = match targets.get(i) {
+                    Some(_) => share(count, options.names_from, targets.len(), i),
+                    None => 0,
+                };
                 let grown = after[i].saturating_sub(before[i]) as f64;
                 NodeIdle {
-                    endpoint: run::endpoint(target),
-                    pid: options.pid[i],
+                    endpoint: targets.get(i).map(run::endpoint).unwrap_or_default(),
+                    pid,
                     connections,
                     rss_before_kib: before[i],
                     rss_after_kib: after[i],
-                    kib_per_connection: grown / connections.max(1) as f64,
+                    kib_per_connection: if connections == 0 {
+                        0.0
+                    } else {
+                        grown / connections as f64
+                    },
                     kib_per_cluster_connection: grown / count.max(1) as f64,
                     fds: fds[i],
                 }
@@ -117,7 +128,7 @@ pub(crate) async fn run(options: &Options, targets: &[Target], count: usize) -> 
         server_rss_before_kib: sum_before,
         server_rss_after_kib: sum_after,
         kib_per_connection: sum_after.saturating_sub(sum_before) as f64 / count.max(1) as f64,
-        server_fds: if targets.len() > 1 { None } else { fds[0] },
+        server_fds: if options.pid.len() > 1 { None } else { fds[0] },
         processes,
         nodes,
     };

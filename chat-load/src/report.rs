@@ -148,7 +148,7 @@ pub(crate) struct IdleReport {
     /// chat-load processes that held the connections (more than one: see `idle.rs`).
     #[serde(skip_serializing_if = "is_one")]
     pub(crate) processes: usize,
-    /// Several endpoints: one entry per node.
+    /// Several servers (`--pid`): one entry per node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) nodes: Vec<NodeIdle>,
 }
@@ -162,13 +162,14 @@ fn is_one(n: &usize) -> bool {
 /// whole cluster.
 #[derive(Debug, Serialize)]
 pub(crate) struct NodeIdle {
+    /// Empty for a node that holds no connection (a `--pid` beyond the endpoints).
     pub(crate) endpoint: String,
     pub(crate) pid: u32,
     /// The connections this node holds.
     pub(crate) connections: usize,
     pub(crate) rss_before_kib: u64,
     pub(crate) rss_after_kib: u64,
-    /// RSS growth over the connections it holds.
+    /// RSS growth over the connections it holds (0 if it holds none).
     pub(crate) kib_per_connection: f64,
     /// RSS growth over every connection of the run (all nodes').
     pub(crate) kib_per_cluster_connection: f64,
@@ -369,10 +370,15 @@ impl IdleReport {
             ));
         }
         for node in &self.nodes {
+            let endpoint = if node.endpoint.is_empty() {
+                "(no endpoint)"
+            } else {
+                &node.endpoint
+            };
             out.push_str(&format!(
                 "  {} (pid {}): {} connections, RSS {} KiB -> {} KiB, {:.2} KiB per connection it \
                  holds, {:.2} KiB per connection of the cluster{}\n",
-                node.endpoint,
+                endpoint,
                 node.pid,
                 node.connections,
                 node.rss_before_kib,
