@@ -12,7 +12,8 @@
 #     `cluster1` (one node on Redis), `cluster3` (NODES nodes, default 3, receivers spread
 #     round-robin). Closed loop first (label "max": the most deliveries/s), then a fixed rate
 #     (label "rate": p50/p99), the same for all three: RATE, or half the lowest of the three
-#     maxima.
+#     maxima; then half that rate (label "rate-half"). A fixed rate costs a cluster more per
+#     message than a closed loop, which batches (see the "us/dlv" column).
 # (b) Redis: with every cluster run, the Redis commands per message (INFO commandstats) and
 #     Redis's CPU.
 # (c) Idle: IDLE (50,000) idle logged-in connections spread over IDLE_NODES (3) nodes, run
@@ -33,6 +34,7 @@
 #   NODES=4 IDLE_NODES=4 scripts/cluster-perf.sh 8
 #   SKIP_IDLE=1 RATE=500 scripts/cluster-perf.sh
 #   SKIP_LOAD=1 scripts/cluster-perf.sh        # only (c)
+#   KEEP_LOGS=1 scripts/cluster-perf.sh        # keep the servers' output and Redis's files
 #   CONFIGS="memory cluster3" RATE=300 SKIP_IDLE=1 scripts/cluster-perf.sh   # rerun two of (a)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +64,11 @@ pids=()          # every process this script started and has not stopped
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -e "$dir/trouble" ]; then echo "logs kept in $dir" >&2; else rm -rf "$dir"; fi
+  if [ -e "$dir/trouble" ] || [ -n "${KEEP_LOGS:-}" ]; then
+    echo "logs kept in $dir" >&2
+  else
+    rm -rf "$dir"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -191,9 +197,12 @@ if [ -z "${SKIP_LOAD:-}" ]; then
     [ -s "$dir/last.json" ] && maxima+=("$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["messages_per_s"]))' "$dir/last.json")")
   done
   rate=${RATE:-$(python3 -c 'import sys; print(max(1, min(int(x) for x in sys.argv[1:]) // 2))' "${maxima[@]}")}
-  echo "fixed rate: $rate messages/s"
+  echo "fixed rates: $rate and $(( (rate + 1) / 2 )) messages/s"
   for config in "${configs[@]}"; do
     load_run "$config" --rate "$rate" --label rate
+  done
+  for config in "${configs[@]}"; do
+    load_run "$config" --rate $(( (rate + 1) / 2 )) --label rate-half
   done
 fi
 
@@ -234,9 +243,9 @@ print(f"\n{sys.argv[2]}, Redis appendfsync {runs[0]['fsync'] if runs else '?'}; 
       "pinned to core 0, chat-load to core 1")
 print("(servers: their CPU summed, as a share of core 0; us/dlv: the servers' and Redis's CPU "
       "per delivery, in microseconds)")
-print("run      config    deliveries/s  (x mem)  msgs/s  p50 ms  p99 ms  (x mem)      lost  "
+print("run       config    deliveries/s  (x mem)  msgs/s  p50 ms  p99 ms  (x mem)      lost  "
       "servers  chat-load  Redis  us/dlv  cmds/msg  others  flags")
-for label in ("max", "rate"):
+for label in ("max", "rate", "rate-half"):
     base = get(label, "memory")
     for r in (r for r in runs if r.get("label") == label):
         ratio_d = f"{r['deliveries_per_s'] / base['deliveries_per_s']:.2f}x" if base and base["deliveries_per_s"] else "?"
@@ -246,7 +255,7 @@ for label in ("max", "rate"):
         cpu = (r.get("server_cpu_percent") or 0) + (r.get("redis_cpu_percent") or 0)
         per = 1e4 * cpu / r["deliveries_per_s"] if r["deliveries_per_s"] else 0
         flags = ("TOOL-BOUND " if r.get("load_tool_bound") else "") + ("CONTENDED" if r.get("contended") else "")
-        print(f"{label:<8} {r['config']:<9} {r['deliveries_per_s']:>12.0f}  {ratio_d:>7} {r['messages_per_s']:>7.0f} "
+        print(f"{label:<9} {r['config']:<9} {r['deliveries_per_s']:>12.0f}  {ratio_d:>7} {r['messages_per_s']:>7.0f} "
               f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}  {ratio_l:>10} {r['lost']:>6}  "
               f"{pct(r.get('server_cpu_share_percent')):>7}  {pct(r.get('load_cpu_share_percent')):>9}  "
               f"{pct(r.get('redis_cpu_share_percent')):>5}  {per:>6.2f}  {'-' if cmds is None else f'{cmds:.2f}':>8}  "
