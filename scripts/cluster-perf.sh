@@ -26,9 +26,10 @@
 #
 # Every run is bounded (chat-load's --duration, and `timeout` around every command); loopback
 # only. Each result is one JSON line appended to perf/cluster.jsonl (OUT overrides) with the
-# fields `config`, `fsync`, `stamp` (this run of the script) added. The table at the end is of
-# this run only. Nodes' stderr goes to a temporary directory; lines at WARN or ERROR, and nodes
-# that died, are reported at the end, and the directory is kept if there were any.
+# fields `config`, `fsync`, `stamp` (this run of the script) and `nodes_n` (servers started)
+# added. The table at the end is of this run only. Nodes' stderr goes to a temporary directory;
+# lines at WARN or ERROR, and nodes that died, are reported at the end, and the directory is kept
+# if there were any.
 #
 #   scripts/cluster-perf.sh [SECONDS]          # default 10 s per load run
 #   NODES=4 IDLE_NODES=4 scripts/cluster-perf.sh 8
