@@ -7,6 +7,9 @@
 //! cargo run --release -p chat-load -- --receivers 1000 --senders 10 --duration 10 --pid PID
 //! cargo run --release -p chat-load -- --tcp 127.0.0.1:9999 --rate 2000 --duration 10
 //! cargo run --release -p chat-load -- --idle 10000 --pid PID
+//! cargo run --release -p chat-load -- --ws URL0,URL1,URL2 --pid P0,P1,P2 \
+//!     --redis redis://127.0.0.1:PORT/0 --redis-pid PID
+//! cargo run --release -p chat-load -- --ws URL0,URL1,URL2 --pid P0,P1,P2 --idle 50000
 //! cargo run --release -p chat-load -- --rate 200 --duration 10 --pid PID --pager archive
 //! cargo run --release -p chat-load -- floor --listen 127.0.0.1:0
 //! ```
@@ -25,11 +28,21 @@
 //! Every report gives the server's CPU and chat-load's own, each also as a share of the cores it
 //! can use, the CPU other processes used meanwhile, and marks a run as load-tool-bound when
 //! chat-load's share is above 90% (see `report.rs`).
+//!
+//! A cluster (several nodes on one Redis) is driven by giving every node's endpoint: receivers
+//! (and idle connections) are spread over them round-robin, senders all use the first, so every
+//! delivery on another node went through Redis. With one `--pid` per node the report has each
+//! node's CPU and memory and their sum; `--redis-pid` adds Redis's CPU, and `--redis` the Redis
+//! commands per message (from `INFO commandstats`, see `redis_stats.rs`). `--idle N` past what
+//! one process may hold opens the connections from several chat-load processes (see `idle.rs`).
 
 mod client;
 mod floor;
+mod idle;
+mod meter;
 mod pager;
 mod probe;
+mod redis_stats;
 mod report;
 mod run;
 mod ws_raw;
@@ -46,12 +59,19 @@ pub(crate) struct Options {
     /// Something other than a load (a load is the default).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
-    /// WebSocket endpoint to drive (the default transport).
-    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:8765/chat")]
-    pub(crate) ws: String,
-    /// Drive the line TCP transport at this address instead.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) tcp: Option<SocketAddr>,
+    /// WebSocket endpoint to drive (the default transport). Repeat it or give a comma-separated
+    /// list to drive the nodes of a cluster: receivers and idle connections are spread over them
+    /// round-robin, senders (and the pager) all use the first.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8765/chat"
+    )]
+    pub(crate) ws: Vec<String>,
+    /// Drive the line TCP transport at this address instead (repeatable, like --ws).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub(crate) tcp: Vec<SocketAddr>,
     /// Connections that only receive.
     #[arg(long, default_value_t = 1000)]
     pub(crate) receivers: usize,
@@ -80,9 +100,18 @@ pub(crate) struct Options {
     /// The room to use.
     #[arg(long, default_value = "general")]
     pub(crate) room: String,
-    /// The server's process id, to report its memory and CPU.
-    #[arg(long)]
-    pub(crate) pid: Option<u32>,
+    /// The server's process id, to report its memory and CPU. For a cluster, one per node, in
+    /// the order of the endpoints (repeat it or give a comma-separated list): each node's
+    /// figures are reported, and their sum.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) pid: Vec<u32>,
+    /// Redis's process id (a cluster's), to report its CPU too.
+    #[arg(long, value_name = "PID")]
+    pub(crate) redis_pid: Option<u32>,
+    /// A cluster's Redis (`redis://127.0.0.1:PORT/DB`, loopback only): its `INFO commandstats`
+    /// before and after the run give the Redis commands per message.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
     /// Print one JSON line instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -91,6 +120,18 @@ pub(crate) struct Options {
     /// logins do not fill the idle clients' queues with presence).
     #[arg(long, value_name = "N")]
     pub(crate) idle: Option<usize>,
+    /// --idle: the first connection's number; they are named `idle{K}`, `idle{K+1}`, … (names
+    /// are the cluster's, so chat-load processes that share one must not overlap).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub(crate) names_from: usize,
+    /// --idle: chat-load processes that open the connections between them (default: as few as
+    /// the open-file limit allows, each keeping 1,000 files spare).
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) processes: Option<u16>,
+    /// --idle: this process is one of several (see `idle.rs`): connect, print what it holds,
+    /// hold it until standard input closes.
+    #[arg(long, hide = true)]
+    pub(crate) idle_child: bool,
     /// During the load, one more client (`pager`) reads this room's whole history, page by page
     /// from the newest to the oldest and round again (WebSocket only; the room needs history
     /// and must differ from --room).

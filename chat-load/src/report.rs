@@ -11,6 +11,13 @@
 //! the machine used meanwhile is given too, and how busy the server's and chat-load's cores were
 //! (by every process); a run where other processes used over [`CONTENDED_PERCENT`] of one core
 //! is marked contended: on a shared machine, that tells a noisy figure.
+//!
+//! A cluster's run also has one row per node (its receivers, their latency, the node's CPU and
+//! memory), Redis's CPU and the Redis commands per message; the server figures are then the
+//! nodes' sum, their share being of the union of their cores. A single server's report has none
+//! of these: its JSON line and table are those of a plain run.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -87,6 +94,42 @@ pub(crate) struct LoadReport {
     pub(crate) pager_pages: Option<u64>,
     pub(crate) pager_messages: Option<u64>,
     pub(crate) pager_refused: Option<u64>,
+    /// Several endpoints or servers: one entry per node, in the order of `--ws`/`--tcp`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) nodes: Vec<NodeLoad>,
+    /// `--redis-pid`: Redis's CPU over the run (% of one core), its cores and its share of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_cpu_percent: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_cores: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_cpu_share_percent: Option<f64>,
+    /// `--redis`: the commands Redis ran over the run (those Lua scripts ran included), per
+    /// message sent and per delivery, and per command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_commands: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_commands_per_message: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_commands_per_delivery: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_calls: Option<BTreeMap<String, u64>>,
+}
+
+/// One node of a cluster in a load run.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct NodeLoad {
+    /// Empty for a `--pid` beyond the endpoints.
+    pub(crate) endpoint: String,
+    pub(crate) receivers: usize,
+    /// Unique deliveries to its receivers, and their latency.
+    pub(crate) deliveries: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) pid: Option<u32>,
+    pub(crate) cpu_percent: Option<f64>,
+    pub(crate) cpu_share_percent: Option<f64>,
+    pub(crate) rss_kib: Option<u64>,
 }
 
 /// The result of an idle run.
@@ -96,10 +139,41 @@ pub(crate) struct IdleReport {
     pub(crate) transport: &'static str,
     pub(crate) connections: usize,
     pub(crate) seconds: f64,
+    /// The servers' RSS together (one server: its own).
     pub(crate) server_rss_before_kib: u64,
     pub(crate) server_rss_after_kib: u64,
+    /// The servers' RSS growth over every connection.
     pub(crate) kib_per_connection: f64,
     pub(crate) server_fds: Option<usize>,
+    /// chat-load processes that held the connections (more than one: see `idle.rs`).
+    #[serde(skip_serializing_if = "is_one")]
+    pub(crate) processes: usize,
+    /// Several servers (`--pid`): one entry per node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) nodes: Vec<NodeIdle>,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+/// One node of a cluster in an idle run. Every node keeps the chat state of every user, the
+/// other nodes' too, so its growth is given per connection it holds and per connection of the
+/// whole cluster.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeIdle {
+    /// Empty for a node that holds no connection (a `--pid` beyond the endpoints).
+    pub(crate) endpoint: String,
+    pub(crate) pid: u32,
+    /// The connections this node holds.
+    pub(crate) connections: usize,
+    pub(crate) rss_before_kib: u64,
+    pub(crate) rss_after_kib: u64,
+    /// RSS growth over the connections it holds (0 if it holds none).
+    pub(crate) kib_per_connection: f64,
+    /// RSS growth over every connection of the run (all nodes').
+    pub(crate) kib_per_cluster_connection: f64,
+    pub(crate) fds: Option<usize>,
 }
 
 impl LoadReport {
@@ -223,6 +297,58 @@ impl LoadReport {
                 ),
             );
         }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut text = if node.endpoint.is_empty() {
+                "(no endpoint)".to_owned()
+            } else {
+                format!(
+                    "{}: {} receivers, {} deliveries, p50 {:.2} ms, p99 {:.2} ms",
+                    node.endpoint, node.receivers, node.deliveries, node.p50_ms, node.p99_ms
+                )
+            };
+            if let (Some(pid), Some(cpu), Some(rss)) = (node.pid, node.cpu_percent, node.rss_kib) {
+                text.push_str(&format!(
+                    "; pid {pid}: CPU {cpu:.0}% of one core{}, RSS {:.1} MiB",
+                    node.cpu_share_percent
+                        .map(|s| format!(" ({s:.0}% of its cores)"))
+                        .unwrap_or_default(),
+                    rss as f64 / 1024.0
+                ));
+            }
+            row(&format!("node {i}"), text);
+        }
+        if let Some(cpu) = self.redis_cpu_percent {
+            row(
+                "Redis CPU",
+                format!(
+                    "{cpu:.0}% of one core{}",
+                    share(self.redis_cpu_share_percent, self.redis_cores)
+                ),
+            );
+        }
+        if let (Some(total), Some(per_message), Some(per_delivery)) = (
+            self.redis_commands,
+            self.redis_commands_per_message,
+            self.redis_commands_per_delivery,
+        ) {
+            row(
+                "Redis commands",
+                format!(
+                    "{total}: {per_message:.2} per message sent, {per_delivery:.4} per delivery"
+                ),
+            );
+            if let Some(calls) = &self.redis_calls {
+                let mut by_count: Vec<_> = calls.iter().collect();
+                by_count.sort_by(|a, b| b.1.cmp(a.1));
+                let per = by_count
+                    .iter()
+                    .take(6)
+                    .map(|(name, n)| format!("{name} {:.2}", **n as f64 / self.sent.max(1) as f64))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                row("  per message", per);
+            }
+        }
         out
     }
 }
@@ -236,6 +362,38 @@ pub(crate) fn share(percent: f64, cores: usize) -> (f64, bool) {
 
 impl IdleReport {
     pub(crate) fn table(&self) -> String {
+        let mut out = self.summary();
+        if self.processes > 1 {
+            out.push_str(&format!(
+                "  held by {} chat-load processes\n",
+                self.processes
+            ));
+        }
+        for node in &self.nodes {
+            let endpoint = if node.endpoint.is_empty() {
+                "(no endpoint)"
+            } else {
+                &node.endpoint
+            };
+            out.push_str(&format!(
+                "  {} (pid {}): {} connections, RSS {} KiB -> {} KiB, {:.2} KiB per connection it \
+                 holds, {:.2} KiB per connection of the cluster{}\n",
+                endpoint,
+                node.pid,
+                node.connections,
+                node.rss_before_kib,
+                node.rss_after_kib,
+                node.kib_per_connection,
+                node.kib_per_cluster_connection,
+                node.fds
+                    .map(|n| format!(", {n} open fds"))
+                    .unwrap_or_default()
+            ));
+        }
+        out
+    }
+
+    fn summary(&self) -> String {
         format!(
             "{} idle {} connections in {:.1} s: server RSS {} KiB -> {} KiB, {:.2} KiB per connection{}\n",
             self.connections,
@@ -281,5 +439,34 @@ mod tests {
             ..LoadReport::default()
         };
         assert!(busy.table().contains("CONTENDED"));
+    }
+
+    #[test]
+    fn a_single_server_report_has_no_cluster_fields() {
+        let json = serde_json::to_value(LoadReport::default()).unwrap();
+        for field in [
+            "nodes",
+            "redis_cpu_percent",
+            "redis_commands",
+            "redis_calls",
+        ] {
+            assert!(json.get(field).is_none(), "{field}");
+        }
+        assert!(!LoadReport::default().table().contains("node 0"));
+        let idle = IdleReport {
+            label: String::new(),
+            transport: "ws",
+            connections: 10,
+            seconds: 1.0,
+            server_rss_before_kib: 100,
+            server_rss_after_kib: 150,
+            kib_per_connection: 5.0,
+            server_fds: Some(20),
+            processes: 1,
+            nodes: Vec::new(),
+        };
+        let json = serde_json::to_value(&idle).unwrap();
+        assert!(json.get("processes").is_none() && json.get("nodes").is_none());
+        assert_eq!(idle.table().lines().count(), 1);
     }
 }

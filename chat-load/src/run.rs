@@ -14,11 +14,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::Options;
 use crate::client::{self, Reader, Stamp, Target, Writer};
+use crate::idle;
+use crate::meter::Meter;
 use crate::pager::Pager;
-use crate::probe;
-use crate::report::{self, IdleReport, LoadReport};
+use crate::redis_stats::{self, RedisStats};
+use crate::report::{LoadReport, NodeLoad};
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// Connections per source address: well inside one address's ephemeral port range.
 const PER_SOURCE: usize = 20_000;
@@ -39,34 +41,51 @@ fn source(i: usize) -> Option<Ipv4Addr> {
     (n > 1).then(|| Ipv4Addr::new(127, 0, 0, n))
 }
 
-fn target(options: &Options) -> Result<Target> {
-    let target = match options.tcp {
-        Some(addr) => Target::Tcp(addr),
-        None => {
-            let rest = options
-                .ws
-                .strip_prefix("ws://")
-                .ok_or("--ws takes a ws:// URL")?;
-            let host = rest.split('/').next().unwrap_or(rest);
-            let addr = host
-                .to_socket_addrs()?
-                .next()
-                .ok_or("--ws names no address")?;
-            Target::Ws {
-                addr,
-                url: options.ws.clone(),
-            }
+/// The endpoints to drive: every `--tcp` address, or else every `--ws` URL (loopback only).
+pub(crate) fn targets(options: &Options) -> Result<Vec<Target>> {
+    let targets = if options.tcp.is_empty() {
+        options
+            .ws
+            .iter()
+            .map(|url| {
+                let rest = url.strip_prefix("ws://").ok_or("--ws takes a ws:// URL")?;
+                let host = rest.split('/').next().unwrap_or(rest);
+                let addr = host
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or("--ws names no address")?;
+                Ok(Target::Ws {
+                    addr,
+                    url: url.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        options.tcp.iter().copied().map(Target::Tcp).collect()
+    };
+    for target in &targets {
+        let addr: SocketAddr = match target {
+            Target::Ws { addr, .. } | Target::Tcp(addr) => *addr,
+        };
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address; chat-load only drives loopback"
+            )
+            .into());
         }
-    };
-    let addr: SocketAddr = match &target {
-        Target::Ws { addr, .. } | Target::Tcp(addr) => *addr,
-    };
-    if !addr.ip().is_loopback() {
-        return Err(
-            format!("{addr} is not a loopback address; chat-load only drives loopback").into(),
-        );
     }
-    Ok(target)
+    if targets.is_empty() {
+        return Err("no endpoint to drive".into());
+    }
+    Ok(targets)
+}
+
+/// An endpoint as the report names it.
+pub(crate) fn endpoint(target: &Target) -> String {
+    match target {
+        Target::Ws { url, .. } => url.clone(),
+        Target::Tcp(addr) => format!("tcp://{addr}"),
+    }
 }
 
 /// `name` as the server writes it (lower case), or why it is no room name.
@@ -84,20 +103,23 @@ pub(crate) async fn run(mut options: Options) -> Result<()> {
         Some(room) => Some(room_name("--pager", room)?),
         None => None,
     };
-    let target = target(&options)?;
+    let targets = targets(&options)?;
     if let Some(n) = options.idle {
-        return idle(&options, &target, n).await;
+        return idle::run(&options, &targets, n).await;
     }
-    load(&options, &target).await
+    load(&options, &targets).await
 }
 
-/// Connects `count` clients named `prefix{i}` in parallel (bounded), in order.
-async fn connect_all(
-    target: &Target,
+/// Connects `count` clients named `prefix{first_name + i}` in parallel (bounded), in order. The
+/// `i`-th connects to `targets[(first_name + i) % targets.len()]`, from the `first_index + i`-th
+/// [`source`].
+pub(crate) async fn connect_all(
+    targets: &[Target],
     room: Option<&str>,
     prefix: &str,
     count: usize,
     first_index: usize,
+    first_name: usize,
 ) -> Result<Vec<(Writer, Reader)>> {
     let mut connected = Vec::with_capacity(count);
     let mut set = JoinSet::new();
@@ -105,9 +127,9 @@ async fn connect_all(
     let mut results: Vec<Option<(Writer, Reader)>> = (0..count).map(|_| None).collect();
     while next < count || !set.is_empty() {
         while next < count && set.len() < SETUP_PARALLELISM {
-            let target = target.clone();
+            let target = targets[(first_name + next) % targets.len()].clone();
             let room = room.map(str::to_owned);
-            let name = format!("{prefix}{next}");
+            let name = format!("{prefix}{}", first_name + next);
             let source = source(first_index + next);
             let i = next;
             set.spawn(async move {
@@ -145,6 +167,8 @@ struct ReceiverStats {
     duplicated: u64,
     reordered: u64,
     closed: bool,
+    /// Which endpoint it is connected to.
+    endpoint: usize,
 }
 
 /// What every task shares.
@@ -219,8 +243,8 @@ async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<Recei
         .closed = true;
 }
 
-async fn load(options: &Options, target: &Target) -> Result<()> {
-    let transport = match target {
+async fn load(options: &Options, targets: &[Target]) -> Result<()> {
+    let transport = match &targets[0] {
         Target::Ws { .. } => "ws",
         Target::Tcp(_) => "tcp",
     };
@@ -235,38 +259,47 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             return Err("--pager needs a room other than --room".into());
         }
     }
+    let mut redis = match &options.redis {
+        Some(url) => Some(RedisStats::connect(url).await?),
+        None => None,
+    };
     // Names carry the run's token too: a run that starts while the server still holds the last
     // run's names (their disconnects not yet handled) would otherwise find them taken.
     let run = run_token();
     let receivers = connect_all(
-        target,
+        targets,
         Some(&options.room),
         &format!("r{run:x}-"),
         options.receivers,
         0,
+        0,
     )
     .await?;
     let stalled = connect_all(
-        target,
+        targets,
         Some(&options.room),
         &format!("z{run:x}-"),
         options.stalled,
         options.receivers,
+        0,
     )
     .await?;
+    // Every sender on the first endpoint: with several nodes, every delivery on another node
+    // went through Redis.
     let senders = connect_all(
-        target,
+        &targets[..1],
         Some(&options.room),
         &format!("s{run:x}-"),
         options.senders,
         options.receivers + options.stalled,
+        0,
     )
     .await?;
     let pager = match &options.pager {
         Some(room) => {
             let index = options.receivers + options.stalled + options.senders;
             let name = format!("pager{run:x}");
-            Some(Pager::connect(target, source(index), &name, room, &options.room).await?)
+            Some(Pager::connect(&targets[0], source(index), &name, room, &options.room).await?)
         }
         None => None,
     };
@@ -291,7 +324,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     // Receivers send nothing, but their write halves must live: dropping a TCP write half
     // shuts the connection's sending side, and the server takes that for a goodbye.
     let mut receiver_writers = Vec::with_capacity(options.receivers);
-    for (writer, reader) in receivers {
+    for (i, (writer, reader)) in receivers.into_iter().enumerate() {
         receiver_writers.push(writer);
         let stats = Arc::new(Mutex::new(ReceiverStats {
             latency: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
@@ -300,6 +333,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
             duplicated: 0,
             reordered: 0,
             closed: false,
+            endpoint: i % targets.len(),
         }));
         all_stats.push(stats.clone());
         tasks.spawn(receive(reader, shared.clone(), stats));
@@ -318,16 +352,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         }
     });
 
-    let cpu_before = options.pid.map(probe::cpu_seconds).transpose()?;
-    let own_cpu_before = probe::cpu_seconds(std::process::id()).ok();
-    // How busy the machine, the server's cores and chat-load's cores are, by every process.
-    let me = std::process::id();
-    let server_cpus = options.pid.and_then(|pid| probe::allowed_cpus(pid).ok());
-    let load_cpus = probe::allowed_cpus(me).ok();
-    let busy = |cpus: Option<&Vec<usize>>| probe::busy_seconds(cpus.map(Vec::as_slice)).ok();
-    let machine_before = busy(None);
-    let server_cores_before = server_cpus.as_ref().and_then(|c| busy(Some(c)));
-    let load_cores_before = load_cpus.as_ref().and_then(|c| busy(Some(c)));
+    let redis_before = match &mut redis {
+        Some(redis) => Some(redis.calls().await?),
+        None => None,
+    };
+    let meter = Meter::start(&options.pid, options.redis_pid, options.threads)?;
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -384,42 +413,11 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = sending_started.elapsed();
-    let cpu = match (options.pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            Some(100.0 * (probe::cpu_seconds(pid)? - before) / elapsed.as_secs_f64())
-        }
+    let figures = meter.finish(elapsed)?;
+    let redis_calls = match (&mut redis, &redis_before) {
+        (Some(redis), Some(before)) => Some(redis_stats::delta(before, &redis.calls().await?)),
         _ => None,
     };
-    let load_cpu = own_cpu_before.and_then(|before| {
-        let after = probe::cpu_seconds(std::process::id()).ok()?;
-        Some(100.0 * (after - before) / elapsed.as_secs_f64())
-    });
-    // Everything else the machine ran meanwhile (other processes compete for the same cores).
-    let percent = |before: Option<f64>, cpus: Option<&Vec<usize>>, cores: usize| {
-        let after = busy(cpus)?;
-        Some(100.0 * (after - before?) / elapsed.as_secs_f64() / cores.max(1) as f64)
-    };
-    let others_cpu = percent(machine_before, None, 1)
-        .zip(load_cpu)
-        .map(|(busy, load)| (busy - cpu.unwrap_or(0.0) - load).max(0.0));
-    let server_cores_busy = server_cpus
-        .as_ref()
-        .and_then(|c| percent(server_cores_before, Some(c), c.len()));
-    let load_cores_busy = load_cpus
-        .as_ref()
-        .and_then(|c| percent(load_cores_before, Some(c), c.len()));
-    let rss = options.pid.map(probe::rss_kib).transpose()?;
-    let server_cores = server_cpus.as_ref().map(Vec::len);
-    // chat-load's runtime threads are the most cores it can keep busy.
-    let load_cores = load_cpus
-        .as_ref()
-        .map(|cpus| cpus.len().min(usize::from(options.threads)));
-    let server_share = cpu
-        .zip(server_cores)
-        .map(|(cpu, cores)| report::share(cpu, cores).0);
-    let load_share = load_cpu
-        .zip(load_cores)
-        .map(|(cpu, cores)| report::share(cpu, cores));
     tasks.abort_all();
 
     // Stalled connections: read what is buffered until the server's close, or give up.
@@ -433,6 +431,7 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     }
 
     let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3)?;
+    let sent = sent.load(Ordering::Acquire);
     let mut report = LoadReport {
         label: options.label.clone(),
         transport,
@@ -444,31 +443,45 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
         window: options.window,
         in_phase: options.in_phase && options.rate > 0,
         seconds: sending.as_secs_f64(),
-        sent: sent.load(Ordering::Acquire),
+        sent,
         stalled_closed,
-        server_rss_kib: rss,
+        server_rss_kib: figures.server_rss_kib,
         server: options.server_kind.clone(),
-        server_cpu_percent: cpu,
-        server_cores,
-        server_cpu_share_percent: server_share,
-        load_cpu_percent: load_cpu,
+        server_cpu_percent: figures.server_cpu_percent,
+        server_cores: figures.server_cores,
+        server_cpu_share_percent: figures.server_cpu_share_percent,
+        load_cpu_percent: figures.load_cpu_percent,
         load_threads: options.threads,
-        load_cores,
-        load_cpu_share_percent: load_share.map(|(share, _)| share),
-        load_tool_bound: load_share.is_some_and(|(_, bound)| bound),
-        others_cpu_percent: others_cpu,
-        contended: others_cpu.is_some_and(|cpu| cpu > report::CONTENDED_PERCENT),
-        server_cores_busy_percent: server_cores_busy,
-        load_cores_busy_percent: load_cores_busy,
+        load_cores: figures.load_cores,
+        load_cpu_share_percent: figures.load_cpu_share_percent,
+        load_tool_bound: figures.load_tool_bound,
+        others_cpu_percent: figures.others_cpu_percent,
+        contended: figures.contended,
+        server_cores_busy_percent: figures.server_cores_busy_percent,
+        load_cores_busy_percent: figures.load_cores_busy_percent,
         pager_room: options.pager.clone(),
         pager_pages: pager.map(|p| p.pages),
         pager_messages: pager.map(|p| p.messages),
         pager_refused: pager.map(|p| p.refused),
         ..LoadReport::default()
     };
+    let mut per_endpoint = (0..targets.len())
+        .map(|_| Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut nodes: Vec<NodeLoad> = targets
+        .iter()
+        .map(|target| NodeLoad {
+            endpoint: endpoint(target),
+            ..NodeLoad::default()
+        })
+        .collect();
     for stats in &all_stats {
         let stats = stats.lock().expect("the receivers have stopped");
         latency.add(&stats.latency)?;
+        per_endpoint[stats.endpoint].add(&stats.latency)?;
+        let node = &mut nodes[stats.endpoint];
+        node.receivers += 1;
+        node.deliveries += stats.deliveries - stats.duplicated;
         report.deliveries += stats.deliveries;
         report.duplicated += stats.duplicated;
         report.reordered += stats.reordered;
@@ -479,11 +492,46 @@ async fn load(options: &Options, target: &Target) -> Result<()> {
     let seconds = elapsed.as_secs_f64().max(1e-9);
     report.deliveries_per_s = unique as f64 / seconds;
     report.messages_per_s = report.sent as f64 / sending.as_secs_f64().max(1e-9);
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e6;
-    report.p50_ms = ms(0.5);
-    report.p90_ms = ms(0.9);
-    report.p99_ms = ms(0.99);
+    let ms = |latency: &Histogram<u64>, q: f64| latency.value_at_quantile(q) as f64 / 1e6;
+    report.p50_ms = ms(&latency, 0.5);
+    report.p90_ms = ms(&latency, 0.9);
+    report.p99_ms = ms(&latency, 0.99);
     report.max_ms = latency.max() as f64 / 1e6;
+    if targets.len() > 1 || figures.servers.len() > 1 {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.p50_ms = ms(&per_endpoint[i], 0.5);
+            node.p99_ms = ms(&per_endpoint[i], 0.99);
+            if let Some(process) = figures.servers.get(i) {
+                node.pid = Some(process.pid);
+                node.cpu_percent = Some(process.cpu_percent);
+                node.cpu_share_percent = process.cpu_share_percent;
+                node.rss_kib = Some(process.rss_kib);
+            }
+        }
+        // Servers beyond the endpoints (a pid without one) are reported too.
+        for process in figures.servers.iter().skip(nodes.len()) {
+            nodes.push(NodeLoad {
+                pid: Some(process.pid),
+                cpu_percent: Some(process.cpu_percent),
+                cpu_share_percent: process.cpu_share_percent,
+                rss_kib: Some(process.rss_kib),
+                ..NodeLoad::default()
+            });
+        }
+        report.nodes = nodes;
+    }
+    if let Some(redis) = &figures.redis {
+        report.redis_cpu_percent = Some(redis.cpu_percent);
+        report.redis_cores = redis.cores;
+        report.redis_cpu_share_percent = redis.cpu_share_percent;
+    }
+    if let Some(calls) = redis_calls {
+        let total: u64 = calls.values().sum();
+        report.redis_commands = Some(total);
+        report.redis_commands_per_message = Some(total as f64 / sent.max(1) as f64);
+        report.redis_commands_per_delivery = Some(total as f64 / unique.max(1) as f64);
+        report.redis_calls = Some(calls);
+    }
     if options.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -557,38 +605,4 @@ impl Sender {
         }
         Ok(())
     }
-}
-
-async fn idle(options: &Options, target: &Target, count: usize) -> Result<()> {
-    let pid = options
-        .pid
-        .ok_or("--idle needs --pid to read the server's memory")?;
-    let transport = match target {
-        Target::Ws { .. } => "ws",
-        Target::Tcp(_) => "tcp",
-    };
-    let before = probe::rss_kib(pid)?;
-    let started = Instant::now();
-    // Idle connections join nothing beyond what their login does: run the server with
-    // `--default-room off`, or every login tells every idle client, which never reads.
-    let connections = connect_all(target, None, "idle", count, 0).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let after = probe::rss_kib(pid)?;
-    let report = IdleReport {
-        label: options.label.clone(),
-        transport,
-        connections: connections.len(),
-        seconds,
-        server_rss_before_kib: before,
-        server_rss_after_kib: after,
-        kib_per_connection: after.saturating_sub(before) as f64 / count.max(1) as f64,
-        server_fds: probe::open_fds(pid).ok(),
-    };
-    if options.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    drop(connections);
-    Ok(())
 }
