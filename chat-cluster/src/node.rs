@@ -114,6 +114,8 @@ pub struct ClusterNode {
     keys: Keys,
     log: RedisLog,
     stop: CancellationToken,
+    /// Cancelled first, when the runtime begins to stop: the store gives up retrying.
+    stopping: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -128,8 +130,9 @@ impl ClusterNode {
         let redis = connect(&client, options.node_timeout).await?;
         let keys = Keys::new(&options.prefix);
         let stop = CancellationToken::new();
+        let stopping = CancellationToken::new();
         let store = RedisStore::shared(&options.url, &keys.store()).await?;
-        let store: Arc<dyn Store> = Arc::new(NodeStore::new(store, stop.clone()));
+        let store: Arc<dyn Store> = Arc::new(NodeStore::new(store, stopping.clone()));
         let state = Arc::new(NodeState {
             id: AtomicU32::new(0),
             ttl: options.heartbeat_ttl(),
@@ -180,6 +183,7 @@ impl ClusterNode {
                 keys,
                 log,
                 stop,
+                stopping,
                 tasks,
             },
         })
@@ -190,18 +194,18 @@ impl ClusterNode {
         self.state.id()
     }
 
-    /// Stops following the cluster: the node reads the log no more, renews its heartbeat no
-    /// more, and stops retrying records Redis does not take (so that the runtime can shut down
-    /// while Redis is away). Call it right before shutting the runtime down, then
-    /// [`ClusterNode::leave`].
+    /// Begins to stop: the node stops retrying records Redis does not take, so that the
+    /// runtime can shut down while Redis is away (it still reads the log and renews its
+    /// heartbeat until [`ClusterNode::leave`]). Call it right before shutting the runtime down.
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stopping.cancel();
     }
 
     /// Leaves the cluster: the node's connections leave every room at once (rather than after
     /// the node timeout), its heartbeat is removed and its leadership, if it led, handed on.
     /// Call it after the runtime has shut down.
     pub async fn leave(self) {
+        self.stopping.cancel();
         self.stop.cancel();
         for task in self.tasks {
             let _ = task.await;

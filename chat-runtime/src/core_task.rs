@@ -355,6 +355,9 @@ impl CoreTask {
                 break;
             }
         }
+        if let Some(replica) = self.replica.take() {
+            replica.finish().await;
+        }
         self.chat
     }
 

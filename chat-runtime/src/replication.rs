@@ -161,6 +161,7 @@ pub(crate) struct Replica {
     down: Arc<AtomicBool>,
     /// The secrets this node's clients sent; the log carries stand-ins.
     stand_ins: StandIns,
+    publisher: tokio::task::JoinHandle<()>,
 }
 
 impl Replica {
@@ -169,7 +170,7 @@ impl Replica {
         let (publish, batches) = mpsc::unbounded_channel();
         let (refuse, refused) = mpsc::unbounded_channel();
         let down = Arc::new(AtomicBool::new(false));
-        tokio::spawn(publisher(replication.log, batches, refuse, down.clone()));
+        let publisher = tokio::spawn(publisher(replication.log, batches, refuse, down.clone()));
         next_conn.store(replication.node.first_connection().0, Ordering::Relaxed);
         Replica {
             node: replication.node,
@@ -183,6 +184,7 @@ impl Replica {
             next_conn,
             down,
             stand_ins: StandIns::default(),
+            publisher,
         }
     }
 
@@ -376,6 +378,23 @@ impl Replica {
         answers
     }
 
+    /// Appends what this node still has for the log (at most [`FINISH_AT_MOST`]: the log may be
+    /// away), then stops the publisher: the runtime is stopping, and whoever announces that
+    /// the node leaves must do so after its last inputs.
+    pub(crate) async fn finish(mut self) {
+        self.flush();
+        let Replica {
+            publish, publisher, ..
+        } = self;
+        drop(publish);
+        if tokio::time::timeout(FINISH_AT_MOST, publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last inputs of this node may not be in the cluster's log");
+        }
+    }
+
     /// Starts over as `node`: every connection of this node is forgotten (the caller closes
     /// them) and returned.
     pub(crate) fn restart(&mut self, node: NodeId) -> Vec<ConnectionId> {
@@ -407,6 +426,9 @@ fn wall_clock() -> Duration {
 /// How long after asking for a tick a node asks again, if the deadline still stands (the tick
 /// came before the deadline on the log's clock, or went missing).
 const TICK_AGAIN: Duration = Duration::from_secs(1);
+
+/// How long a stopping runtime waits for its last inputs to reach the log.
+const FINISH_AT_MOST: Duration = Duration::from_secs(3);
 
 /// The most inputs the publisher puts in one entry of the log (more wait for the next).
 const ENTRY_AT_MOST: usize = 4096;
