@@ -980,3 +980,52 @@ async fn a_node_that_shuts_down_makes_its_users_leave_at_once() {
     // The name is free on the node that stays.
     let _again = guest(&url(&b), "leaving").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_valid_on_every_node_and_its_account_is_the_cluster_s() {
+    let redis = RedisServer::launch().await.expect("redis-server starts");
+    let secret = "a secret every node of the cluster shares, 48 byte";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwt-secret");
+    std::fs::write(&file, secret).unwrap();
+    let with_secret = |_: &mut ClusterOptions, config: &mut ServerConfig| {
+        config.jwt_secret_file = Some(file.clone());
+    };
+    let a = start_node(&redis, with_secret).await.expect("node a");
+    let b = start_node(&redis, with_secret).await.expect("node b");
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "tess", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    for server in [&a, &b] {
+        let mut tess = connect(&url(server)).await;
+        send(
+            &mut tess,
+            json!({"type": "login", "token": token, "ref": "t"}),
+        )
+        .await;
+        let welcome = answer(&mut tess, "t").await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["name"], "tess", "{welcome}");
+        assert_eq!(welcome["account"], true, "{welcome}");
+    }
+    // The token made `tess` an account for the whole cluster: a guest cannot take the name on
+    // either node.
+    for server in [&a, &b] {
+        let mut impostor = connect(&url(server)).await;
+        send(
+            &mut impostor,
+            json!({"type": "login", "name": "tess", "ref": "g"}),
+        )
+        .await;
+        let refused = answer(&mut impostor, "g").await;
+        assert_eq!(refused["type"], "error", "{refused}");
+    }
+}
