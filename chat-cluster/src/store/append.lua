@@ -28,8 +28,15 @@ local function corrupt(key, why)
   return {'corrupt', key, why}
 end
 
+-- Keys whose type this call has checked already (a batch names one room's log many times).
+local typed = {}
+
 -- An error reply if `key` holds something other than a `want` (or nothing).
 local function wrong_type(key, want)
+  if typed[key] then
+    return
+  end
+  typed[key] = true
   local found = redis.call('TYPE', key)['ok']
   if found ~= 'none' and found ~= want then
     return corrupt(key, 'a ' .. found .. ' where a ' .. want .. ' belongs')
@@ -65,15 +72,22 @@ local function check()
   if not shared and redis.call('GET', FENCE) == token then
     return {'fenced'}
   end
-  for _, key in ipairs({ROOMS, CONVERSATIONS, MAILBOXES}) do
+  -- Shared mode writes no mailboxes, room sets, undo journal or fence: only the keys it
+  -- touches are checked.
+  local sets, hashes, strings = {ROOMS, CONVERSATIONS, MAILBOXES}, {ACCOUNTS, ACCOUNT_ROOMS},
+    {NEXT_ID, UNDO, FENCE}
+  if shared then
+    sets, hashes, strings = {ROOMS, CONVERSATIONS}, {ACCOUNTS}, {NEXT_ID}
+  end
+  for _, key in ipairs(sets) do
     local err = wrong_type(key, 'set')
     if err then return err end
   end
-  for _, key in ipairs({ACCOUNTS, ACCOUNT_ROOMS}) do
+  for _, key in ipairs(hashes) do
     local err = wrong_type(key, 'hash')
     if err then return err end
   end
-  for _, key in ipairs({NEXT_ID, UNDO, FENCE}) do
+  for _, key in ipairs(strings) do
     local err = wrong_type(key, 'string')
     if err then return err end
   end
