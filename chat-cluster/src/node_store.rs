@@ -103,8 +103,16 @@ async fn writer(
                     }
                     break;
                 }
+                Err(error)
+                    if !matches!(error, StoreError::Io { .. } | StoreError::Halted { .. }) =>
+                {
+                    // Not Redis being away (a corrupt key, a closed store): retrying cannot help,
+                    // and reads must not wait for it.
+                    tracing::error!(%error, records = batch.len(), "redis refused records for good; history pages past memory will miss them (they are in the cluster's log)");
+                    break;
+                }
                 Err(error) => {
-                    if stopping.is_cancelled() || matches!(error, StoreError::Closed) {
+                    if stopping.is_cancelled() {
                         tracing::warn!(%error, records = batch.len(), "the node stops with records redis did not take (they are in the cluster's log)");
                         return;
                     }

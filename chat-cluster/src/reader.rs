@@ -53,7 +53,16 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    /// Follows the log until the node stops or its replica is gone. When the replica is gone
+    /// (the runtime stopped or failed) it stops the node's other tasks too, so that its
+    /// heartbeat lapses and the cluster declares it gone, instead of keeping its users present.
     pub(crate) async fn run(mut self) {
+        let stop = self.stop.clone();
+        self.follow().await;
+        stop.cancel();
+    }
+
+    async fn follow(&mut self) {
         let mut connection: Option<MultiplexedConnection> = None;
         let mut retry = Duration::from_millis(50);
         let mut checkpointed = (Instant::now(), self.position.seq);

@@ -266,7 +266,10 @@ impl Replica {
         verdict: Input,
         reference: Option<Ref>,
     ) {
-        if self.local.contains_key(&conn) {
+        if let Some(out) = self.local.get_mut(&conn) {
+            // Outstanding like a command: until the verdict is back, this replica still holds
+            // the connection's later commands, so no read of it may be answered here alone.
+            *out += 1;
             self.verdicts.insert(conn, reference);
             self.outgoing.push(verdict);
         }
@@ -325,11 +328,20 @@ impl Replica {
                 conn, reference, ..
             } => {
                 let out = self.local.get_mut(conn)?;
-                *out = out.saturating_sub(1);
+                if *out == 0 {
+                    // Answered already: an append whose reply was lost (a timeout, a dropped
+                    // connection) was refused here but had reached the log. The frame is not
+                    // counted as answered twice.
+                    return None;
+                }
+                *out -= 1;
                 Some((*conn, reference.clone()))
             }
             Input::Authenticated { conn, .. } | Input::PasswordHashed { conn, .. } => {
                 let reference = self.verdicts.remove(conn)?;
+                if let Some(out) = self.local.get_mut(conn) {
+                    *out = out.saturating_sub(1);
+                }
                 Some((*conn, reference))
             }
             _ => None,
@@ -359,16 +371,24 @@ impl Replica {
         let mut answers = Vec::new();
         for input in inputs {
             if let Input::Command {
-                conn, reference, ..
+                conn,
+                reference,
+                command,
             } = input
             {
                 let Some(out) = self.local.get_mut(&conn) else {
                     continue;
                 };
                 *out = out.saturating_sub(1);
+                self.stand_ins.forget_command(conn, &command);
+                // A `ping` needs no log: it is answered, log or not.
+                let event = match command {
+                    Command::Ping => Event::Pong,
+                    _ => Event::error(&ChatError::Unavailable),
+                };
                 let answer = Output::Send {
                     to: conn,
-                    event: Arc::new(Event::error(&ChatError::Unavailable)),
+                    event: Arc::new(event),
                     reference: reference.clone(),
                     kind: SendKind::Reply,
                 };

@@ -17,6 +17,9 @@ use chat_core::{Command, ConnectionId, LoginAttempt, Secret};
 /// What marks a stand-in.
 const MARK: char = '\u{1}';
 
+/// The most secrets kept for one connection.
+const KEPT_PER_CONNECTION: usize = 8;
+
 /// The secrets of this node's connections, by stand-in.
 #[derive(Default)]
 pub(crate) struct StandIns {
@@ -77,6 +80,21 @@ impl StandIns {
         kept.unwrap_or(stand_in)
     }
 
+    /// Forgets the secrets of a command of `conn` the log refused (they will never be asked
+    /// for).
+    pub(crate) fn forget_command(&mut self, conn: ConnectionId, command: &Command) {
+        let stand_ins = match command {
+            Command::Login {
+                password, token, ..
+            } => [password.as_ref(), token.as_ref()],
+            Command::Register { password } => [Some(password), None],
+            _ => return,
+        };
+        for stand_in in stand_ins.into_iter().flatten() {
+            let _ = self.reveal(conn, stand_in.clone());
+        }
+    }
+
     /// Forgets what `conn` sent.
     pub(crate) fn forget(&mut self, conn: ConnectionId) {
         self.secrets.remove(&conn);
@@ -98,6 +116,15 @@ impl StandIns {
         kept.next = kept.next.wrapping_add(1);
         while stand_in.len() < length {
             stand_in.push('*');
+        }
+        // A connection has at most a few checks out at once; secrets of commands the core
+        // answered without a check (a second login, say) are never asked for, so only the
+        // newest few are kept.
+        if kept.by_number.len() >= KEPT_PER_CONNECTION {
+            let oldest = kept.by_number.keys().min().copied();
+            if let Some(oldest) = oldest {
+                kept.by_number.remove(&oldest);
+            }
         }
         kept.by_number.insert(number, secret);
         Secret::new(stand_in)
@@ -162,6 +189,27 @@ mod tests {
         assert_ne!(password.expose(), "short");
         assert!(password.check_password().is_err());
         assert_eq!(stand_ins.reveal(conn, password).expose(), "short");
+    }
+
+    #[test]
+    fn a_connection_keeps_a_bounded_number_of_secrets() {
+        let mut stand_ins = StandIns::default();
+        let conn = ConnectionId(3);
+        let mut concealed = Vec::new();
+        for n in 0..100 {
+            concealed.push(stand_ins.conceal(conn, login(&format!("password {n:03}"), "token")));
+        }
+        let kept = stand_ins.secrets[&conn].by_number.len();
+        assert_eq!(kept, KEPT_PER_CONNECTION);
+        // The newest are the ones kept; a refused command's are let go at once.
+        let (newest, _) = secrets(concealed.last().unwrap());
+        stand_ins.forget_command(conn, concealed.last().unwrap());
+        assert_eq!(
+            stand_ins.secrets[&conn].by_number.len(),
+            KEPT_PER_CONNECTION - 2
+        );
+        let gone = stand_ins.reveal(conn, Secret::new(newest.clone()));
+        assert_eq!(gone.expose(), newest, "forgotten, so not revealed");
     }
 
     #[test]
