@@ -1029,3 +1029,25 @@ async fn a_token_is_valid_on_every_node_and_its_account_is_the_cluster_s() {
         assert_eq!(refused["type"], "error", "{refused}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_about_a_frame_itself_keeps_its_place_behind_earlier_answers() {
+    let redis = RedisServer::launch().await.expect("redis-server starts");
+    let a = node(&redis, PATIENCE).await;
+    let mut alice = guest(&url(&a), "alice").await;
+    for round in 0..20 {
+        let say = json!({"type": "say", "room": "general", "text": format!("m{round}"), "ref": format!("say{round}")});
+        send(&mut alice, say).await;
+        // Undecodable: the transport answers it itself, without the log.
+        send(
+            &mut alice,
+            json!({"type": "nope", "ref": format!("bad{round}")}),
+        )
+        .await;
+        let first = until(&mut alice, |f| f["ref"].is_string()).await;
+        assert_eq!(first["ref"], format!("say{round}"), "{first}");
+        let second = until(&mut alice, |f| f["ref"].is_string()).await;
+        assert_eq!(second["ref"], format!("bad{round}"), "{second}");
+        assert_eq!(second["type"], "error", "{second}");
+    }
+}

@@ -343,6 +343,9 @@ impl CoreTask {
                             origin,
                             outputs: vec![answer],
                         });
+                        for (event, reference) in replica.released(conn) {
+                            push_reply(&mut work, conn, event, reference);
+                        }
                     }
                     replica.tick_if_due(self.chat.poll_timeout());
                     replica.flush();
@@ -424,23 +427,21 @@ impl CoreTask {
                 }
                 work.push(Work::Unregister(conn));
             }
-            // The core has nothing to decide here; this task is only the point that orders it.
+            // The core has nothing to decide here; this task is only the point that orders it
+            // (a replica holds it until the connection's frames out in the log are answered).
             ToCore::Reply {
                 conn,
                 event,
                 reference,
-            } => work.push(Work::Outputs {
-                origin: Some(Origin {
-                    conn,
-                    reference: reference.clone(),
-                }),
-                outputs: vec![Output::Send {
-                    to: conn,
-                    event: Arc::new(event),
-                    reference,
-                    kind: SendKind::Reply,
-                }],
-            }),
+            } => {
+                let reply = match &mut self.replica {
+                    Some(replica) => replica.hold_reply(conn, event, reference),
+                    None => Some((event, reference)),
+                };
+                if let Some((event, reference)) = reply {
+                    push_reply(work, conn, event, reference);
+                }
+            }
             ToCore::Unstored(records) => {
                 let ids = records.iter().filter_map(Record::message_id).collect();
                 self.feed(Input::Unstored(records), None, work);
@@ -561,7 +562,23 @@ impl CoreTask {
                         let (conn, reference) = replica.origin_of(node, &input)?;
                         Some(Origin { conn, reference })
                     });
+                    // Whose frame (or connect) of this node's this input was: replies held for
+                    // that connection may go once it has nothing out in the log.
+                    let settled = match &input {
+                        Input::Connect(conn)
+                        | Input::Command { conn, .. }
+                        | Input::Authenticated { conn, .. }
+                        | Input::PasswordHashed { conn, .. } => Some(*conn),
+                        _ => None,
+                    };
                     self.feed_at(input, origin, now, work);
+                    let settled =
+                        settled.filter(|_| self.replica.as_ref().is_some_and(|r| r.node == node));
+                    if let (Some(conn), Some(replica)) = (settled, &mut self.replica) {
+                        for (event, reference) in replica.released(conn) {
+                            push_reply(work, conn, event, reference);
+                        }
+                    }
                 }
             }
             Replay::NodeGone { node, at } => {
@@ -588,6 +605,23 @@ impl CoreTask {
             }
         }
     }
+}
+
+/// A reply the runtime itself makes to one of `conn`'s frames, as the unit of work that answers
+/// it.
+fn push_reply(work: &mut Vec<Work>, conn: ConnectionId, event: Event, reference: Option<Ref>) {
+    work.push(Work::Outputs {
+        origin: Some(Origin {
+            conn,
+            reference: reference.clone(),
+        }),
+        outputs: vec![Output::Send {
+            to: conn,
+            event: Arc::new(event),
+            reference,
+            kind: SendKind::Reply,
+        }],
+    });
 }
 
 /// Takes up to `limit` of what a receiver has, or never returns if there is no receiver.

@@ -162,6 +162,9 @@ pub(crate) struct Replica {
     /// The secrets this node's clients sent; the log carries stand-ins.
     stand_ins: StandIns,
     publisher: tokio::task::JoinHandle<()>,
+    /// Replies of the runtime's own held until the connection's frames out in the log are
+    /// answered.
+    replies: HashMap<ConnectionId, Vec<(Event, Option<Ref>)>>,
 }
 
 impl Replica {
@@ -185,6 +188,7 @@ impl Replica {
             down,
             stand_ins: StandIns::default(),
             publisher,
+            replies: HashMap::new(),
         }
     }
 
@@ -209,6 +213,7 @@ impl Replica {
     pub(crate) fn disconnected(&mut self, conn: ConnectionId) {
         if self.local.remove(&conn).is_some() {
             self.verdicts.remove(&conn);
+            self.replies.remove(&conn);
             self.stand_ins.forget(conn);
             self.outgoing.push(Input::Disconnect(conn));
         }
@@ -223,6 +228,35 @@ impl Replica {
         let settled = self.local.get(&conn) == Some(&0);
         let alone = matches!(command, Command::Ping) || self.down.load(Ordering::Acquire);
         command.reads_only() && settled && alone
+    }
+
+    /// Holds a reply the runtime makes itself (`rate_limited`, `bad_frame`) while `conn` has
+    /// frames out in the log, so that it does not overtake their answers; gives it back if it
+    /// may go now.
+    pub(crate) fn hold_reply(
+        &mut self,
+        conn: ConnectionId,
+        event: Event,
+        reference: Option<Ref>,
+    ) -> Option<(Event, Option<Ref>)> {
+        match self.local.get(&conn) {
+            Some(out) if *out > 0 => {
+                self.replies
+                    .entry(conn)
+                    .or_default()
+                    .push((event, reference));
+                None
+            }
+            _ => Some((event, reference)),
+        }
+    }
+
+    /// The replies held for `conn`, once nothing of it is out in the log any more.
+    pub(crate) fn released(&mut self, conn: ConnectionId) -> Vec<(Event, Option<Ref>)> {
+        if self.local.get(&conn).is_some_and(|out| *out > 0) {
+            return Vec::new();
+        }
+        self.replies.remove(&conn).unwrap_or_default()
     }
 
     /// Whether `command` is a `ping` to answer without the core: while the log refuses
@@ -422,6 +456,7 @@ impl Replica {
         self.next_conn
             .store(node.first_connection().0, Ordering::Relaxed);
         self.verdicts.clear();
+        self.replies.clear();
         self.stand_ins.clear();
         self.outgoing.clear();
         self.ticked = None;
