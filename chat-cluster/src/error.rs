@@ -29,6 +29,13 @@ pub enum ClusterError {
     /// The store failed while a new cluster loaded it.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Every node id a cluster can give out has been given (node ids are never used twice, and
+    /// a connection id keeps 24 bits for its node): start the cluster afresh, under another
+    /// prefix.
+    #[error(
+        "this cluster has given out all its node ids (the last was {0}); start a new cluster under another prefix"
+    )]
+    NodeIdsUsedUp(u32),
     /// Redis stayed unreachable for as long as a node waits at start.
     #[error("redis did not answer within {0:?}")]
     Unreachable(std::time::Duration),

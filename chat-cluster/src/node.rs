@@ -208,7 +208,9 @@ impl ClusterNode {
         self.stopping.cancel();
         self.stop.cancel();
         for task in self.tasks {
-            let _ = task.await;
+            // A task waiting on a Redis that does not answer gives up within its command
+            // timeout; the node does not wait that long to leave.
+            let _ = tokio::time::timeout(LEAVE_AT_MOST, task).await;
         }
         let me = self.state.id();
         let (log, keys, mut redis) = (self.log, self.keys, self.redis);
@@ -327,6 +329,9 @@ pub(crate) async fn register(
         .query_async(redis)
         .await?;
     let node = NodeId(id);
+    if node > NodeId::MAX {
+        return Err(ClusterError::NodeIdsUsedUp(id));
+    }
     let _: () = redis::pipe()
         .sadd(keys.nodes(), id)
         .ignore()

@@ -51,6 +51,9 @@ pub struct NodeId(pub u32);
 const NODE_SHIFT: u32 = 40;
 
 impl NodeId {
+    /// The highest node id: connection ids keep 24 bits for their node.
+    pub const MAX: NodeId = NodeId((1 << (64 - NODE_SHIFT)) - 1);
+
     /// The node a connection id belongs to.
     pub fn of(conn: ConnectionId) -> NodeId {
         NodeId((conn.0 >> NODE_SHIFT) as u32)
