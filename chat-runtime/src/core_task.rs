@@ -336,13 +336,8 @@ impl CoreTask {
                     self.feed(Input::Tick, None, &mut work);
                 }
                 Some(replica) => {
-                    for (conn, reference, answer) in replica.refusals(refusals.unwrap_or_default())
-                    {
-                        let origin = Some(Origin { conn, reference });
-                        work.push(Work::Outputs {
-                            origin,
-                            outputs: vec![answer],
-                        });
+                    for (conn, event, reference) in replica.refusals(refusals.unwrap_or_default()) {
+                        push_reply(&mut work, conn, event, reference);
                         for (event, reference) in replica.released(conn) {
                             push_reply(&mut work, conn, event, reference);
                         }
@@ -389,18 +384,7 @@ impl CoreTask {
             } => {
                 if let Some(replica) = &mut self.replica {
                     if replica.pongs_directly(&command) {
-                        work.push(Work::Outputs {
-                            origin: Some(Origin {
-                                conn,
-                                reference: reference.clone(),
-                            }),
-                            outputs: vec![Output::Send {
-                                to: conn,
-                                event: Arc::new(Event::Pong),
-                                reference,
-                                kind: SendKind::Reply,
-                            }],
-                        });
+                        push_reply(work, conn, Event::Pong, reference);
                         return;
                     }
                     if !replica.answers_locally(conn, &command) {

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use chat_core::{
     AuthError, Chat, ChatError, Command, ConnectionId, Event, Input, LoginAttempt, Output, Ref,
-    Secret, SendKind, Timestamp,
+    Secret, Timestamp,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -404,7 +404,7 @@ impl Replica {
     pub(crate) fn refusals(
         &mut self,
         inputs: Vec<Input>,
-    ) -> Vec<(ConnectionId, Option<Ref>, Output)> {
+    ) -> Vec<(ConnectionId, Event, Option<Ref>)> {
         let mut answers = Vec::new();
         for input in inputs {
             if let Input::Command {
@@ -423,13 +423,7 @@ impl Replica {
                     Command::Ping => Event::Pong,
                     _ => Event::error(&ChatError::Unavailable),
                 };
-                let answer = Output::Send {
-                    to: conn,
-                    event: Arc::new(event),
-                    reference: reference.clone(),
-                    kind: SendKind::Reply,
-                };
-                answers.push((conn, reference, answer));
+                answers.push((conn, event, reference));
             }
         }
         answers
