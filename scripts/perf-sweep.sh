@@ -4,7 +4,7 @@
 # The server under test (the release chat server, in-memory store, no rate limit) runs pinned
 # to core 0 and chat-load pinned to core 1; one room, 10 senders, 64-byte texts.
 #
-# 1. Throughput: for each transport and room size (SIZES), closed loop (window 64) for the
+# 1. Throughput: for each transport and room size (SIZES), closed loop (window 2048) for the
 #    maximum, then a fixed rate of half that maximum for the latency percentiles (labels "max"
 #    and "half").
 # 2. Latency against the floor: at SWEEP_RECEIVERS receivers (1,000), for each offered load in

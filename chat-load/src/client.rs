@@ -10,10 +10,13 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::inbox::Inbox;
 use crate::ws_raw::{self, Frame, RawReader, RawWriter};
 
 /// Where to connect.
@@ -53,18 +56,33 @@ pub(crate) fn stamped_text(stamp: Stamp, size: usize) -> String {
 }
 
 /// Finds and reads the stamp in a frame or line.
+///
+/// This runs once per delivery, millions of times a second: one vectorised search for `~`, then
+/// one pass over the digits.
 pub(crate) fn find_stamp(bytes: &[u8]) -> Option<Stamp> {
-    let start = bytes.windows(2).position(|w| w == b"~s")? + 2;
-    let mut fields = bytes[start..].split(|&b| b == b':');
-    let mut number = || -> Option<u64> {
-        let field = fields.next()?;
-        if field.is_empty() || field.len() > 20 {
-            return None;
+    let mut at = 0;
+    let start = loop {
+        let tilde = at + memchr::memchr(b'~', &bytes[at..])?;
+        if bytes.get(tilde + 1) == Some(&b's') {
+            break tilde + 2;
         }
-        field.iter().try_fold(0u64, |n, &b| {
-            b.is_ascii_digit()
-                .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
-        })
+        at = tilde + 1;
+    };
+    let mut rest = bytes[start..].iter();
+    let mut number = || -> Option<u64> {
+        let mut n = 0u64;
+        let mut digits = 0;
+        for &b in rest.by_ref() {
+            match b {
+                b'0'..=b'9' if digits < 20 => {
+                    n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                    digits += 1;
+                }
+                b':' if digits > 0 => return Some(n),
+                _ => return None,
+            }
+        }
+        None
     };
     Some(Stamp {
         run: u32::try_from(number()?).ok()?,
@@ -84,7 +102,7 @@ pub(crate) enum Writer {
 /// The receiving half.
 pub(crate) enum Reader {
     Ws(RawReader),
-    Tcp(BufReader<OwnedReadHalf>, Vec<u8>),
+    Tcp(Inbox),
 }
 
 fn other(text: impl Into<String>) -> io::Error {
@@ -147,43 +165,33 @@ pub(crate) async fn connect(
         }
         Target::Tcp(addr) => {
             let (read, mut write) = socket(*addr, source).await?.into_split();
-            let mut read = BufReader::new(read);
-            let mut line = Vec::new();
-            next_line(&mut read, &mut line, |l| l.starts_with(b"Enter your name:")).await?;
+            let mut read = Inbox::new(read);
+            next_line(&mut read, |l| l.starts_with(b"Enter your name:")).await?;
             write.write_all(format!("{name}\n").as_bytes()).await?;
-            next_line(&mut read, &mut line, |l| {
+            let line = next_line(&mut read, |l| {
                 l.starts_with(b"* Welcome") || l.starts_with(b"! ")
             })
             .await?;
-            if line.starts_with(b"! ") {
-                return Err(other(format!(
-                    "login as {name} refused: {}",
-                    String::from_utf8_lossy(&line)
-                )));
+            if line.starts_with("! ") {
+                return Err(other(format!("login as {name} refused: {line}")));
             }
             let Some(room) = room else {
-                return Ok((Writer::Tcp(write), Reader::Tcp(read, line)));
+                return Ok((Writer::Tcp(write), Reader::Tcp(read)));
             };
-            if !line
-                .windows(room.len() + 2)
-                .any(|w| w == format!("#{room}.").as_bytes())
-            {
+            if !line.contains(&format!("#{room}.")) {
                 write
                     .write_all(format!("/join {room}\n").as_bytes())
                     .await?;
                 let joined = format!("* You are now in #{room}");
-                next_line(&mut read, &mut line, |l| {
+                let line = next_line(&mut read, |l| {
                     l.starts_with(joined.as_bytes()) || l.starts_with(b"! ")
                 })
                 .await?;
-                if line.starts_with(b"! ") {
-                    return Err(other(format!(
-                        "{name} cannot join {room}: {}",
-                        String::from_utf8_lossy(&line)
-                    )));
+                if line.starts_with("! ") {
+                    return Err(other(format!("{name} cannot join {room}: {line}")));
                 }
             }
-            Ok((Writer::Tcp(write), Reader::Tcp(read, line)))
+            Ok((Writer::Tcp(write), Reader::Tcp(read)))
         }
     }
 }
@@ -206,18 +214,13 @@ async fn next_ws_text(
     Err(other("no answer among 100,000 frames"))
 }
 
-async fn next_line(
-    read: &mut BufReader<OwnedReadHalf>,
-    line: &mut Vec<u8>,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> io::Result<()> {
+async fn next_line(read: &mut Inbox, wanted: impl Fn(&[u8]) -> bool) -> io::Result<String> {
     for _ in 0..100_000 {
-        line.clear();
-        if read.read_until(b'\n', line).await? == 0 {
+        let Some(line) = read.line().await else {
             return Err(other("the server closed the connection"));
-        }
+        };
         if wanted(line) {
-            return Ok(());
+            return Ok(String::from_utf8_lossy(line).into_owned());
         }
     }
     Err(other("no answer among 100,000 lines"))
@@ -262,13 +265,50 @@ impl Reader {
                     Frame::Other => {}
                 }
             },
-            Reader::Tcp(read, line) => {
-                line.clear();
-                match read.read_until(b'\n', line).await {
-                    Ok(0) | Err(_) => None,
-                    Ok(_) => Some(find_stamp(line)),
-                }
+            Reader::Tcp(read) => Some(find_stamp(read.line().await?)),
+        }
+    }
+
+    /// Waits for at least one complete frame or line, then appends the stamps of every one
+    /// already read to `stamps` (frames and lines without one are skipped); `false` once the
+    /// connection is closed. One call per read, not per message: a receiver's hot path.
+    pub(crate) async fn next_stamps(&mut self, stamps: &mut Vec<Stamp>) -> bool {
+        loop {
+            let mut closed = false;
+            let drained = match self {
+                Reader::Ws(reader) => reader.drain_frames(|frame| match frame {
+                    Frame::Text(text) => stamps.extend(find_stamp(text)),
+                    Frame::Close => closed = true,
+                    Frame::Other => {}
+                }),
+                Reader::Tcp(read) => read.drain_lines(|line| stamps.extend(find_stamp(line))),
+            };
+            if closed {
+                return false;
             }
+            if drained > 0 {
+                return true;
+            }
+            let more = match self {
+                Reader::Ws(reader) => reader.fill().await,
+                Reader::Tcp(read) => {
+                    if read.full() {
+                        read.reserve(read.unread().len() * 2);
+                    }
+                    matches!(read.fill().await, Ok(n) if n > 0)
+                }
+            };
+            if !more {
+                return false;
+            }
+        }
+    }
+
+    /// When the read that brought the last frame or line returned: its arrival at chat-load.
+    pub(crate) fn arrived(&self) -> Instant {
+        match self {
+            Reader::Ws(reader) => reader.arrived(),
+            Reader::Tcp(read) => read.arrived(),
         }
     }
 }
@@ -299,5 +339,27 @@ mod tests {
             None
         );
         assert_eq!(find_stamp(b"~s1:2"), None, "a cut stamp is no stamp");
+        assert_eq!(
+            find_stamp(b"~s1:2:3:4:5"),
+            None,
+            "so is one without its last colon"
+        );
+        assert_eq!(find_stamp(b"~s1::3:4:5:"), None, "or with an empty field");
+        assert_eq!(
+            find_stamp(b"a ~ and ~x before ~s1:2:3:4:5:"),
+            Some(Stamp {
+                run: 1,
+                sender: 2,
+                seq: 3,
+                global: 4,
+                nanos: 5
+            }),
+            "a `~` that starts no stamp is stepped over"
+        );
+        assert_eq!(
+            find_stamp(b"~s99999999999999999999:1:1:1:1:"),
+            None,
+            "a number past u64 is no stamp"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::error::Error;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,17 +158,22 @@ fn run_token() -> u32 {
     std::process::id().rotate_left(16) ^ nanos
 }
 
-/// One receiver's view of the run.
+/// One receiver's counts, read by the main task while the receiver runs.
+#[derive(Default)]
 struct ReceiverStats {
-    latency: Histogram<u64>,
-    /// The last sequence number seen from each sender (0: none yet).
-    last: Vec<u64>,
-    deliveries: u64,
-    duplicated: u64,
-    reordered: u64,
-    closed: bool,
-    /// Which endpoint it is connected to.
-    endpoint: usize,
+    deliveries: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// The latencies of the receivers of one endpoint on one runtime thread. One histogram for
+/// many receivers stays in the cache; one per receiver (hundreds of KiB each at this precision)
+/// made recording a latency a cache miss, the receivers' largest cost.
+type LatencyShard = Arc<Mutex<Histogram<u64>>>;
+
+fn latency_histogram() -> Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 120_000_000_000, 3)?)
 }
 
 /// What every task shares.
@@ -186,61 +191,70 @@ struct Shared {
 
 impl Shared {
     fn nanos(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.nanos_at(std::time::Instant::now())
+    }
+
+    /// `at` in nanoseconds since the run's start.
+    fn nanos_at(&self, at: std::time::Instant) -> u64 {
+        let since = at.saturating_duration_since(self.start.into_std());
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Counts one delivery of message `global`; the last receiver frees its window slot.
     fn delivered(&self, global: u64) {
+        if !self.closed_loop {
+            return;
+        }
         let slot = &self.ring[(global as usize) & (self.ring.len() - 1)];
         if slot.fetch_add(1, Ordering::AcqRel) + 1 == self.receivers {
             slot.store(0, Ordering::Release);
-            if self.closed_loop {
-                self.window.add_permits(1);
-            }
+            self.window.add_permits(1);
         }
     }
 }
 
-async fn receive(mut reader: Reader, shared: Arc<Shared>, stats: Arc<Mutex<ReceiverStats>>) {
-    while let Some(stamp) = reader.next().await {
-        let Some(Stamp {
-            run,
-            sender,
-            seq,
-            global,
-            nanos,
-        }) = stamp
-        else {
-            continue;
-        };
-        if run != shared.run {
-            continue;
-        }
-        let now = shared.nanos();
-        {
-            let mut guard = stats
-                .lock()
-                .expect("a receiver's stats are only locked briefly");
-            let stats = &mut *guard;
-            let _ = stats.latency.record(now.saturating_sub(nanos).max(1));
-            stats.deliveries += 1;
-            if let Some(last) = stats.last.get_mut(sender as usize) {
-                if seq == *last {
-                    stats.duplicated += 1;
+async fn receive(
+    mut reader: Reader,
+    shared: Arc<Shared>,
+    stats: Arc<ReceiverStats>,
+    latency: LatencyShard,
+    senders: usize,
+) {
+    // The last sequence number seen from each sender (0: none yet).
+    let mut last = vec![0; senders];
+    let (mut deliveries, mut duplicated, mut reordered) = (0, 0, 0);
+    let mut stamps = Vec::new();
+    while reader.next_stamps(&mut stamps).await {
+        // Everything in `stamps` came in the read that just returned.
+        let arrived = shared.nanos_at(reader.arrived());
+        let mut latency = latency
+            .lock()
+            .expect("a latency shard is only locked briefly");
+        for stamp in stamps.drain(..) {
+            if stamp.run != shared.run {
+                continue;
+            }
+            let _ = latency.record(arrived.saturating_sub(stamp.nanos).max(1));
+            deliveries += 1;
+            if let Some(last) = last.get_mut(stamp.sender as usize) {
+                if stamp.seq == *last {
+                    duplicated += 1;
                     continue;
                 }
-                if seq < *last {
-                    stats.reordered += 1;
+                if stamp.seq < *last {
+                    reordered += 1;
                 }
-                *last = seq;
+                *last = stamp.seq;
             }
+            shared.delivered(stamp.global);
         }
-        shared.delivered(global);
+        drop(latency);
+        // Only this task writes its counts: a store, not a read-modify-write.
+        stats.deliveries.store(deliveries, Ordering::Relaxed);
+        stats.duplicated.store(duplicated, Ordering::Relaxed);
+        stats.reordered.store(reordered, Ordering::Relaxed);
     }
-    stats
-        .lock()
-        .expect("a receiver's stats are only locked briefly")
-        .closed = true;
+    stats.closed.store(true, Ordering::Release);
 }
 
 async fn load(options: &Options, targets: &[Target]) -> Result<()> {
@@ -321,22 +335,31 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
 
     let mut tasks = JoinSet::new();
     let mut all_stats = Vec::with_capacity(options.receivers);
+    // shards[endpoint][thread]
+    let shards = (0..targets.len())
+        .map(|_| {
+            (0..options.threads.max(1))
+                .map(|_| Ok(Arc::new(Mutex::new(latency_histogram()?))))
+                .collect::<Result<Vec<LatencyShard>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Receivers send nothing, but their write halves must live: dropping a TCP write half
     // shuts the connection's sending side, and the server takes that for a goodbye.
     let mut receiver_writers = Vec::with_capacity(options.receivers);
     for (i, (writer, reader)) in receivers.into_iter().enumerate() {
         receiver_writers.push(writer);
-        let stats = Arc::new(Mutex::new(ReceiverStats {
-            latency: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
-            last: vec![0; options.senders],
-            deliveries: 0,
-            duplicated: 0,
-            reordered: 0,
-            closed: false,
-            endpoint: i % targets.len(),
-        }));
-        all_stats.push(stats.clone());
-        tasks.spawn(receive(reader, shared.clone(), stats));
+        let stats = Arc::new(ReceiverStats::default());
+        let endpoint = i % targets.len();
+        all_stats.push((endpoint, stats.clone()));
+        let shard = &shards[endpoint];
+        let latency = shard[(i / targets.len()) % shard.len()].clone();
+        tasks.spawn(receive(
+            reader,
+            shared.clone(),
+            stats,
+            latency,
+            options.senders,
+        ));
     }
 
     // Receivers never speak; a ping every 20 s keeps the server's idle timeout (75 s) away in
@@ -366,7 +389,12 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
     let pager = pager.map(|pager| tokio::spawn(pager.run(deadline)));
     for (index, (writer, mut reader)) in senders.into_iter().enumerate() {
         // A sender's own connection receives the room too; read it so it is never slow.
-        tasks.spawn(async move { while reader.next().await.is_some() {} });
+        tasks.spawn(async move {
+            let mut stamps = Vec::new();
+            while reader.next_stamps(&mut stamps).await {
+                stamps.clear();
+            }
+        });
         let period = (!closed_loop)
             .then(|| Duration::from_secs_f64(options.senders as f64 / options.rate.max(1) as f64));
         let job = Sender {
@@ -402,10 +430,12 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
         None => None,
     };
     let drain_deadline = Instant::now() + DRAIN;
-    let total = |stats: &[Arc<Mutex<ReceiverStats>>]| -> u64 {
+    let total = |stats: &[(usize, Arc<ReceiverStats>)]| -> u64 {
         stats
             .iter()
-            .map(|s| s.lock().map(|s| s.deliveries - s.duplicated).unwrap_or(0))
+            .map(|(_, s)| {
+                s.deliveries.load(Ordering::Relaxed) - s.duplicated.load(Ordering::Relaxed)
+            })
             .sum()
     };
     let expected = sent.load(Ordering::Acquire) * options.receivers as u64;
@@ -430,7 +460,7 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
         stalled_closed += usize::from(closed.is_ok());
     }
 
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3)?;
+    let mut latency = latency_histogram()?;
     let sent = sent.load(Ordering::Acquire);
     let mut report = LoadReport {
         label: options.label.clone(),
@@ -465,9 +495,15 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
         pager_refused: pager.map(|p| p.refused),
         ..LoadReport::default()
     };
-    let mut per_endpoint = (0..targets.len())
-        .map(|_| Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut per_endpoint = Vec::with_capacity(targets.len());
+    for shard in &shards {
+        let mut endpoint = latency_histogram()?;
+        for histogram in shard {
+            endpoint.add(&*histogram.lock().expect("the receivers have stopped"))?;
+        }
+        latency.add(&endpoint)?;
+        per_endpoint.push(endpoint);
+    }
     let mut nodes: Vec<NodeLoad> = targets
         .iter()
         .map(|target| NodeLoad {
@@ -475,17 +511,16 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
             ..NodeLoad::default()
         })
         .collect();
-    for stats in &all_stats {
-        let stats = stats.lock().expect("the receivers have stopped");
-        latency.add(&stats.latency)?;
-        per_endpoint[stats.endpoint].add(&stats.latency)?;
-        let node = &mut nodes[stats.endpoint];
+    for (endpoint, stats) in &all_stats {
+        let deliveries = stats.deliveries.load(Ordering::Acquire);
+        let duplicated = stats.duplicated.load(Ordering::Acquire);
+        let node = &mut nodes[*endpoint];
         node.receivers += 1;
-        node.deliveries += stats.deliveries - stats.duplicated;
-        report.deliveries += stats.deliveries;
-        report.duplicated += stats.duplicated;
-        report.reordered += stats.reordered;
-        report.receivers_closed += usize::from(stats.closed);
+        node.deliveries += deliveries - duplicated;
+        report.deliveries += deliveries;
+        report.duplicated += duplicated;
+        report.reordered += stats.reordered.load(Ordering::Acquire);
+        report.receivers_closed += usize::from(stats.closed.load(Ordering::Acquire));
     }
     let unique = report.deliveries - report.duplicated;
     report.lost = expected.saturating_sub(unique);
@@ -567,19 +602,20 @@ impl Sender {
         let mut ticks = self.period.map(|p| {
             let turn = if self.in_phase { 0 } else { self.index };
             let phase = p.mul_f64(turn as f64 / self.senders.max(1) as f64);
+            // A late sender catches up rather than skipping: the offered load stays the rate.
             let mut interval = tokio::time::interval_at(self.started + phase, p);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
             interval
         });
         let mut seq = 0;
         while Instant::now() < self.deadline {
-            match &mut ticks {
+            // When the message is due: at a fixed rate its tick, not when this task got to it,
+            // so time a saturated server (or chat-load) keeps a message waiting counts as latency.
+            let due = match &mut ticks {
                 Some(interval) => {
-                    if tokio::time::timeout_at(self.deadline, interval.tick())
-                        .await
-                        .is_err()
-                    {
-                        break;
+                    match tokio::time::timeout_at(self.deadline, interval.tick()).await {
+                        Ok(tick) => self.shared.nanos_at(tick.into_std()),
+                        Err(_) => break,
                     }
                 }
                 None => {
@@ -589,15 +625,16 @@ impl Sender {
                         Ok(Ok(permit)) => permit.forget(),
                         _ => break,
                     }
+                    self.shared.nanos()
                 }
-            }
+            };
             seq += 1;
             let stamp = Stamp {
                 run: self.shared.run,
                 sender: u32::try_from(self.index)?,
                 seq,
                 global: self.global.fetch_add(1, Ordering::AcqRel),
-                nanos: self.shared.nanos(),
+                nanos: due,
             };
             let text = client::stamped_text(stamp, self.size);
             self.writer.say(&self.room, &text).await?;

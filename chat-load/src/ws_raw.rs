@@ -8,9 +8,16 @@
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
+
+use crate::inbox::Inbox;
+
+/// The longest upgrade response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
 
 fn other(text: impl Into<String>) -> io::Error {
     io::Error::other(text.into())
@@ -28,33 +35,25 @@ pub(crate) async fn handshake(
          Sec-WebSocket-Key: bG9hZC1nZW5lcmF0b3IhIQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     write.write_all(request.as_bytes()).await?;
-    let mut reader = RawReader {
-        read,
-        buf: vec![0; 64 * 1024],
-        start: 0,
-        end: 0,
-    };
+    let mut inbox = Inbox::new(read);
     // The response head; anything after it is already frames.
     let head_end = loop {
-        if let Some(i) = reader.buf[..reader.end]
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-        {
+        if let Some(i) = memchr::memmem::find(inbox.unread(), b"\r\n\r\n") {
             break i + 4;
         }
-        if reader.end == reader.buf.len() || reader.fill().await? == 0 {
+        if inbox.unread().len() >= MAX_HEAD || inbox.fill().await? == 0 {
             return Err(other("no HTTP response to the upgrade"));
         }
     };
-    let head = String::from_utf8_lossy(&reader.buf[..head_end]).into_owned();
+    let head = String::from_utf8_lossy(&inbox.unread()[..head_end]).into_owned();
     if !head.starts_with("HTTP/1.1 101") {
         return Err(other(format!(
             "upgrade refused: {}",
             head.lines().next().unwrap_or("")
         )));
     }
-    reader.start = head_end;
-    Ok((RawWriter { write }, reader))
+    inbox.consume(head_end);
+    Ok((RawWriter { write }, RawReader { inbox }))
 }
 
 /// Sends masked text frames.
@@ -88,10 +87,7 @@ impl RawWriter {
 
 /// Reads server frames from one buffer.
 pub(crate) struct RawReader {
-    read: OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    inbox: Inbox,
 }
 
 /// One server frame, borrowed from the reader's buffer.
@@ -102,41 +98,62 @@ pub(crate) enum Frame<'a> {
 }
 
 impl RawReader {
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let n = self.read.read(&mut self.buf[self.end..]).await?;
-        self.end += n;
-        Ok(n)
-    }
-
     /// The next frame; `None` when the connection has ended.
     pub(crate) async fn next(&mut self) -> Option<Frame<'_>> {
         loop {
-            if let Some((header, len)) = parse_header(&self.buf[self.start..self.end]) {
-                if self.end - self.start >= header + len {
-                    let opcode = self.buf[self.start] & 0x0f;
-                    let payload = self.start + header..self.start + header + len;
-                    self.start += header + len;
+            let unread = self.inbox.unread();
+            if let Some((header, len)) = parse_header(unread) {
+                if unread.len() >= header + len {
+                    let opcode = unread[0] & 0x0f;
+                    let frame = &self.inbox.take(header + len)[header..];
                     return Some(match opcode {
-                        0x1 => Frame::Text(&self.buf[payload]),
+                        0x1 => Frame::Text(frame),
                         0x8 => Frame::Close,
                         _ => Frame::Other,
                     });
                 }
-                if header + len > self.buf.len() {
-                    // Bigger than the buffer (filling moves the frame to its start first).
-                    self.buf.resize(header + len, 0);
-                }
+                // Bigger than the buffer (filling moves the frame to its start first).
+                self.inbox.reserve(header + len);
             }
-            match self.fill().await {
+            match self.inbox.fill().await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Hands `each` every complete frame already read and returns how many there were; reads
+    /// nothing.
+    pub(crate) fn drain_frames(&mut self, mut each: impl FnMut(Frame<'_>)) -> usize {
+        let mut count = 0;
+        loop {
+            let unread = self.inbox.unread();
+            let Some((header, len)) = parse_header(unread) else {
+                return count;
+            };
+            if unread.len() < header + len {
+                self.inbox.reserve(header + len);
+                return count;
+            }
+            let opcode = unread[0] & 0x0f;
+            let payload = &self.inbox.take(header + len)[header..];
+            each(match opcode {
+                0x1 => Frame::Text(payload),
+                0x8 => Frame::Close,
+                _ => Frame::Other,
+            });
+            count += 1;
+        }
+    }
+
+    /// Reads once more; `false` once the connection has ended.
+    pub(crate) async fn fill(&mut self) -> bool {
+        matches!(self.inbox.fill().await, Ok(n) if n > 0)
+    }
+
+    /// When the read that brought the last frame returned.
+    pub(crate) fn arrived(&self) -> Instant {
+        self.inbox.arrived()
     }
 }
 
@@ -172,5 +189,47 @@ mod tests {
         );
         assert_eq!(parse_header(&[0x81]), None);
         assert_eq!(parse_header(&[0x81, 126, 1]), None);
+    }
+
+    #[tokio::test]
+    async fn draining_takes_every_complete_frame_and_waits_for_a_partial_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (read, _) = client.unwrap().into_split();
+        let (_, mut write) = accepted.unwrap().0.into_split();
+        let mut reader = RawReader {
+            inbox: Inbox::new(read),
+        };
+        let big = vec![b'y'; 300];
+        let mut bytes = vec![0x81, 3, b'o', b'n', b'e', 0x89, 0];
+        bytes.extend_from_slice(&[0x81, 126, 1, 44]);
+        bytes.extend_from_slice(&big);
+        // The last frame is cut after its first byte of payload.
+        bytes.extend_from_slice(&[0x81, 3, b't']);
+        write.write_all(&bytes).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            assert!(reader.fill().await, "the connection is open");
+            reader.drain_frames(|frame| {
+                seen.push(match frame {
+                    Frame::Text(text) => String::from_utf8_lossy(text).into_owned(),
+                    Frame::Close => "close".into(),
+                    Frame::Other => "other".into(),
+                })
+            });
+        }
+        assert_eq!(seen[..2], ["one", "other"]);
+        assert_eq!(seen[2].len(), 300);
+        assert_eq!(reader.drain_frames(|_| panic!("the last frame is cut")), 0);
+        write.write_all(&[b'w', b'o', 0x88, 0]).await.unwrap();
+        let mut rest = Vec::new();
+        while rest.len() < 2 {
+            assert!(reader.fill().await);
+            reader.drain_frames(|frame| {
+                rest.push(matches!(frame, Frame::Text(b"two")) || matches!(frame, Frame::Close))
+            });
+        }
+        assert_eq!(rest, [true, true]);
     }
 }
