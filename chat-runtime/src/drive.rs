@@ -131,6 +131,11 @@ pub async fn drive<P: Peer>(mut peer: P, mut connection: Connection, pacing: Pac
             outgoing = connection.next(&mut batch) => {
                 let timeout = pacing.write_timeout;
                 let written = Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
+                // The written batch's vector is let go rather than swapped back into the outbox
+                // at the next drain: both would otherwise keep the largest batch's capacity (a
+                // login's burst) for as long as the connection is idle. A write costs a hundred
+                // times the allocation this brings back.
+                batch = Vec::new();
                 match (outgoing, written) {
                     (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
                     (Outgoing::Frames, Ok(Flow::Continue)) => {}

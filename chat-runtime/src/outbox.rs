@@ -283,7 +283,7 @@ impl<T> OutboxReceiver<T> {
         let n = queue.items.len();
         if n > 0 {
             if batch.is_empty() {
-                // Swap, so both vectors keep their allocations for the next round.
+                // Swap: the queue's allocation goes to the driver, which lets it go once written.
                 std::mem::swap(&mut queue.items, batch);
             } else {
                 batch.append(&mut queue.items);

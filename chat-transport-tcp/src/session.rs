@@ -35,41 +35,13 @@ pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>, peer: Op
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
-    // The transient steps before the loop are boxed, so that an idle connection's task holds
-    // only the loop's state.
-    let attach = async move {
-        let client = ClientInfo {
-            addr: peer,
-            ..ClientInfo::default()
-        };
-        handle.connect_from(LineFormat, client).await
-    };
-    let connection = match Box::pin(attach).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            let line = format!("! {error}\n");
-            let refusal = lines.get_mut().write_all(line.as_bytes());
-            let _ = tokio::time::timeout(config.write_timeout, refusal).await;
-            let _ = lines.get_mut().shutdown().await;
-            return;
-        }
+    // The steps before the loop are boxed and hand back what the loop needs by value, so that
+    // an idle connection's task holds the loop's state and nothing beside it.
+    let Some((peer, connection)) = Box::pin(open(stream, handle, config.clone(), peer)).await
+    else {
+        return;
     };
     let conn = connection.id();
-    tracing::debug!(%conn, "line client attached");
-    let mut peer = LinePeer {
-        lines,
-        session: LineSession::new(),
-        config: config.clone(),
-        sent: 0,
-        quitting: false,
-    };
-    let mut opening = String::new();
-    let actions = peer.session.opening();
-    let opened = Box::pin(peer.carry_out(actions, &connection, &mut opening)).await;
-    if opened.is_err() || Box::pin(peer.write_now(opening.as_bytes())).await.is_err() {
-        return;
-    }
     let pacing = Pacing {
         write_timeout: config.write_timeout,
         idle_timeout: config.idle_timeout,
@@ -77,6 +49,49 @@ where
     };
     chat_runtime::drive(peer, connection, pacing).await;
     tracing::debug!(%conn, "line client detached");
+}
+
+/// Attaches the client (a full server gets a `! ` line and the close) and asks for its name;
+/// `None` if the client is already gone.
+async fn open<S>(
+    stream: S,
+    handle: &Handle,
+    config: Arc<TcpConfig>,
+    peer: Option<SocketAddr>,
+) -> Option<(LinePeer<S>, Connection)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut lines = FramedRead::with_capacity(stream, LineCodec::new(config.max_line), 256);
+    let client = ClientInfo {
+        addr: peer,
+        ..ClientInfo::default()
+    };
+    let connection = match handle.connect_from(LineFormat, client).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            let line = format!("! {error}\n");
+            let refusal = lines.get_mut().write_all(line.as_bytes());
+            let _ = tokio::time::timeout(config.write_timeout, refusal).await;
+            let _ = lines.get_mut().shutdown().await;
+            return None;
+        }
+    };
+    tracing::debug!(conn = %connection.id(), "line client attached");
+    let mut peer = LinePeer {
+        lines,
+        session: LineSession::new(),
+        config,
+        sent: 0,
+        quitting: false,
+    };
+    let mut opening = String::new();
+    let actions = peer.session.opening();
+    let opened = peer.carry_out(actions, &connection, &mut opening).await;
+    if opened.is_err() || peer.write_now(opening.as_bytes()).await.is_err() {
+        return None;
+    }
+    Some((peer, connection))
 }
 
 struct LinePeer<S> {
