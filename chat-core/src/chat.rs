@@ -4,7 +4,7 @@
 //! mailboxes, the id counter) and changes it only in [`Chat::handle`]. Each rule of the protocol's "Shared semantics" is
 //! one method below, named for the command it serves.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::output::{CloseReason, HistoryOf, HistoryRequest, Input, Output, SendK
 use crate::persistence::{Record, Snapshot};
 use crate::room::Room;
 use crate::room_name::RoomName;
+use crate::room_set::RoomSet;
 use crate::text::Text;
 use crate::timestamp::Timestamp;
 use crate::user_name::{UserKey, UserName};
@@ -46,7 +47,7 @@ pub struct Chat {
     pub(crate) accounts: HashMap<UserKey, UserName>,
     /// The room set of every account that has one, online or not, as last stored (an account
     /// without one has never logged in). An online account's entry follows its `User::rooms`.
-    pub(crate) account_rooms: HashMap<UserKey, BTreeSet<RoomName>>,
+    pub(crate) account_rooms: HashMap<UserKey, RoomSet>,
     /// Connections whose login or registration the runtime is checking, with the commands they
     /// sent since (answered once the check is back, in order).
     pub(crate) checking: HashMap<ConnectionId, Checking>,
@@ -85,7 +86,7 @@ pub(crate) struct User {
     pub(crate) account: bool,
     /// Its connections, in login order (never empty).
     pub(crate) sessions: Vec<ConnectionId>,
-    pub(crate) rooms: BTreeSet<RoomName>,
+    pub(crate) rooms: RoomSet,
 }
 
 #[derive(Debug)]
@@ -743,7 +744,7 @@ impl Chat {
                 name: user.clone(),
                 account,
                 sessions: vec![conn],
-                rooms: BTreeSet::new(),
+                rooms: RoomSet::new(),
             },
         );
         if let Some(connection) = self.connections.get_mut(&conn) {

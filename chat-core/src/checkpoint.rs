@@ -150,7 +150,7 @@ impl Chat {
                 name: user.name.clone(),
                 account: user.account,
                 sessions: user.sessions.clone(),
-                rooms: user.rooms.clone(),
+                rooms: user.rooms.iter().cloned().collect(),
             })
             .collect();
         let rooms = rooms
@@ -209,7 +209,7 @@ impl Chat {
                 .collect(),
             account_rooms: account_rooms
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
                 .collect(),
             dms: dms.dms,
             dm_logs,
@@ -329,7 +329,7 @@ impl Chat {
                 name: user.name,
                 account: user.account,
                 sessions: user.sessions,
-                rooms: user.rooms,
+                rooms: user.rooms.into_iter().collect(),
             };
             if let Some(twice) = online.insert(key, state) {
                 return Err(inconsistent(format!("{} is online twice", twice.name)));
@@ -409,7 +409,10 @@ impl Chat {
             mailboxes,
             dm_logs,
             accounts: accounts.into_iter().collect(),
-            account_rooms: account_rooms.into_iter().collect(),
+            account_rooms: account_rooms
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect(),
             checking,
             next_id,
             reserved_until,

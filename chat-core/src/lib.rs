@@ -108,6 +108,7 @@ mod output;
 mod persistence;
 mod room;
 mod room_name;
+mod room_set;
 mod text;
 mod timestamp;
 mod user_name;

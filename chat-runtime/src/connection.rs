@@ -96,9 +96,14 @@ impl<T> Connection<T> {
 
     async fn to_core(&self, message: ToCore) -> Result<(), RuntimeStopped> {
         self.outbox.asked();
-        let sent = self.handle.shared.to_core.send(message).await;
+        let shared = &self.handle.shared;
+        let sent = shared.to_core.send(message).await;
         if sent.is_err() {
             self.outbox.unasked();
+        }
+        if let (Ok(()), Some(helper)) = (&sent, &shared.helper) {
+            // On one thread: the core handles it now, not after every task woken before it.
+            helper.help();
         }
         sent.map_err(|_| RuntimeStopped)
     }

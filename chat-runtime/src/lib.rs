@@ -56,6 +56,7 @@ mod core_task;
 mod deadline;
 mod delivery;
 mod drive;
+mod helped;
 mod metrics;
 mod outbox;
 mod rate_limit;

@@ -17,6 +17,7 @@ use crate::config::RuntimeConfig;
 use crate::connection::{Connection, LocalConnection};
 use crate::core_task::{Checks, CoreTask, ToCore};
 use crate::delivery::{DeliveryTask, Sink};
+use crate::helped::Helped;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbox::{Delivery, Outbound, outbox};
 use crate::rate_limit::RateLimiter;
@@ -55,6 +56,8 @@ pub enum ConnectError {
 
 pub(crate) struct Shared {
     pub(crate) to_core: mpsc::Sender<ToCore>,
+    /// On a current-thread runtime: runs the core as soon as a connection hands it an input.
+    pub(crate) helper: Option<Arc<dyn Helper>>,
     pub(crate) config: RuntimeConfig,
     pub(crate) metrics: Arc<Metrics>,
     /// The next connection's id (a cluster node's carry the node's id in their high bits).
@@ -95,6 +98,22 @@ enum Tasks {
         delivery: JoinHandle<Result<(), StoreError>>,
     },
     Together(JoinHandle<(Chat, Result<(), StoreError>)>),
+}
+
+/// The core and the delivery as one future, which connections help run (see `helped.rs`).
+pub(crate) trait Helper: Send + Sync {
+    /// Polls the core now, if nobody is: an input was just handed to it.
+    fn help(&self);
+}
+
+impl<F> Helper for Helped<F>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    fn help(&self) {
+        Helped::help(self)
+    }
 }
 
 impl Runtime {
@@ -173,18 +192,24 @@ impl Runtime {
         .run();
         let delivery =
             DeliveryTask::new(work, store.clone(), metrics.clone(), to_core.clone()).run();
-        let tasks = match tokio::runtime::Handle::current().runtime_flavor() {
-            RuntimeFlavor::CurrentThread => Tasks::Together(tokio::spawn(async move {
+        let (tasks, helper) = match tokio::runtime::Handle::current().runtime_flavor() {
+            RuntimeFlavor::CurrentThread => {
                 // The core first: what it hands over is taken in the same turn.
-                tokio::join!(biased; core, delivery)
-            })),
-            _ => Tasks::Apart {
-                core: tokio::spawn(core),
-                delivery: tokio::spawn(delivery),
-            },
+                let both = Helped::new(async move { tokio::join!(biased; core, delivery) });
+                let helper: Arc<dyn Helper> = both.clone();
+                (Tasks::Together(tokio::spawn(both.run())), Some(helper))
+            }
+            _ => {
+                let tasks = Tasks::Apart {
+                    core: tokio::spawn(core),
+                    delivery: tokio::spawn(delivery),
+                };
+                (tasks, None)
+            }
         };
         let shared = Arc::new(Shared {
             to_core,
+            helper,
             config,
             metrics,
             next_conn,

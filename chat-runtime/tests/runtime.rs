@@ -636,11 +636,13 @@ async fn a_client_that_asks_faster_than_it_reads_is_paced_not_dropped() {
     let runtime = start(Config::default(), config).await;
     let handle = runtime.handle();
     let alice = login(&handle, "alice").await;
-    // 40 DMs of 1 KB (to bob, who is offline: they wait in his mailbox) sent as fast as the runtime lets the driver read, before reading anything:
-    // the driver stops at the window, and nothing counts as slowness.
+    // DMs of 1 KB (to bob, who is offline: they wait in his mailbox) sent as fast as the
+    // runtime lets the driver read, before reading anything: the driver stops at the window
+    // (frames not yet answered) or, where the runtime answers at once, when the unread replies
+    // reach the outbox's bound; nothing counts as slowness.
     let text = "x".repeat(1000);
     let mut sent = 0;
-    while sent < 40 {
+    while sent < 10_000 {
         if !alice.may_read() {
             break;
         }
@@ -651,13 +653,9 @@ async fn a_client_that_asks_faster_than_it_reads_is_paced_not_dropped() {
         alice.send(dm, Some(Ref::number(sent))).await.unwrap();
         sent += 1;
     }
-    assert_eq!(
-        sent as usize,
-        chat_runtime::WINDOW,
-        "reading stops at the window"
-    );
-    // Every one of them is answered, all 16 KB of echoes queued at once, and the client that
-    // reads them is never closed; then it may be read again.
+    assert!(sent < 10_000, "reading stops while the replies go unread");
+    // Every one of them is answered, and the client that reads the answers is never closed;
+    // then it may be read again.
     let mut echoes = 0;
     let mut batch = Vec::new();
     while echoes < sent {
