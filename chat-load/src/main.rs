@@ -119,8 +119,9 @@ pub(crate) struct Options {
     #[arg(long)]
     pub(crate) json: bool,
     /// Instead of a load: open this many idle, logged-in connections and report the server's
-    /// memory per connection (needs --pid; run the server with --default-room off, so that
-    /// logins do not fill the idle clients' queues with presence).
+    /// memory per connection (needs --pid). With the server's default options they all land in
+    /// the default room, which past 500 members is large and announces no joins; the time it
+    /// took is a login storm's.
     #[arg(long, value_name = "N")]
     pub(crate) idle: Option<usize>,
     /// --idle: the first connection's number; they are named `idle{K}`, `idle{K+1}`, … (names

@@ -112,62 +112,76 @@ pub struct Pacing {
 
 /// Runs one connection until it ends, then says the peer's last words. Dropping the
 /// connection afterwards tells the runtime it is gone.
-pub async fn drive<P: Peer>(mut peer: P, mut connection: Connection, pacing: Pacing) -> Ending {
-    let mut batch: Vec<Outbound> = Vec::new();
-    // The idle timer is moved only when it fires: a read just notes the time.
-    let mut heard = Instant::now();
-    let idle = tokio::time::sleep_until(heard + pacing.idle_timeout);
-    tokio::pin!(idle);
-    let mut ping = pacing.ping.map(|period| {
-        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ping
-    });
-    // What happens after a wake-up (a write, a read's handling, a ping) is boxed: the task of
-    // an idle connection then holds only what it waits on, not the largest of those states.
-    let ending = loop {
-        tokio::select! {
-            biased;
-            outgoing = connection.next(&mut batch) => {
-                let timeout = pacing.write_timeout;
-                let written = Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
-                // The written batch's vector is let go rather than swapped back into the outbox
-                // at the next drain: both would otherwise keep the largest batch's capacity (a
-                // login's burst) for as long as the connection is idle. A write costs a hundred
-                // times the allocation this brings back.
-                batch = Vec::new();
-                match (outgoing, written) {
-                    (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
-                    (Outgoing::Frames, Ok(Flow::Continue)) => {}
-                    (Outgoing::Close(reason), Ok(_)) => break Ending::Closed(reason),
+///
+/// Not an `async fn`: an `async fn` keeps its arguments twice in its state, as they were passed
+/// and as the locals its body uses (hundreds of bytes per idle connection). The `async move`
+/// block uses them where they were captured.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep the arguments twice in every connection's task"
+)]
+pub fn drive<P: Peer>(
+    mut peer: P,
+    mut connection: Connection,
+    pacing: Pacing,
+) -> impl Future<Output = Ending> {
+    async move {
+        let mut batch: Vec<Outbound> = Vec::new();
+        // The idle timer is moved only when it fires: a read just notes the time.
+        let mut heard = Instant::now();
+        let idle = tokio::time::sleep_until(heard + pacing.idle_timeout);
+        tokio::pin!(idle);
+        let mut ping = pacing.ping.map(|period| {
+            let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ping
+        });
+        // What happens after a wake-up (a write, a read's handling, a ping) is boxed: the task of
+        // an idle connection then holds only what it waits on, not the largest of those states.
+        let ending = loop {
+            tokio::select! {
+                biased;
+                outgoing = connection.next(&mut batch) => {
+                    let timeout = pacing.write_timeout;
+                    let written = Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
+                    // The written batch's vector is let go rather than swapped back into the outbox
+                    // at the next drain: both would otherwise keep the largest batch's capacity (a
+                    // login's burst) for as long as the connection is idle. A write costs a hundred
+                    // times the allocation this brings back.
+                    batch = Vec::new();
+                    match (outgoing, written) {
+                        (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
+                        (Outgoing::Frames, Ok(Flow::Continue)) => {}
+                        (Outgoing::Close(reason), Ok(_)) => break Ending::Closed(reason),
+                    }
+                }
+                item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
+                    heard = Instant::now();
+                    let Some(item) = item else { break Ending::Gone };
+                    if let Err(ending) = Box::pin(peer.on_item(item, &mut connection)).await {
+                        break ending;
+                    }
+                }
+                () = tick(&mut ping) => {
+                    let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
+                    match pinged {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break Ending::Gone,
+                        Err(ending) => break ending,
+                    }
+                }
+                () = &mut idle => {
+                    let deadline = heard + pacing.idle_timeout;
+                    if Instant::now() >= deadline {
+                        break Ending::Idle;
+                    }
+                    idle.as_mut().reset(deadline);
                 }
             }
-            item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
-                heard = Instant::now();
-                let Some(item) = item else { break Ending::Gone };
-                if let Err(ending) = Box::pin(peer.on_item(item, &mut connection)).await {
-                    break ending;
-                }
-            }
-            () = tick(&mut ping) => {
-                let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
-                match pinged {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break Ending::Gone,
-                    Err(ending) => break ending,
-                }
-            }
-            () = &mut idle => {
-                let deadline = heard + pacing.idle_timeout;
-                if Instant::now() >= deadline {
-                    break Ending::Idle;
-                }
-                idle.as_mut().reset(deadline);
-            }
-        }
-    };
-    Box::pin(peer.finish(ending)).await;
-    ending
+        };
+        Box::pin(peer.finish(ending)).await;
+        ending
+    }
 }
 
 /// The next ping time, or never for a transport without pings.

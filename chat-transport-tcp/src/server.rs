@@ -75,10 +75,15 @@ pub async fn serve_tls(
 }
 
 /// One line client, from connect to disconnect, on a plain or TLS stream.
-async fn line_client<S>(stream: S, peer: SocketAddr, handle: Handle, config: Arc<TcpConfig>)
+fn line_client<S>(
+    stream: S,
+    peer: SocketAddr,
+    handle: Handle,
+    config: Arc<TcpConfig>,
+) -> impl Future<Output = ()> + use<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     tracing::debug!(%peer, "line client connected");
-    session::run(stream, &handle, config, Some(peer)).await;
+    session::run(stream, &handle, config, Some(peer))
 }

@@ -31,24 +31,34 @@ const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 /// Runs a line client on `stream` until it leaves: attaches it to the runtime behind `handle`
 /// (a full server gets a `! ` line and the close), asks for its name, and chats. `peer` is the
 /// client's address, if it has one (the login throttle counts failures by it).
-pub async fn run<S>(stream: S, handle: &Handle, config: Arc<TcpConfig>, peer: Option<SocketAddr>)
+pub fn run<S>(
+    stream: S,
+    handle: &Handle,
+    config: Arc<TcpConfig>,
+    peer: Option<SocketAddr>,
+) -> impl Future<Output = ()> + use<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    // The steps before the loop are boxed and hand back what the loop needs by value, so that
-    // an idle connection's task holds the loop's state and nothing beside it.
-    let Some((peer, connection)) = Box::pin(open(stream, handle, config.clone(), peer)).await
-    else {
-        return;
-    };
-    let conn = connection.id();
-    let pacing = Pacing {
-        write_timeout: config.write_timeout,
-        idle_timeout: config.idle_timeout,
-        ping: None,
-    };
-    chat_runtime::drive(peer, connection, pacing).await;
-    tracing::debug!(%conn, "line client detached");
+    // The steps before the loop run in a box of their own, freed once they are done, and hand
+    // the loop its state by value; and this is no `async fn`, which would keep its arguments in
+    // its state for as long as the connection lives. So an idle connection's task holds the
+    // loop's state and nothing beside it.
+    let handle = handle.clone();
+    let opening = Box::pin(async move { open(stream, &handle, config, peer).await });
+    async move {
+        let (conn, driving) = {
+            let Some((peer, connection, pacing)) = opening.await else {
+                return;
+            };
+            (
+                connection.id(),
+                chat_runtime::drive(peer, connection, pacing),
+            )
+        };
+        driving.await;
+        tracing::debug!(%conn, "line client detached");
+    }
 }
 
 /// Attaches the client (a full server gets a `! ` line and the close) and asks for its name;
@@ -58,7 +68,7 @@ async fn open<S>(
     handle: &Handle,
     config: Arc<TcpConfig>,
     peer: Option<SocketAddr>,
-) -> Option<(LinePeer<S>, Connection)>
+) -> Option<(LinePeer<S>, Connection, Pacing)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -91,7 +101,12 @@ where
     if opened.is_err() || peer.write_now(opening.as_bytes()).await.is_err() {
         return None;
     }
-    Some((peer, connection))
+    let pacing = Pacing {
+        write_timeout: peer.config.write_timeout,
+        idle_timeout: peer.config.idle_timeout,
+        ping: None,
+    };
+    Some((peer, connection, pacing))
 }
 
 struct LinePeer<S> {
