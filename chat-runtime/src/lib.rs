@@ -3,7 +3,10 @@
 //! The core decides; this crate does. One task owns the core (no lock around it) and feeds it
 //! every connection's commands; a second task carries out its outputs: it stores each burst of
 //! records in one write (group commit) and only then delivers, encoding every event once per
-//! wire format and pushing the same bytes to each recipient's bounded outbox. What the store
+//! wire format and pushing the same bytes to each recipient's bounded outbox. On a
+//! current-thread runtime the two are one task, which a connection that has just handed the
+//! core a command runs at once (`helped.rs`): on one thread, a hand-off between tasks would
+//! wait for every task woken before it. What the store
 //! does not keep is delivered to nobody (its senders get `unavailable`), and the store is asked
 //! to recover until it does. Transports attach connections through a [`Handle`] and run each
 //! one with [`drive`], the one connection loop; in-process clients attach with
