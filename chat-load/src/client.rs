@@ -274,18 +274,15 @@ impl Reader {
     /// connection is closed. One call per read, not per message: a receiver's hot path.
     pub(crate) async fn next_stamps(&mut self, stamps: &mut Vec<Stamp>) -> bool {
         loop {
-            let mut closed = false;
+            // Frames before a close still count; the call after them reports the end.
             let drained = match self {
-                Reader::Ws(reader) => reader.drain_frames(|frame| match frame {
-                    Frame::Text(text) => stamps.extend(find_stamp(text)),
-                    Frame::Close => closed = true,
-                    Frame::Other => {}
+                Reader::Ws(reader) => reader.drain_frames(|frame| {
+                    if let Frame::Text(text) = frame {
+                        stamps.extend(find_stamp(text));
+                    }
                 }),
                 Reader::Tcp(read) => read.drain_lines(|line| stamps.extend(find_stamp(line))),
             };
-            if closed {
-                return false;
-            }
             if drained > 0 {
                 return true;
             }

@@ -92,6 +92,9 @@ pub(crate) struct Options {
     /// Closed loop: messages in flight (sent, not yet delivered to every receiver). The default
     /// is large enough that the server's core, not the wait for the slowest of 1,000 receivers,
     /// sets the maximum on a 2-core machine; a closed loop's latency is mostly this queue.
+    /// A receiver may then be this many messages behind: keep the window times the frame size
+    /// (about `--size` plus 100 bytes) under the server's outbox (1 MiB by default), or the
+    /// server cuts the receiver off as a slow consumer.
     #[arg(long, default_value_t = 2048)]
     pub(crate) window: usize,
     /// Text size in bytes.

@@ -53,7 +53,13 @@ pub(crate) async fn handshake(
         )));
     }
     inbox.consume(head_end);
-    Ok((RawWriter { write }, RawReader { inbox }))
+    Ok((
+        RawWriter { write },
+        RawReader {
+            inbox,
+            closed: false,
+        },
+    ))
 }
 
 /// Sends masked text frames.
@@ -88,6 +94,8 @@ impl RawWriter {
 /// Reads server frames from one buffer.
 pub(crate) struct RawReader {
     inbox: Inbox,
+    /// A close frame was read: nothing after it counts, and nothing more is read.
+    closed: bool,
 }
 
 /// One server frame, borrowed from the reader's buffer.
@@ -122,11 +130,14 @@ impl RawReader {
         }
     }
 
-    /// Hands `each` every complete frame already read and returns how many there were; reads
-    /// nothing.
+    /// Hands `each` every complete frame already read, up to and including a close frame,
+    /// and returns how many there were; reads nothing.
     pub(crate) fn drain_frames(&mut self, mut each: impl FnMut(Frame<'_>)) -> usize {
         let mut count = 0;
         loop {
+            if self.closed {
+                return count;
+            }
             let unread = self.inbox.unread();
             let Some((header, len)) = parse_header(unread) else {
                 return count;
@@ -137,6 +148,7 @@ impl RawReader {
             }
             let opcode = unread[0] & 0x0f;
             let payload = &self.inbox.take(header + len)[header..];
+            self.closed = opcode == 0x8;
             each(match opcode {
                 0x1 => Frame::Text(payload),
                 0x8 => Frame::Close,
@@ -146,9 +158,9 @@ impl RawReader {
         }
     }
 
-    /// Reads once more; `false` once the connection has ended.
+    /// Reads once more; `false` once the connection has ended (or sent its close frame).
     pub(crate) async fn fill(&mut self) -> bool {
-        matches!(self.inbox.fill().await, Ok(n) if n > 0)
+        !self.closed && matches!(self.inbox.fill().await, Ok(n) if n > 0)
     }
 
     /// When the read that brought the last frame returned.
@@ -200,6 +212,7 @@ mod tests {
         let (_, mut write) = accepted.unwrap().0.into_split();
         let mut reader = RawReader {
             inbox: Inbox::new(read),
+            closed: false,
         };
         let big = vec![b'y'; 300];
         let mut bytes = vec![0x81, 3, b'o', b'n', b'e', 0x89, 0];
@@ -222,7 +235,11 @@ mod tests {
         assert_eq!(seen[..2], ["one", "other"]);
         assert_eq!(seen[2].len(), 300);
         assert_eq!(reader.drain_frames(|_| panic!("the last frame is cut")), 0);
-        write.write_all(&[b'w', b'o', 0x88, 0]).await.unwrap();
+        // The rest of it, a close frame, and a frame after the close that must not count.
+        write
+            .write_all(&[b'w', b'o', 0x88, 0, 0x81, 1, b'!'])
+            .await
+            .unwrap();
         let mut rest = Vec::new();
         while rest.len() < 2 {
             assert!(reader.fill().await);
@@ -231,5 +248,7 @@ mod tests {
             });
         }
         assert_eq!(rest, [true, true]);
+        assert_eq!(reader.drain_frames(|_| panic!("nothing after a close")), 0);
+        assert!(!reader.fill().await, "nothing is read after a close");
     }
 }
