@@ -169,6 +169,15 @@ where
         batch: &mut Vec<Outbound>,
         connection: &Connection,
     ) -> io::Result<Flow> {
+        if let [Outbound { bytes, event: None }] = batch.as_slice() {
+            // One broadcast alone (the common case below saturation): its shared bytes are
+            // written as they are, with no buffer to fill.
+            let socket = self.lines.get_mut();
+            socket.write_all(bytes).await?;
+            socket.flush().await?;
+            batch.clear();
+            return Ok(Flow::Continue);
+        }
         let mut out = BytesMut::new();
         let mut shown = String::new();
         let mut flow = Flow::Continue;
