@@ -288,12 +288,7 @@ impl Reader {
             }
             let more = match self {
                 Reader::Ws(reader) => reader.fill().await,
-                Reader::Tcp(read) => {
-                    if read.full() {
-                        read.reserve(read.unread().len() * 2);
-                    }
-                    matches!(read.fill().await, Ok(n) if n > 0)
-                }
+                Reader::Tcp(read) => matches!(read.fill().await, Ok(n) if n > 0),
             };
             if !more {
                 return false;

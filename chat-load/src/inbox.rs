@@ -44,11 +44,6 @@ impl Inbox {
         &self.buf[self.start..self.end]
     }
 
-    /// Takes the first `n` unread bytes (at most all of them).
-    pub(crate) fn consume(&mut self, n: usize) {
-        self.take(n);
-    }
-
     /// Takes the first `n` unread bytes (at most all of them) and returns them.
     pub(crate) fn take(&mut self, n: usize) -> &[u8] {
         let taken = self.start..(self.start + n).min(self.end);
@@ -68,9 +63,13 @@ impl Inbox {
         }
     }
 
-    /// Reads once more after the unread bytes, moving them to the buffer's start first; `Ok(0)`
-    /// when the connection has ended (or the buffer is full, which `reserve` prevents).
+    /// Reads once more after the unread bytes, moving them to the buffer's start first (and
+    /// growing the buffer if they fill it: one line longer than it); `Ok(0)` when the
+    /// connection has ended.
     pub(crate) async fn fill(&mut self) -> io::Result<usize> {
+        if self.end - self.start == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -97,11 +96,6 @@ impl Inbox {
         count
     }
 
-    /// True when the unread bytes fill the whole buffer: one line or frame is bigger than it.
-    pub(crate) fn full(&self) -> bool {
-        self.end - self.start == self.buf.len()
-    }
-
     /// The next line without its `\n` (a `\r` before it stays); `None` once the connection has
     /// ended. A line longer than the buffer grows it.
     pub(crate) async fn line(&mut self) -> Option<&[u8]> {
@@ -114,9 +108,6 @@ impl Inbox {
                 return Some(&self.buf[line]);
             }
             searched = unread.len();
-            if self.full() {
-                self.reserve(self.buf.len() * 2);
-            }
             match self.fill().await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}

@@ -167,9 +167,10 @@ struct ReceiverStats {
     closed: AtomicBool,
 }
 
-/// The latencies of the receivers of one endpoint on one runtime thread. One histogram for
-/// many receivers stays in the cache; one per receiver (hundreds of KiB each at this precision)
-/// made recording a latency a cache miss, the receivers' largest cost.
+/// The latencies of a share of one endpoint's receivers: one histogram per endpoint and runtime
+/// thread's worth of receivers (dealt out in turn), so several threads seldom wait for the same
+/// lock. One histogram for many receivers stays in the cache; one per receiver (hundreds of KiB
+/// each at this precision) made recording a latency a cache miss, the receivers' largest cost.
 type LatencyShard = Arc<Mutex<Histogram<u64>>>;
 
 fn latency_histogram() -> Result<Histogram<u64>> {
@@ -335,7 +336,7 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
 
     let mut tasks = JoinSet::new();
     let mut all_stats = Vec::with_capacity(options.receivers);
-    // shards[endpoint][thread]
+    // shards[endpoint][k], k < --threads
     let shards = (0..targets.len())
         .map(|_| {
             (0..options.threads.max(1))

@@ -52,7 +52,7 @@ pub(crate) async fn handshake(
             head.lines().next().unwrap_or("")
         )));
     }
-    inbox.consume(head_end);
+    inbox.take(head_end);
     Ok((
         RawWriter { write },
         RawReader {
@@ -106,22 +106,36 @@ pub(crate) enum Frame<'a> {
 }
 
 impl RawReader {
+    /// The header and payload lengths of the first unread frame, if it is all there; if only
+    /// its header is, the buffer is made big enough for the rest.
+    fn complete(&mut self) -> Option<(usize, usize)> {
+        let unread = self.inbox.unread();
+        let (header, len) = parse_header(unread)?;
+        if unread.len() < header + len {
+            // Bigger than the buffer (filling moves the frame to its start first).
+            self.inbox.reserve(header + len);
+            return None;
+        }
+        Some((header, len))
+    }
+
+    /// Takes the first unread frame, which [`complete`](Self::complete) found whole.
+    fn take_frame(&mut self, header: usize, len: usize) -> Frame<'_> {
+        let frame = self.inbox.take(header + len);
+        let opcode = frame[0] & 0x0f;
+        self.closed = opcode == 0x8;
+        match opcode {
+            0x1 => Frame::Text(&frame[header..]),
+            0x8 => Frame::Close,
+            _ => Frame::Other,
+        }
+    }
+
     /// The next frame; `None` when the connection has ended.
     pub(crate) async fn next(&mut self) -> Option<Frame<'_>> {
         loop {
-            let unread = self.inbox.unread();
-            if let Some((header, len)) = parse_header(unread) {
-                if unread.len() >= header + len {
-                    let opcode = unread[0] & 0x0f;
-                    let frame = &self.inbox.take(header + len)[header..];
-                    return Some(match opcode {
-                        0x1 => Frame::Text(frame),
-                        0x8 => Frame::Close,
-                        _ => Frame::Other,
-                    });
-                }
-                // Bigger than the buffer (filling moves the frame to its start first).
-                self.inbox.reserve(header + len);
+            if let Some((header, len)) = self.complete() {
+                return Some(self.take_frame(header, len));
             }
             match self.inbox.fill().await {
                 Ok(0) | Err(_) => return None,
@@ -134,28 +148,14 @@ impl RawReader {
     /// and returns how many there were; reads nothing.
     pub(crate) fn drain_frames(&mut self, mut each: impl FnMut(Frame<'_>)) -> usize {
         let mut count = 0;
-        loop {
-            if self.closed {
-                return count;
-            }
-            let unread = self.inbox.unread();
-            let Some((header, len)) = parse_header(unread) else {
-                return count;
+        while !self.closed {
+            let Some((header, len)) = self.complete() else {
+                break;
             };
-            if unread.len() < header + len {
-                self.inbox.reserve(header + len);
-                return count;
-            }
-            let opcode = unread[0] & 0x0f;
-            let payload = &self.inbox.take(header + len)[header..];
-            self.closed = opcode == 0x8;
-            each(match opcode {
-                0x1 => Frame::Text(payload),
-                0x8 => Frame::Close,
-                _ => Frame::Other,
-            });
+            each(self.take_frame(header, len));
             count += 1;
         }
+        count
     }
 
     /// Reads once more; `false` once the connection has ended (or sent its close frame).

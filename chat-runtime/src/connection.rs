@@ -101,9 +101,9 @@ impl<T> Connection<T> {
         if sent.is_err() {
             self.outbox.unasked();
         }
-        if let (Ok(()), Some(helper)) = (&sent, &shared.helper) {
+        if let (Ok(()), Some(help)) = (&sent, &shared.helper) {
             // On one thread: the core handles it now, not after every task woken before it.
-            helper.help();
+            help();
         }
         sent.map_err(|_| RuntimeStopped)
     }

@@ -56,8 +56,9 @@ pub enum ConnectError {
 
 pub(crate) struct Shared {
     pub(crate) to_core: mpsc::Sender<ToCore>,
-    /// On a current-thread runtime: runs the core as soon as a connection hands it an input.
-    pub(crate) helper: Option<Arc<dyn Helper>>,
+    /// On a current-thread runtime: runs the core as soon as a connection hands it an input
+    /// (see `helped.rs`).
+    pub(crate) helper: Option<Box<dyn Fn() + Send + Sync>>,
     pub(crate) config: RuntimeConfig,
     pub(crate) metrics: Arc<Metrics>,
     /// The next connection's id (a cluster node's carry the node's id in their high bits).
@@ -98,22 +99,6 @@ enum Tasks {
         delivery: JoinHandle<Result<(), StoreError>>,
     },
     Together(JoinHandle<(Chat, Result<(), StoreError>)>),
-}
-
-/// The core and the delivery as one future, which connections help run (see `helped.rs`).
-pub(crate) trait Helper: Send + Sync {
-    /// Polls the core now, if nobody is: an input was just handed to it.
-    fn help(&self);
-}
-
-impl<F> Helper for Helped<F>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    fn help(&self) {
-        Helped::help(self)
-    }
 }
 
 impl Runtime {
@@ -196,7 +181,8 @@ impl Runtime {
             RuntimeFlavor::CurrentThread => {
                 // The core first: what it hands over is taken in the same turn.
                 let both = Helped::new(async move { tokio::join!(biased; core, delivery) });
-                let helper: Arc<dyn Helper> = both.clone();
+                let helped = both.clone();
+                let helper: Box<dyn Fn() + Send + Sync> = Box::new(move || helped.help());
                 (Tasks::Together(tokio::spawn(both.run())), Some(helper))
             }
             _ => {

@@ -44,8 +44,7 @@ where
     // the loop its state by value; and this is no `async fn`, which would keep its arguments in
     // its state for as long as the connection lives. So an idle connection's task holds the
     // loop's state and nothing beside it.
-    let handle = handle.clone();
-    let opening = Box::pin(async move { open(stream, &handle, config, peer).await });
+    let opening = Box::pin(open(stream, handle.clone(), config, peer));
     async move {
         let (conn, driving) = {
             let Some((peer, connection, pacing)) = opening.await else {
@@ -65,7 +64,7 @@ where
 /// `None` if the client is already gone.
 async fn open<S>(
     stream: S,
-    handle: &Handle,
+    handle: Handle,
     config: Arc<TcpConfig>,
     peer: Option<SocketAddr>,
 ) -> Option<(LinePeer<S>, Connection, Pacing)>
