@@ -240,6 +240,13 @@ impl Recipients {
     }
 }
 
+/// A set built by hand (a test's, an embedder's own outputs); the core shares its rooms' sets.
+impl FromIterator<ConnectionId> for Recipients {
+    fn from_iter<I: IntoIterator<Item = ConnectionId>>(conns: I) -> Self {
+        Recipients::new(conns)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -33,6 +33,8 @@ pub struct Connection<T = Outbound> {
     outbox: OutboxReceiver<T>,
     handle: Handle,
     limiter: Option<RateLimiter>,
+    /// While set, commands are handed to the core without running it (see [`Connection::hold`]).
+    holding: bool,
 }
 
 /// A client attached in-process: it receives events as values ([`Delivery`]), not bytes.
@@ -50,6 +52,7 @@ impl<T> Connection<T> {
             outbox,
             handle,
             limiter,
+            holding: false,
         }
     }
 
@@ -101,11 +104,32 @@ impl<T> Connection<T> {
         if sent.is_err() {
             self.outbox.unasked();
         }
-        if let (Ok(()), Some(help)) = (&sent, &shared.helper) {
-            // On one thread: the core handles it now, not after every task woken before it.
-            help();
+        if sent.is_ok() && !self.holding {
+            self.help();
         }
         sent.map_err(|_| RuntimeStopped)
+    }
+
+    /// On a current-thread runtime, runs the core now, on this task, rather than after every task
+    /// woken before it.
+    fn help(&self) {
+        if let Some(help) = &self.handle.shared.helper {
+            help();
+        }
+    }
+
+    /// Until [`release`](Connection::release), hands commands to the core without running it:
+    /// [`drive`](crate::drive) holds while it hands over every frame the client has already
+    /// sent, so the core takes them in one turn (and a run of one sender's messages to a room
+    /// reaches each recipient as one push: `fan_out.rs`).
+    pub(crate) fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Ends a [`hold`](Connection::hold): the core runs now, on what was handed to it.
+    pub(crate) fn release(&mut self) {
+        self.holding = false;
+        self.help();
     }
 
     /// Whether the client may be read now: fewer than [`WINDOW`](crate::WINDOW) of its frames

@@ -3,9 +3,10 @@
 //! It receives the outputs of batches of inputs from the core task. Whatever has queued up
 //! since its last round is one group commit: every [`Record`] in it goes to the store in a single
 //! `append`, and only when that returns are the events delivered, so anything a client has seen
-//! is durable. Then each event is encoded once per wire format, and the same [`Bytes`] is pushed
+//! is durable. Then each event is encoded once per wire format, and the same bytes are pushed
 //! to every recipient's outbox: the per-recipient work is a hash lookup and a reference-count
-//! increment.
+//! increment. Consecutive broadcasts of one sender to one room go as one push per recipient
+//! (`fan_out.rs`).
 //!
 //! **When the store fails**, nothing of what it did not keep is delivered:
 //!
@@ -33,16 +34,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chat_core::{
     ChatError, ConnectionId, DirectMessage, Event, HistoryOf, HistoryRequest, MessageId, Output,
-    Recipients, Record, Ref, SendKind,
+    Record, Ref, SendKind,
 };
 use chat_store::{Store, StoreError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::core_task::ToCore;
+use crate::fan_out::{Frames, Run};
 use crate::metrics::Metrics;
 use crate::outbox::{Class, Closing, Delivery, Outbound, Outbox, Overflow};
 use crate::wire::WireFormat;
@@ -155,6 +156,8 @@ pub(crate) struct DeliveryTask {
     refused: HashSet<MessageId>,
     /// Turns for history page reads.
     reads: Arc<Semaphore>,
+    /// Broadcasts of this round not yet delivered: they go together (`fan_out.rs`).
+    run: Option<Run>,
 }
 
 impl DeliveryTask {
@@ -178,6 +181,7 @@ impl DeliveryTask {
             pending: Vec::new(),
             refused: HashSet::new(),
             reads: Arc::new(Semaphore::new(PAGE_READS)),
+            run: None,
         }
     }
 
@@ -250,6 +254,7 @@ impl DeliveryTask {
                 self.apply(unit);
             }
         }
+        self.deliver_run();
     }
 
     /// Stores `records`; `false` if the store did not keep them (the core is told to forget
@@ -385,6 +390,9 @@ impl DeliveryTask {
     }
 
     fn apply(&mut self, unit: Work) {
+        if !matches!(unit, Work::Outputs { .. }) {
+            self.deliver_run();
+        }
         match unit {
             Work::Register { conn, sink } => {
                 if let Sink::Wire { format, codec, .. } = &sink {
@@ -431,9 +439,16 @@ impl DeliveryTask {
                 reference,
                 kind,
             } => self.send(to, event, reference, kind),
-            Output::Broadcast { to, except, event } => self.broadcast(&to, except, &event),
+            Output::Broadcast { to, except, event } => match &mut self.run {
+                Some(run) if run.continued_by(&to, except) => run.events.push(event),
+                _ => {
+                    self.deliver_run();
+                    self.run = Some(Run::new(to, except, event));
+                }
+            },
             Output::FetchHistory(request) => self.fetch(request),
             Output::Close { conn, .. } => {
+                self.deliver_run_unless_for(conn);
                 if let Some(recipient) = self.recipients.get(&conn) {
                     recipient.sink.close(Closing::LoginTimeout)
                 }
@@ -447,6 +462,7 @@ impl DeliveryTask {
 
     /// Counts one of `conn`'s frames as answered, after whatever waits for a page.
     fn answered(&mut self, conn: ConnectionId) {
+        self.deliver_run_unless_for(conn);
         let Some(recipient) = self.recipients.get_mut(&conn) else {
             return;
         };
@@ -463,6 +479,7 @@ impl DeliveryTask {
         reference: Option<Ref>,
         kind: SendKind,
     ) {
+        self.deliver_run_unless_for(to);
         let event = match without_refused(&self.refused, event) {
             Some(event) => event,
             None => return,
@@ -489,12 +506,24 @@ impl DeliveryTask {
         );
     }
 
-    fn broadcast(&mut self, to: &Recipients, except: Option<ConnectionId>, event: &Arc<Event>) {
-        // One encoding per wire format, made when its first recipient needs it.
-        let mut encoded: Vec<Option<Option<Bytes>>> = vec![None; self.formats.len()];
+    /// Delivers the pending run, unless it passes `conn` (skips it): what is for `conn` alone
+    /// may then go first, as `conn` sees nothing of the run.
+    fn deliver_run_unless_for(&mut self, conn: ConnectionId) {
+        if !self.run.as_ref().is_some_and(|run| run.passes(conn)) {
+            self.deliver_run();
+        }
+    }
+
+    /// Delivers the pending run of broadcasts, if there is one: each wire format's frames are
+    /// made when the first recipient that speaks it needs them, and pushed to every recipient.
+    fn deliver_run(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let mut encoded: Vec<Option<Frames>> = vec![None; self.formats.len()];
         let mut queued = 0;
-        for &conn in to.as_slice() {
-            if Some(conn) == except {
+        for &conn in run.to.as_slice() {
+            if Some(conn) == run.except {
                 continue;
             }
             let Some(recipient) = self.recipients.get_mut(&conn) else {
@@ -502,44 +531,53 @@ impl DeliveryTask {
             };
             if let Some(waiting) = &mut recipient.waiting {
                 // Behind a page being read for it: in its turn, like everything for it.
-                waiting.push_back(Deferred::Send {
+                waiting.extend(run.events.iter().map(|event| Deferred::Send {
                     event: event.clone(),
                     reference: None,
                     kind: SendKind::Push,
-                });
+                }));
                 continue;
             }
-            let pushed = match &recipient.sink {
+            match &recipient.sink {
                 Sink::Wire { outbox, format, .. } => {
-                    let bytes = encoded[*format].get_or_insert_with(|| {
-                        Metrics::add(&self.metrics.encodes, 1);
-                        codec(&self.formats, *format).encode(event, None, SendKind::Push)
+                    let frames = encoded[*format].get_or_insert_with(|| {
+                        Metrics::add(&self.metrics.encodes, run.events.len() as u64);
+                        run.encode(codec(&self.formats, *format))
                     });
-                    let Some(bytes) = bytes else { continue };
-                    let outbound = Outbound {
-                        bytes: bytes.clone(),
-                        event: None,
-                    };
-                    outbox.push(outbound, Class::Push)
+                    let pushed = frames.pushes.iter().try_for_each(|bytes| {
+                        let outbound = Outbound {
+                            bytes: bytes.clone(),
+                            event: None,
+                        };
+                        outbox.push(outbound, Class::Push)
+                    });
+                    if counted(&self.metrics, conn, pushed) {
+                        queued += frames.frames;
+                    }
                 }
                 Sink::Local(outbox) => {
-                    let delivery = Delivery {
-                        event: event.clone(),
-                        reference: None,
-                        kind: SendKind::Push,
-                    };
-                    outbox.push(delivery, Class::Push)
+                    let pushed = run.events.iter().try_for_each(|event| {
+                        let delivery = Delivery {
+                            event: event.clone(),
+                            reference: None,
+                            kind: SendKind::Push,
+                        };
+                        outbox.push(delivery, Class::Push)
+                    });
+                    if counted(&self.metrics, conn, pushed) {
+                        queued += run.events.len() as u64;
+                    }
                 }
-            };
-            queued += u64::from(counted(&self.metrics, conn, pushed));
+            }
         }
-        // One shared-counter update per broadcast, not per recipient.
+        // One shared-counter update per run, not per recipient.
         Metrics::add(&self.metrics.frames_out, queued);
     }
 
     /// Reads a history page from the store in a task of its own; the connection's later
     /// replies wait for it.
     fn fetch(&mut self, request: HistoryRequest) {
+        self.deliver_run_unless_for(request.conn);
         let Some(recipient) = self.recipients.get_mut(&request.conn) else {
             return;
         };

@@ -158,7 +158,7 @@ pub fn drive<P: Peer>(
                 item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
                     heard = Instant::now();
                     let Some(item) = item else { break Ending::Gone };
-                    if let Err(ending) = Box::pin(peer.on_item(item, &mut connection)).await {
+                    if let Err(ending) = Box::pin(take_in(&mut peer, &mut connection, item)).await {
                         break ending;
                     }
                 }
@@ -182,6 +182,35 @@ pub fn drive<P: Peer>(
         Box::pin(peer.finish(ending)).await;
         ending
     }
+}
+
+/// Acts on `first` and on every further item the client has already sent (as far as the
+/// window allows), and only then lets the core run: at load, the core takes a client's burst in
+/// one turn, and the delivery task delivers a sender's run of messages to a room together
+/// (`fan_out.rs`).
+async fn take_in<P: Peer>(
+    peer: &mut P,
+    connection: &mut Connection,
+    first: P::Item,
+) -> Result<(), Ending> {
+    connection.hold();
+    let mut item = first;
+    let taken = loop {
+        if let Err(ending) = peer.on_item(item, connection).await {
+            break Err(ending);
+        }
+        if !peer.reading() || !connection.may_read() {
+            break Ok(());
+        }
+        // Only what is there already: a read that would wait (or the client's end, which the
+        // loop finds again) is left to the loop.
+        match peer.read().now_or_never() {
+            Some(Some(next)) => item = next,
+            Some(None) | None => break Ok(()),
+        }
+    };
+    connection.release();
+    taken
 }
 
 /// The next ping time, or never for a transport without pings.

@@ -41,7 +41,8 @@
 //! - `drive.rs`: [`drive`], the loop every connection runs, and the [`Peer`] a transport
 //!   supplies.
 //! - `core_task.rs`, `delivery.rs`: the task that owns the core, and the one that stores, then
-//!   delivers (history pages are read beside it).
+//!   delivers (history pages are read beside it). `fan_out.rs`: consecutive broadcasts of one
+//!   sender to one room, delivered to each recipient as one push.
 //! - `auth.rs`: [`Authenticator`], who may log in, and [`ClientInfo`], what a transport knows
 //!   of a client. `throttle.rs`: failed logins lock a name or an address for a minute.
 //! - `wire.rs`: [`WireFormat`]. `rate_limit.rs`: the token bucket. `accept.rs`: the accept loop
@@ -59,6 +60,7 @@ mod core_task;
 mod deadline;
 mod delivery;
 mod drive;
+mod fan_out;
 mod helped;
 mod metrics;
 mod outbox;

@@ -69,7 +69,8 @@ pub(crate) trait Weigh {
 /// [`WireFormat`](crate::WireFormat), and, when the event was addressed to this connection alone
 /// (a reply, an echo, a backlog, a DM), the event itself, so a transport with per-connection
 /// state (the line transport's current room, say) can follow what happened. Broadcasts carry
-/// only their shared bytes.
+/// only their shared bytes: those of one event or, in a format that
+/// [`joins`](crate::WireFormat::joins) frames, of several consecutive ones.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outbound {
     /// What to write.

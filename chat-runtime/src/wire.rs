@@ -21,4 +21,17 @@ pub trait WireFormat: Send + Sync + 'static {
     /// own room messages echoed). `kind` says what the event is to the recipient; broadcasts are
     /// [`SendKind::Push`] without a reference.
     fn encode(&self, event: &Event, reference: Option<&Ref>, kind: SendKind) -> Option<Bytes>;
+
+    /// Whether frames of this format may be joined: whether a client reads the bytes of several
+    /// frames, one after the other, exactly as it reads them written one by one. True of a byte
+    /// stream whose frames delimit themselves (lines; WebSocket frames with their headers):
+    /// the runtime then pushes consecutive broadcasts to a connection as one [`Outbound`]
+    /// holding all their frames, which at load saves a push per message per recipient. A
+    /// transport that sends each [`Outbound`] as one message of its own keeps the default,
+    /// `false`.
+    ///
+    /// [`Outbound`]: crate::Outbound
+    fn joins(&self) -> bool {
+        false
+    }
 }

@@ -14,7 +14,8 @@ use chat_core::{
     SendKind, Snapshot, UserKey,
 };
 use chat_runtime::{
-    Closing, ConnectError, Connection, Handle, Outgoing, Runtime, RuntimeConfig, WireFormat,
+    Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound, Outgoing, Pacing, Peer,
+    Runtime, RuntimeConfig, WINDOW, WireFormat,
 };
 use chat_store::{MemoryStore, Store, StoreError};
 use serde_json::{Value, json};
@@ -37,6 +38,80 @@ impl WireFormat for Plain {
             _ => None,
         }
     }
+}
+
+/// The protocol's JSON payloads, a line each: a format whose frames may be joined.
+struct JsonLines;
+
+impl WireFormat for JsonLines {
+    fn name(&self) -> &'static str {
+        "json-lines"
+    }
+
+    fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
+        let mut line = chat_protocol::json::encode(event, reference).to_vec();
+        line.push(b'\n');
+        Some(Bytes::from(line))
+    }
+
+    fn joins(&self) -> bool {
+        true
+    }
+}
+
+/// Takes pushes from a [`JsonLines`] connection until `frames` frames have come: each push's
+/// frames, decoded, in the order they came.
+async fn pushes(conn: &Connection, frames: usize) -> Vec<Vec<Value>> {
+    let mut pushes = Vec::new();
+    let mut seen = 0;
+    while seen < frames {
+        let mut batch: Vec<Outbound> = Vec::new();
+        let next = tokio::time::timeout(Duration::from_secs(10), conn.next(&mut batch)).await;
+        assert_eq!(next.expect("frames within 10 s"), Outgoing::Frames);
+        for outbound in batch {
+            let push: Vec<Value> = outbound
+                .bytes
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(|line| serde_json::from_slice(line).unwrap())
+                .collect();
+            seen += push.len();
+            pushes.push(push);
+        }
+    }
+    pushes
+}
+
+/// Logs `name` in over [`JsonLines`] and takes the login's answers.
+async fn joined_as_lines(handle: &Handle, name: &str) -> Connection {
+    let conn = handle.connect(JsonLines).await.unwrap();
+    conn.send(Command::login(name), None).await.unwrap();
+    while !pushes(&conn, 1)
+        .await
+        .concat()
+        .iter()
+        .any(|f| f["type"] == "joined")
+    {}
+    conn
+}
+
+/// Takes `conn`'s pushes until the presence frame of `name`'s join has come.
+async fn joins_seen(conn: &Connection, name: &str) {
+    while !pushes(conn, 1)
+        .await
+        .concat()
+        .iter()
+        .any(|f| f["type"] == "presence" && f["user"] == name)
+    {}
+}
+
+/// The texts of the room messages among `frames`.
+fn texts(frames: &[Value]) -> Vec<&str> {
+    frames
+        .iter()
+        .filter(|frame| frame["type"] == "message")
+        .map(|frame| frame["text"].as_str().unwrap())
+        .collect()
 }
 
 async fn start(config: Config, runtime: RuntimeConfig) -> Runtime {
@@ -316,6 +391,116 @@ async fn messages_are_delivered_only_after_the_store_has_them_and_bursts_share_a
         appends < 31,
         "31 messages were stored in {appends} writes: the burst was group-committed"
     );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_of_broadcasts_reaches_each_recipient_as_one_push_cut_by_anything_else_for_it() {
+    let (store, mut started) = GatedStore::new(0);
+    let runtime = Runtime::start(Config::default(), store.clone(), RuntimeConfig::default())
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    let bob = joined_as_lines(&handle, "bob").await;
+    let mut carol = login(&handle, "carol").await;
+    let alice = login(&handle, "alice").await;
+    joins_seen(&bob, "alice").await;
+    expect(&mut carol, "presence").await;
+
+    // While the store holds the first message, alice's next thirty, with bob's ping among
+    // them, wait for the delivery task's next round: they are delivered together.
+    alice.send(say("first"), None).await.unwrap();
+    assert_eq!(started.recv().await, Some(2));
+    for n in 0..30 {
+        if n == 10 {
+            bob.send(Command::Ping, Some(Ref::number(1))).await.unwrap();
+        }
+        alice.send(say(&format!("m{n}")), None).await.unwrap();
+    }
+    store.gate.add_permits(1000);
+
+    let got = pushes(&bob, 1 + 30 + 1).await;
+    let shape: Vec<usize> = got.iter().map(Vec::len).collect();
+    // Bob's pong cuts the run in two: bob sees it exactly where it came, between m9 and m10.
+    assert_eq!(shape, [1, 10, 1, 20], "pushes: {got:?}");
+    assert_eq!(texts(&got[0]), ["first"]);
+    assert_eq!(
+        texts(&got[1]),
+        (0..10).map(|n| format!("m{n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(got[2][0]["type"], "pong");
+    assert_eq!(
+        texts(&got[3]),
+        (10..30).map(|n| format!("m{n}")).collect::<Vec<_>>()
+    );
+
+    // A format that does not join gets a push per frame (`recv` decodes each push as one
+    // frame), in the same order.
+    let mut carols = Vec::new();
+    while carols.len() < 31 {
+        for frame in recv(&mut carol).await {
+            if frame["type"] == "message" {
+                carols.push(frame["text"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let expected: Vec<String> = std::iter::once("first".to_owned())
+        .chain((0..30).map(|n| format!("m{n}")))
+        .collect();
+    assert_eq!(carols, expected);
+    runtime.shutdown().await.unwrap();
+}
+
+/// A client whose frames have all arrived before the server reads any: a burst.
+struct Burst(std::collections::VecDeque<Command>);
+
+impl Peer for Burst {
+    type Item = Command;
+
+    async fn read(&mut self) -> Option<Command> {
+        match self.0.pop_front() {
+            Some(command) => Some(command),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn on_item(&mut self, item: Command, connection: &mut Connection) -> Result<(), Ending> {
+        Ok(connection.send(item, None).await?)
+    }
+
+    async fn write(&mut self, batch: &mut Vec<Outbound>, _: &Connection) -> std::io::Result<Flow> {
+        batch.clear();
+        Ok(Flow::Continue)
+    }
+
+    async fn ping(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn finish(&mut self, _: Ending) {}
+}
+
+#[tokio::test]
+async fn a_burst_the_server_had_not_read_yet_reaches_each_recipient_as_one_push() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let handle = runtime.handle();
+    let bob = joined_as_lines(&handle, "bob").await;
+    let alice = login(&handle, "alice").await;
+    joins_seen(&bob, "alice").await;
+
+    // As many frames as the window lets the driver read before the first is answered.
+    let burst = (0..WINDOW).map(|n| say(&format!("b{n}"))).collect();
+    let pacing = Pacing {
+        write_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        ping: None,
+    };
+    let driver = tokio::spawn(chat_runtime::drive(Burst(burst), alice, pacing));
+    let got = pushes(&bob, WINDOW).await;
+    assert_eq!(got.len(), 1, "the core took the burst in one turn: {got:?}");
+    let expected: Vec<String> = (0..WINDOW).map(|n| format!("b{n}")).collect();
+    assert_eq!(texts(&got[0]), expected);
+    driver.abort();
     runtime.shutdown().await.unwrap();
 }
 

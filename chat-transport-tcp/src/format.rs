@@ -19,4 +19,10 @@ impl WireFormat for LineFormat {
         let text = render(event, reference.is_some(), kind)?;
         Some(Bytes::from(text))
     }
+
+    /// Every rendering ends its lines: renderings written back to back read as they would one
+    /// by one.
+    fn joins(&self) -> bool {
+        true
+    }
 }

@@ -61,6 +61,11 @@ impl WireFormat for JsonFormat {
     fn encode(&self, event: &Event, reference: Option<&Ref>, _kind: SendKind) -> Option<Bytes> {
         Some(encode_frame(event, reference))
     }
+
+    /// Every frame carries its own header: frames written back to back are read one by one.
+    fn joins(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

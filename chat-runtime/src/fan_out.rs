@@ -1,0 +1,164 @@
+//! A [`Run`]: consecutive broadcasts to one recipient set, delivered as one.
+//!
+//! At load, a connection's task hands the core every frame its client has already sent before
+//! the core runs ([`drive`](crate::drive)), so one round of the delivery task often holds
+//! several messages that one sender sent to one room: consecutive broadcasts to the same
+//! recipient set (the room's cached set, one shared allocation) skipping the same connection
+//! (the sender, who gets its own copies as echoes). The delivery task gathers them into a run,
+//! joins their frames once per wire format that allows it ([`WireFormat::joins`]), and pushes
+//! the whole run to each recipient at once: one lock, one reference count and one buffer to
+//! write per recipient, instead of one of each per message. A minimal fan-out server copies
+//! every message into every client's buffer; this copies a run once.
+//!
+//! No recipient sees anything in another order: the delivery task ends a run before it sends
+//! anything else to anyone the run is for (only outputs to the skipped sender may pass it).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use chat_core::{ConnectionId, Event, Recipients, SendKind};
+
+use crate::wire::WireFormat;
+
+/// Broadcasts waiting to be delivered together.
+pub(crate) struct Run {
+    /// Who gets them.
+    pub(crate) to: Recipients,
+    /// The one recipient skipped (the sender).
+    pub(crate) except: Option<ConnectionId>,
+    /// The events, in order.
+    pub(crate) events: Vec<Arc<Event>>,
+}
+
+/// A run's frames in one wire format: what each recipient is pushed, in order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Frames {
+    /// The pushes: one, joined, where the format allows it; else a frame each.
+    pub(crate) pushes: Vec<Bytes>,
+    /// How many frames they hold (events the format shows nothing for have none).
+    pub(crate) frames: u64,
+}
+
+impl Run {
+    /// A run of one broadcast.
+    pub(crate) fn new(to: Recipients, except: Option<ConnectionId>, event: Arc<Event>) -> Self {
+        Run {
+            to,
+            except,
+            events: vec![event],
+        }
+    }
+
+    /// Whether a broadcast to `to`, skipping `except`, may join this run.
+    pub(crate) fn continued_by(&self, to: &Recipients, except: Option<ConnectionId>) -> bool {
+        self.to.ptr_eq(to) && self.except == except
+    }
+
+    /// Whether something for `conn` alone may be carried out while this run waits: only if
+    /// the run skips it, so it sees nothing of the run.
+    pub(crate) fn passes(&self, conn: ConnectionId) -> bool {
+        self.except == Some(conn)
+    }
+
+    /// The run's frames in `format`, encoded once for all its recipients.
+    pub(crate) fn encode(&self, format: &dyn WireFormat) -> Frames {
+        let mut frames: Vec<Bytes> = self
+            .events
+            .iter()
+            .filter_map(|event| format.encode(event, None, SendKind::Push))
+            .collect();
+        let count = frames.len() as u64;
+        if frames.len() > 1 && format.joins() {
+            let mut joined = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for frame in &frames {
+                joined.extend_from_slice(frame);
+            }
+            frames = vec![joined.freeze()];
+        }
+        Frames {
+            pushes: frames,
+            frames: count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use chat_core::{Event, Ref, SendKind};
+
+    use super::*;
+
+    /// Shows pongs only, as `p`; joins if `joins`.
+    struct Letters {
+        joins: bool,
+    }
+
+    impl WireFormat for Letters {
+        fn name(&self) -> &'static str {
+            "letters"
+        }
+
+        fn encode(&self, event: &Event, _: Option<&Ref>, _: SendKind) -> Option<Bytes> {
+            matches!(event, Event::Pong).then(|| Bytes::from_static(b"p"))
+        }
+
+        fn joins(&self) -> bool {
+            self.joins
+        }
+    }
+
+    fn recipients() -> Recipients {
+        [ConnectionId(1), ConnectionId(2)].into_iter().collect()
+    }
+
+    fn run_of(events: Vec<Event>) -> Run {
+        let mut events = events.into_iter().map(Arc::new);
+        let first = events.next().expect("a run has a first event");
+        let mut run = Run::new(recipients(), None, first);
+        run.events.extend(events);
+        run
+    }
+
+    #[test]
+    fn a_joining_format_gets_one_push_holding_every_frame_shown() {
+        let run = run_of(vec![
+            Event::Pong,
+            Event::Rooms { rooms: Vec::new() },
+            Event::Pong,
+            Event::Pong,
+        ]);
+        let frames = run.encode(&Letters { joins: true });
+        assert_eq!(frames.pushes, [Bytes::from_static(b"ppp")]);
+        assert_eq!(
+            frames.frames, 3,
+            "the event it shows nothing for has no frame"
+        );
+    }
+
+    #[test]
+    fn any_other_format_gets_a_push_per_frame() {
+        let run = run_of(vec![
+            Event::Pong,
+            Event::Rooms { rooms: Vec::new() },
+            Event::Pong,
+        ]);
+        let frames = run.encode(&Letters { joins: false });
+        assert_eq!(frames.pushes.len(), 2);
+        assert_eq!(frames.frames, 2);
+    }
+
+    #[test]
+    fn a_run_continues_only_with_the_same_recipient_set_and_exception() {
+        let to = recipients();
+        let run = Run::new(to.clone(), Some(ConnectionId(1)), Arc::new(Event::Pong));
+        assert!(run.continued_by(&to, Some(ConnectionId(1))));
+        assert!(!run.continued_by(&to, None), "another sender");
+        assert!(
+            !run.continued_by(&recipients(), Some(ConnectionId(1))),
+            "an equal set that is not the same allocation (the room's cached one)"
+        );
+        assert!(run.passes(ConnectionId(1)));
+        assert!(!run.passes(ConnectionId(2)));
+    }
+}
