@@ -202,7 +202,7 @@ impl Shared {
     }
 
     /// Counts one delivery of message `global`; the last receiver frees its window slot.
-    fn delivered(&self, global: u64) {
+    fn delivered(&self, global: u32) {
         if !self.closed_loop {
             return;
         }
@@ -384,7 +384,7 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
     let sending_started = Instant::now();
     let deadline = sending_started + Duration::from_secs_f64(options.duration.max(0.0));
     let sent = Arc::new(AtomicU64::new(0));
-    let global = Arc::new(AtomicU64::new(0));
+    let global = Arc::new(AtomicU32::new(0));
     let writers_done = Arc::new(AtomicUsize::new(0));
     // The pager runs for the sending period and stops on its own at its end.
     let pager = pager.map(|pager| tokio::spawn(pager.run(deadline)));
@@ -582,7 +582,7 @@ struct Sender {
     writer: Writer,
     shared: Arc<Shared>,
     sent: Arc<AtomicU64>,
-    global: Arc<AtomicU64>,
+    global: Arc<AtomicU32>,
     room: String,
     size: usize,
     /// When sending starts, and how many senders share the rate.
@@ -608,7 +608,7 @@ impl Sender {
             interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
             interval
         });
-        let mut seq = 0;
+        let mut seq: u32 = 0;
         while Instant::now() < self.deadline {
             // When the message is due: at a fixed rate its tick, not when this task got to it,
             // so time a saturated server (or chat-load) keeps a message waiting counts as latency.
@@ -629,10 +629,10 @@ impl Sender {
                     self.shared.nanos()
                 }
             };
-            seq += 1;
+            seq = seq.wrapping_add(1);
             let stamp = Stamp {
                 run: self.shared.run,
-                sender: u32::try_from(self.index)?,
+                sender: u16::try_from(self.index)?,
                 seq,
                 global: self.global.fetch_add(1, Ordering::AcqRel),
                 nanos: due,
