@@ -15,10 +15,12 @@
 //! transport's lines, and both run on any byte stream.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::FutureExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::connection::{Connection, RuntimeStopped};
@@ -240,6 +242,39 @@ async fn write<P: Peer>(
     }
 }
 
+/// Writes the bytes of every frame of `batch` to `socket`, then flushes: with vectored writes
+/// where the socket takes them, so no frame is copied, or else joined into one buffer. A batch
+/// costs one `write` either way (more only when the kernel takes part of it).
+pub async fn write_frames<W>(socket: &mut W, batch: &[Outbound]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    match batch {
+        [] => {}
+        [one] => socket.write_all(&one.bytes).await?,
+        _ if socket.is_write_vectored() => {
+            let mut slices: Vec<IoSlice<'_>> =
+                batch.iter().map(|o| IoSlice::new(&o.bytes)).collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                let written = socket.write_vectored(rest).await?;
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                IoSlice::advance_slices(&mut rest, written);
+            }
+        }
+        _ => {
+            let mut joined = BytesMut::with_capacity(batch.iter().map(|o| o.bytes.len()).sum());
+            for outbound in batch {
+                joined.extend_from_slice(&outbound.bytes);
+            }
+            socket.write_all(&joined).await?;
+        }
+    }
+    socket.flush().await
+}
+
 /// Runs one write to the client, giving up when `timeout` passes
 /// ([`Ending::WriteTimedOut`]) or, at once, when the client's queue overflows while the write
 /// waits on it ([`Ending::Gone`]). Either way part of a frame may have been written, so the
@@ -264,5 +299,102 @@ pub async fn guarded<F: Future>(
         biased;
         written = within(timeout, write) => written.map_err(|_| Ending::WriteTimedOut),
         () = overflow => Err(Ending::Gone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A socket that takes at most `most` bytes per write and counts its writes.
+    struct Socket {
+        vectored: bool,
+        most: usize,
+        written: Vec<u8>,
+        writes: usize,
+    }
+
+    impl AsyncWrite for Socket {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.most);
+            self.written.extend_from_slice(&buf[..n]);
+            self.writes += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.most - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+            }
+            self.writes += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn batch() -> Vec<Outbound> {
+        ["one\n", "", "two\n", "three\n"]
+            .into_iter()
+            .map(|text| Outbound {
+                bytes: Bytes::from_static(text.as_bytes()),
+                event: None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_whole_in_one_write_where_the_kernel_takes_it() {
+        for vectored in [true, false] {
+            let mut socket = Socket {
+                vectored,
+                most: usize::MAX,
+                written: Vec::new(),
+                writes: 0,
+            };
+            write_frames(&mut socket, &batch()).await.unwrap();
+            assert_eq!(socket.written, b"one\ntwo\nthree\n");
+            assert_eq!(socket.writes, 1, "vectored: {vectored}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_kernel_takes_part_of_goes_on_where_it_stopped() {
+        for vectored in [true, false] {
+            let mut socket = Socket {
+                vectored,
+                most: 3,
+                written: Vec::new(),
+                writes: 0,
+            };
+            write_frames(&mut socket, &batch()).await.unwrap();
+            assert_eq!(socket.written, b"one\ntwo\nthree\n", "vectored: {vectored}");
+        }
     }
 }

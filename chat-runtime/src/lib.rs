@@ -76,7 +76,7 @@ pub use auth::{Authenticator, ClientInfo, GuestsOnly};
 pub use config::RuntimeConfig;
 pub use connection::{Connection, LocalConnection, RuntimeStopped};
 pub use deadline::{TimedOut, within};
-pub use drive::{Ending, Flow, Pacing, Peer, drive, guarded};
+pub use drive::{Ending, Flow, Pacing, Peer, drive, guarded, write_frames};
 pub use metrics::MetricsSnapshot;
 pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};

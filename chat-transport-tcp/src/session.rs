@@ -168,12 +168,10 @@ where
         batch: &mut Vec<Outbound>,
         connection: &Connection,
     ) -> io::Result<Flow> {
-        if let [Outbound { bytes, event: None }] = batch.as_slice() {
-            // One broadcast alone (the common case below saturation): its shared bytes are
-            // written as they are, with no buffer to fill.
-            let socket = self.lines.get_mut();
-            socket.write_all(bytes).await?;
-            socket.flush().await?;
+        if batch.iter().all(|outbound| outbound.event.is_none()) {
+            // Broadcasts only (at load, the common case): their shared bytes are written as
+            // they are, with no buffer to fill.
+            chat_runtime::write_frames(self.lines.get_mut(), batch).await?;
             batch.clear();
             return Ok(Flow::Continue);
         }

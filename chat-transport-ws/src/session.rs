@@ -8,7 +8,7 @@
 use std::io;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chat_core::{ChatError, Event};
 use chat_protocol::json::decode;
 use chat_runtime::{
@@ -16,7 +16,7 @@ use chat_runtime::{
     Pacing, Peer,
 };
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -58,11 +58,18 @@ where
         idle_timeout: config.idle_timeout,
         ping: Some(config.ping_interval),
     };
-    chat_runtime::drive(WsPeer { ws }, connection, pacing).await;
+    let peer = WsPeer {
+        ws,
+        pong_due: false,
+    };
+    chat_runtime::drive(peer, connection, pacing).await;
 }
 
 struct WsPeer<S> {
     ws: WebSocketStream<S>,
+    /// A ping came since the last write: tungstenite may still hold its pong, which must go
+    /// before the next frames.
+    pong_due: bool,
 }
 
 impl<S> Peer for WsPeer<S>
@@ -88,19 +95,10 @@ where
     }
 
     async fn write(&mut self, batch: &mut Vec<Outbound>, _: &Connection) -> io::Result<Flow> {
-        self.ws.flush().await.map_err(io::Error::other)?;
-        let socket = self.ws.get_mut();
-        if let [one] = batch.as_slice() {
-            socket.write_all(&one.bytes).await?;
-        } else {
-            let total = batch.iter().map(|o| o.bytes.len()).sum();
-            let mut joined = BytesMut::with_capacity(total);
-            for outbound in batch.iter() {
-                joined.extend_from_slice(&outbound.bytes);
-            }
-            socket.write_all(&joined).await?;
+        if std::mem::take(&mut self.pong_due) {
+            self.ws.flush().await.map_err(io::Error::other)?;
         }
-        socket.flush().await?;
+        chat_runtime::write_frames(self.ws.get_mut(), batch).await?;
         batch.clear();
         Ok(Flow::Continue)
     }
@@ -156,9 +154,13 @@ where
         let text = match message {
             Message::Text(text) => Some(text),
             Message::Binary(_) => None,
-            // tungstenite queues the pong itself and sends it with the next read or write,
-            // without waiting on the socket; pongs only prove life.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            // tungstenite queues the pong itself and sends it with the next read, without
+            // waiting on the socket, or with the next write; pongs only prove life.
+            Message::Ping(_) => {
+                self.pong_due = true;
+                return Ok(());
+            }
+            Message::Pong(_) | Message::Frame(_) => return Ok(()),
             Message::Close(_) => {
                 // Send tungstenite's close reply, briefly, so the client sees a clean close.
                 let _ = chat_runtime::guarded(connection, CLOSE_REPLY, self.ws.flush()).await;

@@ -777,6 +777,39 @@ async fn a_binary_frame_is_bad_frame_and_the_connection_stays() {
 }
 
 #[tokio::test]
+async fn a_websocket_ping_gets_its_pong_while_room_traffic_flows() {
+    let server = Server::start().await;
+    let mut alice = server.raw_login("alice").await;
+    let mut bob = server.raw_login("bob").await;
+    alice.json().await; // bob's presence
+    for n in 0..3u8 {
+        bob.send_message(Message::Ping(vec![n].into())).await;
+        alice
+            .send_json(json!({"type": "say", "room": "general", "text": format!("m{n}")}))
+            .await;
+        // Bob reads on until his pong, and his room's message, have both come.
+        let (mut pong, mut message) = (false, false);
+        while !(pong && message) {
+            let next = tokio::time::timeout(PATIENCE, bob.ws.next())
+                .await
+                .expect("the server answered in time");
+            match next {
+                Some(Ok(Message::Pong(payload))) => {
+                    assert_eq!(&payload[..], [n], "the pong carries its ping's payload");
+                    pong = true;
+                }
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                    assert_eq!(frame["text"], format!("m{n}"), "{frame}");
+                    message = true;
+                }
+                other => panic!("unexpected: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_bad_ref_is_bad_frame_without_a_ref() {
     let server = Server::start().await;
     let mut alice = server.raw_login("alice").await;
