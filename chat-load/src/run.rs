@@ -266,6 +266,9 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
     if options.receivers == 0 || options.senders == 0 {
         return Err("a load needs at least one receiver and one sender".into());
     }
+    if options.senders > usize::from(u16::MAX) + 1 {
+        return Err("a load has at most 65,536 senders (a stamp numbers them in 16 bits)".into());
+    }
     if let Some(room) = &options.pager {
         if transport != "ws" {
             return Err("--pager speaks WebSocket only".into());

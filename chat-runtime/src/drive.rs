@@ -69,8 +69,9 @@ pub trait Peer: Send {
     /// One unit read from the client: a frame, a line, or the read error that ended it.
     type Item: Send;
 
-    /// Reads the client's next item; `None` once the client is gone. Must be cancel-safe: the
-    /// loop drops it whenever something else is ready first.
+    /// Reads the client's next item; `None` once the client is gone, and again on every call
+    /// after that. Must be cancel-safe: the loop drops it whenever something else is ready
+    /// first.
     fn read(&mut self) -> impl Future<Output = Option<Self::Item>> + Send;
 
     /// Acts on one item (checks it against the rate limit, decodes it, hands the command to
@@ -94,6 +95,15 @@ pub trait Peer: Send {
 
     /// Whether to read more now (the line transport stops reading after `/quit`).
     fn reading(&self) -> bool {
+        true
+    }
+
+    /// Whether [`drive`] may take the client's next item now, in the same turn of the core as
+    /// the items just handed over, before their answers are written. A peer that answers some
+    /// items itself, writing to the client at once rather than through the runtime (the line
+    /// transport's `/help`), says `false` when the next item may be one of those: what it wrote
+    /// would come before the answers to the items before it.
+    fn reads_ahead(&self) -> bool {
         true
     }
 
@@ -201,7 +211,7 @@ async fn take_in<P: Peer>(
         if let Err(ending) = peer.on_item(item, connection).await {
             break Err(ending);
         }
-        if !peer.reading() || !connection.may_read() {
+        if !peer.reading() || !peer.reads_ahead() || !connection.may_read() {
             break Ok(());
         }
         // Only what is there already: a read that would wait (or the client's end, which the
@@ -253,8 +263,12 @@ where
         [] => {}
         [one] => socket.write_all(&one.bytes).await?,
         _ if socket.is_write_vectored() => {
-            let mut slices: Vec<IoSlice<'_>> =
-                batch.iter().map(|o| IoSlice::new(&o.bytes)).collect();
+            // Empty frames are left out: a write of nothing but empty slices writes 0 bytes.
+            let mut slices: Vec<IoSlice<'_>> = batch
+                .iter()
+                .filter(|o| !o.bytes.is_empty())
+                .map(|o| IoSlice::new(&o.bytes))
+                .collect();
             let mut rest = &mut slices[..];
             while !rest.is_empty() {
                 let written = socket.write_vectored(rest).await?;
@@ -360,7 +374,7 @@ mod tests {
     }
 
     fn batch() -> Vec<Outbound> {
-        ["one\n", "", "two\n", "three\n"]
+        ["one\n", "", "two\n", "", "three\n", ""]
             .into_iter()
             .map(|text| Outbound {
                 bytes: Bytes::from_static(text.as_bytes()),
@@ -381,6 +395,27 @@ mod tests {
             write_frames(&mut socket, &batch()).await.unwrap();
             assert_eq!(socket.written, b"one\ntwo\nthree\n");
             assert_eq!(socket.writes, 1, "vectored: {vectored}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_empty_frames_writes_nothing_and_succeeds() {
+        let empty = vec![
+            Outbound {
+                bytes: Bytes::new(),
+                event: None,
+            };
+            2
+        ];
+        for vectored in [true, false] {
+            let mut socket = Socket {
+                vectored,
+                most: usize::MAX,
+                written: Vec::new(),
+                writes: 0,
+            };
+            write_frames(&mut socket, &empty).await.unwrap();
+            assert!(socket.written.is_empty());
         }
     }
 

@@ -215,6 +215,20 @@ where
         !self.quitting
     }
 
+    /// Only a line of chat already read from the socket: while chatting, a line that is not a
+    /// slash command only ever becomes a command for the core (`say`), where a slash command or
+    /// a line typed while naming may be answered here at once (`/help`, a prompt).
+    fn reads_ahead(&self) -> bool {
+        if self.session.is_naming() {
+            return false;
+        }
+        let buffered = self.lines.read_buffer();
+        match buffered.iter().position(|&b| b == b'\n') {
+            Some(end) => buffered[..end].trim_ascii_start().first() != Some(&b'/'),
+            None => false,
+        }
+    }
+
     async fn finish(&mut self, ending: Ending) {
         let last = match ending {
             Ending::Gone | Ending::WriteTimedOut | Ending::TooLarge => None,

@@ -374,6 +374,25 @@ async fn lines_sent_with_the_name_in_one_write_are_read_after_the_login() {
 }
 
 #[tokio::test]
+async fn pasted_lines_are_answered_in_the_order_they_were_typed() {
+    let server = Server::start().await;
+    let mut bob = server.login("bob").await;
+    let mut alice = server.login("alice").await;
+    bob.until("* alice joined").await;
+    // Chat lines, a command the server answers, and one this connection answers itself
+    // (`/help`), in one write: each answer comes where its line was.
+    alice.send_raw(b"one\ntwo\n/rooms\n/help\nthree\n").await;
+    assert_eq!(alice.line().await, "* #general (2 members)");
+    assert!(alice.line().await.starts_with("* /join ROOM"));
+    for expected in ["one", "two", "three"] {
+        assert_eq!(
+            unstamped(&bob.line().await),
+            format!("#general <alice> {expected}")
+        );
+    }
+}
+
+#[tokio::test]
 async fn every_command_answers() {
     let server = Server::start().await;
     let mut alice = server.login("alice").await;
