@@ -333,6 +333,17 @@ mod tests {
         writes: usize,
     }
 
+    impl Socket {
+        fn new(vectored: bool, most: usize) -> Self {
+            Socket {
+                vectored,
+                most,
+                written: Vec::new(),
+                writes: 0,
+            }
+        }
+    }
+
     impl AsyncWrite for Socket {
         fn poll_write(
             mut self: Pin<&mut Self>,
@@ -386,12 +397,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_written_whole_in_one_write_where_the_kernel_takes_it() {
         for vectored in [true, false] {
-            let mut socket = Socket {
-                vectored,
-                most: usize::MAX,
-                written: Vec::new(),
-                writes: 0,
-            };
+            let mut socket = Socket::new(vectored, usize::MAX);
             write_frames(&mut socket, &batch()).await.unwrap();
             assert_eq!(socket.written, b"one\ntwo\nthree\n");
             assert_eq!(socket.writes, 1, "vectored: {vectored}");
@@ -408,12 +414,7 @@ mod tests {
             2
         ];
         for vectored in [true, false] {
-            let mut socket = Socket {
-                vectored,
-                most: usize::MAX,
-                written: Vec::new(),
-                writes: 0,
-            };
+            let mut socket = Socket::new(vectored, usize::MAX);
             write_frames(&mut socket, &empty).await.unwrap();
             assert!(socket.written.is_empty());
         }
@@ -422,12 +423,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_kernel_takes_part_of_goes_on_where_it_stopped() {
         for vectored in [true, false] {
-            let mut socket = Socket {
-                vectored,
-                most: 3,
-                written: Vec::new(),
-                writes: 0,
-            };
+            let mut socket = Socket::new(vectored, 3);
             write_frames(&mut socket, &batch()).await.unwrap();
             assert_eq!(socket.written, b"one\ntwo\nthree\n", "vectored: {vectored}");
         }
