@@ -9,6 +9,7 @@
 //! parsing JSON. `run` tells this run's messages from an earlier run's against the same server,
 //! which arrive too, in the history a join sends.
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -48,18 +49,28 @@ pub(crate) struct Stamp {
 /// The hex digits of each field of a stamp, in order: run, sender, seq, global, nanos.
 const WIDTHS: [usize; 5] = [8, 4, 8, 8, 12];
 /// `~s` and the digits.
-const STAMP_LEN: usize = 2 + 8 + 4 + 8 + 8 + 12;
+const STAMP_LEN: usize = {
+    let (mut len, mut i) = (2, 0);
+    while i < WIDTHS.len() {
+        len += WIDTHS[i];
+        i += 1;
+    }
+    len
+};
 
 /// The text for a message: its stamp, padded with `x` to `size` bytes (longer if the stamp is).
 pub(crate) fn stamped_text(stamp: Stamp, size: usize) -> String {
-    let mut text = format!(
-        "~s{:08x}{:04x}{:08x}{:08x}{:012x}",
-        stamp.run,
-        stamp.sender,
-        stamp.seq,
-        stamp.global,
-        stamp.nanos & 0xffff_ffff_ffff
-    );
+    let fields = [
+        u64::from(stamp.run),
+        u64::from(stamp.sender),
+        u64::from(stamp.seq),
+        u64::from(stamp.global),
+        stamp.nanos & 0xffff_ffff_ffff,
+    ];
+    let mut text = String::from("~s");
+    for (field, width) in fields.into_iter().zip(WIDTHS) {
+        let _ = write!(text, "{field:0width$x}");
+    }
     debug_assert_eq!(text.len(), STAMP_LEN);
     while text.len() < size {
         text.push('x');

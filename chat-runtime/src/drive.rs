@@ -18,7 +18,6 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -26,6 +25,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::connection::{Connection, RuntimeStopped};
 use crate::deadline::within;
 use crate::outbox::{Closing, Outbound, Outgoing};
+use crate::wire::join;
 
 /// Why a connection ends. The peer turns it into its last words (a close code, a last line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,10 +279,7 @@ where
             }
         }
         _ => {
-            let mut joined = BytesMut::with_capacity(batch.iter().map(|o| o.bytes.len()).sum());
-            for outbound in batch {
-                joined.extend_from_slice(&outbound.bytes);
-            }
+            let joined = join(batch.iter().map(|o| &o.bytes[..]));
             socket.write_all(&joined).await?;
         }
     }

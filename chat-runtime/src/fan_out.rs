@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chat_core::{ConnectionId, Event, Recipients, SendKind};
 
-use crate::wire::WireFormat;
+use crate::wire::{WireFormat, join};
 
 /// Broadcasts waiting to be delivered together.
 pub(crate) struct Run {
@@ -69,11 +69,7 @@ impl Run {
             .collect();
         let count = frames.len() as u64;
         if frames.len() > 1 && format.joins() {
-            let mut joined = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            for frame in &frames {
-                joined.extend_from_slice(frame);
-            }
-            frames = vec![joined.freeze()];
+            frames = vec![join(frames.iter().map(|frame| &frame[..]))];
         }
         Frames {
             pushes: frames,

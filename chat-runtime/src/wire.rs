@@ -8,7 +8,7 @@
 //! broadcast is encoded once per format and the format table never grows with the connections.
 //! A format should therefore hold no per-connection state.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chat_core::{Event, Ref, SendKind};
 
 /// Renders events for one transport's clients.
@@ -34,4 +34,17 @@ pub trait WireFormat: Send + Sync + 'static {
     fn joins(&self) -> bool {
         false
     }
+}
+
+/// The bytes of `parts`, one after the other, in one buffer: a run's joined frames, or a batch
+/// written to a socket that takes no vectored writes.
+pub(crate) fn join<'a, I>(parts: I) -> Bytes
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let mut joined = BytesMut::with_capacity(parts.clone().map(<[u8]>::len).sum());
+    for part in parts {
+        joined.extend_from_slice(part);
+    }
+    joined.freeze()
 }
