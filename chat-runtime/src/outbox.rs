@@ -4,8 +4,10 @@
 //! consumer. The queue is a vector behind a lock that neither side holds for more than a push or
 //! a swap, and the driver is woken only when the queue goes from empty to non-empty: a broadcast
 //! to 10,000 connections costs each of them one short lock and, if it was idle, one wake-up, and
-//! the driver takes everything queued with one swap. The driver's waits (for items, for room
-//! to read, for a close) share one `Notify`, to keep an idle connection small.
+//! the driver takes everything queued with one swap. The driver's wait for items keeps its waker
+//! in the queue itself, so a push and a wake-up take the one lock; its rarer waits (for room to
+//! read, for a close while a write is blocked) share one `Notify`, to keep an idle connection
+//! small.
 //!
 //! What is queued comes in two classes. A **push** is something the client did not ask for
 //! (others' messages, presence, a DM from someone else): pushes count against the bound, and a
@@ -19,6 +21,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use chat_core::{Event, Ref, SendKind};
@@ -125,6 +128,27 @@ struct Queue<T> {
     pushed: usize,
     /// Bytes of replies queued: these pace reading.
     replies: usize,
+    /// The driver, while it waits in [`OutboxReceiver::next`] with nothing queued: the push
+    /// that makes the queue non-empty, or a close, takes it and wakes it.
+    taker: Option<Waker>,
+}
+
+impl<T> Queue<T> {
+    /// Moves every queued item to the end of `batch`; returns how many.
+    fn take(&mut self, batch: &mut Vec<T>) -> usize {
+        let n = self.items.len();
+        if n > 0 {
+            if batch.is_empty() {
+                // Swap: the queue's allocation goes to the driver, which lets it go once written.
+                std::mem::swap(&mut self.items, batch);
+            } else {
+                batch.append(&mut self.items);
+            }
+            self.pushed = 0;
+            self.replies = 0;
+        }
+        n
+    }
 }
 
 #[derive(Debug)]
@@ -132,9 +156,9 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     limit: usize,
     closing: OnceLock<Closing>,
-    /// Wakes whatever the driver waits on (items queued, room to read again, closing): one
-    /// task waits, on up to three conditions at once, and each re-checks its own after a
-    /// wake-up. Every waiter registers before it checks, so no wake-up is lost.
+    /// Wakes the driver's rarer waits (room to read again, closing): each re-checks its own
+    /// condition after a wake-up, and registers before it checks, so no wake-up is lost. (The
+    /// wait for items is the queue's [`Queue::taker`].)
     wake: Notify,
     /// The client's frames read and not yet answered.
     in_flight: AtomicUsize,
@@ -177,6 +201,7 @@ pub(crate) fn outbox<T>(limit: usize) -> (Outbox<T>, OutboxReceiver<T>) {
             items: Vec::new(),
             pushed: 0,
             replies: 0,
+            taker: None,
         }),
         limit,
         closing: OnceLock::new(),
@@ -209,9 +234,10 @@ impl<T: Weigh> Outbox<T> {
         }
         let was_empty = queue.items.is_empty();
         queue.items.push(item);
+        let taker = if was_empty { queue.taker.take() } else { None };
         drop(queue);
-        if was_empty {
-            self.shared.wake.notify_waiters();
+        if let Some(taker) = taker {
+            taker.wake();
         }
         Ok(())
     }
@@ -221,6 +247,10 @@ impl<T> Outbox<T> {
     /// Asks the connection to close; the first reason given wins.
     pub(crate) fn close(&self, reason: Closing) {
         if self.shared.closing.set(reason).is_ok() {
+            let taker = self.shared.queue().taker.take();
+            if let Some(taker) = taker {
+                taker.wake();
+            }
             self.shared.wake.notify_waiters();
         }
     }
@@ -254,45 +284,49 @@ pub enum Outgoing {
 impl<T> OutboxReceiver<T> {
     /// Waits until there is something to do: appends every queued item to `batch` (so the
     /// driver can write them all and flush once), or reports that the connection must close.
+    /// One task at a time may wait here (the connection's driver): a second one would take the
+    /// first's place in the queue, and the first would not be woken.
     pub(crate) async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
-        loop {
-            if let Some(&reason) = self.shared.closing.get() {
-                // A slow consumer's backlog is dropped; otherwise what is queued goes out first.
-                if reason != Closing::SlowConsumer {
-                    self.drain(batch);
-                }
-                return Outgoing::Close(reason);
-            }
-            if self.drain(batch) > 0 {
-                return Outgoing::Frames;
-            }
-            // Nothing now: register, then look again, so that a push in between is not missed
-            // (the fast path above never touches the `Notify`).
-            let notified = self.shared.wake.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.shared.closing.get().is_some() || !self.shared.queue().items.is_empty() {
-                continue;
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_next(cx, batch)).await
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<T>) -> Poll<Outgoing> {
+        if let Some(reason) = self.closing() {
+            return Poll::Ready(self.close_with(reason, batch));
         }
+        let mut queue = self.shared.queue();
+        if queue.take(batch) > 0 {
+            return Poll::Ready(Outgoing::Frames);
+        }
+        // Nothing now: leave the waker where a push looks, under the lock it takes, so no push
+        // is missed. The same task's waker is usually there already from its last wait.
+        if !queue
+            .taker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            queue.taker = Some(cx.waker().clone());
+        }
+        drop(queue);
+        // A close set before the waker was in place did not see it: look again.
+        match self.closing() {
+            Some(reason) => Poll::Ready(self.close_with(reason, batch)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// What [`next`](Self::next) says once the connection is closing: a slow consumer's backlog
+    /// is dropped; otherwise what is queued goes out first.
+    fn close_with(&self, reason: Closing, batch: &mut Vec<T>) -> Outgoing {
+        if reason != Closing::SlowConsumer {
+            self.drain(batch);
+        }
+        Outgoing::Close(reason)
     }
 
     /// Appends every item queued now to `batch`; returns how many.
     pub(crate) fn drain(&self, batch: &mut Vec<T>) -> usize {
-        let mut queue = self.shared.queue();
-        let n = queue.items.len();
-        if n > 0 {
-            if batch.is_empty() {
-                // Swap: the queue's allocation goes to the driver, which lets it go once written.
-                std::mem::swap(&mut queue.items, batch);
-            } else {
-                batch.append(&mut queue.items);
-            }
-            queue.pushed = 0;
-            queue.replies = 0;
-        }
-        n
+        self.shared.queue().take(batch)
     }
 
     /// Why the connection is closing, if it is.
@@ -349,13 +383,17 @@ impl<T> OutboxReceiver<T> {
 
 impl<T> Drop for OutboxReceiver<T> {
     fn drop(&mut self) {
-        // Nobody will read any more: later pushes are dropped instead of queued.
+        // Nobody will read any more: later pushes are dropped instead of queued, and the
+        // driver's waker is let go with the driver.
         let _ = self.shared.closing.set(Closing::Shutdown);
+        self.shared.queue().taker = None;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn frame(n: usize) -> Outbound {
@@ -430,6 +468,44 @@ mod tests {
         tx.answered();
         waiter.await.unwrap();
         assert!(rx.may_read());
+    }
+
+    /// Spawns a driver waiting in `next` on its own task and lets it get to the wait.
+    async fn waiting_driver(
+        rx: OutboxReceiver<Outbound>,
+    ) -> tokio::task::JoinHandle<(Outgoing, Vec<Outbound>)> {
+        let driver = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let outgoing = rx.next(&mut batch).await;
+            (outgoing, batch)
+        });
+        tokio::task::yield_now().await;
+        assert!(!driver.is_finished(), "nothing is queued yet");
+        driver
+    }
+
+    // Paused time: a driver that is never woken leaves the runtime idle, the clock jumps, and
+    // the timeout fails the test instead of hanging it.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_driver_is_woken_by_the_first_push() {
+        let (tx, rx) = outbox(10);
+        let driver = waiting_driver(rx).await;
+        tx.push(text(&b"ab"[..]), Class::Push).unwrap();
+        tx.push(text(&b"cd"[..]), Class::Push).unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(1), driver).await;
+        let (outgoing, batch) = woken.expect("the push wakes the driver").unwrap();
+        assert_eq!(outgoing, Outgoing::Frames);
+        assert_eq!(batch, [text(&b"ab"[..]), text(&b"cd"[..])]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_driver_is_woken_by_a_close() {
+        let (tx, rx) = outbox(10);
+        let driver = waiting_driver(rx).await;
+        tx.close(Closing::LoginTimeout);
+        let woken = tokio::time::timeout(Duration::from_secs(1), driver).await;
+        let (outgoing, _) = woken.expect("the close wakes the driver").unwrap();
+        assert_eq!(outgoing, Outgoing::Close(Closing::LoginTimeout));
     }
 
     #[tokio::test]
