@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::connection::{Connection, RuntimeStopped};
 use crate::deadline::within;
@@ -139,15 +139,13 @@ pub fn drive<P: Peer>(
 ) -> impl Future<Output = Ending> {
     async move {
         let mut batch: Vec<Outbound> = Vec::new();
-        // The idle timer is moved only when it fires: a read just notes the time.
+        // One timer for the idle timeout and the pings (the loop polls every timer on every
+        // wake-up, so one costs half what two would). It is moved only when it fires: a read
+        // just notes the time.
         let mut heard = Instant::now();
-        let idle = tokio::time::sleep_until(heard + pacing.idle_timeout);
-        tokio::pin!(idle);
-        let mut ping = pacing.ping.map(|period| {
-            let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            ping
-        });
+        let mut ping_at = pacing.ping.map(|period| heard + period);
+        let timer = tokio::time::sleep_until(wake_at(heard + pacing.idle_timeout, ping_at));
+        tokio::pin!(timer);
         // What happens after a wake-up (a write, a read's handling, a ping) is boxed: the task of
         // an idle connection then holds only what it waits on, not the largest of those states.
         let ending = loop {
@@ -174,20 +172,24 @@ pub fn drive<P: Peer>(
                         break ending;
                     }
                 }
-                () = tick(&mut ping) => {
-                    let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
-                    match pinged {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break Ending::Gone,
-                        Err(ending) => break ending,
-                    }
-                }
-                () = &mut idle => {
-                    let deadline = heard + pacing.idle_timeout;
-                    if Instant::now() >= deadline {
+                () = &mut timer => {
+                    let idle_at = heard + pacing.idle_timeout;
+                    if Instant::now() >= idle_at {
                         break Ending::Idle;
                     }
-                    idle.as_mut().reset(deadline);
+                    if let (Some(at), Some(period)) = (ping_at, pacing.ping)
+                        && Instant::now() >= at
+                    {
+                        let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
+                        match pinged {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break Ending::Gone,
+                            Err(ending) => break ending,
+                        }
+                        // The next ping is a period after this one went out, however late.
+                        ping_at = Some(Instant::now() + period);
+                    }
+                    timer.as_mut().reset(wake_at(idle_at, ping_at));
                 }
             }
         };
@@ -225,14 +227,10 @@ async fn take_in<P: Peer>(
     taken
 }
 
-/// The next ping time, or never for a transport without pings.
-async fn tick(ping: &mut Option<tokio::time::Interval>) {
-    match ping {
-        Some(ping) => {
-            ping.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+/// When the loop's timer must next fire: at the idle deadline or the next ping, whichever
+/// comes first.
+fn wake_at(idle_at: Instant, ping_at: Option<Instant>) -> Instant {
+    ping_at.map_or(idle_at, |ping_at| ping_at.min(idle_at))
 }
 
 /// Writes a batch (see [`guarded`]).

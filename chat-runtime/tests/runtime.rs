@@ -504,6 +504,81 @@ async fn a_burst_the_server_had_not_read_yet_reaches_each_recipient_as_one_push(
     runtime.shutdown().await.unwrap();
 }
 
+/// A client that says one thing at `speaks_at` and nothing else, and notes when it is pinged.
+struct Quiet {
+    speaks_at: Option<tokio::time::Instant>,
+    pinged: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Peer for Quiet {
+    type Item = Command;
+
+    async fn read(&mut self) -> Option<Command> {
+        match self.speaks_at {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                // Only once the line is there: the loop may drop this read while it waits.
+                self.speaks_at = None;
+                Some(say("anyone?"))
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn on_item(&mut self, item: Command, connection: &mut Connection) -> Result<(), Ending> {
+        Ok(connection.send(item, None).await?)
+    }
+
+    async fn write(&mut self, batch: &mut Vec<Outbound>, _: &Connection) -> std::io::Result<Flow> {
+        batch.clear();
+        Ok(Flow::Continue)
+    }
+
+    async fn ping(&mut self) -> std::io::Result<()> {
+        self.pinged
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    async fn finish(&mut self, _: Ending) {}
+}
+
+// Paused time: the clock jumps to each timer, so the times below are exact to the millisecond.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_client_is_pinged_every_period_and_closed_an_idle_timeout_after_its_last_word() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let alice = login(&runtime.handle(), "alice").await;
+    let start = tokio::time::Instant::now();
+    let pinged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let peer = Quiet {
+        speaks_at: Some(start + Duration::from_secs(20)),
+        pinged: pinged.clone(),
+    };
+    let pacing = Pacing {
+        write_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(35),
+        ping: Some(Duration::from_secs(10)),
+    };
+    let ending = chat_runtime::drive(peer, alice, pacing).await;
+    let ended = start.elapsed();
+
+    assert_eq!(ending, Ending::Idle);
+    // Its one line, at 20 s, moved the idle deadline from 35 s to 55 s.
+    let ms = |d: Duration| d.as_millis().div_ceil(10) * 10;
+    assert_eq!(ms(ended), 55_000, "ended after {ended:?}");
+    // Pings went out every 10 s, talk or no talk, until the end.
+    let pinged: Vec<u128> = pinged
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|at| ms(*at - start))
+        .collect();
+    assert_eq!(pinged, [10_000, 20_000, 30_000, 40_000, 50_000]);
+    runtime.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn connections_beyond_the_maximum_are_refused_at_once() {
     let config = RuntimeConfig {
