@@ -14,7 +14,6 @@ use chat_runtime::{ClientInfo, ConnectError, Handle};
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::server::WsConfig;
@@ -120,7 +119,7 @@ pub async fn upgrade<B>(mut request: Request<B>, handle: &Handle, config: Arc<Ws
         match upgraded {
             Ok(upgraded) => {
                 tracing::debug!(%conn, "WebSocket client attached");
-                crate::session::run(TokioIo::new(upgraded), connection, &config).await;
+                crate::session::run_upgraded(upgraded, connection, &config).await;
                 tracing::debug!(%conn, "WebSocket client detached");
             }
             Err(error) => tracing::debug!(%conn, %error, "the WebSocket upgrade failed"),

@@ -16,7 +16,10 @@ use chat_runtime::{
     Pacing, Peer,
 };
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -47,12 +50,36 @@ pub async fn run<S>(stream: S, connection: Connection, config: &WsConfig)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    run_after(stream, Bytes::new(), connection, config).await
+}
+
+/// Runs the chat on the stream an HTTP upgrade handed over: straight on the TCP socket beneath
+/// it where there is one (hyper's wrapper would cost two dynamic calls on every read and write
+/// of the connection's life), or on the wrapper itself (TLS, say).
+pub(crate) async fn run_upgraded(upgraded: Upgraded, connection: Connection, config: &WsConfig) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => run_after(parts.io.into_inner(), parts.read_buf, connection, config).await,
+        Err(upgraded) => run(TokioIo::new(upgraded), connection, config).await,
+    }
+}
+
+/// [`run`] on a stream of which `read` was already read: the first bytes of the client's
+/// frames, sent right behind its upgrade request.
+async fn run_after<S>(stream: S, read: Bytes, connection: Connection, config: &WsConfig)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.read_buffer)
         .write_buffer_size(8 * 1024)
         .max_message_size(Some(config.max_frame))
         .max_frame_size(Some(config.max_frame));
-    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await;
+    let ws = if read.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await
+    } else {
+        let read = read.to_vec();
+        WebSocketStream::from_partially_read(stream, read, Role::Server, Some(ws_config)).await
+    };
     let pacing = Pacing {
         write_timeout: config.write_timeout,
         idle_timeout: config.idle_timeout,

@@ -657,6 +657,64 @@ async fn ping_is_answered_with_pong_before_and_after_login_and_unknown_fields_ar
     check_message(&alice.json().await, "general", "alice", "hi");
 }
 
+/// `payload` as one masked text frame, as a client sends it (RFC 6455, section 5.2).
+fn client_text_frame(payload: &[u8]) -> Vec<u8> {
+    assert!(
+        payload.len() < 126,
+        "a short frame: the length fits the first byte"
+    );
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+#[tokio::test]
+async fn frames_sent_in_the_same_write_as_the_upgrade_request_are_answered() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let server = Server::start().await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let mut sent = format!(
+        "GET /chat HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    sent.extend(client_text_frame(br#"{"type":"ping","ref":"early"}"#));
+    sent.extend(client_text_frame(br#"{"type":"login","name":"eve"}"#));
+    socket.write_all(&sent).await.unwrap();
+
+    // The 101 answer, and whatever came after it in the same reads.
+    let mut read = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut chunk))
+            .await
+            .expect("the server answers the upgrade")
+            .unwrap();
+        assert!(n > 0, "the server closed the connection: {read:?}");
+        read.extend_from_slice(&chunk[..n]);
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(read.starts_with(b"HTTP/1.1 101"), "{read:?}");
+    let rest = read.split_off(head_end);
+    let mut ws = WebSocketStream::from_partially_read(socket, rest, Role::Client, None).await;
+    let mut next = async || {
+        let message = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+        let text = message.unwrap().unwrap().into_text().unwrap();
+        serde_json::from_str::<Value>(text.as_str()).unwrap()
+    };
+    assert_eq!(next().await, json!({"type": "pong", "ref": "early"}));
+    assert_eq!(next().await["type"], "welcome");
+    assert_eq!(next().await["type"], "joined");
+}
+
 // ---- error codes ----------------------------------------------------------------------------
 
 #[tokio::test]
