@@ -440,7 +440,7 @@ impl DeliveryTask {
                 kind,
             } => self.send(to, event, reference, kind),
             Output::Broadcast { to, except, event } => match &mut self.run {
-                Some(run) if run.continued_by(&to, except) => run.events.push(event),
+                Some(run) if run.continued_by(&to, except) => run.push(event),
                 _ => {
                     self.deliver_run();
                     self.run = Some(Run::new(to, except, event));

@@ -12,12 +12,18 @@
 //!
 //! No recipient sees anything in another order: the delivery task ends a run before it sends
 //! anything else to anyone the run is for (only outputs to the skipped sender may pass it).
+//!
+//! A run is also ended once it holds [`Run::FULL`] bytes: a run is pushed whole, and weighed
+//! against a recipient's outbox bound whole, so a long one (a cluster replica catching up)
+//! could overflow the outbox of a client that reads fast enough to keep up with the same
+//! messages one by one.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_core::{ConnectionId, Event, Recipients, SendKind};
 
+use crate::outbox::event_weight;
 use crate::wire::{WireFormat, join};
 
 /// Broadcasts waiting to be delivered together.
@@ -28,6 +34,8 @@ pub(crate) struct Run {
     pub(crate) except: Option<ConnectionId>,
     /// The events, in order.
     pub(crate) events: Vec<Arc<Event>>,
+    /// About the bytes of their frames ([`event_weight`]).
+    weight: usize,
 }
 
 /// A run's frames in one wire format: what each recipient is pushed, in order.
@@ -40,18 +48,30 @@ pub(crate) struct Frames {
 }
 
 impl Run {
+    /// The bytes of frames at which a run is full: a thousand chat lines' worth at most, a
+    /// small part of any sensible outbox bound (1 MiB by default).
+    pub(crate) const FULL: usize = 64 * 1024;
+
     /// A run of one broadcast.
     pub(crate) fn new(to: Recipients, except: Option<ConnectionId>, event: Arc<Event>) -> Self {
         Run {
             to,
             except,
+            weight: event_weight(&event),
             events: vec![event],
         }
     }
 
-    /// Whether a broadcast to `to`, skipping `except`, may join this run.
+    /// Whether a broadcast to `to`, skipping `except`, may join this run: the same recipients,
+    /// and room for more.
     pub(crate) fn continued_by(&self, to: &Recipients, except: Option<ConnectionId>) -> bool {
-        self.to.ptr_eq(to) && self.except == except
+        self.to.ptr_eq(to) && self.except == except && self.weight < Self::FULL
+    }
+
+    /// Adds a broadcast that [`continued_by`](Self::continued_by) let in.
+    pub(crate) fn push(&mut self, event: Arc<Event>) {
+        self.weight += event_weight(&event);
+        self.events.push(event);
     }
 
     /// Whether something for `conn` alone may be carried out while this run waits: only if
@@ -112,7 +132,7 @@ mod tests {
         let mut events = events.into_iter().map(Arc::new);
         let first = events.next().expect("a run has a first event");
         let mut run = Run::new(recipients(), None, first);
-        run.events.extend(events);
+        events.for_each(|event| run.push(event));
         run
     }
 
@@ -156,5 +176,26 @@ mod tests {
         );
         assert!(run.passes(ConnectionId(1)));
         assert!(!run.passes(ConnectionId(2)));
+    }
+
+    #[test]
+    fn a_run_takes_no_more_once_it_holds_full_bytes_of_frames() {
+        let to = recipients();
+        let error = |len: usize| {
+            Arc::new(Event::Error {
+                code: chat_core::ErrorCode::BadFrame,
+                message: "x".repeat(len),
+            })
+        };
+        let mut run = Run::new(to.clone(), None, error(Run::FULL / 2));
+        assert!(run.continued_by(&to, None));
+        run.push(error(Run::FULL / 2 - 200));
+        assert!(
+            run.continued_by(&to, None),
+            "just under: the frames' own bytes count"
+        );
+        run.push(error(0));
+        assert!(!run.continued_by(&to, None), "full");
+        assert_eq!(run.events.len(), 3);
     }
 }

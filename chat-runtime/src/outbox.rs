@@ -88,6 +88,25 @@ impl Weigh for Outbound {
     }
 }
 
+/// About the size of `event`'s JSON frame, its texts included: what it costs a WebSocket
+/// client, and what an in-process client's queue counts it as.
+pub(crate) fn event_weight(event: &Event) -> usize {
+    const FRAME: usize = 96;
+    let texts: usize = match event {
+        Event::Message(m) => m.text.as_str().len(),
+        Event::Dm { message, .. } => message.text.as_str().len(),
+        Event::Joined { history, .. } => {
+            history.iter().map(|m| FRAME + m.text.as_str().len()).sum()
+        }
+        Event::History { messages, .. } => {
+            messages.iter().map(|m| FRAME + m.text.as_str().len()).sum()
+        }
+        Event::Error { message, .. } => message.len(),
+        _ => 0,
+    };
+    FRAME + texts
+}
+
 /// An event for a connection attached in-process ([`Handle::connect_local`](crate::Handle::connect_local)):
 /// the value itself, no bytes.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,20 +122,7 @@ pub struct Delivery {
 impl Weigh for Delivery {
     /// About the size of the event's JSON frame: what it would cost a WebSocket client.
     fn weight(&self) -> usize {
-        const FRAME: usize = 96;
-        let texts: usize = match &*self.event {
-            Event::Message(m) => m.text.as_str().len(),
-            Event::Dm { message, .. } => message.text.as_str().len(),
-            Event::Joined { history, .. } => {
-                history.iter().map(|m| FRAME + m.text.as_str().len()).sum()
-            }
-            Event::History { messages, .. } => {
-                messages.iter().map(|m| FRAME + m.text.as_str().len()).sum()
-            }
-            Event::Error { message, .. } => message.len(),
-            _ => 0,
-        };
-        FRAME + texts
+        event_weight(&self.event)
     }
 }
 
