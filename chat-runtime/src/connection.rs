@@ -150,6 +150,16 @@ impl<T> Connection<T> {
         self.outbox.next(batch).await
     }
 
+    /// [`next`](Connection::next) as a poll, for [`drive`](crate::drive)'s own wait; it is
+    /// also woken when the client may be read again.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        batch: &mut Vec<T>,
+    ) -> std::task::Poll<Outgoing> {
+        self.outbox.poll_next(cx, batch)
+    }
+
     /// Appends the items queued right now to `batch`, without waiting; returns how many.
     pub fn try_next(&self, batch: &mut Vec<T>) -> usize {
         self.outbox.drain(batch)

@@ -5,10 +5,15 @@
 //! runtime queued for the client (every write, pings included, raced against an overflow, so a
 //! client whose queue overflows while a write to it is blocked is cut off at once, and bounded
 //! by the write timeout: [`guarded`]); it **reads** the client's next frame or line, but only
-//! while [`Connection::readable`] allows it (a client that asks faster than it reads is paced,
+//! while [`Connection::may_read`] allows it (a client that asks faster than it reads is paced,
 //! never dropped for it); it **pings** the client at a fixed interval, where the transport has
 //! pings; and it **ends** the connection when the client goes, stays silent past the idle
 //! timeout, floods, or the runtime closes it.
+//!
+//! Under load nearly every wake-up is for the outbox: a broadcast woke the task. So the loop
+//! polls the read and the timer with a waker of their own, and polls them again only once that
+//! waker was woken; a wake-up for the outbox costs a look at the outbox and the write, as in a
+//! minimal fan-out server, not a read that finds nothing and a timer that is not due.
 //!
 //! What differs between transports (how a frame is read, what it means, how a batch is written,
 //! the last words) is a [`Peer`]'s: the WebSocket transport's peer speaks frames, the line
@@ -16,9 +21,13 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -69,10 +78,12 @@ pub trait Peer: Send {
     /// One unit read from the client: a frame, a line, or the read error that ended it.
     type Item: Send;
 
-    /// Reads the client's next item; `None` once the client is gone, and again on every call
-    /// after that. Must be cancel-safe: the loop drops it whenever something else is ready
-    /// first.
-    fn read(&mut self) -> impl Future<Output = Option<Self::Item>> + Send;
+    /// Polls for the client's next item, as [`Stream::poll_next`](futures_util::Stream)
+    /// does: `Ready(None)` once the client is gone, and again on every call after that.
+    /// `Pending` means `cx`'s waker will be woken when there may be more, and until then
+    /// [`drive`] does not poll again: a wake-up that brings the client something to write costs
+    /// no read.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>>;
 
     /// Acts on one item (checks it against the rate limit, decodes it, hands the command to
     /// `connection`); `Err` ends the connection.
@@ -122,6 +133,37 @@ pub struct Pacing {
     pub ping: Option<Duration>,
 }
 
+/// What woke the connection's task, in the order the loop looks.
+enum Woke<Item> {
+    /// Frames to write, or the runtime's word to close.
+    Outgoing(Outgoing),
+    /// The client's next item, or `None` at its end.
+    Read(Option<Item>),
+    /// The idle deadline or a ping is due.
+    Timer,
+}
+
+/// The waker [`drive`] polls the read and the timer with: it notes that one of them woke the
+/// task, so a wake-up for the outbox (nearly every one, under load) polls neither.
+#[derive(Default)]
+struct Woken {
+    /// The read or the timer woke the task since the loop last looked.
+    flag: AtomicBool,
+    /// The connection's task.
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flag.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
 /// Runs one connection until it ends, then says the peer's last words. Dropping the
 /// connection afterwards tells the runtime it is gone.
 ///
@@ -139,40 +181,76 @@ pub fn drive<P: Peer>(
 ) -> impl Future<Output = Ending> {
     async move {
         let mut batch: Vec<Outbound> = Vec::new();
-        // One timer for the idle timeout and the pings (the loop polls every timer on every
-        // wake-up, so one costs half what two would). It is moved only when it fires: a read
+        // One timer for the idle timeout and the pings. It is moved only when it fires: a read
         // just notes the time.
         let mut heard = Instant::now();
         let mut ping_at = pacing.ping.map(|period| heard + period);
         let timer = tokio::time::sleep_until(wake_at(heard + pacing.idle_timeout, ping_at));
         tokio::pin!(timer);
+        // The read and the timer are polled with `others`, and only again once it was woken
+        // (or, for the read, after it gave an item or was polled with another waker).
+        let woken = Arc::new(Woken::default());
+        let others = Waker::from(woken.clone());
+        let (mut read_waits, mut timer_waits) = (false, false);
         // What happens after a wake-up (a write, a read's handling, a ping) is boxed: the task of
         // an idle connection then holds only what it waits on, not the largest of those states.
         let ending = loop {
-            tokio::select! {
-                biased;
-                outgoing = connection.next(&mut batch) => {
+            let wake = std::future::poll_fn(|cx| {
+                if let Poll::Ready(outgoing) = connection.poll_next(cx, &mut batch) {
+                    return Poll::Ready(Woke::Outgoing(outgoing));
+                }
+                // Register first, then look: a wake-up in between is seen now or wakes the task.
+                woken.task.register(cx.waker());
+                if woken.flag.swap(false, Ordering::AcqRel) {
+                    (read_waits, timer_waits) = (false, false);
+                }
+                let mut others = Context::from_waker(&others);
+                // A paced client is not read: the outbox wakes the task when it may be again.
+                if !read_waits && peer.reading() && connection.may_read() {
+                    match peer.poll_read(&mut others) {
+                        Poll::Ready(item) => return Poll::Ready(Woke::Read(item)),
+                        Poll::Pending => read_waits = true,
+                    }
+                }
+                if !timer_waits {
+                    match timer.as_mut().poll(&mut others) {
+                        Poll::Ready(()) => return Poll::Ready(Woke::Timer),
+                        Poll::Pending => timer_waits = true,
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Woke::Outgoing(outgoing) => {
                     let timeout = pacing.write_timeout;
-                    let written = Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
-                    // The written batch's vector is let go rather than swapped back into the outbox
-                    // at the next drain: both would otherwise keep the largest batch's capacity (a
-                    // login's burst) for as long as the connection is idle. A write costs a hundred
-                    // times the allocation this brings back.
+                    let written =
+                        Box::pin(write(&mut peer, &connection, &mut batch, timeout)).await;
+                    // The written batch's vector is let go rather than swapped back into the
+                    // outbox at the next drain: both would otherwise keep the largest batch's
+                    // capacity (a login's burst) for as long as the connection is idle. A write
+                    // costs a hundred times the allocation this brings back.
                     batch = Vec::new();
                     match (outgoing, written) {
-                        (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => break ending,
+                        (_, Err(ending)) | (Outgoing::Frames, Ok(Flow::End(ending))) => {
+                            break ending;
+                        }
                         (Outgoing::Frames, Ok(Flow::Continue)) => {}
                         (Outgoing::Close(reason), Ok(_)) => break Ending::Closed(reason),
                     }
                 }
-                item = async { connection.readable().await; peer.read().await }, if peer.reading() => {
+                Woke::Read(item) => {
                     heard = Instant::now();
+                    // Polled again next time: it gave an item, and reading ahead polls it with
+                    // a waker of its own.
+                    read_waits = false;
                     let Some(item) = item else { break Ending::Gone };
                     if let Err(ending) = Box::pin(take_in(&mut peer, &mut connection, item)).await {
                         break ending;
                     }
                 }
-                () = &mut timer => {
+                Woke::Timer => {
+                    timer_waits = false;
                     let idle_at = heard + pacing.idle_timeout;
                     if Instant::now() >= idle_at {
                         break Ending::Idle;
@@ -180,7 +258,8 @@ pub fn drive<P: Peer>(
                     if let (Some(at), Some(period)) = (ping_at, pacing.ping)
                         && Instant::now() >= at
                     {
-                        let pinged = Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
+                        let pinged =
+                            Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;
                         match pinged {
                             Ok(Ok(())) => {}
                             Ok(Err(_)) => break Ending::Gone,
@@ -218,9 +297,9 @@ async fn take_in<P: Peer>(
         }
         // Only what is there already: a read that would wait (or the client's end, which the
         // loop finds again) is left to the loop.
-        match peer.read().now_or_never() {
-            Some(Some(next)) => item = next,
-            Some(None) | None => break Ok(()),
+        match peer.poll_read(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Some(next)) => item = next,
+            Poll::Ready(None) | Poll::Pending => break Ok(()),
         }
     };
     connection.release();

@@ -253,11 +253,16 @@ impl<T> Outbox<T> {
     /// Asks the connection to close; the first reason given wins.
     pub(crate) fn close(&self, reason: Closing) {
         if self.shared.closing.set(reason).is_ok() {
-            let taker = self.shared.queue().taker.take();
-            if let Some(taker) = taker {
-                taker.wake();
-            }
+            self.wake_taker();
             self.shared.wake.notify_waiters();
+        }
+    }
+
+    /// Wakes the driver if it waits for items.
+    fn wake_taker(&self) {
+        let taker = self.shared.queue().taker.take();
+        if let Some(taker) = taker {
+            taker.wake();
         }
     }
 
@@ -266,6 +271,8 @@ impl<T> Outbox<T> {
         let before = self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "answered more frames than were read");
         if before == WINDOW {
+            // Reading may resume: wake the driver where it waits for items too, if it does.
+            self.wake_taker();
             self.shared.wake.notify_waiters();
         }
     }
@@ -296,7 +303,9 @@ impl<T> OutboxReceiver<T> {
         std::future::poll_fn(|cx| self.poll_next(cx, batch)).await
     }
 
-    fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<T>) -> Poll<Outgoing> {
+    /// [`next`](Self::next) as a poll: a driver that polls it (rather than awaiting `next`) is
+    /// also woken when reading may resume ([`Outbox::answered`]).
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<T>) -> Poll<Outgoing> {
         if let Some(reason) = self.closing() {
             return Poll::Ready(self.close_with(reason, batch));
         }

@@ -10,6 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
@@ -126,8 +127,8 @@ where
 {
     type Item = io::Result<Line>;
 
-    async fn read(&mut self) -> Option<Self::Item> {
-        self.lines.next().await
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.lines.poll_next_unpin(cx)
     }
 
     async fn on_item(

@@ -6,6 +6,7 @@
 //! anything tungstenite itself has queued (a pong).
 
 use std::io;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,8 +106,8 @@ where
 {
     type Item = Result<Message, WsError>;
 
-    async fn read(&mut self) -> Option<Self::Item> {
-        self.ws.next().await
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.ws.poll_next_unpin(cx)
     }
 
     async fn on_item(
