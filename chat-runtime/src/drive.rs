@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -322,7 +323,8 @@ async fn write<P: Peer>(
     if batch.is_empty() {
         return Ok(Flow::Continue);
     }
-    match guarded(connection, timeout, peer.write(batch, connection)).await {
+    let written = std::pin::pin!(peer.write(batch, connection));
+    match guard(connection, timeout, written).await {
         Ok(Ok(flow)) => Ok(flow),
         Ok(Err(_)) => Err(Ending::Gone),
         Err(ending) => Err(ending),
@@ -372,10 +374,20 @@ pub async fn guarded<F: Future>(
     timeout: Duration,
     write: F,
 ) -> Result<F::Output, Ending> {
+    guard(connection, timeout, std::pin::pin!(write)).await
+}
+
+/// [`guarded`] for a write pinned by the caller: the write's state is then kept once, where the
+/// caller pinned it, rather than both as an argument and pinned here (a connection's every
+/// batch goes through this, and its state is allocated and moved with it).
+async fn guard<F: Future>(
+    connection: &Connection,
+    timeout: Duration,
+    mut write: Pin<&mut F>,
+) -> Result<F::Output, Ending> {
     // Most writes finish at once (the kernel has room): they need neither a timer nor a
     // watch on the queue.
-    let mut write = std::pin::pin!(write);
-    if let Some(done) = (&mut write).now_or_never() {
+    if let Some(done) = write.as_mut().now_or_never() {
         return Ok(done);
     }
     let overflow = async {
@@ -392,7 +404,6 @@ pub async fn guarded<F: Future>(
 
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use bytes::Bytes;

@@ -190,8 +190,9 @@ where
             }
             if let Some(event) = event {
                 let actions = self.session.on_event(event);
-                if self
-                    .carry_out(actions, connection, &mut shown)
+                // Boxed: the batches of broadcasts that make up nearly every write need none
+                // of its state (a connection's every write future is allocated and moved).
+                if Box::pin(self.carry_out(actions, connection, &mut shown))
                     .await
                     .is_err()
                 {
