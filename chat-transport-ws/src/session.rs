@@ -51,7 +51,7 @@ pub async fn run<S>(stream: S, connection: Connection, config: &WsConfig)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    run_after(stream, Bytes::new(), connection, config).await
+    run_after(stream, Vec::new(), connection, config).await
 }
 
 /// Runs the chat on the stream an HTTP upgrade handed over: straight on the TCP socket beneath
@@ -59,14 +59,20 @@ where
 /// of the connection's life), or on the wrapper itself (TLS, say).
 pub(crate) async fn run_upgraded(upgraded: Upgraded, connection: Connection, config: &WsConfig) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => run_after(parts.io.into_inner(), parts.read_buf, connection, config).await,
+        Ok(parts) => {
+            // Copied out, and let go at once: even empty, hyper's `read_buf` holds on to its
+            // whole read buffer (kilobytes) for as long as it lives.
+            let read = parts.read_buf.to_vec();
+            drop(parts.read_buf);
+            run_after(parts.io.into_inner(), read, connection, config).await
+        }
         Err(upgraded) => run(TokioIo::new(upgraded), connection, config).await,
     }
 }
 
 /// [`run`] on a stream of which `read` was already read: the first bytes of the client's
 /// frames, sent right behind its upgrade request.
-async fn run_after<S>(stream: S, read: Bytes, connection: Connection, config: &WsConfig)
+async fn run_after<S>(stream: S, read: Vec<u8>, connection: Connection, config: &WsConfig)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -78,7 +84,6 @@ where
     let ws = if read.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(ws_config)).await
     } else {
-        let read = read.to_vec();
         WebSocketStream::from_partially_read(stream, read, Role::Server, Some(ws_config)).await
     };
     let pacing = Pacing {
