@@ -24,7 +24,7 @@
 # shared machine, those figures are noisy; the server's and chat-load's cores' busy % say more).
 # Results go to perf/results.jsonl (one JSON line per run; OUT overrides); the plot to
 # docs/fanout.svg (SVG overrides; it shows the median of the repeats). Loopback only; every run
-# is bounded by --duration. The default sweep takes about 14 minutes.
+# is bounded by --duration. The default sweep takes 10 to 15 minutes.
 #
 #   scripts/perf-sweep.sh [SECONDS]        # default 10 s per run
 #   SIZES= LOADS="200000 1000000" REPEATS=1 scripts/perf-sweep.sh 8   # the floor sweep, once
