@@ -130,7 +130,8 @@ pub struct Pacing {
     pub write_timeout: Duration,
     /// A client that sends nothing (not even a pong) for this long is disconnected.
     pub idle_timeout: Duration,
-    /// How often a quiet client is pinged; `None` for a transport without pings.
+    /// How often a quiet client is pinged; `None` for a transport without pings (a zero period
+    /// is taken as `None`).
     pub ping: Option<Duration>,
 }
 
@@ -184,8 +185,9 @@ pub fn drive<P: Peer>(
         let mut batch: Vec<Outbound> = Vec::new();
         // One timer for the idle timeout and the pings. It is moved only when it fires: a read
         // just notes the time.
+        let ping = pacing.ping.filter(|period| !period.is_zero());
         let mut heard = Instant::now();
-        let mut ping_at = pacing.ping.map(|period| heard + period);
+        let mut ping_at = ping.map(|period| heard + period);
         let timer = tokio::time::sleep_until(wake_at(heard + pacing.idle_timeout, ping_at));
         tokio::pin!(timer);
         // The read and the timer are polled with `others`, and only again once it was woken
@@ -256,7 +258,7 @@ pub fn drive<P: Peer>(
                     if Instant::now() >= idle_at {
                         break Ending::Idle;
                     }
-                    if let (Some(at), Some(period)) = (ping_at, pacing.ping)
+                    if let (Some(at), Some(period)) = (ping_at, ping)
                         && Instant::now() >= at
                     {
                         let pinged =

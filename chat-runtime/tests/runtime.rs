@@ -616,6 +616,27 @@ async fn a_quiet_client_is_pinged_every_period_and_closed_an_idle_timeout_after_
     runtime.shutdown().await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_zero_ping_period_means_no_pings() {
+    let runtime = start(Config::default(), RuntimeConfig::default()).await;
+    let alice = login(&runtime.handle(), "alice").await;
+    let start = tokio::time::Instant::now();
+    let pinged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let peer = Quiet {
+        speaks: None,
+        pinged: pinged.clone(),
+    };
+    let pacing = Pacing {
+        write_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(35),
+        ping: Some(Duration::ZERO),
+    };
+    assert_eq!(chat_runtime::drive(peer, alice, pacing).await, Ending::Idle);
+    assert_eq!(start.elapsed().as_secs(), 35);
+    assert!(pinged.lock().unwrap().is_empty());
+    runtime.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn connections_beyond_the_maximum_are_refused_at_once() {
     let config = RuntimeConfig {
