@@ -254,12 +254,12 @@ pub fn drive<P: Peer>(
                 }
                 Woke::Timer => {
                     timer_waits = false;
-                    let idle_at = heard + pacing.idle_timeout;
-                    if Instant::now() >= idle_at {
+                    let (now, idle_at) = (Instant::now(), heard + pacing.idle_timeout);
+                    if now >= idle_at {
                         break Ending::Idle;
                     }
                     if let (Some(at), Some(period)) = (ping_at, ping)
-                        && Instant::now() >= at
+                        && now >= at
                     {
                         let pinged =
                             Box::pin(guarded(&connection, pacing.write_timeout, peer.ping())).await;

@@ -454,35 +454,6 @@ async fn a_run_of_broadcasts_reaches_each_recipient_as_one_push_cut_by_anything_
     runtime.shutdown().await.unwrap();
 }
 
-/// A client whose frames have all arrived before the server reads any: a burst.
-struct Burst(std::collections::VecDeque<Command>);
-
-impl Peer for Burst {
-    type Item = Command;
-
-    fn poll_read(&mut self, _: &mut Context<'_>) -> Poll<Option<Command>> {
-        match self.0.pop_front() {
-            Some(command) => Poll::Ready(Some(command)),
-            None => Poll::Pending,
-        }
-    }
-
-    async fn on_item(&mut self, item: Command, connection: &mut Connection) -> Result<(), Ending> {
-        Ok(connection.send(item, None).await?)
-    }
-
-    async fn write(&mut self, batch: &mut Vec<Outbound>, _: &Connection) -> std::io::Result<Flow> {
-        batch.clear();
-        Ok(Flow::Continue)
-    }
-
-    async fn ping(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    async fn finish(&mut self, _: Ending) {}
-}
-
 #[tokio::test]
 async fn a_burst_the_server_had_not_read_yet_reaches_each_recipient_as_one_push() {
     let runtime = start(Config::default(), RuntimeConfig::default()).await;
@@ -498,7 +469,7 @@ async fn a_burst_the_server_had_not_read_yet_reaches_each_recipient_as_one_push(
         idle_timeout: Duration::from_secs(60),
         ping: None,
     };
-    let driver = tokio::spawn(chat_runtime::drive(Burst(burst), alice, pacing));
+    let driver = tokio::spawn(chat_runtime::drive(Scripted::burst(burst), alice, pacing));
     let got = pushes(&bob, WINDOW).await;
     assert_eq!(got.len(), 1, "the core took the burst in one turn: {got:?}");
     let expected: Vec<String> = (0..WINDOW).map(|n| format!("b{n}")).collect();
@@ -526,7 +497,7 @@ async fn a_client_paced_by_its_window_is_read_again_once_its_frames_are_answered
         idle_timeout: Duration::from_secs(60),
         ping: None,
     };
-    let driver = tokio::spawn(chat_runtime::drive(Burst(burst), alice, pacing));
+    let driver = tokio::spawn(chat_runtime::drive(Scripted::burst(burst), alice, pacing));
     let mut got: Vec<String> = Vec::new();
     while got.len() < says {
         for push in pushes(&bob, 1).await {
@@ -539,25 +510,47 @@ async fn a_client_paced_by_its_window_is_read_again_once_its_frames_are_answered
     runtime.shutdown().await.unwrap();
 }
 
-/// A client that says one thing when `speaks` ends and nothing else, and notes when it is
+/// A client that follows a script: `ready` had all arrived before the server read any (a
+/// burst), `later` arrives when its sleep ends, and nothing else ever does. It notes when it is
 /// pinged.
-struct Quiet {
-    speaks: Option<Pin<Box<tokio::time::Sleep>>>,
+struct Scripted {
+    ready: std::collections::VecDeque<Command>,
+    later: Option<(Pin<Box<tokio::time::Sleep>>, Command)>,
     pinged: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 }
 
-impl Peer for Quiet {
+impl Scripted {
+    /// A client whose `commands` have all arrived before the server reads any.
+    fn burst(commands: std::collections::VecDeque<Command>) -> Self {
+        Scripted {
+            ready: commands,
+            later: None,
+            pinged: Arc::default(),
+        }
+    }
+
+    /// A client that says `text` at `at` (if any), and nothing else.
+    fn quiet(at: Option<tokio::time::Instant>, text: &str) -> Self {
+        Scripted {
+            ready: Default::default(),
+            later: at.map(|at| (Box::pin(tokio::time::sleep_until(at)), say(text))),
+            pinged: Arc::default(),
+        }
+    }
+}
+
+impl Peer for Scripted {
     type Item = Command;
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
-        match &mut self.speaks {
-            Some(speaks) => {
-                std::task::ready!(speaks.as_mut().poll(cx));
-                self.speaks = None;
-                Poll::Ready(Some(say("anyone?")))
-            }
-            None => Poll::Pending,
+        if let Some(command) = self.ready.pop_front() {
+            return Poll::Ready(Some(command));
         }
+        let Some((sleep, _)) = &mut self.later else {
+            return Poll::Pending;
+        };
+        std::task::ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(self.later.take().map(|(_, command)| command))
     }
 
     async fn on_item(&mut self, item: Command, connection: &mut Connection) -> Result<(), Ending> {
@@ -586,13 +579,8 @@ async fn a_quiet_client_is_pinged_every_period_and_closed_an_idle_timeout_after_
     let runtime = start(Config::default(), RuntimeConfig::default()).await;
     let alice = login(&runtime.handle(), "alice").await;
     let start = tokio::time::Instant::now();
-    let pinged = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let peer = Quiet {
-        speaks: Some(Box::pin(tokio::time::sleep_until(
-            start + Duration::from_secs(20),
-        ))),
-        pinged: pinged.clone(),
-    };
+    let peer = Scripted::quiet(Some(start + Duration::from_secs(20)), "anyone?");
+    let pinged = peer.pinged.clone();
     let pacing = Pacing {
         write_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(35),
@@ -621,11 +609,8 @@ async fn a_zero_ping_period_means_no_pings() {
     let runtime = start(Config::default(), RuntimeConfig::default()).await;
     let alice = login(&runtime.handle(), "alice").await;
     let start = tokio::time::Instant::now();
-    let pinged = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let peer = Quiet {
-        speaks: None,
-        pinged: pinged.clone(),
-    };
+    let peer = Scripted::quiet(None, "");
+    let pinged = peer.pinged.clone();
     let pacing = Pacing {
         write_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(35),
