@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Closing, Delivery, Outbound, OutboxReceiver, Outgoing};
 use crate::rate_limit::{Admission, RateLimiter};
 use crate::runtime::Handle;
+use crate::socket::SharedTcp;
 
 /// The runtime has stopped; the connection should close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -151,13 +152,28 @@ impl<T> Connection<T> {
     }
 
     /// [`next`](Connection::next) as a poll, for [`drive`](crate::drive)'s own wait; it is
-    /// also woken when the client may be read again.
+    /// also woken when the client may be read again. `socket` is the driver's socket, if the
+    /// runtime may write broadcasts to it while the driver waits ([`Peer::socket`]); on a
+    /// runtime that does not (a multi-threaded one, where the drivers write in parallel) it is
+    /// ignored.
+    ///
+    /// [`Peer::socket`]: crate::Peer::socket
     pub(crate) fn poll_next(
         &self,
         cx: &mut std::task::Context<'_>,
         batch: &mut Vec<T>,
+        socket: Option<&SharedTcp>,
     ) -> std::task::Poll<Outgoing> {
-        self.outbox.poll_next(cx, batch)
+        let idle = socket.filter(|_| self.handle.shared.sweeps);
+        self.outbox.poll_next(cx, batch, idle)
+    }
+
+    /// Takes the socket back from the runtime after [`poll_next`](Self::poll_next) left it
+    /// there: the driver is about to do something other than wait.
+    pub(crate) fn unpark(&self) {
+        if self.handle.shared.sweeps {
+            self.outbox.unpark();
+        }
     }
 
     /// Appends the items queued right now to `batch`, without waiting; returns how many.

@@ -6,7 +6,8 @@
 //! is durable. Then each event is encoded once per wire format, and the same bytes are pushed
 //! to every recipient's outbox: the per-recipient work is a hash lookup and a reference-count
 //! increment. Consecutive broadcasts of one sender to one room go as one push per recipient
-//! (`fan_out.rs`).
+//! (`fan_out.rs`). On a current-thread runtime, a broadcast to a connection that waits is
+//! queued without waking it, and handed to the sweep to write (`sweep.rs`).
 //!
 //! **When the store fails**, nothing of what it did not keep is delivered:
 //!
@@ -46,6 +47,7 @@ use crate::core_task::ToCore;
 use crate::fan_out::{Frames, Run};
 use crate::metrics::Metrics;
 use crate::outbox::{Class, Closing, Delivery, Outbound, Outbox, Overflow};
+use crate::sweep::Sweep;
 use crate::wire::WireFormat;
 
 /// The first pause before the store is asked to recover, doubled after each failure.
@@ -158,6 +160,8 @@ pub(crate) struct DeliveryTask {
     reads: Arc<Semaphore>,
     /// Broadcasts of this round not yet delivered: they go together (`fan_out.rs`).
     run: Option<Run>,
+    /// On a current-thread runtime: writes broadcasts to waiting connections (`sweep.rs`).
+    sweep: Option<Sweep>,
 }
 
 impl DeliveryTask {
@@ -182,7 +186,14 @@ impl DeliveryTask {
             refused: HashSet::new(),
             reads: Arc::new(Semaphore::new(PAGE_READS)),
             run: None,
+            sweep: None,
         }
+    }
+
+    /// Hands broadcasts to waiting connections to `sweep` rather than waking their drivers.
+    pub(crate) fn sweeping(mut self, sweep: Sweep) -> Self {
+        self.sweep = Some(sweep);
+        self
     }
 
     /// Runs until the core task stops, then flushes the store and closes every connection.
@@ -522,6 +533,8 @@ impl DeliveryTask {
         };
         let mut encoded: Vec<Option<Frames>> = vec![None; self.formats.len()];
         let mut queued = 0;
+        // The outboxes whose waiting drivers were not woken: the sweep writes to them.
+        let mut idle = Vec::new();
         for &conn in run.to.as_slice() {
             if Some(conn) == run.except {
                 continue;
@@ -549,7 +562,13 @@ impl DeliveryTask {
                             bytes: bytes.clone(),
                             event: None,
                         };
-                        outbox.push(outbound, Class::Push)
+                        if self.sweep.is_none() {
+                            return outbox.push(outbound, Class::Push);
+                        }
+                        if outbox.push_for_sweep(outbound)? {
+                            idle.push(outbox.clone());
+                        }
+                        Ok(())
                     });
                     if counted(&self.metrics, conn, pushed) {
                         queued += frames.frames;
@@ -572,6 +591,11 @@ impl DeliveryTask {
         }
         // One shared-counter update per run, not per recipient.
         Metrics::add(&self.metrics.frames_out, queued);
+        if let Some(sweep) = &self.sweep
+            && !idle.is_empty()
+        {
+            sweep.hand_over(idle);
+        }
     }
 
     /// Reads a history page from the store in a task of its own; the connection's later

@@ -13,7 +13,10 @@
 //! Under load nearly every wake-up is for the outbox: a broadcast woke the task. So the loop
 //! polls the read and the timer with a waker of their own, and polls them again only once that
 //! waker was woken; a wake-up for the outbox costs a look at the outbox and the write, as in a
-//! minimal fan-out server, not a read that finds nothing and a timer that is not due.
+//! minimal fan-out server, not a read that finds nothing and a timer that is not due. On a
+//! current-thread runtime, a waiting connection whose peer has a plain TCP socket
+//! ([`Peer::socket`]) is not even woken for a broadcast: it leaves the socket with its outbox,
+//! and the runtime writes the broadcast itself (`sweep.rs`) until the loop takes it back.
 //!
 //! What differs between transports (how a frame is read, what it means, how a batch is written,
 //! the last words) is a [`Peer`]'s: the WebSocket transport's peer speaks frames, the line
@@ -35,6 +38,7 @@ use tokio::time::Instant;
 use crate::connection::{Connection, RuntimeStopped};
 use crate::deadline::within;
 use crate::outbox::{Closing, Outbound, Outgoing};
+use crate::socket::SharedTcp;
 use crate::wire::join;
 
 /// Why a connection ends. The peer turns it into its last words (a close code, a last line).
@@ -104,6 +108,15 @@ pub trait Peer: Send {
 
     /// Sends a keep-alive probe (a WebSocket ping). Called only when [`Pacing::ping`] is set.
     fn ping(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The plain TCP socket beneath, if there is one and the peer has nothing of its own
+    /// half-written on it (a WebSocket peer's pong due). While [`drive`] waits, a current-thread
+    /// runtime then writes broadcasts to it itself, without waking the connection's task
+    /// (frames that carry an [`Outbound::event`] always go through [`write`](Peer::write)).
+    /// `None` (the default) leaves every write to the peer: a TLS stream, an in-memory one.
+    fn socket(&self) -> Option<&SharedTcp> {
+        None
+    }
 
     /// Whether to read more now (the line transport stops reading after `/quit`).
     fn reading(&self) -> bool {
@@ -199,7 +212,7 @@ pub fn drive<P: Peer>(
         // an idle connection then holds only what it waits on, not the largest of those states.
         let ending = loop {
             let wake = std::future::poll_fn(|cx| {
-                if let Poll::Ready(outgoing) = connection.poll_next(cx, &mut batch) {
+                if let Poll::Ready(outgoing) = connection.poll_next(cx, &mut batch, peer.socket()) {
                     return Poll::Ready(Woke::Outgoing(outgoing));
                 }
                 // Register first, then look: a wake-up in between is seen now or wakes the task.
@@ -243,6 +256,8 @@ pub fn drive<P: Peer>(
                     }
                 }
                 Woke::Read(item) => {
+                    // The socket is the driver's again: handling the item may write to it.
+                    connection.unpark();
                     heard = Instant::now();
                     // Polled again next time: it gave an item, and reading ahead polls it with
                     // a waker of its own.
@@ -253,6 +268,7 @@ pub fn drive<P: Peer>(
                     }
                 }
                 Woke::Timer => {
+                    connection.unpark();
                     timer_waits = false;
                     let (now, idle_at) = (Instant::now(), heard + pacing.idle_timeout);
                     if now >= idle_at {

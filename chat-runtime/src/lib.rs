@@ -39,7 +39,8 @@
 //! - `outbox.rs`: the per-connection queue, bounded in bytes of pushes, and the pacing of reads
 //!   by replies ([`WINDOW`]).
 //! - `drive.rs`: [`drive`], the loop every connection runs, and the [`Peer`] a transport
-//!   supplies.
+//!   supplies. `socket.rs`: [`SharedTcp`], a TCP socket the runtime may write to too; `sweep.rs`:
+//!   on a current-thread runtime, the task that writes broadcasts to waiting connections itself.
 //! - `core_task.rs`, `delivery.rs`: the task that owns the core, and the one that stores, then
 //!   delivers (history pages are read beside it). `fan_out.rs`: consecutive broadcasts of one
 //!   sender to one room, delivered to each recipient as one push.
@@ -67,7 +68,9 @@ mod outbox;
 mod rate_limit;
 mod replication;
 mod runtime;
+mod socket;
 mod stand_in;
+mod sweep;
 mod throttle;
 mod wire;
 
@@ -82,5 +85,6 @@ pub use outbox::{Closing, Delivery, Outbound, Outgoing, WINDOW};
 pub use rate_limit::{Admission, CALM, FLOOD_GRACE, RateLimiter};
 pub use replication::{InputLog, LogError, NodeId, Replay, Replication};
 pub use runtime::{ConnectError, Handle, Runtime, RuntimeError};
+pub use socket::SharedTcp;
 pub use throttle::{FAILURES as LOGIN_FAILURES, LOCK as LOGIN_LOCK, WINDOW as LOGIN_WINDOW};
 pub use wire::WireFormat;

@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     pub(crate) commands_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
     pub(crate) encodes: AtomicU64,
+    pub(crate) swept: AtomicU64,
     pub(crate) store_batches: AtomicU64,
     pub(crate) store_records: AtomicU64,
     pub(crate) store_errors: AtomicU64,
@@ -33,6 +34,7 @@ impl Metrics {
             commands_in: get(&self.commands_in),
             frames_out: get(&self.frames_out),
             encodes: get(&self.encodes),
+            swept: get(&self.swept),
             store_batches: get(&self.store_batches),
             store_records: get(&self.store_records),
             store_errors: get(&self.store_errors),
@@ -58,6 +60,9 @@ pub struct MetricsSnapshot {
     pub frames_out: u64,
     /// Events encoded: one per broadcast per wire format, one per direct send.
     pub encodes: u64,
+    /// Writes the runtime made itself, on a current-thread runtime, of broadcasts to
+    /// connections that were waiting: each saved waking the connection's task.
+    pub swept: u64,
     /// Store writes (each a group commit of one or more records).
     pub store_batches: u64,
     /// Records stored.

@@ -9,6 +9,14 @@
 //! read, for a close while a write is blocked) share one `Notify`, to keep an idle connection
 //! small.
 //!
+//! On a current-thread runtime, a driver that waits with nothing of its own half-written leaves
+//! its socket in the queue too ([`Queue::idle`]): a broadcast to it is then queued without waking
+//! it ([`Outbox::push_for_sweep`]), and the runtime's sweep writes it to the socket itself
+//! ([`Outbox::write_idle`], see `sweep.rs`); only what the socket does not take at once goes to
+//! the driver. Everything else (a reply, a close, room to read again) wakes the driver and takes
+//! the socket back, so the driver and the sweep never write at the same time, and the client
+//! sees everything in the order it was queued.
+//!
 //! What is queued comes in two classes. A **push** is something the client did not ask for
 //! (others' messages, presence, a DM from someone else): pushes count against the bound, and a
 //! push that would take them past it closes the connection as a slow consumer at once, instead
@@ -19,6 +27,7 @@
 //! handled and its queued replies are under the bound, so a client that keeps asking without
 //! reading stops being read (backpressure), and its replies stay bounded.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
@@ -26,6 +35,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use chat_core::{Event, Ref, SendKind};
 use tokio::sync::Notify;
+
+use crate::socket::SharedTcp;
 
 /// How many of one client's frames may be in the runtime at once (read, not yet answered)
 /// before its driver stops reading more.
@@ -137,6 +148,11 @@ struct Queue<T> {
     /// The driver, while it waits in [`OutboxReceiver::next`] with nothing queued: the push
     /// that makes the queue non-empty, or a close, takes it and wakes it.
     taker: Option<Waker>,
+    /// The driver's socket, while the driver waits (`taker` is set) on a runtime that sweeps and
+    /// has nothing of its own half-written: the sweep may write what is queued to it. Whatever
+    /// wakes the driver takes it back, so everything queued while it is here was pushed by
+    /// [`Outbox::push_for_sweep`].
+    idle: Option<SharedTcp>,
 }
 
 impl<T> Queue<T> {
@@ -154,6 +170,19 @@ impl<T> Queue<T> {
             self.replies = 0;
         }
         n
+    }
+
+    /// Takes the driver's waker to wake it, and its socket back from the sweep.
+    fn wake(&mut self) -> Option<Waker> {
+        self.idle = None;
+        self.taker.take()
+    }
+}
+
+impl<T: Weigh> Queue<T> {
+    /// Recounts the pushes' bytes after items were taken off the front.
+    fn recount(&mut self) {
+        self.pushed = self.items.iter().map(Weigh::weight).sum();
     }
 }
 
@@ -208,6 +237,7 @@ pub(crate) fn outbox<T>(limit: usize) -> (Outbox<T>, OutboxReceiver<T>) {
             pushed: 0,
             replies: 0,
             taker: None,
+            idle: None,
         }),
         limit,
         closing: OnceLock::new(),
@@ -240,12 +270,113 @@ impl<T: Weigh> Outbox<T> {
         }
         let was_empty = queue.items.is_empty();
         queue.items.push(item);
-        let taker = if was_empty { queue.taker.take() } else { None };
+        // An idle driver is woken even behind broadcasts that wait for the sweep: this item may
+        // need the driver (a reply to follow), and must come after them.
+        let taker = if was_empty || queue.idle.is_some() {
+            queue.wake()
+        } else {
+            None
+        };
         drop(queue);
         if let Some(taker) = taker {
             taker.wake();
         }
         Ok(())
+    }
+
+    /// Queues a broadcast (counted like a [`Class::Push`]) on a runtime that sweeps. If the
+    /// driver is idle, it is not woken: `Ok(true)` says this item made the queue non-empty, and
+    /// the caller must hand the outbox to the sweep, which writes it ([`Outbox::write_idle`]) or
+    /// wakes the driver. Otherwise it is [`push`](Self::push), and `Ok(false)`.
+    pub(crate) fn push_for_sweep(&self, item: T) -> Result<bool, Overflow> {
+        {
+            let mut queue = self.shared.queue();
+            if queue.idle.is_some() && self.shared.closing.get().is_none() {
+                let weight = item.weight();
+                if queue.pushed + weight > self.shared.limit {
+                    drop(queue);
+                    self.close(Closing::SlowConsumer);
+                    return Err(Overflow);
+                }
+                queue.pushed += weight;
+                let was_empty = queue.items.is_empty();
+                queue.items.push(item);
+                return Ok(was_empty);
+            }
+        }
+        self.push(item, Class::Push).map(|()| false)
+    }
+}
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Outbox<Outbound> {
+    /// The sweep's turn: if the driver is still idle, writes what is queued to its socket now,
+    /// without waiting. What the socket did not take (its buffer is full) stays queued, first,
+    /// and the driver is woken to write it when there is room; so it is if the write failed (the
+    /// driver meets the error itself). Returns whether anything was written here.
+    pub(crate) fn write_idle(&self) -> bool {
+        let mut guard = self.shared.queue();
+        let queue = &mut *guard;
+        let (Some(socket), false) = (&queue.idle, queue.items.is_empty()) else {
+            // The driver took over (and what was queued with it), or nothing is left.
+            return false;
+        };
+        debug_assert!(
+            queue.items.iter().all(|item| item.event.is_none()),
+            "only broadcasts wait for the sweep"
+        );
+        let written = match queue.items.as_slice() {
+            [one] => socket.write_now(&mut [IoSlice::new(&one.bytes)]),
+            many => {
+                let mut slices: Vec<IoSlice<'_>> =
+                    many.iter().map(|item| IoSlice::new(&item.bytes)).collect();
+                socket.write_now(&mut slices)
+            }
+        };
+        let total: usize = queue.items.iter().map(|item| item.bytes.len()).sum();
+        let written = match written {
+            Ok(n) if n == total => {
+                // Let go, as the driver lets its written batches go: kept, a thousand idle
+                // connections' vectors would each hold the largest run they were ever sent.
+                queue.items = Vec::new();
+                queue.pushed = 0;
+                return true;
+            }
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        // The rest is the driver's, from the first byte the socket did not take.
+        let whole = queue
+            .items
+            .iter()
+            .scan(0, |end, item| {
+                *end += item.bytes.len();
+                Some(*end)
+            })
+            .take_while(|&end| end <= written)
+            .count();
+        let taken: usize = queue
+            .items
+            .drain(..whole)
+            .map(|item| item.bytes.len())
+            .sum();
+        if let Some(first) = queue.items.first_mut() {
+            first.bytes = first.bytes.slice(written - taken..);
+        }
+        queue.recount();
+        let taker = queue.wake();
+        drop(guard);
+        if let Some(taker) = taker {
+            taker.wake();
+        }
+        written > 0
     }
 }
 
@@ -258,9 +389,9 @@ impl<T> Outbox<T> {
         }
     }
 
-    /// Wakes the driver if it waits for items.
-    fn wake_taker(&self) {
-        let taker = self.shared.queue().taker.take();
+    /// Wakes the driver if it waits for items (taking its socket back from the sweep).
+    pub(crate) fn wake_taker(&self) {
+        let taker = self.shared.queue().wake();
         if let Some(taker) = taker {
             taker.wake();
         }
@@ -300,18 +431,36 @@ impl<T> OutboxReceiver<T> {
     /// One task at a time may wait here (the connection's driver): a second one would take the
     /// first's place in the queue, and the first would not be woken.
     pub(crate) async fn next(&self, batch: &mut Vec<T>) -> Outgoing {
-        std::future::poll_fn(|cx| self.poll_next(cx, batch)).await
+        std::future::poll_fn(|cx| self.poll_next(cx, batch, None)).await
+    }
+
+    /// Takes the driver's socket back from the sweep: the driver is about to write to it itself
+    /// (or to do something after which it may), and what is queued is now its own to write.
+    pub(crate) fn unpark(&self) {
+        self.shared.queue().idle = None;
     }
 
     /// [`next`](Self::next) as a poll: a driver that polls it (rather than awaiting `next`) is
-    /// also woken when reading may resume ([`Outbox::answered`]).
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<T>) -> Poll<Outgoing> {
+    /// also woken when reading may resume ([`Outbox::answered`]). `idle` is the driver's socket
+    /// when the sweep may write to it while the driver waits (see the module docs): it is left
+    /// in the queue on `Pending`, and taken back on every poll.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<T>,
+        idle: Option<&SharedTcp>,
+    ) -> Poll<Outgoing> {
         if let Some(reason) = self.closing() {
             return Poll::Ready(self.close_with(reason, batch));
         }
         let mut queue = self.shared.queue();
         if queue.take(batch) > 0 {
+            queue.idle = None;
             return Poll::Ready(Outgoing::Frames);
+        }
+        match (idle, &queue.idle) {
+            (Some(_), Some(_)) => {}
+            (idle, _) => queue.idle = idle.cloned(),
         }
         // Nothing now: leave the waker where a push looks, under the lock it takes, so no push
         // is missed. The same task's waker is usually there already from its last wait.
@@ -333,6 +482,7 @@ impl<T> OutboxReceiver<T> {
     /// What [`next`](Self::next) says once the connection is closing: a slow consumer's backlog
     /// is dropped; otherwise what is queued goes out first.
     fn close_with(&self, reason: Closing, batch: &mut Vec<T>) -> Outgoing {
+        self.unpark();
         if reason != Closing::SlowConsumer {
             self.drain(batch);
         }
@@ -401,7 +551,7 @@ impl<T> Drop for OutboxReceiver<T> {
         // Nobody will read any more: later pushes are dropped instead of queued, and the
         // driver's waker is let go with the driver.
         let _ = self.shared.closing.set(Closing::Shutdown);
-        self.shared.queue().taker = None;
+        drop(self.shared.queue().wake());
     }
 }
 
@@ -483,6 +633,139 @@ mod tests {
         tx.answered();
         waiter.await.unwrap();
         assert!(rx.may_read());
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// An outbox whose driver waits with its socket left for the sweep; the client's end of the
+    /// socket, and the driver's wake-ups.
+    async fn idle_driver(
+        limit: usize,
+    ) -> (
+        Outbox<Outbound>,
+        OutboxReceiver<Outbound>,
+        tokio::net::TcpStream,
+        Arc<Wakes>,
+    ) {
+        let (socket, client) = crate::socket::pair().await;
+        let (tx, rx) = outbox(limit);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut batch = Vec::new();
+        let polled = rx.poll_next(&mut Context::from_waker(&waker), &mut batch, Some(&socket));
+        assert!(polled.is_pending());
+        (tx, rx, client, wakes)
+    }
+
+    /// Polls the driver's side once, without leaving a socket.
+    fn poll_driver(rx: &OutboxReceiver<Outbound>) -> Poll<(Outgoing, Vec<Outbound>)> {
+        let mut batch = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        rx.poll_next(&mut cx, &mut batch, None)
+            .map(|outgoing| (outgoing, batch))
+    }
+
+    #[tokio::test]
+    async fn broadcasts_to_an_idle_driver_are_written_by_the_sweep_without_waking_it() {
+        use tokio::io::AsyncReadExt;
+        let (tx, rx, mut client, wakes) = idle_driver(100).await;
+        assert_eq!(tx.push_for_sweep(text(&b"one\n"[..])), Ok(true));
+        assert_eq!(
+            tx.push_for_sweep(text(&b"two\n"[..])),
+            Ok(false),
+            "the outbox is with the sweep already"
+        );
+        assert!(tx.write_idle());
+        let mut got = [0; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"one\ntwo\n");
+        assert_eq!(tx.queued(), 0);
+        assert_eq!(wakes.count(), 0, "the driver was never woken");
+        // Still idle: the next broadcast goes to the sweep too.
+        assert_eq!(tx.push_for_sweep(text(&b"three\n"[..])), Ok(true));
+        assert!(poll_driver(&rx).is_ready(), "polling takes the socket back");
+        assert!(!tx.write_idle(), "the frame went with it");
+    }
+
+    #[tokio::test]
+    async fn a_reply_behind_broadcasts_for_the_sweep_wakes_the_driver_to_write_them_all() {
+        let (tx, rx, client, wakes) = idle_driver(100).await;
+        assert_eq!(tx.push_for_sweep(text(&b"broadcast\n"[..])), Ok(true));
+        tx.push(text(&b"reply\n"[..]), Class::Reply).unwrap();
+        assert_eq!(wakes.count(), 1);
+        assert!(!tx.write_idle(), "the socket is the driver's again");
+        let mut unread = [0; 1];
+        let nothing = client.try_read(&mut unread);
+        assert_eq!(nothing.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        let Poll::Ready((Outgoing::Frames, batch)) = poll_driver(&rx) else {
+            panic!("the driver has frames to write");
+        };
+        assert_eq!(batch, [text(&b"broadcast\n"[..]), text(&b"reply\n"[..])]);
+    }
+
+    #[tokio::test]
+    async fn what_a_full_socket_does_not_take_is_left_first_for_the_driver() {
+        use tokio::io::AsyncReadExt;
+        const BIG: usize = 32 << 20;
+        let (tx, rx, mut client, wakes) = idle_driver(BIG + 64).await;
+        let sent: Bytes = (0..BIG).map(|i| (i % 251) as u8).collect();
+        assert_eq!(tx.push_for_sweep(text(sent.clone())), Ok(true));
+        assert_eq!(tx.push_for_sweep(text(&b"after"[..])), Ok(false));
+        assert!(tx.write_idle(), "the kernel took a first part");
+        assert_eq!(wakes.count(), 1, "the driver is woken for the rest");
+        let Poll::Ready((Outgoing::Frames, batch)) = poll_driver(&rx) else {
+            panic!("the rest is the driver's");
+        };
+        let [rest, after] = &batch[..] else {
+            panic!("the rest of the frame, then the next: {}", batch.len());
+        };
+        assert!(!rest.bytes.is_empty() && rest.bytes.len() < BIG);
+        assert_eq!(after.bytes, &b"after"[..]);
+        // The client reads what the sweep wrote, then exactly the rest.
+        let mut got = vec![0; BIG - rest.bytes.len()];
+        client.read_exact(&mut got).await.unwrap();
+        got.extend_from_slice(&rest.bytes);
+        assert!(got == sent, "the frame is whole once the rest follows");
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_to_a_driver_that_is_not_idle_wakes_it_as_any_push() {
+        let (tx, rx) = outbox::<Outbound>(100);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut batch = Vec::new();
+        let polled = rx.poll_next(&mut Context::from_waker(&waker), &mut batch, None);
+        assert!(polled.is_pending());
+        assert_eq!(tx.push_for_sweep(text(&b"hi\n"[..])), Ok(false));
+        assert_eq!(wakes.count(), 1);
+        assert!(!tx.write_idle());
+    }
+
+    #[tokio::test]
+    async fn broadcasts_for_the_sweep_count_against_the_bound() {
+        let (tx, rx, _client, wakes) = idle_driver(10).await;
+        assert_eq!(tx.push_for_sweep(frame(6)), Ok(true));
+        assert_eq!(tx.push_for_sweep(frame(6)), Err(Overflow));
+        assert_eq!(wakes.count(), 1, "the close wakes the driver");
+        assert!(!tx.write_idle(), "and takes its socket back");
+        assert_eq!(
+            poll_driver(&rx),
+            Poll::Ready((Outgoing::Close(Closing::SlowConsumer), Vec::new()))
+        );
     }
 
     /// Spawns a driver waiting in `next` on its own task and lets it get to the wait.

@@ -22,6 +22,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbox::{Delivery, Outbound, outbox};
 use crate::rate_limit::RateLimiter;
 use crate::replication::{Replica, Replication};
+use crate::sweep::Sweep;
 use crate::wire::WireFormat;
 
 /// How many inputs may wait for the core task before senders wait too.
@@ -59,6 +60,9 @@ pub(crate) struct Shared {
     /// On a current-thread runtime: runs the core as soon as a connection hands it an input
     /// (see `helped.rs`).
     pub(crate) helper: Option<Box<dyn Fn() + Send + Sync>>,
+    /// On a current-thread runtime: broadcasts to waiting connections are written by the sweep
+    /// (see `sweep.rs`), so drivers leave their sockets with their outboxes while they wait.
+    pub(crate) sweeps: bool,
     pub(crate) config: RuntimeConfig,
     pub(crate) metrics: Arc<Metrics>,
     /// The next connection's id (a cluster node's carry the node's id in their high bits).
@@ -175,27 +179,34 @@ impl Runtime {
             replayed_at: Now::from(Timestamp::EPOCH),
         }
         .run();
-        let delivery =
-            DeliveryTask::new(work, store.clone(), metrics.clone(), to_core.clone()).run();
-        let (tasks, helper) = match tokio::runtime::Handle::current().runtime_flavor() {
+        let delivery = DeliveryTask::new(work, store.clone(), metrics.clone(), to_core.clone());
+        let (tasks, helper, sweeps) = match tokio::runtime::Handle::current().runtime_flavor() {
             RuntimeFlavor::CurrentThread => {
+                let (sweep, sweeping) = Sweep::new(metrics.clone());
+                tokio::spawn(sweeping);
+                let delivery = delivery.sweeping(sweep).run();
                 // The core first: what it hands over is taken in the same turn.
                 let both = Helped::new(async move { tokio::join!(biased; core, delivery) });
                 let helped = both.clone();
                 let helper: Box<dyn Fn() + Send + Sync> = Box::new(move || helped.help());
-                (Tasks::Together(tokio::spawn(both.run())), Some(helper))
+                (
+                    Tasks::Together(tokio::spawn(both.run())),
+                    Some(helper),
+                    true,
+                )
             }
             _ => {
                 let tasks = Tasks::Apart {
                     core: tokio::spawn(core),
-                    delivery: tokio::spawn(delivery),
+                    delivery: tokio::spawn(delivery.run()),
                 };
-                (tasks, None)
+                (tasks, None, false)
             }
         };
         let shared = Arc::new(Shared {
             to_core,
             helper,
+            sweeps,
             config,
             metrics,
             next_conn,

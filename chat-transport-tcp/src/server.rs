@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{Handle, Handshake};
+use chat_runtime::{Handle, Handshake, SharedTcp};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -44,7 +44,14 @@ impl Default for TcpConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
-        line_client(stream, peer, handle.clone(), config.clone())
+        let socket = SharedTcp::new(stream);
+        line_client(
+            socket.clone(),
+            Some(socket),
+            peer,
+            handle.clone(),
+            config.clone(),
+        )
     })
     .await
 }
@@ -69,14 +76,16 @@ pub async fn serve_tls(
         &handle,
         "line",
         handshake,
-        move |stream, peer| line_client(stream, peer, sessions.clone(), config.clone()),
+        move |stream, peer| line_client(stream, None, peer, sessions.clone(), config.clone()),
     )
     .await
 }
 
-/// One line client, from connect to disconnect, on a plain or TLS stream.
+/// One line client, from connect to disconnect, on a plain or TLS stream; `socket` is the
+/// stream itself when it is plain TCP.
 fn line_client<S>(
     stream: S,
+    socket: Option<SharedTcp>,
     peer: SocketAddr,
     handle: Handle,
     config: Arc<TcpConfig>,
@@ -85,5 +94,5 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     tracing::debug!(%peer, "line client connected");
-    session::run(stream, &handle, config, Some(peer))
+    session::run_on(stream, socket, &handle, config, Some(peer))
 }

@@ -17,7 +17,7 @@ use chat_core::{ChatError, Command, ErrorCode, Event, Ref};
 use chat_protocol::line::{Action, BYE, Line, LineSession, render};
 use chat_runtime::{
     Admission, ClientInfo, Closing, Connection, Ending, Flow, Handle, Outbound, Pacing, Peer,
-    RuntimeStopped,
+    RuntimeStopped, SharedTcp,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -41,11 +41,26 @@ pub fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    run_on(stream, None, handle, config, peer)
+}
+
+/// [`run`], with `socket` the stream itself when it is a plain TCP socket: the runtime may then
+/// write broadcasts to it directly ([`Peer::socket`]).
+pub(crate) fn run_on<S>(
+    stream: S,
+    socket: Option<SharedTcp>,
+    handle: &Handle,
+    config: Arc<TcpConfig>,
+    peer: Option<SocketAddr>,
+) -> impl Future<Output = ()> + use<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     // The steps before the loop run in a box of their own, freed once they are done, and hand
     // the loop its state by value; and this is no `async fn`, which would keep its arguments in
     // its state for as long as the connection lives. So an idle connection's task holds the
     // loop's state and nothing beside it.
-    let opening = Box::pin(open(stream, handle.clone(), config, peer));
+    let opening = Box::pin(open(stream, socket, handle.clone(), config, peer));
     async move {
         let (conn, driving) = {
             let Some((peer, connection, pacing)) = opening.await else {
@@ -65,6 +80,7 @@ where
 /// `None` if the client is already gone.
 async fn open<S>(
     stream: S,
+    socket: Option<SharedTcp>,
     handle: Handle,
     config: Arc<TcpConfig>,
     peer: Option<SocketAddr>,
@@ -90,6 +106,7 @@ where
     tracing::debug!(conn = %connection.id(), "line client attached");
     let mut peer = LinePeer {
         lines,
+        socket,
         session: LineSession::new(),
         config,
         sent: 0,
@@ -112,6 +129,8 @@ where
 struct LinePeer<S> {
     /// The client's lines; writes go to the stream underneath.
     lines: FramedRead<S, LineCodec>,
+    /// The TCP socket under `lines`, if it is a plain one.
+    socket: Option<SharedTcp>,
     session: LineSession,
     config: Arc<TcpConfig>,
     /// Commands sent, numbering their refs (so replies to commands are told from other events).
@@ -129,6 +148,11 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.lines.poll_next_unpin(cx)
+    }
+
+    fn socket(&self) -> Option<&SharedTcp> {
+        // Whatever the session writes itself (a `/help`) is written whole before it waits.
+        self.socket.as_ref()
     }
 
     async fn on_item(

@@ -229,6 +229,58 @@ async fn lines_are_said_in_the_room_and_not_echoed_to_their_sender() {
     alice.sync().await;
 }
 
+/// Alice says 30 lines to three line clients and two WebSocket clients, who wait; each gets
+/// every line, whole and in order. Returns how many writes the runtime made itself.
+async fn everyone_waiting_hears_every_line(server: &Server) -> u64 {
+    let mut alice = server.login("alice").await;
+    let mut lines = Vec::new();
+    for n in 0..3 {
+        let mut nc = server.login(&format!("nc{n}")).await;
+        nc.sync().await;
+        lines.push(nc);
+    }
+    let mut webs = Vec::new();
+    for n in 0..2 {
+        webs.push(server.ws_login(&format!("web{n}")).await);
+    }
+    alice.sync().await;
+    for nc in &mut lines {
+        nc.sync().await;
+    }
+    for n in 0..30 {
+        alice.send(&format!("line {n}")).await;
+    }
+    for nc in &mut lines {
+        for n in 0..30 {
+            let line = nc.until("[").await;
+            assert_eq!(unstamped(&line), format!("#general <alice> line {n}"));
+        }
+    }
+    for ws in &mut webs {
+        for n in 0..30 {
+            let Event::Message(m) = ws_until(ws, "message").await else {
+                unreachable!()
+            };
+            assert_eq!(m.text.as_str(), format!("line {n}"));
+        }
+    }
+    server.runtime.handle().metrics().swept
+}
+
+#[tokio::test]
+async fn on_one_thread_the_runtime_writes_broadcasts_to_waiting_clients_itself() {
+    let server = Server::start().await;
+    let swept = everyone_waiting_hears_every_line(&server).await;
+    assert!(swept > 0, "the runtime wrote no broadcast itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_several_threads_every_client_task_writes_its_own_broadcasts() {
+    let server = Server::start().await;
+    let swept = everyone_waiting_hears_every_line(&server).await;
+    assert_eq!(swept, 0, "the connections' tasks write in parallel");
+}
+
 #[tokio::test]
 async fn joining_another_room_leaves_the_old_one_and_shows_its_history() {
     let server = Server::start().await;

@@ -14,7 +14,7 @@ use chat_core::{ChatError, Event};
 use chat_protocol::json::decode;
 use chat_runtime::{
     Admission, ClientInfo, Closing, ConnectError, Connection, Ending, Flow, Handle, Outbound,
-    Pacing, Peer,
+    Pacing, Peer, SharedTcp,
 };
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -51,12 +51,13 @@ pub async fn run<S>(stream: S, connection: Connection, config: &WsConfig)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    run_after(stream, Vec::new(), connection, config).await
+    run_after(stream, None, Vec::new(), connection, config).await
 }
 
 /// Runs the chat on the stream an HTTP upgrade handed over: straight on the TCP socket beneath
 /// it where there is one (hyper's wrapper would cost two dynamic calls on every read and write
-/// of the connection's life), or on the wrapper itself (TLS, say).
+/// of the connection's life, and the runtime may then write broadcasts to the socket itself:
+/// [`Peer::socket`]), or on the wrapper itself (TLS, say).
 pub(crate) async fn run_upgraded(upgraded: Upgraded, connection: Connection, config: &WsConfig) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
@@ -64,16 +65,23 @@ pub(crate) async fn run_upgraded(upgraded: Upgraded, connection: Connection, con
             // whole read buffer (kilobytes) for as long as it lives.
             let read = parts.read_buf.to_vec();
             drop(parts.read_buf);
-            run_after(parts.io.into_inner(), read, connection, config).await
+            let socket = SharedTcp::new(parts.io.into_inner());
+            run_after(socket.clone(), Some(socket), read, connection, config).await
         }
         Err(upgraded) => run(TokioIo::new(upgraded), connection, config).await,
     }
 }
 
 /// [`run`] on a stream of which `read` was already read: the first bytes of the client's
-/// frames, sent right behind its upgrade request.
-async fn run_after<S>(stream: S, read: Vec<u8>, connection: Connection, config: &WsConfig)
-where
+/// frames, sent right behind its upgrade request. `socket` is the stream itself, when it is a
+/// plain TCP socket.
+async fn run_after<S>(
+    stream: S,
+    socket: Option<SharedTcp>,
+    read: Vec<u8>,
+    connection: Connection,
+    config: &WsConfig,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let ws_config = WebSocketConfig::default()
@@ -93,6 +101,7 @@ where
     };
     let peer = WsPeer {
         ws,
+        socket,
         pong_due: false,
     };
     chat_runtime::drive(peer, connection, pacing).await;
@@ -100,6 +109,8 @@ where
 
 struct WsPeer<S> {
     ws: WebSocketStream<S>,
+    /// The TCP socket `ws` runs on, if it is a plain one.
+    socket: Option<SharedTcp>,
     /// A ping came since the last write: tungstenite may still hold its pong, which must go
     /// before the next frames.
     pong_due: bool,
@@ -113,6 +124,11 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.ws.poll_next_unpin(cx)
+    }
+
+    fn socket(&self) -> Option<&SharedTcp> {
+        // A pong tungstenite holds must go first, and may be half-written already.
+        self.socket.as_ref().filter(|_| !self.pong_due)
     }
 
     async fn on_item(

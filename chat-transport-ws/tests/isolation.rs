@@ -424,3 +424,36 @@ async fn a_client_that_pipelines_big_frames_and_reads_is_never_a_slow_consumer()
     alice.sync().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_gets_every_frame_whole_once_it_reads_again() {
+    // Big enough an outbox that the reader is never a slow consumer; small enough a receive
+    // buffer that the server's writes to it stop short, with the rest waiting its turn.
+    let limits = RuntimeConfig {
+        outbox_bytes: 16 << 20,
+        rate_limit: 0,
+        ..RuntimeConfig::default()
+    };
+    let server = Server::with(Config::default(), limits, WsConfig::default()).await;
+    let mut reader = Raw::connect_with_receive_buffer(&server.url, server.addr, 4096).await;
+    reader.login("reader").await;
+    let mut alice = server.raw_login("alice").await;
+    // 4.5 MB: more than the kernel buffers between the server and the reader hold.
+    let text = "t".repeat(3000);
+    for n in 0..1500 {
+        let frame = json!({"type": "say", "room": "general", "text": format!("{n} {text}")});
+        alice.send_json(frame).await;
+    }
+    // Every echo is back: everything for the reader is written or queued.
+    for _ in 0..1500 {
+        alice.until("message").await;
+    }
+    reader.until("presence").await; // alice's
+    for n in 0..1500 {
+        let frame = reader.json().await;
+        assert_eq!(frame["type"], "message", "{frame}");
+        assert_eq!(frame["text"], format!("{n} {text}"), "in order and whole");
+    }
+    reader.sync().await;
+    server.shutdown().await;
+}

@@ -868,6 +868,53 @@ async fn a_websocket_ping_gets_its_pong_while_room_traffic_flows() {
 }
 
 #[tokio::test]
+async fn pongs_between_broadcasts_written_by_the_runtime_leave_every_frame_whole() {
+    let server = Server::start().await;
+    let mut alice = server.raw_login("alice").await;
+    let mut bob = server.raw_login("bob").await;
+    alice.json().await; // bob's presence
+    let mut said = 0;
+    for round in 0..5u8 {
+        // Broadcasts to bob while he waits (the runtime writes them itself, on this one
+        // thread), then a ping, whose pong tungstenite writes, then broadcasts again.
+        for _ in 0..5 {
+            let text = format!("m{said}");
+            say(&mut alice, "general", "alice", &text, Value::Null).await;
+            said += 1;
+        }
+        bob.send_message(Message::Ping(vec![round].into())).await;
+        for _ in 0..5 {
+            let text = format!("m{said}");
+            say(&mut alice, "general", "alice", &text, Value::Null).await;
+            said += 1;
+        }
+        let (mut pong, mut messages) = (false, 0);
+        while !(pong && messages == 10) {
+            let next = tokio::time::timeout(PATIENCE, bob.ws.next())
+                .await
+                .expect("the server answered in time");
+            match next {
+                Some(Ok(Message::Pong(payload))) => {
+                    assert_eq!(&payload[..], [round], "the pong carries its ping's payload");
+                    pong = true;
+                }
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                    let n = said - 10 + messages;
+                    check_message(&frame, "general", "alice", &format!("m{n}"));
+                    messages += 1;
+                }
+                other => panic!("unexpected: {other:?}"),
+            }
+        }
+    }
+    assert!(
+        server.handle().metrics().swept > 0,
+        "on a current-thread runtime, broadcasts to a waiting client are the runtime's to write"
+    );
+}
+
+#[tokio::test]
 async fn a_bad_ref_is_bad_frame_without_a_ref() {
     let server = Server::start().await;
     let mut alice = server.raw_login("alice").await;
