@@ -1,7 +1,9 @@
 //! [`drive`]: the one loop every transport runs per connection.
 //!
 //! A connection's task does four things, and only one at a time, so it needs no locks and
-//! every frame queued since the last write goes out with one flush: it **writes** what the
+//! every frame queued since the last write goes out with one flush (while it waits, the runtime
+//! may write broadcasts to its socket, below; it takes the socket back before it does anything
+//! else): it **writes** what the
 //! runtime queued for the client (every write, pings included, raced against an overflow, so a
 //! client whose queue overflows while a write to it is blocked is cut off at once, and bounded
 //! by the write timeout: [`guarded`]); it **reads** the client's next frame or line, but only

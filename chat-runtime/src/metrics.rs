@@ -61,7 +61,8 @@ pub struct MetricsSnapshot {
     /// Events encoded: one per broadcast per wire format, one per direct send.
     pub encodes: u64,
     /// Writes the runtime made itself, on a current-thread runtime, of broadcasts to
-    /// connections that were waiting: each saved waking the connection's task.
+    /// connections that were waiting, without waking their tasks (but to write what a full
+    /// socket did not take).
     pub swept: u64,
     /// Store writes (each a group commit of one or more records).
     pub store_batches: u64,

@@ -1,10 +1,11 @@
 //! A connection's outbound queue, bounded in bytes, and the window that paces its reads.
 //!
-//! The runtime's delivery task is the only producer; the connection's driver task the only
-//! consumer. The queue is a vector behind a lock that neither side holds for more than a push or
-//! a swap, and the driver is woken only when the queue goes from empty to non-empty: a broadcast
-//! to 10,000 connections costs each of them one short lock and, if it was idle, one wake-up, and
-//! the driver takes everything queued with one swap. The driver's wait for items keeps its waker
+//! The runtime's delivery task is the only producer; the connection's driver task the consumer
+//! (and, for a driver that waits, the sweep: below). The queue is a vector behind a lock that
+//! neither side holds for more than a push or a swap, and the driver is woken only when the
+//! queue goes from empty to non-empty: a broadcast to 10,000 connections costs each of them one
+//! short lock and, if it was idle, one wake-up, and the driver takes everything queued with one
+//! swap. The driver's wait for items keeps its waker
 //! in the queue itself, so a push and a wake-up take the one lock; its rarer waits (for room to
 //! read, for a close while a write is blocked) share one `Notify`, to keep an idle connection
 //! small.
@@ -13,9 +14,11 @@
 //! its socket in the queue too ([`Queue::idle`]): a broadcast to it is then queued without waking
 //! it ([`Outbox::push_for_sweep`]), and the runtime's sweep writes it to the socket itself
 //! ([`Outbox::write_idle`], see `sweep.rs`); only what the socket does not take at once goes to
-//! the driver. Everything else (a reply, a close, room to read again) wakes the driver and takes
-//! the socket back, so the driver and the sweep never write at the same time, and the client
-//! sees everything in the order it was queued.
+//! the driver, first, and if the sweep stopped inside a frame, the rest of that frame is written
+//! even when the connection is then closed as a slow consumer ([`Queue::torn`]). Everything else
+//! (a reply, a push while the sweep has frames queued, a close, room to read again) wakes the
+//! driver and takes the socket back, so the driver and the sweep never write at the same time,
+//! and the client sees whole frames in the order they were queued.
 //!
 //! What is queued comes in two classes. A **push** is something the client did not ask for
 //! (others' messages, presence, a DM from someone else): pushes count against the bound, and a
@@ -153,6 +156,9 @@ struct Queue<T> {
     /// wakes the driver takes it back, so everything queued while it is here was pushed by
     /// [`Outbox::push_for_sweep`].
     idle: Option<SharedTcp>,
+    /// The first item is the rest of a frame the sweep began to write: whatever happens next,
+    /// it must be written before anything else, last words included.
+    torn: bool,
 }
 
 impl<T> Queue<T> {
@@ -168,6 +174,7 @@ impl<T> Queue<T> {
             }
             self.pushed = 0;
             self.replies = 0;
+            self.torn = false;
         }
         n
     }
@@ -238,6 +245,7 @@ pub(crate) fn outbox<T>(limit: usize) -> (Outbox<T>, OutboxReceiver<T>) {
             replies: 0,
             taker: None,
             idle: None,
+            torn: false,
         }),
         limit,
         closing: OnceLock::new(),
@@ -367,8 +375,11 @@ impl Outbox<Outbound> {
             .drain(..whole)
             .map(|item| item.bytes.len())
             .sum();
-        if let Some(first) = queue.items.first_mut() {
+        if let Some(first) = queue.items.first_mut()
+            && written > taken
+        {
             first.bytes = first.bytes.slice(written - taken..);
+            queue.torn = true;
         }
         queue.recount();
         let taker = queue.wake();
@@ -443,7 +454,8 @@ impl<T> OutboxReceiver<T> {
     /// [`next`](Self::next) as a poll: a driver that polls it (rather than awaiting `next`) is
     /// also woken when reading may resume ([`Outbox::answered`]). `idle` is the driver's socket
     /// when the sweep may write to it while the driver waits (see the module docs): it is left
-    /// in the queue on `Pending`, and taken back on every poll.
+    /// in the queue on `Pending` (kept there, if it is there already), and taken back on
+    /// `Ready`.
     pub(crate) fn poll_next(
         &self,
         cx: &mut Context<'_>,
@@ -480,11 +492,15 @@ impl<T> OutboxReceiver<T> {
     }
 
     /// What [`next`](Self::next) says once the connection is closing: a slow consumer's backlog
-    /// is dropped; otherwise what is queued goes out first.
+    /// is dropped (but for the rest of a frame the sweep began: the client must not get half a
+    /// frame and then the last words); otherwise what is queued goes out first.
     fn close_with(&self, reason: Closing, batch: &mut Vec<T>) -> Outgoing {
-        self.unpark();
+        let mut queue = self.shared.queue();
+        queue.idle = None;
         if reason != Closing::SlowConsumer {
-            self.drain(batch);
+            queue.take(batch);
+        } else if std::mem::take(&mut queue.torn) && !queue.items.is_empty() {
+            batch.push(queue.items.remove(0));
         }
         Outgoing::Close(reason)
     }
@@ -740,6 +756,25 @@ mod tests {
         client.read_exact(&mut got).await.unwrap();
         got.extend_from_slice(&rest.bytes);
         assert!(got == sent, "the frame is whole once the rest follows");
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_still_gets_the_rest_of_a_frame_the_sweep_began() {
+        const BIG: usize = 32 << 20;
+        let (tx, rx, _client, _) = idle_driver(BIG + 64).await;
+        assert_eq!(tx.push_for_sweep(frame(BIG)), Ok(true));
+        assert_eq!(tx.push_for_sweep(frame(10)), Ok(false));
+        assert!(tx.write_idle(), "the kernel took a first part");
+        let rest = tx.queued() - 10;
+        assert_eq!(tx.push(frame(BIG), Class::Push), Err(Overflow));
+        let Poll::Ready((Outgoing::Close(Closing::SlowConsumer), batch)) = poll_driver(&rx) else {
+            panic!("the connection closes as a slow consumer");
+        };
+        // The rest of the torn frame goes out before the last words; nothing else does.
+        let [torn] = &batch[..] else {
+            panic!("only the torn frame's rest: {} items", batch.len());
+        };
+        assert_eq!(torn.bytes.len(), rest);
     }
 
     #[tokio::test]

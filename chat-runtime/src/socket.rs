@@ -1,7 +1,7 @@
 //! [`SharedTcp`]: a TCP socket that a connection's driver and the runtime's sweep both write to.
 //!
 //! On a current-thread runtime, a broadcast to a connection whose driver waits with nothing of
-//! its own to write is written by the runtime itself (`sweep.rs`), with one non-blocking
+//! its own to write is written by the runtime itself (`sweep.rs`), with a non-blocking vectored
 //! `write`, instead of waking the connection's task to write it: a broadcast to a thousand idle
 //! clients then costs a thousand writes and no task switches. For that the runtime needs the
 //! socket beside the transport, which reads and writes it as a stream; so the socket is shared,
@@ -31,8 +31,9 @@ impl SharedTcp {
 
     /// Writes as much of `frames` as the kernel takes now, without waiting; returns how many
     /// bytes that was (fewer than all of them when the socket's buffer is full: the rest is for
-    /// the driver to write once it has room). A failed write is reported as an error, and the
-    /// driver meets it again on its own next write.
+    /// the driver to write once it has room). A write that fails before anything was written is
+    /// an error; one that fails after is reported as what was written, and the driver meets
+    /// the error again on its own next write.
     /// `frames` is used up as it goes.
     pub(crate) fn write_now(&self, frames: &mut [IoSlice<'_>]) -> io::Result<usize> {
         let total: usize = frames.iter().map(|frame| frame.len()).sum();
@@ -40,6 +41,7 @@ impl SharedTcp {
         let mut written = 0;
         while written < total {
             match self.0.try_write_vectored(rest) {
+                Ok(0) if written > 0 => break,
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     written += n;
@@ -47,6 +49,7 @@ impl SharedTcp {
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if written > 0 => break,
                 Err(error) => return Err(error),
             }
         }

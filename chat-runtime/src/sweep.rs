@@ -7,8 +7,9 @@
 //! that waits with nothing of its own half-written leaves its socket in its outbox, and the
 //! delivery task queues a broadcast to it without waking it (`outbox.rs`). It hands the outboxes
 //! it queued to, in one list per run of broadcasts, to this task, which writes each one's queued
-//! frames to its socket with one non-blocking `write`. Only what a socket does not take at once
-//! wakes its driver, which then writes the rest as it would have.
+//! frames to its socket with a non-blocking vectored `write`. Only what a socket does not take
+//! at once (or a write that fails) wakes its driver, which then writes the rest as it would
+//! have (or meets the error).
 //!
 //! The sweep is a task of its own, not part of the delivery, and it lets the runtime look for
 //! I/O every [`YIELD_EVERY`] writes, as it would between as many connection tasks: at load,
