@@ -262,8 +262,22 @@ impl<T: Weigh> Outbox<T> {
     /// Queues an item. A push past the bound closes the connection as a slow consumer; items
     /// for a closing connection are dropped.
     pub(crate) fn push(&self, item: T, class: Class) -> Result<(), Overflow> {
+        self.enqueue(item, class, false).map(drop)
+    }
+
+    /// Queues a broadcast (counted like a [`Class::Push`]) on a runtime that sweeps. If the
+    /// driver is idle, it is not woken: `Ok(true)` says this item made the queue non-empty, and
+    /// the caller must hand the outbox to the sweep, which writes it ([`Outbox::write_idle`]) or
+    /// wakes the driver. Otherwise it is [`push`](Self::push), and `Ok(false)`.
+    pub(crate) fn push_for_sweep(&self, item: T) -> Result<bool, Overflow> {
+        self.enqueue(item, Class::Push, true)
+    }
+
+    /// [`push`](Self::push) and [`push_for_sweep`](Self::push_for_sweep), under one lock:
+    /// `Ok(true)` when the item waits for the sweep and made the queue non-empty.
+    fn enqueue(&self, item: T, class: Class, for_sweep: bool) -> Result<bool, Overflow> {
         if self.shared.closing.get().is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let weight = item.weight();
         let mut queue = self.shared.queue();
@@ -278,6 +292,9 @@ impl<T: Weigh> Outbox<T> {
         }
         let was_empty = queue.items.is_empty();
         queue.items.push(item);
+        if for_sweep && queue.idle.is_some() {
+            return Ok(was_empty);
+        }
         // An idle driver is woken even behind broadcasts that wait for the sweep: this item may
         // need the driver (a reply to follow), and must come after them.
         let taker = if was_empty || queue.idle.is_some() {
@@ -289,30 +306,7 @@ impl<T: Weigh> Outbox<T> {
         if let Some(taker) = taker {
             taker.wake();
         }
-        Ok(())
-    }
-
-    /// Queues a broadcast (counted like a [`Class::Push`]) on a runtime that sweeps. If the
-    /// driver is idle, it is not woken: `Ok(true)` says this item made the queue non-empty, and
-    /// the caller must hand the outbox to the sweep, which writes it ([`Outbox::write_idle`]) or
-    /// wakes the driver. Otherwise it is [`push`](Self::push), and `Ok(false)`.
-    pub(crate) fn push_for_sweep(&self, item: T) -> Result<bool, Overflow> {
-        {
-            let mut queue = self.shared.queue();
-            if queue.idle.is_some() && self.shared.closing.get().is_none() {
-                let weight = item.weight();
-                if queue.pushed + weight > self.shared.limit {
-                    drop(queue);
-                    self.close(Closing::SlowConsumer);
-                    return Err(Overflow);
-                }
-                queue.pushed += weight;
-                let was_empty = queue.items.is_empty();
-                queue.items.push(item);
-                return Ok(was_empty);
-            }
-        }
-        self.push(item, Class::Push).map(|()| false)
+        Ok(false)
     }
 }
 

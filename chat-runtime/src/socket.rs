@@ -36,10 +36,10 @@ impl SharedTcp {
     /// the error again on its own next write.
     /// `frames` is used up as it goes.
     pub(crate) fn write_now(&self, frames: &mut [IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = frames.iter().map(|frame| frame.len()).sum();
+        // `advance_slices` drops the slices written whole: none left is everything written.
         let mut rest = frames;
         let mut written = 0;
-        while written < total {
+        while rest.iter().any(|frame| !frame.is_empty()) {
             match self.0.try_write_vectored(rest) {
                 Ok(0) if written > 0 => break,
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -54,6 +54,24 @@ impl SharedTcp {
             }
         }
         Ok(written)
+    }
+}
+
+impl SharedTcp {
+    /// Waits until the socket may take bytes, then tries `write` (again, if the readiness was
+    /// stale): what tokio's own `TcpStream` does for its writes.
+    fn poll_writable(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match write(&self.0) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
     }
 }
 
@@ -80,13 +98,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        }
+        self.poll_writable(cx, |stream| stream.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -94,13 +106,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        }
+        self.poll_writable(cx, |stream| stream.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
