@@ -846,25 +846,33 @@ async fn a_websocket_ping_gets_its_pong_while_room_traffic_flows() {
             .send_json(json!({"type": "say", "room": "general", "text": format!("m{n}")}))
             .await;
         // Bob reads on until his pong, and his room's message, have both come.
-        let (mut pong, mut message) = (false, false);
-        while !(pong && message) {
-            let next = tokio::time::timeout(PATIENCE, bob.ws.next())
-                .await
-                .expect("the server answered in time");
-            match next {
-                Some(Ok(Message::Pong(payload))) => {
-                    assert_eq!(&payload[..], [n], "the pong carries its ping's payload");
-                    pong = true;
-                }
-                Some(Ok(Message::Text(text))) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
-                    assert_eq!(frame["text"], format!("m{n}"), "{frame}");
-                    message = true;
-                }
-                other => panic!("unexpected: {other:?}"),
+        let [frame] = &pong_and_frames(&mut bob, n, 1).await[..] else {
+            unreachable!()
+        };
+        assert_eq!(frame["text"], format!("m{n}"), "{frame}");
+    }
+}
+
+/// Reads `client` until the pong carrying `payload` and `count` text frames have all come (in
+/// any order between them); returns the frames, in order.
+async fn pong_and_frames(client: &mut Raw, payload: u8, count: usize) -> Vec<Value> {
+    let (mut pong, mut frames) = (false, Vec::new());
+    while !(pong && frames.len() == count) {
+        let next = tokio::time::timeout(PATIENCE, client.ws.next())
+            .await
+            .expect("the server answered in time");
+        match next {
+            Some(Ok(Message::Pong(got))) => {
+                assert_eq!(&got[..], [payload], "the pong carries its ping's payload");
+                pong = true;
             }
+            Some(Ok(Message::Text(text))) => {
+                frames.push(serde_json::from_str(text.as_str()).unwrap());
+            }
+            other => panic!("unexpected: {other:?}"),
         }
     }
+    frames
 }
 
 #[tokio::test]
@@ -888,24 +896,12 @@ async fn pongs_between_broadcasts_written_by_the_runtime_leave_every_frame_whole
             say(&mut alice, "general", "alice", &text, Value::Null).await;
             said += 1;
         }
-        let (mut pong, mut messages) = (false, 0);
-        while !(pong && messages == 10) {
-            let next = tokio::time::timeout(PATIENCE, bob.ws.next())
-                .await
-                .expect("the server answered in time");
-            match next {
-                Some(Ok(Message::Pong(payload))) => {
-                    assert_eq!(&payload[..], [round], "the pong carries its ping's payload");
-                    pong = true;
-                }
-                Some(Ok(Message::Text(text))) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).unwrap();
-                    let n = said - 10 + messages;
-                    check_message(&frame, "general", "alice", &format!("m{n}"));
-                    messages += 1;
-                }
-                other => panic!("unexpected: {other:?}"),
-            }
+        for (k, frame) in pong_and_frames(&mut bob, round, 10)
+            .await
+            .iter()
+            .enumerate()
+        {
+            check_message(frame, "general", "alice", &format!("m{}", said - 10 + k));
         }
     }
     assert!(
