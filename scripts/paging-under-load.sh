@@ -4,20 +4,24 @@
 #
 # A temporary JSON-file store gets MESSAGES messages in room `archive` (examples/fill_history),
 # the release server runs on it (no rate limit, WebSocket only) pinned to core 0, chat-load to
-# core 1. In that one server session chat-load runs twice with the same load: RECEIVERS receivers
-# and SENDERS senders in `general` at RATE messages/s for DURATION s, first alone, then with
-# `--pager archive` (one more client reading `archive` 500 messages a page, newest to oldest and
-# round again). The page cache is dropped before each run where that is allowed. It prints both
-# runs' JSON lines, then both p99s, their ratio, the pages read and each run's CPU shares
-# (chat-load's own: near 100% means the tool, not the server, set the figures). SERVER=PATH runs
-# another server binary instead (an older build, to compare).
+# core 1. In that one server session chat-load runs three times with the same load: RECEIVERS
+# receivers and SENDERS senders in `general` at RATE messages/s for DURATION s; first alone,
+# then with `--pager archive` (one more client reading `archive` 500 messages a page, newest to
+# oldest and round again) asking PAGER_RATE pages a second, then with the pager asking each
+# page as soon as the last one is answered. The paced run shows whether reads stall the
+# broadcasts; the unpaced one what the fastest reader the server serves costs them on a core it
+# shares. The page cache is dropped before each run where that is allowed. It prints the runs'
+# JSON lines, then each run's p50, p99, pages read and CPU shares (chat-load's own: near 100%
+# means the tool, not the server, set the figures), and each pager run's p99 over the alone
+# run's. SERVER=PATH runs another server binary instead (an older build, to compare).
 #
 #   scripts/paging-under-load.sh
 #   MESSAGES=10000 RECEIVERS=100 DURATION=3 scripts/paging-under-load.sh   # a quick check
 #
-# Defaults: MESSAGES=100000, RECEIVERS=1000, SENDERS=10, RATE=200 (0.2 M deliveries/s, well
-# below saturation), DURATION=10. Loopback only; each chat-load run is bounded by DURATION plus
-# its drain, and killed after DURATION + 120 s.
+# Defaults: MESSAGES=100000, RECEIVERS=1000, SENDERS=10, RATE=200 (0.2 M deliveries/s, the
+# latency sweep's lowest load), PAGER_RATE=50 (25,000 messages/s read), DURATION=10. Loopback
+# only; each chat-load run is bounded by DURATION plus its drain, and killed after
+# DURATION + 120 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${MESSAGES:-100000}
@@ -25,6 +29,7 @@ receivers=${RECEIVERS:-1000}
 senders=${SENDERS:-10}
 rate=${RATE:-200}
 duration=${DURATION:-10}
+pager_rate=${PAGER_RATE:-50}
 
 need_fds=$((2 * (receivers + senders) + 200))
 if [ "$(ulimit -n)" -lt "$need_fds" ]; then
@@ -77,20 +82,26 @@ measure() { # $1: label, then extra chat-load options; prints the JSON line
 echo "== $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores; $messages messages in #archive; $receivers receivers, $senders senders, $rate messages/s, $duration s"
 echo "== run 1: without the pager ($(drop_caches))"
 measure alone | tee "$work/alone"
-echo "== run 2: with --pager archive ($(drop_caches))"
-measure pager --pager archive | tee "$work/pager"
+echo "== run 2: with --pager archive --pager-rate $pager_rate ($(drop_caches))"
+measure paced --pager archive --pager-rate "$pager_rate" | tee "$work/paced"
+echo "== run 3: with --pager archive, unpaced ($(drop_caches))"
+measure unpaced --pager archive | tee "$work/unpaced"
 
-python3 - "$work/alone" "$work/pager" <<'EOF'
+python3 - "$work/alone" "$work/paced" "$work/unpaced" "$pager_rate" <<'EOF'
 import json, sys
-alone, pager = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+alone, paced, unpaced = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:4])
 def pct(v):
     return "-" if v is None else f"{v:.0f}%"
-print(f"{'':14} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>6} {'pages':>7} {'messages':>9} {'server CPU':>11} {'chat-load CPU':>14}")
-for name, r in (("without pager", alone), ("with pager", pager)):
-    print(f"{name:14} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['max_ms']:8.2f} {r['lost']:6} "
-          f"{r['pager_pages'] if r['pager_pages'] is not None else '-':>7} "
-          f"{r['pager_messages'] if r['pager_messages'] is not None else '-':>9} "
+def opt(v):
+    return "-" if v is None else v
+print(f"{'':22} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>6} {'pages':>7} {'messages':>9} "
+      f"{'refused':>8} {'server CPU':>11} {'chat-load CPU':>14}")
+runs = (("without pager", alone), (f"pager, {sys.argv[4]} pages/s", paced), ("pager, unpaced", unpaced))
+for name, r in runs:
+    print(f"{name:22} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['max_ms']:8.2f} {r['lost']:6} "
+          f"{opt(r['pager_pages']):>7} {opt(r['pager_messages']):>9} {opt(r['pager_refused']):>8} "
           f"{pct(r['server_cpu_percent']):>11} {pct(r['load_cpu_percent']):>14}")
-ratio = pager['p99_ms'] / alone['p99_ms'] if alone['p99_ms'] > 0 else float('inf')
-print(f"p99 with pager / without: {ratio:.2f} ({pager['pager_refused']} pages refused)")
+for name, r in runs[1:]:
+    ratio = r['p99_ms'] / alone['p99_ms'] if alone['p99_ms'] > 0 else float('inf')
+    print(f"p99 with the {name.removeprefix('pager, ')} pager / without: {ratio:.2f}")
 EOF

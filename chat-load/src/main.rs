@@ -144,6 +144,11 @@ pub(crate) struct Options {
     /// and must differ from --room).
     #[arg(long, value_name = "ROOM")]
     pub(crate) pager: Option<String>,
+    /// --pager: pages asked per second at most (0: each as soon as the last one is answered, as
+    /// fast as the server answers). A paced pager adds a known amount of reading, so its effect
+    /// on the broadcast's latency is a stall, not the extra work of an ever faster reader.
+    #[arg(long, value_name = "PAGES", default_value_t = 0.0, value_parser = pages_per_second)]
+    pub(crate) pager_rate: f64,
     /// Threads that drive the load (1: one `current_thread` runtime). More let chat-load use
     /// more cores where its affinity allows them; its CPU share is then of
     /// min(threads, allowed CPUs) cores.
@@ -168,6 +173,16 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+}
+
+/// `--pager-rate`: 0, or a rate whose period is a finite number of seconds (at most 1,000 s).
+fn pages_per_second(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate == 0.0 || (0.001..=f64::MAX).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not 0 or a rate from 0.001 pages a second up"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -197,6 +212,21 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("chat-load: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages_per_second;
+
+    #[test]
+    fn a_pager_rate_is_zero_or_a_rate_with_a_finite_period() {
+        for good in ["0", "50", "0.5", "0.001"] {
+            assert!(pages_per_second(good).is_ok(), "{good}");
+        }
+        for bad in ["-1", "NaN", "inf", "1e-9", "fast", ""] {
+            assert!(pages_per_second(bad).is_err(), "{bad}");
         }
     }
 }

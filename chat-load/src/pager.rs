@@ -6,10 +6,11 @@
 //! and without it), and then asks for one page of 500 at a time, newest first: the first without
 //! `before`, each next one before the oldest id of the last, and after an empty page from the
 //! newest again. It waits for each answer (matched by `ref`) before it asks again, so at most
-//! one page is in flight. An `unavailable` or `rate_limited` error is counted and the same page
-//! asked again after a short pause; any other error, a room without history, or the
-//! connection's end fails the run. It stops at the end of the sending period; a page still in
-//! flight then is not counted.
+//! one page is in flight; with `--pager-rate R` it also asks R pages a second at most (an answer
+//! that comes late delays the asks after it, and none are made up for). An `unavailable` or
+//! `rate_limited` error is counted and the same page asked again after a short pause; any other
+//! error, a room without history, or the connection's end fails the run. It stops at the end of
+//! the sending period; a page still in flight then is not counted.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -98,11 +99,29 @@ impl Pager {
         Ok(pager)
     }
 
-    /// Pages until `deadline`.
-    pub(crate) async fn run(mut self, deadline: Instant) -> io::Result<PagerStats> {
+    /// Pages until `deadline`, at most `rate` pages a second (0: no pause between pages).
+    pub(crate) async fn run(mut self, deadline: Instant, rate: f64) -> io::Result<PagerStats> {
         let mut stats = PagerStats::default();
         let mut before: Option<u64> = None;
+        let period = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+        let mut next = Instant::now();
         loop {
+            if let Some(period) = period {
+                if tokio::time::timeout_at(deadline, tokio::time::sleep_until(next))
+                    .await
+                    .is_err()
+                {
+                    return Ok(stats);
+                }
+                // On time, asks keep to the schedule; after a late answer it starts again from
+                // now, so that no burst of asks makes up for the wait.
+                let now = Instant::now();
+                next = if next + period > now {
+                    next + period
+                } else {
+                    now + period
+                };
+            }
             let page = match tokio::time::timeout_at(deadline, self.page(before)).await {
                 Ok(page) => page?,
                 Err(_) => return Ok(stats),
