@@ -37,6 +37,7 @@
 #   SKIP_LOAD=1 scripts/cluster-perf.sh        # only (c)
 #   KEEP_LOGS=1 scripts/cluster-perf.sh        # keep the servers' output and Redis's files
 #   CONFIGS="memory cluster3" RATE=300 SKIP_IDLE=1 scripts/cluster-perf.sh   # rerun two of (a)
+#   SERVER=/tmp/chat_server SKIP_LOAD=1 scripts/cluster-perf.sh   # another build of the server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -53,7 +54,7 @@ command -v redis-server >/dev/null || { echo "needs redis-server" >&2; exit 1; }
 cargo build --release -q -p chat-load
 cargo build --release -q --example chat_server
 target_dir=${CARGO_TARGET_DIR:-target}
-server=$target_dir/release/examples/chat_server
+server=${SERVER:-$target_dir/release/examples/chat_server}
 load=$target_dir/release/chat-load
 pin_server=(); pin_load=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then

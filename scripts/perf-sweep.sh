@@ -29,6 +29,7 @@
 #   scripts/perf-sweep.sh [SECONDS]        # default 10 s per run
 #   SIZES= LOADS="200000 1000000" REPEATS=1 scripts/perf-sweep.sh 8   # the floor sweep, once
 #   LOAD_ARGS=--in-phase scripts/perf-sweep.sh   # more chat-load options for every run
+#   SERVER=/tmp/chat_server scripts/perf-sweep.sh  # another build of the server (to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -44,7 +45,7 @@ mkdir -p "$(dirname "$out")" "$(dirname "$svg")"
 cargo build --release -q -p chat-load
 cargo build --release -q --example chat_server
 target_dir=${CARGO_TARGET_DIR:-target}
-server=$target_dir/release/examples/chat_server
+server=${SERVER:-$target_dir/release/examples/chat_server}
 load=$target_dir/release/chat-load
 cores=$(nproc)
 pin_server=(); pin_load=()
