@@ -22,4 +22,4 @@ mod session;
 
 pub use format::LineFormat;
 pub use server::{TcpConfig, serve, serve_tls};
-pub use session::run;
+pub use session::{run, run_tcp};

@@ -1,12 +1,10 @@
 //! The accept loop: one task per line client, on plain TCP ([`serve`]) or TLS ([`serve_tls`]).
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_runtime::{Handle, Handshake, SharedTcp};
-use tokio::io::{AsyncRead, AsyncWrite};
+use chat_runtime::{Handle, Handshake};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -44,14 +42,8 @@ impl Default for TcpConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
-        let socket = SharedTcp::new(stream);
-        line_client(
-            socket.clone(),
-            Some(socket),
-            peer,
-            handle.clone(),
-            config.clone(),
-        )
+        tracing::debug!(%peer, "line client connected");
+        session::run_tcp(stream, &handle, config.clone(), Some(peer))
     })
     .await
 }
@@ -76,23 +68,10 @@ pub async fn serve_tls(
         &handle,
         "line",
         handshake,
-        move |stream, peer| line_client(stream, None, peer, sessions.clone(), config.clone()),
+        move |stream, peer| {
+            tracing::debug!(%peer, "line client connected");
+            session::run(stream, &sessions, config.clone(), Some(peer))
+        },
     )
     .await
-}
-
-/// One line client, from connect to disconnect, on a plain or TLS stream; `socket` is the
-/// stream itself when it is plain TCP.
-fn line_client<S>(
-    stream: S,
-    socket: Option<SharedTcp>,
-    peer: SocketAddr,
-    handle: Handle,
-    config: Arc<TcpConfig>,
-) -> impl Future<Output = ()> + use<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    tracing::debug!(%peer, "line client connected");
-    session::run_on(stream, socket, &handle, config, Some(peer))
 }

@@ -21,6 +21,7 @@ use chat_runtime::{
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::codec::LineCodec;
@@ -31,7 +32,8 @@ const SHUTTING_DOWN: &str = "* server shutting down; bye\n";
 
 /// Runs a line client on `stream` until it leaves: attaches it to the runtime behind `handle`
 /// (a full server gets a `! ` line and the close), asks for its name, and chats. `peer` is the
-/// client's address, if it has one (the login throttle counts failures by it).
+/// client's address, if it has one (the login throttle counts failures by it). A plain
+/// `TcpStream` is better given to [`run_tcp`].
 pub fn run<S>(
     stream: S,
     handle: &Handle,
@@ -42,6 +44,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     run_on(stream, None, handle, config, peer)
+}
+
+/// [`run`] on a plain TCP socket, as the bundled listener ([`crate::serve`]) runs its clients:
+/// on a current-thread runtime, broadcasts to the client while its task waits are then written
+/// to the socket by the runtime itself, without waking the task (see `chat_runtime`'s
+/// `SharedTcp`). An app that accepts line clients itself should hand its `TcpStream`s here
+/// rather than to [`run`], which cannot tell a TCP socket from any other stream.
+pub fn run_tcp(
+    stream: TcpStream,
+    handle: &Handle,
+    config: Arc<TcpConfig>,
+    peer: Option<SocketAddr>,
+) -> impl Future<Output = ()> + use<> {
+    let socket = SharedTcp::new(stream);
+    run_on(socket.clone(), Some(socket), handle, config, peer)
 }
 
 /// [`run`], with `socket` the stream itself when it is a plain TCP socket: the runtime may then

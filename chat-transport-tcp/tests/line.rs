@@ -19,6 +19,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How a test server takes its line clients.
+enum Lines {
+    /// The bundled listener, `chat_transport_tcp::serve`.
+    Serve,
+    /// An accept loop of the test's own, as an app that accepts line clients itself runs one:
+    /// each stream to `chat_transport_tcp::run_tcp`.
+    OwnAcceptLoop,
+}
+
 /// A runtime with both transports on loopback ports.
 struct Server {
     runtime: Runtime,
@@ -37,6 +46,10 @@ impl Server {
     }
 
     async fn with(chat: Config, limits: RuntimeConfig, tcp: TcpConfig) -> Server {
+        Self::build(chat, limits, tcp, Lines::Serve).await
+    }
+
+    async fn build(chat: Config, limits: RuntimeConfig, tcp: TcpConfig, lines: Lines) -> Server {
         let tokens = Arc::new(tokens::Tokens {
             registers: true,
             ..tokens::Tokens::default()
@@ -48,11 +61,26 @@ impl Server {
         let ws_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp_addr = line_listener.local_addr().unwrap();
         let ws = format!("ws://{}/chat", ws_listener.local_addr().unwrap());
-        tokio::spawn(chat_transport_tcp::serve(
-            line_listener,
-            runtime.handle(),
-            tcp,
-        ));
+        match lines {
+            Lines::Serve => {
+                tokio::spawn(chat_transport_tcp::serve(
+                    line_listener,
+                    runtime.handle(),
+                    tcp,
+                ));
+            }
+            Lines::OwnAcceptLoop => {
+                let handle = runtime.handle();
+                let tcp = Arc::new(tcp);
+                tokio::spawn(async move {
+                    while let Ok((stream, peer)) = line_listener.accept().await {
+                        let client =
+                            chat_transport_tcp::run_tcp(stream, &handle, tcp.clone(), Some(peer));
+                        tokio::spawn(client);
+                    }
+                });
+            }
+        }
         tokio::spawn(chat_transport_ws::serve(
             ws_listener,
             runtime.handle(),
@@ -229,9 +257,9 @@ async fn lines_are_said_in_the_room_and_not_echoed_to_their_sender() {
     alice.sync().await;
 }
 
-/// Alice says 30 lines to three line clients and two WebSocket clients, who wait; each gets
+/// Alice says 30 lines to three line clients and `web` WebSocket clients, who wait; each gets
 /// every line, whole and in order. Returns how many writes the runtime made itself.
-async fn everyone_waiting_hears_every_line(server: &Server) -> u64 {
+async fn everyone_waiting_hears_every_line(server: &Server, web: usize) -> u64 {
     let mut alice = server.login("alice").await;
     let mut lines = Vec::new();
     for n in 0..3 {
@@ -240,7 +268,7 @@ async fn everyone_waiting_hears_every_line(server: &Server) -> u64 {
         lines.push(nc);
     }
     let mut webs = Vec::new();
-    for n in 0..2 {
+    for n in 0..web {
         webs.push(server.ws_login(&format!("web{n}")).await);
     }
     alice.sync().await;
@@ -270,14 +298,28 @@ async fn everyone_waiting_hears_every_line(server: &Server) -> u64 {
 #[tokio::test]
 async fn on_one_thread_the_runtime_writes_broadcasts_to_waiting_clients_itself() {
     let server = Server::start().await;
-    let swept = everyone_waiting_hears_every_line(&server).await;
+    let swept = everyone_waiting_hears_every_line(&server, 2).await;
+    assert!(swept > 0, "the runtime wrote no broadcast itself");
+}
+
+#[tokio::test]
+async fn line_clients_an_app_accepts_itself_get_the_runtimes_writes_too() {
+    let server = Server::build(
+        Config::default(),
+        RuntimeConfig::default(),
+        TcpConfig::default(),
+        Lines::OwnAcceptLoop,
+    )
+    .await;
+    // Line clients only: every write the runtime made was to one of them.
+    let swept = everyone_waiting_hears_every_line(&server, 0).await;
     assert!(swept > 0, "the runtime wrote no broadcast itself");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_several_threads_every_client_task_writes_its_own_broadcasts() {
     let server = Server::start().await;
-    let swept = everyone_waiting_hears_every_line(&server).await;
+    let swept = everyone_waiting_hears_every_line(&server, 2).await;
     assert_eq!(swept, 0, "the connections' tasks write in parallel");
 }
 
