@@ -7,8 +7,9 @@ use chat_core::{Command, Config, Event};
 use chat_runtime::{Outgoing, Runtime, RuntimeConfig};
 use chat_store::MemoryStore;
 use chat_transport_ws::{WsConfig, serve};
-use serde_json::Value;
 use tokio::net::TcpListener;
+
+mod support;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_chat-load");
 
@@ -66,44 +67,14 @@ async fn a_paced_pager_reads_history_and_asks_no_more_than_its_rate() {
     let (url, _runtime) = server_with_history().await;
     // Two seconds at 4 pages a second: asks at 0, 0.25, ... 1.75 s, eight at most.
     let output = tokio::process::Command::new(LOAD)
-        .args([
-            "--ws",
-            &url,
-            "--receivers",
-            "5",
-            "--senders",
-            "2",
-            "--rate",
-            "20",
-        ])
-        .args([
-            "--duration",
-            "2",
-            "--pager",
-            "archive",
-            "--pager-rate",
-            "4",
-            "--json",
-        ])
+        .args(["--ws", &url, "--json", "--duration", "2"])
+        .args(["--receivers", "5", "--senders", "2", "--rate", "20"])
+        .args(["--pager", "archive", "--pager-rate", "4"])
         .output()
         .await
         .expect("chat-load runs");
-    assert!(
-        output.status.success(),
-        "chat-load failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON report in {stdout:?}"));
-    let report: Value = serde_json::from_str(line).expect("the report is JSON");
-    let count = |field: &str| {
-        report[field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a count in {report}"))
-    };
+    let report = support::report(&output);
+    let count = |field: &str| support::count(&report, field);
     let pages = count("pager_pages");
     assert!((1..=8).contains(&pages), "{pages} pages in 2 s at 4/s");
     // Newest first: 500, then the 100 left, then an empty page and round again.

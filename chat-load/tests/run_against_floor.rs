@@ -5,6 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use support::count;
+
+mod support;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_chat-load");
 
@@ -42,17 +45,7 @@ impl Floor {
             .args(args)
             .output()
             .expect("chat-load runs");
-        assert!(
-            output.status.success(),
-            "chat-load failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or_else(|| panic!("no JSON report in {stdout:?}"));
-        serde_json::from_str(line).expect("the report is JSON")
+        support::report(&output)
     }
 }
 
@@ -63,19 +56,13 @@ impl Drop for Floor {
     }
 }
 
-fn number(report: &Value, field: &str) -> u64 {
-    report[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} is not a count in {report}"))
-}
-
 fn assert_everything_arrived_once_in_order(report: &Value, receivers: u64) {
-    let sent = number(report, "sent");
+    let sent = count(report, "sent");
     assert!(sent > 0, "nothing was sent: {report}");
-    assert_eq!(number(report, "deliveries"), sent * receivers, "{report}");
-    assert_eq!(number(report, "lost"), 0, "{report}");
-    assert_eq!(number(report, "duplicated"), 0, "{report}");
-    assert_eq!(number(report, "reordered"), 0, "{report}");
+    assert_eq!(count(report, "deliveries"), sent * receivers, "{report}");
+    assert_eq!(count(report, "lost"), 0, "{report}");
+    assert_eq!(count(report, "duplicated"), 0, "{report}");
+    assert_eq!(count(report, "reordered"), 0, "{report}");
     assert!(
         report["p99_ms"].as_f64().is_some_and(|p99| p99 > 0.0),
         "{report}"
@@ -106,6 +93,6 @@ fn a_fixed_rate_run_sends_at_its_rate_and_delivers_everything() {
     // One second at 200/s is 200 messages, give or take a tick at each end; never more (the
     // rate is a rate, not a floor), and on a loaded machine not far fewer either, since a late
     // sender catches up instead of skipping its turn.
-    let sent = number(&report, "sent");
+    let sent = count(&report, "sent");
     assert!((150..=205).contains(&sent), "sent {sent} at 200/s for 1 s");
 }
