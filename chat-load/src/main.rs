@@ -10,7 +10,8 @@
 //! cargo run --release -p chat-load -- --ws URL0,URL1,URL2 --pid P0,P1,P2 \
 //!     --redis redis://127.0.0.1:PORT/0 --redis-pid PID
 //! cargo run --release -p chat-load -- --ws URL0,URL1,URL2 --pid P0,P1,P2 --idle 50000
-//! cargo run --release -p chat-load -- --rate 200 --duration 10 --pid PID --pager archive
+//! cargo run --release -p chat-load -- --rate 200 --duration 10 --pid PID --pager archive \
+//!     --pager-rate 50
 //! cargo run --release -p chat-load -- floor --listen 127.0.0.1:0
 //! ```
 //!
@@ -19,7 +20,8 @@
 //! (at most `--window` messages not yet delivered to every receiver) or a fixed `--rate` (the
 //! senders take turns, evenly spaced). Only loopback addresses are accepted, and every run is
 //! bounded by `--duration`. `--pager ROOM` adds one client that pages through a room's stored
-//! history meanwhile (see `pager.rs`).
+//! history meanwhile, as fast as the server answers or `--pager-rate` pages a second (see
+//! `pager.rs`).
 //!
 //! `chat-load floor` serves the floor instead (see `floor.rs`): a minimal single-threaded line
 //! fan-out server that chat-load drives with `--tcp`, so that the chat server's latency can be
