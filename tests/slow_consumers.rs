@@ -1,8 +1,9 @@
 //! Slow consumers, the short version for CI: 200 WebSocket clients in one room, 5 of which stop
 //! reading right after they log in. The stalled ones must be disconnected as slow consumers
-//! (close code 1008, after what the server had already written, in order), and every other
-//! client must receive every message, in the one order. Speed is not asserted here; the latency
-//! figures come from `scripts/slow-consumers.sh` (1,000 clients, 10 stalled).
+//! (close code 1008 where it can still be sent, after what the server had already written, in
+//! order), and every other client must receive every message, in the one order. Speed is not
+//! asserted here; the latency figures come from `scripts/slow-consumers.sh` (1,000 clients, 10
+//! stalled).
 //!
 //! The runtime runs in this process, so the test can see the moment the server gives up on the
 //! stalled clients (its `slow_consumers` counter) without sleeping. The outbox is small (32 KiB),
@@ -256,7 +257,10 @@ async fn stalled_clients_are_closed_and_everyone_else_gets_every_message() {
     }
 
     // The stalled clients now read: what the server wrote before it gave up, in order and
-    // without gaps, then the close frame with 1008.
+    // without gaps, then the close frame with 1008, or, where the server gave up on a write that
+    // was blocked (part of a frame may have gone out, so no close frame can follow), the end of
+    // the connection. A client is usually closed before its socket is full, so most get 1008.
+    let mut with_1008 = 0;
     for (i, mut ws) in stalled.into_iter().enumerate() {
         let mut seen = Vec::new();
         let code = loop {
@@ -267,7 +271,11 @@ async fn stalled_clients_are_closed_and_everyone_else_gets_every_message() {
             }
             assert!(seen.len() <= said.len(), "more messages than were said");
         };
-        assert_eq!(code, Some(1008), "stalled{i} is closed with 1008");
+        assert!(
+            matches!(code, Some(1008) | None),
+            "stalled{i} is closed with 1008 or simply ends, not with {code:?}"
+        );
+        with_1008 += usize::from(code.is_some());
         assert!(seen.len() < said.len(), "stalled{i} did not get everything");
         assert_eq!(
             seen[..],
@@ -275,8 +283,10 @@ async fn stalled_clients_are_closed_and_everyone_else_gets_every_message() {
             "stalled{i}: in order, no gaps"
         );
     }
+    assert!(with_1008 > 0, "no stalled client got its close frame");
     eprintln!(
-        "{} messages said; the {STALLED} stalled clients were all closed by message {closed_at}",
+        "{} messages said; the {STALLED} stalled clients were all closed by message \
+         {closed_at}, {with_1008} with 1008",
         said.len()
     );
     drop(handle);
