@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::client::{self, Reader, Target, Writer};
 use crate::ws_raw::{Frame, RawReader, RawWriter};
@@ -103,24 +103,20 @@ impl Pager {
     pub(crate) async fn run(mut self, deadline: Instant, rate: f64) -> io::Result<PagerStats> {
         let mut stats = PagerStats::default();
         let mut before: Option<u64> = None;
-        let period = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
-        let mut next = Instant::now();
+        // A tick that comes late (a slow answer) delays the ticks after it: no burst makes up
+        // for it.
+        let mut pace = (rate > 0.0).then(|| {
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            pace
+        });
         loop {
-            if let Some(period) = period {
-                if tokio::time::timeout_at(deadline, tokio::time::sleep_until(next))
+            if let Some(pace) = &mut pace
+                && tokio::time::timeout_at(deadline, pace.tick())
                     .await
                     .is_err()
-                {
-                    return Ok(stats);
-                }
-                // On time, asks keep to the schedule; after a late answer it starts again from
-                // now, so that no burst of asks makes up for the wait.
-                let now = Instant::now();
-                next = if next + period > now {
-                    next + period
-                } else {
-                    now + period
-                };
+            {
+                return Ok(stats);
             }
             let page = match tokio::time::timeout_at(deadline, self.page(before)).await {
                 Ok(page) => page?,

@@ -390,8 +390,7 @@ async fn load(options: &Options, targets: &[Target]) -> Result<()> {
     let global = Arc::new(AtomicU32::new(0));
     let writers_done = Arc::new(AtomicUsize::new(0));
     // The pager runs for the sending period and stops on its own at its end.
-    let pager_rate = options.pager_rate;
-    let pager = pager.map(|pager| tokio::spawn(pager.run(deadline, pager_rate)));
+    let pager = pager.map(|pager| tokio::spawn(pager.run(deadline, options.pager_rate)));
     for (index, (writer, mut reader)) in senders.into_iter().enumerate() {
         // A sender's own connection receives the room too; read it so it is never slow.
         tasks.spawn(async move {

@@ -42,7 +42,6 @@ impl Default for TcpConfig {
 pub async fn serve(listener: TcpListener, handle: Handle, config: TcpConfig) -> io::Result<()> {
     let config = Arc::new(config);
     chat_runtime::accept_until_closing(listener, &handle, "line", |stream, peer| {
-        tracing::debug!(%peer, "line client connected");
         session::run_tcp(stream, &handle, config.clone(), Some(peer))
     })
     .await
@@ -68,10 +67,7 @@ pub async fn serve_tls(
         &handle,
         "line",
         handshake,
-        move |stream, peer| {
-            tracing::debug!(%peer, "line client connected");
-            session::run(stream, &sessions, config.clone(), Some(peer))
-        },
+        move |stream, peer| session::run(stream, &sessions, config.clone(), Some(peer)),
     )
     .await
 }

@@ -73,6 +73,7 @@ pub(crate) fn run_on<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    tracing::debug!(?peer, "line client connected");
     // The steps before the loop run in a box of their own, freed once they are done, and hand
     // the loop its state by value; and this is no `async fn`, which would keep its arguments in
     // its state for as long as the connection lives. So an idle connection's task holds the
